@@ -1,0 +1,223 @@
+//! The per-tenant hash chain: appending and verifying.
+
+use sealtrail_model::{Event, StoredEvent};
+
+use crate::{event_hash, GENESIS_HASH};
+
+/// The end of a tenant's chain: the last `seq` and its `event_hash` (0 and zeros when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Default for ChainHead {
+    fn default() -> Self {
+        ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        }
+    }
+}
+
+impl ChainHead {
+    /// Links `event` after this head and advances the head to it.
+    pub fn append(&mut self, event: Event, received_at_ns: i64) -> StoredEvent {
+        let seq = self.seq + 1;
+        let prev_hash = self.hash;
+        let hash = event_hash(&event, seq, received_at_ns, &prev_hash);
+        self.seq = seq;
+        self.hash = hash;
+        StoredEvent {
+            event,
+            seq,
+            received_at_ns,
+            prev_hash,
+            event_hash: hash,
+        }
+    }
+}
+
+/// Why a chain is not intact, naming the first `seq` that fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainFault {
+    #[error("seq {seq}: event missing (the next stored event has seq {found})")]
+    Missing { seq: u64, found: u64 },
+    #[error("seq {seq}: event missing (the log ends at seq {found}, but its head records seq {seq} or later)")]
+    Truncated { seq: u64, found: u64 },
+    #[error("seq {seq}: order broken (prev_hash does not match the event_hash of seq {})", seq - 1)]
+    OrderBroken { seq: u64 },
+    #[error("seq {seq}: content changed (the recomputed event_hash differs from the stored one)")]
+    ContentChanged { seq: u64 },
+    #[error("seq {seq}: duplicate seq")]
+    Duplicate { seq: u64 },
+    #[error("seq {seq}: head hash differs from the last event's hash")]
+    HeadMismatch { seq: u64 },
+}
+
+impl ChainFault {
+    /// The first `seq` that fails.
+    pub fn seq(&self) -> u64 {
+        match *self {
+            ChainFault::Missing { seq, .. }
+            | ChainFault::Truncated { seq, .. }
+            | ChainFault::OrderBroken { seq }
+            | ChainFault::ContentChanged { seq }
+            | ChainFault::Duplicate { seq }
+            | ChainFault::HeadMismatch { seq } => seq,
+        }
+    }
+}
+
+/// Checks one tenant's events, fed in ascending `seq` order, against the chain rules.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    head: ChainHead,
+}
+
+impl ChainVerifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks the next stored event. Returns the first fault; the caller stops at it, since every
+    /// later link depends on this one.
+    pub fn check(&mut self, stored: &StoredEvent) -> Result<(), ChainFault> {
+        let expected = self.head.seq + 1;
+        if stored.seq < expected {
+            return Err(ChainFault::Duplicate { seq: stored.seq });
+        }
+        if stored.seq > expected {
+            return Err(ChainFault::Missing {
+                seq: expected,
+                found: stored.seq,
+            });
+        }
+        if stored.prev_hash != self.head.hash {
+            return Err(ChainFault::OrderBroken { seq: expected });
+        }
+        let recomputed = event_hash(
+            &stored.event,
+            stored.seq,
+            stored.received_at_ns,
+            &stored.prev_hash,
+        );
+        if recomputed != stored.event_hash {
+            return Err(ChainFault::ContentChanged { seq: expected });
+        }
+        self.head = ChainHead {
+            seq: stored.seq,
+            hash: stored.event_hash,
+        };
+        Ok(())
+    }
+
+    /// Checks the end of the chain against the head the store recorded: a log that ends early was
+    /// truncated.
+    pub fn finish(&self, recorded_head: Option<ChainHead>) -> Result<ChainHead, ChainFault> {
+        if let Some(recorded) = recorded_head {
+            if recorded.seq > self.head.seq {
+                return Err(ChainFault::Truncated {
+                    seq: self.head.seq + 1,
+                    found: self.head.seq,
+                });
+            }
+            if recorded.seq == self.head.seq && recorded.hash != self.head.hash {
+                return Err(ChainFault::HeadMismatch { seq: recorded.seq });
+            }
+        }
+        Ok(self.head)
+    }
+
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealtrail_model::{ActorType, Outcome};
+
+    fn event(n: u64) -> Event {
+        Event {
+            event_id: format!("e{n}"),
+            timestamp_ns: 1_700_000_000_000_000_000 + n as i64,
+            tenant_id: "acme".into(),
+            actor_id: "alice".into(),
+            actor_type: ActorType::Human,
+            action: "update".into(),
+            resource_type: "document".into(),
+            resource_id: Some(format!("doc-{n}")),
+            outcome: Outcome::Success,
+            ip_address: None,
+            user_agent: None,
+            request_id: None,
+            changes: None,
+            metadata: None,
+        }
+    }
+
+    fn chain(length: u64) -> Vec<StoredEvent> {
+        let mut head = ChainHead::default();
+        (1..=length)
+            .map(|n| head.append(event(n), n as i64))
+            .collect()
+    }
+
+    fn first_fault(events: &[StoredEvent]) -> Option<ChainFault> {
+        let mut verifier = ChainVerifier::new();
+        events
+            .iter()
+            .find_map(|stored| verifier.check(stored).err())
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        assert_eq!(first_fault(&chain(5)), None);
+    }
+
+    #[test]
+    fn edit_delete_and_swap_are_named() {
+        let mut edited = chain(5);
+        edited[2].event.actor_id = "mallory".into();
+        assert_eq!(
+            first_fault(&edited),
+            Some(ChainFault::ContentChanged { seq: 3 })
+        );
+
+        let mut deleted = chain(5);
+        deleted.remove(1);
+        assert_eq!(
+            first_fault(&deleted),
+            Some(ChainFault::Missing { seq: 2, found: 3 })
+        );
+
+        let mut swapped = chain(5);
+        let (a, b) = (swapped[1].seq, swapped[3].seq);
+        swapped[1].seq = b;
+        swapped[3].seq = a;
+        swapped.sort_by_key(|stored| stored.seq);
+        assert_eq!(
+            first_fault(&swapped),
+            Some(ChainFault::OrderBroken { seq: 2 })
+        );
+    }
+
+    #[test]
+    fn truncation_is_caught_by_the_recorded_head() {
+        let events = chain(5);
+        let mut verifier = ChainVerifier::new();
+        for stored in &events[..4] {
+            verifier.check(stored).unwrap();
+        }
+        let recorded = ChainHead {
+            seq: 5,
+            hash: events[4].event_hash,
+        };
+        assert_eq!(
+            verifier.finish(Some(recorded)),
+            Err(ChainFault::Truncated { seq: 5, found: 4 })
+        );
+    }
+}

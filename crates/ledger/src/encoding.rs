@@ -1,0 +1,121 @@
+//! Canonical encoding, version 1 (docs/FORMAT.md, "Canonical encoding").
+//!
+//! A length-prefixed binary layout rather than canonical JSON: it has exactly one spelling per
+//! event, needs no JSON canonicalisation rules to re-implement, and hashes without allocation.
+
+use sha2::{Digest, Sha256};
+
+use sealtrail_model::Event;
+
+/// Leading bytes of every canonical encoding: names the format and its version, so a hash of a
+/// v1 event can never collide with a hash of anything else Sealtrail signs or hashes.
+pub const FORMAT_TAG: &[u8] = b"sealtrail.event.v1\n";
+/// Leading bytes of the idempotency digest, which is internal and never published.
+const CONTENT_TAG: &[u8] = b"sealtrail.content.v1\n";
+
+/// Something bytes can be appended to: a `Vec<u8>` or a running SHA-256.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn put_str(&mut self, text: &str) {
+        let length = u32::try_from(text.len()).expect("validated strings are far below 4 GiB");
+        self.put(&length.to_be_bytes());
+        self.put(text.as_bytes());
+    }
+
+    fn put_opt(&mut self, text: Option<&str>) {
+        match text {
+            None => self.put(&[0]),
+            Some(text) => {
+                self.put(&[1]);
+                self.put_str(text);
+            }
+        }
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// The fields of an event that its client chose, in canonical order.
+fn put_content(sink: &mut impl Sink, event: &Event) {
+    sink.put_str(&event.actor_id);
+    sink.put_str(event.actor_type.as_str());
+    sink.put_str(&event.action);
+    sink.put_str(&event.resource_type);
+    sink.put_opt(event.resource_id.as_deref());
+    sink.put_str(event.outcome.as_str());
+    sink.put_opt(event.ip_address.as_deref());
+    sink.put_opt(event.user_agent.as_deref());
+    sink.put_opt(event.request_id.as_deref());
+    sink.put_opt(event.changes.as_deref());
+    sink.put_opt(event.metadata.as_deref());
+}
+
+fn put_canonical(
+    sink: &mut impl Sink,
+    event: &Event,
+    seq: u64,
+    received_at_ns: i64,
+    prev_hash: &[u8; 32],
+) {
+    sink.put(FORMAT_TAG);
+    sink.put(&seq.to_be_bytes());
+    sink.put(prev_hash);
+    sink.put_str(&event.tenant_id);
+    sink.put_str(&event.event_id);
+    sink.put(&event.timestamp_ns.to_be_bytes());
+    sink.put(&received_at_ns.to_be_bytes());
+    put_content(sink, event);
+}
+
+/// Appends the canonical encoding of an event at chain position `seq` to `out`.
+pub fn encode_canonical(
+    out: &mut Vec<u8>,
+    event: &Event,
+    seq: u64,
+    received_at_ns: i64,
+    prev_hash: &[u8; 32],
+) {
+    put_canonical(out, event, seq, received_at_ns, prev_hash);
+}
+
+/// The canonical encoding of an event at chain position `seq`. This is also the Merkle leaf data.
+pub fn canonical_bytes(
+    event: &Event,
+    seq: u64,
+    received_at_ns: i64,
+    prev_hash: &[u8; 32],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    put_canonical(&mut out, event, seq, received_at_ns, prev_hash);
+    out
+}
+
+/// `event_hash` = SHA-256 of the canonical encoding.
+pub fn event_hash(event: &Event, seq: u64, received_at_ns: i64, prev_hash: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    put_canonical(&mut hasher, event, seq, received_at_ns, prev_hash);
+    hasher.finalize().into()
+}
+
+/// Digest of what a client sent for an `event_id`, used to tell an idempotent retry (same
+/// digest) from a conflicting reuse of the id (409). It leaves out the timestamp, which a retry
+/// may omit and which the store compares separately, and everything the server assigns.
+pub fn content_digest(event: &Event) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.put(CONTENT_TAG);
+    hasher.put_str(&event.tenant_id);
+    hasher.put_str(&event.event_id);
+    put_content(&mut hasher, event);
+    hasher.finalize().into()
+}

@@ -1,0 +1,117 @@
+//! The Sealtrail data model: event format v1 as it arrives on the wire, as it is validated, and
+//! as it is stored; plus the limits every layer shares.
+//!
+//! This crate does no IO. Validation is a pure function of the submitted JSON and the server's
+//! clock reading, so it is trivially testable and reusable by importers and SDKs.
+
+pub mod limits;
+mod stored;
+mod time_fmt;
+mod validate;
+
+pub use stored::{EventReceipt, StoredEvent};
+pub use time_fmt::{format_timestamp, parse_timestamp};
+pub use validate::{validate_event, FieldError, SubmittedEvent};
+
+/// Who performed an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActorType {
+    Human,
+    Service,
+    System,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::Human => "human",
+            ActorType::Service => "service",
+            ActorType::System => "system",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "human" => Some(ActorType::Human),
+            "service" => Some(ActorType::Service),
+            "system" => Some(ActorType::System),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// A complete event: every field of format v1 known, defaults applied, server-assigned values
+/// (`event_id` when absent, `timestamp` when absent) filled in. `changes` and `metadata` hold
+/// their canonical JSON text (compact, object keys sorted), which is what gets hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_id: String,
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub timestamp_ns: i64,
+    pub tenant_id: String,
+    pub actor_id: String,
+    pub actor_type: ActorType,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub outcome: Outcome,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub changes: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// An event accepted by the API and waiting for its place in the tenant's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub event: Event,
+    /// When the server accepted the event, nanoseconds since the Unix epoch.
+    pub received_at_ns: i64,
+    /// Whether the client sent `timestamp`. A retry that omits it matches any stored timestamp.
+    pub timestamp_supplied: bool,
+}
+
+/// Checks a tenant id against the format v1 rule; returns the reason when it fails.
+pub fn check_tenant_id(tenant_id: &str) -> Result<(), String> {
+    if tenant_id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if tenant_id.chars().count() > limits::TENANT_ID_CHARS_MAX {
+        return Err(format!(
+            "must be at most {} characters",
+            limits::TENANT_ID_CHARS_MAX
+        ));
+    }
+    if !tenant_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err("must contain only A-Z, a-z, 0-9, '_', '.', '-'".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Every bound Sealtrail enforces, in one place.
+//!
+//! Each constant is documented and carries its unit last (`_bytes_max`, `_secs_max`, …), so a
+//! reader can see at a glance what is limited and by how much. Validation errors quote these
+//! values; ARCHITECTURE.md and the OpenAPI document point here.
+
+/// Largest request body accepted by `POST /v1/events`, in bytes. Larger bodies get 413.
+pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most events in one ingest request (one object, array or NDJSON stream). More gets 413.
+pub const BATCH_EVENTS_MAX: usize = 10_000;
+
+/// `tenant_id`: 1 to this many characters of `[A-Za-z0-9_.-]`.
+pub const TENANT_ID_CHARS_MAX: usize = 64;
+/// `event_id`: the client's idempotency key, at most this many characters.
+pub const EVENT_ID_CHARS_MAX: usize = 128;
+/// `actor_id`: at most this many characters.
+pub const ACTOR_ID_CHARS_MAX: usize = 256;
+/// `action`: 1 to this many characters of `[A-Za-z0-9_.:-]`.
+pub const ACTION_CHARS_MAX: usize = 64;
+/// `resource_type`: 1 to this many characters of `[A-Za-z0-9_.:-]`.
+pub const RESOURCE_TYPE_CHARS_MAX: usize = 64;
+/// `resource_id`: at most this many characters.
+pub const RESOURCE_ID_CHARS_MAX: usize = 256;
+/// `user_agent`: at most this many characters.
+pub const USER_AGENT_CHARS_MAX: usize = 512;
+/// `request_id`: at most this many characters.
+pub const REQUEST_ID_CHARS_MAX: usize = 128;
+/// `ip_address`: at most this many characters (the longest IPv6 text form is 45).
+pub const IP_ADDRESS_CHARS_MAX: usize = 64;
+
+/// Deepest nesting of objects and arrays inside `changes` or `metadata` (the field itself is
+/// depth 1). Deeper documents are rejected rather than truncated.
+pub const JSON_DEPTH_MAX: usize = 10;
+/// Largest `changes` object, in bytes of its compact JSON text.
+pub const CHANGES_BYTES_MAX: usize = 64 * 1024;
+/// Largest `metadata` object, in bytes of its compact JSON text.
+pub const METADATA_BYTES_MAX: usize = 16 * 1024;
+
+/// How far in the future (by the server's clock) an event `timestamp` may lie, in seconds.
+pub const CLOCK_SKEW_SECS_MAX: i64 = 300;
+/// How far in the past an event `timestamp` accepted over HTTP may lie, in days. Older history
+/// belongs in a bulk import, not the live ingest path.
+pub const TIMESTAMP_AGE_DAYS_MAX: i64 = 366;
+
+/// Default page size of `GET /v1/events`.
+pub const QUERY_LIMIT_DEFAULT: usize = 100;
+/// Largest page size of `GET /v1/events`.
+pub const QUERY_LIMIT_MAX: usize = 1_000;
+
+/// Events accepted with `durability=async` and not yet committed. When full, async ingest
+/// answers 503 with Retry-After instead of buffering without bound.
+pub const ASYNC_QUEUE_EVENTS_MAX: usize = 200_000;
+/// Events in sync requests waiting for their commit. A sync request waits up to
+/// [`SYNC_ADMIT_WAIT_MILLIS_MAX`] for room, then gets 503.
+pub const SYNC_INFLIGHT_EVENTS_MAX: usize = 100_000;
+/// How long a sync request may wait for room in the commit pipeline, in milliseconds.
+pub const SYNC_ADMIT_WAIT_MILLIS_MAX: u64 = 2_000;
+/// Most events the writer puts in one group commit (one transaction, one fsync).
+pub const GROUP_COMMIT_EVENTS_MAX: usize = 20_000;
+/// Seconds a client is told to wait (Retry-After) when the pipeline is full.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// A spool segment is sealed and a new one started once it holds this many bytes.
+pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// The spool is fsynced at least this often, in milliseconds. This bounds what a power loss
+/// (not a process crash) can take from acknowledged async events.
+pub const SPOOL_FSYNC_INTERVAL_MILLIS: u64 = 50;
+
+/// Read connections kept open to the hot store.
+pub const HOT_READ_CONNECTIONS_MAX: usize = 4;

@@ -1,0 +1,85 @@
+//! Events as stored: the submitted event plus its place in the tenant's chain.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use crate::{format_timestamp, Event};
+
+/// An event with its chain position. Hashes are raw bytes here and lowercase hex on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event: Event,
+    /// Position in the tenant's log, from 1, without gaps.
+    pub seq: u64,
+    pub received_at_ns: i64,
+    pub prev_hash: [u8; 32],
+    pub event_hash: [u8; 32],
+}
+
+/// What a client learns about a committed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventReceipt {
+    pub event_id: String,
+    pub tenant_id: String,
+    pub seq: u64,
+    pub event_hash: [u8; 32],
+}
+
+impl Serialize for EventReceipt {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("event_id", &self.event_id)?;
+        map.serialize_entry("tenant_id", &self.tenant_id)?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("event_hash", &to_hex(&self.event_hash))?;
+        map.end()
+    }
+}
+
+/// The API representation: format v1 fields, then `seq`, `received_at`, `prev_hash`,
+/// `event_hash` and `tier`. `changes` and `metadata` are emitted verbatim from their canonical
+/// text, so what a client reads is byte for byte what was hashed.
+impl Serialize for StoredEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = &self.event;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("event_id", &event.event_id)?;
+        map.serialize_entry("timestamp", &format_timestamp(event.timestamp_ns))?;
+        map.serialize_entry("tenant_id", &event.tenant_id)?;
+        map.serialize_entry("actor_id", &event.actor_id)?;
+        map.serialize_entry("actor_type", event.actor_type.as_str())?;
+        map.serialize_entry("action", &event.action)?;
+        map.serialize_entry("resource_type", &event.resource_type)?;
+        map.serialize_entry("resource_id", &event.resource_id)?;
+        map.serialize_entry("outcome", event.outcome.as_str())?;
+        map.serialize_entry("ip_address", &event.ip_address)?;
+        map.serialize_entry("user_agent", &event.user_agent)?;
+        map.serialize_entry("request_id", &event.request_id)?;
+        for (name, text) in [("changes", &event.changes), ("metadata", &event.metadata)] {
+            match text {
+                Some(text) => {
+                    let raw: &RawValue =
+                        serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+                    map.serialize_entry(name, raw)?;
+                }
+                None => map.serialize_entry(name, &Option::<()>::None)?,
+            }
+        }
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("received_at", &format_timestamp(self.received_at_ns))?;
+        map.serialize_entry("prev_hash", &to_hex(&self.prev_hash))?;
+        map.serialize_entry("event_hash", &to_hex(&self.event_hash))?;
+        map.serialize_entry("tier", "hot")?;
+        map.end()
+    }
+}
+
+fn to_hex(bytes: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
+}

@@ -1,0 +1,471 @@
+//! Validation of one submitted event against format v1.
+//!
+//! Every violation is reported with the field it concerns and a reason that quotes the limit,
+//! and all violations of an event are reported together, so a client fixes its payload in one
+//! round trip. Nothing is ever silently trimmed or coerced.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use crate::limits::*;
+use crate::{check_tenant_id, parse_timestamp, ActorType, Event, Outcome, PendingEvent};
+
+/// One reason an event was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: &str, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An event that passed validation. `event_id` and `timestamp_ns` stay optional until the server
+/// fills them in with [`SubmittedEvent::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmittedEvent {
+    pub event_id: Option<String>,
+    pub timestamp_ns: Option<i64>,
+    pub tenant_id: String,
+    pub actor_id: String,
+    pub actor_type: ActorType,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub outcome: Outcome,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub changes: Option<String>,
+    pub metadata: Option<String>,
+}
+
+impl SubmittedEvent {
+    /// Fills in what the server assigns: an `event_id` when the client sent none (from
+    /// `new_event_id`, a UUIDv7 in the server) and the timestamp when absent.
+    pub fn complete(
+        self,
+        received_at_ns: i64,
+        new_event_id: impl FnOnce() -> String,
+    ) -> PendingEvent {
+        let timestamp_supplied = self.timestamp_ns.is_some();
+        PendingEvent {
+            event: Event {
+                event_id: self.event_id.unwrap_or_else(new_event_id),
+                timestamp_ns: self.timestamp_ns.unwrap_or(received_at_ns),
+                tenant_id: self.tenant_id,
+                actor_id: self.actor_id,
+                actor_type: self.actor_type,
+                action: self.action,
+                resource_type: self.resource_type,
+                resource_id: self.resource_id,
+                outcome: self.outcome,
+                ip_address: self.ip_address,
+                user_agent: self.user_agent,
+                request_id: self.request_id,
+                changes: self.changes,
+                metadata: self.metadata,
+            },
+            received_at_ns,
+            timestamp_supplied,
+        }
+    }
+}
+
+const FIELDS: &[&str] = &[
+    "event_id",
+    "timestamp",
+    "tenant_id",
+    "actor_id",
+    "actor_type",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "changes",
+    "metadata",
+];
+
+/// Validates one submitted event. `now_ns` is the server's clock reading (nanoseconds since the
+/// epoch), used for the clock-skew and age limits.
+pub fn validate_event(value: Value, now_ns: i64) -> Result<SubmittedEvent, Vec<FieldError>> {
+    let Value::Object(mut object) = value else {
+        return Err(vec![FieldError::new(
+            "",
+            "each event must be a JSON object",
+        )]);
+    };
+    let mut errors = Vec::new();
+    for key in object.keys() {
+        if !FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(key, "unknown field (event format v1)"));
+        }
+    }
+    let mut fields = Fields {
+        object: &mut object,
+        errors: &mut errors,
+    };
+
+    let event_id = fields.text("event_id", false, EVENT_ID_CHARS_MAX, Charset::Printable);
+    let tenant_id =
+        fields.take_string("tenant_id", true).and_then(|tenant_id| {
+            match check_tenant_id(&tenant_id) {
+                Ok(()) => Some(tenant_id),
+                Err(reason) => {
+                    fields.errors.push(FieldError::new("tenant_id", reason));
+                    None
+                }
+            }
+        });
+    let actor_id = fields.text("actor_id", true, ACTOR_ID_CHARS_MAX, Charset::Printable);
+    let actor_type =
+        fields
+            .take_string("actor_type", false)
+            .map_or(Some(ActorType::Human), |text| {
+                let parsed = ActorType::parse(&text);
+                if parsed.is_none() {
+                    fields.errors.push(FieldError::new(
+                        "actor_type",
+                        "must be one of human, service, system",
+                    ));
+                }
+                parsed
+            });
+    let action = fields.text("action", true, ACTION_CHARS_MAX, Charset::Verb);
+    let resource_type = fields.text(
+        "resource_type",
+        true,
+        RESOURCE_TYPE_CHARS_MAX,
+        Charset::Verb,
+    );
+    let resource_id = fields.text(
+        "resource_id",
+        false,
+        RESOURCE_ID_CHARS_MAX,
+        Charset::Printable,
+    );
+    let outcome = fields
+        .take_string("outcome", false)
+        .map_or(Some(Outcome::Success), |text| {
+            let parsed = Outcome::parse(&text);
+            if parsed.is_none() {
+                fields.errors.push(FieldError::new(
+                    "outcome",
+                    "must be one of success, failure",
+                ));
+            }
+            parsed
+        });
+    let ip_address = fields.text(
+        "ip_address",
+        false,
+        IP_ADDRESS_CHARS_MAX,
+        Charset::Printable,
+    );
+    let ip_address = ip_address.filter(|ip| {
+        let valid = ip.parse::<IpAddr>().is_ok();
+        if !valid {
+            fields.errors.push(FieldError::new(
+                "ip_address",
+                "must be a valid IPv4 or IPv6 address",
+            ));
+        }
+        valid
+    });
+    let user_agent = fields.text(
+        "user_agent",
+        false,
+        USER_AGENT_CHARS_MAX,
+        Charset::Printable,
+    );
+    let request_id = fields.text(
+        "request_id",
+        false,
+        REQUEST_ID_CHARS_MAX,
+        Charset::Printable,
+    );
+    let timestamp_ns = fields.take_string("timestamp", false).and_then(|text| {
+        let Some(timestamp_ns) = parse_timestamp(&text) else {
+            fields.errors.push(FieldError::new(
+                "timestamp",
+                "must be an RFC 3339 date-time with offset, e.g. 2026-01-31T12:00:00Z",
+            ));
+            return None;
+        };
+        if timestamp_ns > now_ns.saturating_add(CLOCK_SKEW_SECS_MAX * 1_000_000_000) {
+            fields.errors.push(FieldError::new(
+                "timestamp",
+                format!("is more than {CLOCK_SKEW_SECS_MAX} s in the future (clock skew limit)"),
+            ));
+            return None;
+        }
+        if timestamp_ns < now_ns.saturating_sub(TIMESTAMP_AGE_DAYS_MAX * 86_400 * 1_000_000_000) {
+            fields.errors.push(FieldError::new(
+                "timestamp",
+                format!("is more than {TIMESTAMP_AGE_DAYS_MAX} days in the past"),
+            ));
+            return None;
+        }
+        Some(timestamp_ns)
+    });
+    let changes = fields.json_object("changes", CHANGES_BYTES_MAX, true);
+    let metadata = fields.json_object("metadata", METADATA_BYTES_MAX, false);
+
+    match (
+        tenant_id,
+        actor_id,
+        actor_type,
+        action,
+        resource_type,
+        outcome,
+    ) {
+        (
+            Some(tenant_id),
+            Some(actor_id),
+            Some(actor_type),
+            Some(action),
+            Some(resource_type),
+            Some(outcome),
+        ) if errors.is_empty() => Ok(SubmittedEvent {
+            event_id,
+            timestamp_ns,
+            tenant_id,
+            actor_id,
+            actor_type,
+            action,
+            resource_type,
+            resource_id,
+            outcome,
+            ip_address,
+            user_agent,
+            request_id,
+            changes,
+            metadata,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Charset {
+    /// Any characters except control characters.
+    Printable,
+    /// `[A-Za-z0-9_.:-]`, for verbs and type names that end up in dashboards and alert rules.
+    Verb,
+}
+
+struct Fields<'a> {
+    object: &'a mut Map<String, Value>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl Fields<'_> {
+    /// Removes a field that must be a string. Absent and `null` are the same: not sent.
+    fn take_string(&mut self, field: &str, required: bool) -> Option<String> {
+        match self.object.remove(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.errors.push(FieldError::new(field, "is required"));
+                }
+                None
+            }
+            Some(Value::String(text)) => Some(text),
+            Some(_) => {
+                self.errors.push(FieldError::new(field, "must be a string"));
+                None
+            }
+        }
+    }
+
+    fn text(
+        &mut self,
+        field: &str,
+        required: bool,
+        chars_max: usize,
+        charset: Charset,
+    ) -> Option<String> {
+        let text = self.take_string(field, required)?;
+        let reason = if text.is_empty() {
+            Some("must not be empty".to_owned())
+        } else if text.chars().count() > chars_max {
+            Some(format!("must be at most {chars_max} characters"))
+        } else {
+            match charset {
+                Charset::Printable if text.chars().any(char::is_control) => {
+                    Some("must not contain control characters".to_owned())
+                }
+                Charset::Verb
+                    if !text.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+                    }) =>
+                {
+                    Some("must contain only A-Z, a-z, 0-9, '_', '.', ':', '-'".to_owned())
+                }
+                _ => None,
+            }
+        };
+        match reason {
+            Some(reason) => {
+                self.errors.push(FieldError::new(field, reason));
+                None
+            }
+            None => Some(text),
+        }
+    }
+
+    /// Removes a field that must be a JSON object and returns its canonical text (compact, keys
+    /// sorted: serde_json's map is ordered). `changes` may only hold `before` and `after`.
+    fn json_object(&mut self, field: &str, bytes_max: usize, before_after: bool) -> Option<String> {
+        let value = match self.object.remove(field) {
+            None | Some(Value::Null) => return None,
+            Some(value @ Value::Object(_)) => value,
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new(field, "must be a JSON object"));
+                return None;
+            }
+        };
+        if before_after {
+            let Value::Object(map) = &value else {
+                unreachable!("matched above")
+            };
+            for (key, inner) in map {
+                if key != "before" && key != "after" {
+                    self.errors.push(FieldError::new(
+                        &format!("{field}.{key}"),
+                        "unknown key: changes holds only \"before\" and \"after\"",
+                    ));
+                } else if !(inner.is_object() || inner.is_null()) {
+                    self.errors.push(FieldError::new(
+                        &format!("{field}.{key}"),
+                        "must be a JSON object",
+                    ));
+                }
+            }
+        }
+        let depth = json_depth(&value);
+        if depth > JSON_DEPTH_MAX {
+            self.errors.push(FieldError::new(
+                field,
+                format!("nests {depth} levels deep; at most {JSON_DEPTH_MAX} are allowed"),
+            ));
+            return None;
+        }
+        let text = serde_json::to_string(&value).expect("a JSON value always serializes");
+        if text.len() > bytes_max {
+            self.errors.push(FieldError::new(
+                field,
+                format!(
+                    "is {} bytes as JSON; at most {bytes_max} are allowed",
+                    text.len()
+                ),
+            ));
+            return None;
+        }
+        Some(text)
+    }
+}
+
+/// Depth of a JSON value: a scalar is 0, an object or array is one more than its deepest member.
+fn json_depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_790_000_000_000_000_000;
+
+    fn minimal() -> Value {
+        json!({"tenant_id": "acme", "actor_id": "u1", "action": "login", "resource_type": "session"})
+    }
+
+    fn errors_of(value: Value) -> Vec<(String, String)> {
+        validate_event(value, NOW)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.field, e.reason))
+            .collect()
+    }
+
+    #[test]
+    fn minimal_event_gets_defaults() {
+        let event = validate_event(minimal(), NOW).unwrap();
+        assert_eq!(event.actor_type, ActorType::Human);
+        assert_eq!(event.outcome, Outcome::Success);
+        assert!(event.event_id.is_none() && event.timestamp_ns.is_none());
+    }
+
+    #[test]
+    fn every_missing_required_field_is_named() {
+        let fields: Vec<_> = errors_of(json!({})).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["tenant_id", "actor_id", "action", "resource_type"]);
+    }
+
+    #[test]
+    fn metadata_keys_are_canonicalised() {
+        let mut value = minimal();
+        value["metadata"] = json!({"z": 1, "a": {"y": [1, 2], "b": "x"}});
+        let event = validate_event(value, NOW).unwrap();
+        assert_eq!(
+            event.metadata.unwrap(),
+            r#"{"a":{"b":"x","y":[1,2]},"z":1}"#
+        );
+    }
+
+    #[test]
+    fn deep_json_is_rejected() {
+        let mut deep = json!(1);
+        for _ in 0..JSON_DEPTH_MAX {
+            deep = json!({ "k": deep });
+        }
+        let mut value = minimal();
+        value["metadata"] = deep.clone();
+        assert!(validate_event(value, NOW).is_ok());
+        let mut value = minimal();
+        value["metadata"] = json!({ "k": deep });
+        assert_eq!(errors_of(value)[0].0, "metadata");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_enums_are_named() {
+        let mut value = minimal();
+        value["colour"] = json!("red");
+        value["outcome"] = json!("maybe");
+        value["ip_address"] = json!("999.1.1.1");
+        value["changes"] = json!({"before": {}, "during": {}});
+        let fields: Vec<_> = errors_of(value).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            ["colour", "outcome", "ip_address", "changes.during"]
+        );
+    }
+
+    #[test]
+    fn clock_skew_is_enforced() {
+        let mut value = minimal();
+        value["timestamp"] = json!(crate::format_timestamp(
+            NOW + (CLOCK_SKEW_SECS_MAX + 1) * 1_000_000_000
+        ));
+        assert_eq!(errors_of(value)[0].0, "timestamp");
+        let mut value = minimal();
+        value["timestamp"] = json!(crate::format_timestamp(NOW + 1_000_000_000));
+        assert!(validate_event(value, NOW).is_ok());
+    }
+}
