@@ -1,1 +1,7 @@
-fn main() {}
+//! The `sealtrail` binary. A shim: everything happens in [`sealtrail::startup`]-style modules.
+
+mod commands;
+
+fn main() -> std::process::ExitCode {
+    commands::startup()
+}

@@ -20,20 +20,38 @@ impl Default for ChainHead {
     }
 }
 
+/// An event's place in its tenant's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    pub seq: u64,
+    pub prev_hash: [u8; 32],
+    pub event_hash: [u8; 32],
+}
+
 impl ChainHead {
     /// Links `event` after this head and advances the head to it.
-    pub fn append(&mut self, event: Event, received_at_ns: i64) -> StoredEvent {
+    pub fn link(&mut self, event: &Event, received_at_ns: i64) -> ChainLink {
         let seq = self.seq + 1;
         let prev_hash = self.hash;
-        let hash = event_hash(&event, seq, received_at_ns, &prev_hash);
+        let hash = event_hash(event, seq, received_at_ns, &prev_hash);
         self.seq = seq;
         self.hash = hash;
-        StoredEvent {
-            event,
+        ChainLink {
             seq,
-            received_at_ns,
             prev_hash,
             event_hash: hash,
+        }
+    }
+
+    /// Like [`ChainHead::link`], returning the whole stored event.
+    pub fn append(&mut self, event: Event, received_at_ns: i64) -> StoredEvent {
+        let link = self.link(&event, received_at_ns);
+        StoredEvent {
+            event,
+            seq: link.seq,
+            received_at_ns,
+            prev_hash: link.prev_hash,
+            event_hash: link.event_hash,
         }
     }
 }

@@ -1,1 +1,247 @@
+//! The Sealtrail HTTP server: routes, authentication, the ingest pipeline and ordered shutdown.
+//!
+//! [`run`] owns the whole lifecycle: open the hot store, replay the async spool, start the
+//! writer, serve until the injected shutdown future resolves, then stop accepting, finish
+//! in-flight requests, drain and commit every queued event, and close.
 
+mod auth;
+mod ingest;
+mod keys;
+mod openapi;
+mod pipeline;
+mod problem;
+mod query;
+mod spool;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_model::limits::GROUP_COMMIT_EVENTS_MAX;
+
+pub use auth::Principal;
+use auth::{Authenticator, ADMIN_TOKEN_SETTING};
+use pipeline::Pipeline;
+use spool::Spool;
+
+/// Errors that stop the server from starting or from shutting down cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("hot store: {0}")]
+    Store(#[from] sealtrail_hot::Error),
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything `serve` needs, already resolved from flags, environment and config file.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The platform-admin bearer token; generated on first start when absent.
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // Hand-written so the admin token can never reach a log line.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    store: Arc<dyn HotStore>,
+    pipeline: Pipeline,
+    auth: Authenticator,
+}
+
+/// The server's clock, in nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since_epoch.as_nanos()).expect("clock before 2262")
+}
+
+/// Runs the server until `shutdown` resolves, then drains and exits.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store: Arc<dyn HotStore> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_token_hash = resolve_admin_token(&*store, config.admin_token, local_addr).await?;
+
+    let spool_dir = config.data_dir.join("spool");
+    let (spool, leftovers) = Spool::open(&spool_dir)?;
+    replay_spool(&*store, &spool, leftovers).await?;
+    let pipeline = Pipeline::start(store.clone(), Arc::new(spool));
+
+    let state = Arc::new(AppState {
+        auth: Authenticator::new(admin_token_hash, store.clone()),
+        store,
+        pipeline,
+    });
+    // Tests and scripts read this line to find the port when listening on port 0.
+    println!("sealtrail listening on http://{local_addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "serving");
+
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            path: local_addr.to_string(),
+            source,
+        })?;
+    tracing::info!("stopped accepting; draining the ingest pipeline");
+    state.pipeline.shutdown().await?;
+    tracing::info!("every accepted event is committed; exiting");
+    Ok(())
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/v1/events",
+            post(ingest::post_events).get(query::list_events),
+        )
+        .route("/v1/events/{event_id}", get(query::get_event))
+        .route("/v1/keys", post(keys::create_key))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let store_ok = state.store.setting(ADMIN_TOKEN_SETTING).await.is_ok();
+    if store_ok && state.pipeline.is_healthy() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn not_found() -> problem::ApiError {
+    problem::ApiError::NotFound("no such endpoint; see /openapi.json".into())
+}
+
+/// Returns the SHA-256 of the admin token: the configured one, else the stored hash of one
+/// generated earlier, else a new one, printed once.
+async fn resolve_admin_token(
+    store: &dyn HotStore,
+    configured: Option<String>,
+    addr: SocketAddr,
+) -> Result<[u8; 32]> {
+    if let Some(token) = configured {
+        return Ok(auth::sha256(token.as_bytes()));
+    }
+    if let Some(stored) = store.setting(ADMIN_TOKEN_SETTING).await? {
+        if let Ok(hash) = <[u8; 32]>::try_from(stored.as_slice()) {
+            return Ok(hash);
+        }
+    }
+    let token = auth::new_admin_token();
+    let hash = auth::sha256(token.as_bytes());
+    if !store
+        .set_setting_if_absent(ADMIN_TOKEN_SETTING, hash.to_vec())
+        .await?
+    {
+        // Another start stored one first; use that.
+        if let Some(stored) = store.setting(ADMIN_TOKEN_SETTING).await? {
+            if let Ok(hash) = <[u8; 32]>::try_from(stored.as_slice()) {
+                return Ok(hash);
+            }
+        }
+    }
+    println!(
+        "\nNo SEALTRAIL_ADMIN_TOKEN was set, so a platform-admin token was generated.\n\
+         It is shown only this once; only its hash is stored:\n\n    {token}\n\n\
+         Create an API key for a tenant with:\n\n    \
+         curl -X POST http://{addr}/v1/keys -H 'Authorization: Bearer {token}' \\\n        \
+         -H 'Content-Type: application/json' -d '{{\"tenant_id\": \"acme\", \"role\": \"ingest\"}}'\n\n\
+         To choose the token yourself, set SEALTRAIL_ADMIN_TOKEN before starting.\n"
+    );
+    Ok(hash)
+}
+
+/// Commits requests an earlier process accepted asynchronously. Replay is idempotent: every
+/// spooled event carries its final `event_id`, so one already committed is not stored twice.
+async fn replay_spool(
+    store: &dyn HotStore,
+    spool: &Spool,
+    leftovers: Vec<(PathBuf, Vec<sealtrail_hot::AppendRequest>)>,
+) -> Result<()> {
+    let mut paths = Vec::new();
+    let mut replayed = 0usize;
+    for (path, requests) in leftovers {
+        let mut group = Vec::new();
+        let mut events = 0;
+        for request in requests {
+            events += request.len();
+            replayed += request.len();
+            group.push(request);
+            if events >= GROUP_COMMIT_EVENTS_MAX {
+                store.append(Arc::new(std::mem::take(&mut group))).await?;
+                events = 0;
+            }
+        }
+        if !group.is_empty() {
+            store.append(Arc::new(group)).await?;
+        }
+        paths.push(path);
+    }
+    spool.remove_replayed(&paths)?;
+    if replayed > 0 {
+        tracing::info!(events = replayed, "replayed the async spool");
+    }
+    Ok(())
+}

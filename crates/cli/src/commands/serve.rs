@@ -1,0 +1,80 @@
+//! `sealtrail serve`: flags, environment and config file, resolved in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use sealtrail_server::ServerConfig;
+use serde::Deserialize;
+
+const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
+const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Directory holding the hot store, the async spool and keys [default: ./sealtrail-data]
+    #[arg(long, env = "SEALTRAIL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070]
+    #[arg(long, env = "SEALTRAIL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// TOML config file with the same settings (`data_dir`, `listen`); flags and env win.
+    #[arg(long, env = "SEALTRAIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The config file: every field optional, unknown fields rejected so a typo is not ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    let config = ServerConfig {
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("default address parses")),
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+        // Read from the environment only: a token on the command line would show in `ps`.
+        admin_token: std::env::var("SEALTRAIL_ADMIN_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty()),
+    };
+    tracing::info!(?config, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(sealtrail_server::run(config, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}

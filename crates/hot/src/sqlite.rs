@@ -1,0 +1,597 @@
+//! The embedded hot tier: one SQLite database in WAL mode in the data directory.
+//!
+//! One writer connection appends (the ingest pipeline calls [`HotStore::append`] from a single
+//! task, so it is never contended); a small pool of read connections serves queries concurrently
+//! with writes, which WAL allows. Commits use `synchronous=FULL`, so a commit has been fsynced to
+//! the WAL before `append` returns.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use sealtrail_ledger::{content_digest, ChainHead, ChainLink};
+use sealtrail_model::limits::HOT_READ_CONNECTIONS_MAX;
+use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
+
+use crate::{
+    ApiKeyRecord, AppendOutcome, AppendRequest, Error, EventQuery, ExistingEvent, HotStore, Order,
+    Result, Role,
+};
+
+/// File name of the database inside the data directory.
+pub(crate) const DATABASE_FILE: &str = "hot.sqlite3";
+/// Lock file that keeps a second server off the same data directory.
+const LOCK_FILE: &str = "sealtrail.lock";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE events (
+    tenant_id      TEXT    NOT NULL,
+    seq            INTEGER NOT NULL,
+    event_id       TEXT    NOT NULL,
+    timestamp_ns   INTEGER NOT NULL,
+    received_at_ns INTEGER NOT NULL,
+    actor_id       TEXT    NOT NULL,
+    actor_type     TEXT    NOT NULL,
+    action         TEXT    NOT NULL,
+    resource_type  TEXT    NOT NULL,
+    resource_id    TEXT,
+    outcome        TEXT    NOT NULL,
+    ip_address     TEXT,
+    user_agent     TEXT,
+    request_id     TEXT,
+    changes        TEXT,
+    metadata       TEXT,
+    prev_hash      BLOB    NOT NULL,
+    event_hash     BLOB    NOT NULL,
+    content_digest BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX events_tenant_seq ON events (tenant_id, seq);
+CREATE UNIQUE INDEX events_tenant_event_id ON events (tenant_id, event_id);
+CREATE INDEX events_tenant_actor ON events (tenant_id, actor_id, seq);
+CREATE INDEX events_tenant_request ON events (tenant_id, request_id) WHERE request_id IS NOT NULL;
+CREATE TABLE chain_heads (
+    tenant_id TEXT PRIMARY KEY,
+    seq       INTEGER NOT NULL,
+    head_hash BLOB    NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE api_keys (
+    key_id        TEXT PRIMARY KEY,
+    tenant_id     TEXT    NOT NULL,
+    role          TEXT    NOT NULL,
+    secret_hash   BLOB    NOT NULL,
+    created_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"#];
+
+const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
+     resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, prev_hash, event_hash";
+
+const INSERT_EVENT: &str = "INSERT INTO events (tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, \
+     actor_type, action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, \
+     prev_hash, event_hash, content_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+     ?16, ?17, ?18, ?19) ON CONFLICT (tenant_id, event_id) DO NOTHING";
+
+/// The SQLite hot store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    /// Held for the life of the store: the OS releases it if the process dies.
+    _lock: File,
+}
+
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    /// Cached chain heads. This process is the only writer (the lock file guarantees it), so the
+    /// cache is exact; it is dropped whenever a transaction fails.
+    heads: HashMap<String, ChainHead>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, runs migrations and takes the
+    /// directory lock.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(Error::Locked {
+                path: data_dir.display().to_string(),
+            });
+        }
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -131_072)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Writer {
+                    conn,
+                    heads: HashMap::new(),
+                }),
+                readers: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Runs `work` on a pooled read connection on the blocking thread pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .expect("reader pool lock poisoned")
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = work(&conn);
+            let mut pool = inner.readers.lock().expect("reader pool lock poisoned");
+            if pool.len() < HOT_READ_CONNECTIONS_MAX {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|join| Error::Task(join.to_string()))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().expect("writer lock poisoned");
+            work(&mut writer)
+        })
+        .await
+        .map_err(|join| Error::Task(join.to_string()))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "cache_size", -32_768)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (number, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", number + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Writer {
+    fn head(&mut self, tenant_id: &str) -> Result<ChainHead> {
+        if let Some(head) = self.heads.get(tenant_id) {
+            return Ok(*head);
+        }
+        let head = self
+            .conn
+            .query_row(
+                "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
+                [tenant_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .map(|(seq, hash)| ChainHead {
+                seq: seq as u64,
+                hash: hash.try_into().unwrap_or([0xff; 32]),
+            })
+            .unwrap_or_default();
+        self.heads.insert(tenant_id.to_owned(), head);
+        Ok(head)
+    }
+
+    fn append(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.append_in_transaction(batch) {
+            Ok(outcomes) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(outcomes),
+                Err(error) => {
+                    self.abort();
+                    Err(error.into())
+                }
+            },
+            Err(error) => {
+                self.abort();
+                Err(error)
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        // The cached heads may describe rows that were never committed.
+        self.heads.clear();
+        if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+            tracing::warn!(%error, "rollback after a failed append also failed");
+        }
+    }
+
+    fn append_in_transaction(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut touched: HashMap<String, ChainHead> = HashMap::new();
+        for request in batch {
+            // Heads as they were before this request, to restore if it conflicts.
+            let mut before: Vec<(String, ChainHead)> = Vec::new();
+            let mut receipts = Vec::with_capacity(request.len());
+            let mut conflict = None;
+            self.conn.execute_batch("SAVEPOINT request")?;
+            for (index, pending) in request.iter().enumerate() {
+                let event = &pending.event;
+                let mut head = self.head(&event.tenant_id)?;
+                if !before.iter().any(|(tenant, _)| *tenant == event.tenant_id) {
+                    before.push((event.tenant_id.clone(), head));
+                }
+                let digest = content_digest(event);
+                let link = head.link(event, pending.received_at_ns);
+                if insert_event(&self.conn, pending, &link, &digest)? {
+                    self.heads.insert(event.tenant_id.clone(), head);
+                    receipts.push(EventReceipt {
+                        event_id: event.event_id.clone(),
+                        tenant_id: event.tenant_id.clone(),
+                        seq: link.seq,
+                        event_hash: link.event_hash,
+                    });
+                    continue;
+                }
+                let existing = existing_event(&self.conn, &event.tenant_id, &event.event_id)?
+                    .expect("an insert that hit the event_id unique index means the row exists");
+                let same = existing.content_digest == digest
+                    && (!pending.timestamp_supplied || existing.timestamp_ns == event.timestamp_ns);
+                if same {
+                    receipts.push(existing.receipt);
+                } else {
+                    conflict = Some(AppendOutcome::Conflict {
+                        index,
+                        event_id: event.event_id.clone(),
+                    });
+                    break;
+                }
+            }
+            match conflict {
+                Some(outcome) => {
+                    self.conn
+                        .execute_batch("ROLLBACK TO request; RELEASE request")?;
+                    for (tenant_id, head) in before {
+                        self.heads.insert(tenant_id, head);
+                    }
+                    outcomes.push(outcome);
+                }
+                None => {
+                    self.conn.execute_batch("RELEASE request")?;
+                    for (tenant_id, _) in before {
+                        let head = self.heads[&tenant_id];
+                        touched.insert(tenant_id, head);
+                    }
+                    outcomes.push(AppendOutcome::Committed(receipts));
+                }
+            }
+        }
+        let mut update = self.conn.prepare_cached(
+            "INSERT INTO chain_heads (tenant_id, seq, head_hash) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, head_hash = excluded.head_hash",
+        )?;
+        for (tenant_id, head) in touched {
+            update.execute(params![tenant_id, head.seq as i64, &head.hash[..]])?;
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Inserts one chained event; returns false when its `event_id` is already stored.
+fn insert_event(
+    conn: &Connection,
+    pending: &PendingEvent,
+    link: &ChainLink,
+    digest: &[u8; 32],
+) -> Result<bool> {
+    let event = &pending.event;
+    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+    let changed = insert.execute(params![
+        event.tenant_id,
+        link.seq as i64,
+        event.event_id,
+        event.timestamp_ns,
+        pending.received_at_ns,
+        event.actor_id,
+        event.actor_type.as_str(),
+        event.action,
+        event.resource_type,
+        event.resource_id,
+        event.outcome.as_str(),
+        event.ip_address,
+        event.user_agent,
+        event.request_id,
+        event.changes,
+        event.metadata,
+        &link.prev_hash[..],
+        &link.event_hash[..],
+        &digest[..],
+    ])?;
+    Ok(changed == 1)
+}
+
+fn existing_event(
+    conn: &Connection,
+    tenant_id: &str,
+    event_id: &str,
+) -> Result<Option<ExistingEvent>> {
+    let mut select = conn.prepare_cached(
+        "SELECT content_digest, timestamp_ns, seq, event_hash FROM events WHERE tenant_id = ?1 AND event_id = ?2",
+    )?;
+    let found = select
+        .query_row([tenant_id, event_id], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(
+        found.map(|(digest, timestamp_ns, seq, hash)| ExistingEvent {
+            content_digest: digest.try_into().unwrap_or([0; 32]),
+            timestamp_ns,
+            receipt: EventReceipt {
+                event_id: event_id.to_owned(),
+                tenant_id: tenant_id.to_owned(),
+                seq: seq as u64,
+                event_hash: hash.try_into().unwrap_or([0; 32]),
+            },
+        }),
+    )
+}
+
+/// Reads a row selected with [`EVENT_COLUMNS`]. A row that cannot be decoded is reported as
+/// corrupt rather than skipped, because skipping would hide tampering.
+pub(crate) fn stored_event_from_row(row: &Row<'_>) -> Result<StoredEvent> {
+    let tenant_id: String = row.get(0)?;
+    let seq = row.get::<_, i64>(1)? as u64;
+    let corrupt = |reason: &str| Error::Corrupt {
+        tenant_id: tenant_id.clone(),
+        seq,
+        reason: reason.to_owned(),
+    };
+    let actor_type: String = row.get(6)?;
+    let outcome: String = row.get(10)?;
+    let prev_hash: Vec<u8> = row.get(16)?;
+    let event_hash: Vec<u8> = row.get(17)?;
+    let event = Event {
+        event_id: row.get(2)?,
+        timestamp_ns: row.get(3)?,
+        tenant_id: tenant_id.clone(),
+        actor_id: row.get(5)?,
+        actor_type: ActorType::parse(&actor_type).ok_or_else(|| corrupt("unknown actor_type"))?,
+        action: row.get(7)?,
+        resource_type: row.get(8)?,
+        resource_id: row.get(9)?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("unknown outcome"))?,
+        ip_address: row.get(11)?,
+        user_agent: row.get(12)?,
+        request_id: row.get(13)?,
+        changes: row.get(14)?,
+        metadata: row.get(15)?,
+    };
+    Ok(StoredEvent {
+        event,
+        seq,
+        received_at_ns: row.get(4)?,
+        prev_hash: prev_hash
+            .try_into()
+            .map_err(|_| corrupt("prev_hash is not 32 bytes"))?,
+        event_hash: event_hash
+            .try_into()
+            .map_err(|_| corrupt("event_hash is not 32 bytes"))?,
+    })
+}
+
+pub(crate) fn select_events_sql(filter: &str) -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE {filter}")
+}
+
+fn run_query(conn: &Connection, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+    let mut conditions = vec!["tenant_id = ?".to_owned()];
+    let mut values: Vec<rusqlite::types::Value> = vec![query.tenant_id.clone().into()];
+    let exact = [
+        ("actor_id", &query.actor_id),
+        ("action", &query.action),
+        ("resource_type", &query.resource_type),
+        ("resource_id", &query.resource_id),
+        ("request_id", &query.request_id),
+        ("outcome", &query.outcome),
+    ];
+    for (column, value) in exact {
+        if let Some(value) = value {
+            conditions.push(format!("{column} = ?"));
+            values.push(value.clone().into());
+        }
+    }
+    if let Some(from_ns) = query.from_ns {
+        conditions.push("timestamp_ns >= ?".to_owned());
+        values.push(from_ns.into());
+    }
+    if let Some(to_ns) = query.to_ns {
+        conditions.push("timestamp_ns < ?".to_owned());
+        values.push(to_ns.into());
+    }
+    let direction = match query.order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    if let Some(after_seq) = query.after_seq {
+        conditions.push(match query.order {
+            Order::Asc => "seq > ?".to_owned(),
+            Order::Desc => "seq < ?".to_owned(),
+        });
+        values.push((after_seq as i64).into());
+    }
+    values.push((query.limit as i64).into());
+    let sql = format!(
+        "{} ORDER BY seq {direction} LIMIT ?",
+        select_events_sql(&conditions.join(" AND "))
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(stored_event_from_row(row)?);
+    }
+    Ok(events)
+}
+
+#[async_trait]
+impl HotStore for SqliteStore {
+    async fn append(&self, batch: Arc<Vec<AppendRequest>>) -> Result<Vec<AppendOutcome>> {
+        self.write(move |writer| writer.append(&batch)).await
+    }
+
+    async fn existing(
+        &self,
+        tenant_id: &str,
+        event_ids: Vec<String>,
+    ) -> Result<Vec<ExistingEvent>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let mut found = Vec::new();
+            for event_id in event_ids {
+                if let Some(existing) = existing_event(conn, &tenant_id, &event_id)? {
+                    found.push(existing);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn get_event(&self, tenant_id: &str, event_id: &str) -> Result<Option<StoredEvent>> {
+        let (tenant_id, event_id) = (tenant_id.to_owned(), event_id.to_owned());
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached(&select_events_sql("tenant_id = ?1 AND event_id = ?2"))?;
+            let mut rows = statement.query([tenant_id, event_id])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(stored_event_from_row(row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>> {
+        self.read(move |conn| run_query(conn, &query)).await
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()> {
+        self.write(move |writer| {
+            writer.conn.execute(
+                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.key_id, key.tenant_id, key.role.as_str(), &key.secret_hash[..], key.created_at_ns],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| {
+            let found = conn
+                .query_row(
+                    "SELECT tenant_id, role, secret_hash, created_at_ns FROM api_keys WHERE key_id = ?1",
+                    [&key_id],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Vec<u8>>(2)?,
+                            row.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            Ok(found.and_then(|(tenant_id, role, secret_hash, created_at_ns)| {
+                Some(ApiKeyRecord {
+                    key_id: key_id.clone(),
+                    tenant_id,
+                    role: Role::parse(&role)?,
+                    secret_hash: secret_hash.try_into().ok()?,
+                    created_at_ns,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT value FROM settings WHERE name = ?1",
+                    [&name],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_setting_if_absent(&self, name: &str, value: Vec<u8>) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |writer| {
+            let changed = writer.conn.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, value],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}

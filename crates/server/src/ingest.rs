@@ -1,0 +1,259 @@
+//! `POST /v1/events`: parse, validate, authorize, then commit (sync) or spool (async).
+//!
+//! A request is all or nothing: any invalid event rejects the whole request with every problem
+//! listed, and nothing of it is written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sealtrail_hot::AppendOutcome;
+use sealtrail_model::limits::{BATCH_EVENTS_MAX, BODY_BYTES_MAX};
+use sealtrail_model::{validate_event, PendingEvent};
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::pipeline::Refusal;
+use crate::problem::{ApiError, InvalidItem};
+use crate::{now_ns, AppState};
+
+/// How durable an event must be before the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Sync,
+    Async,
+}
+
+pub(crate) async fn post_events(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut durability = Durability::Sync;
+    for (name, value) in &params {
+        match (name.as_str(), value.as_str()) {
+            ("durability", "sync") => durability = Durability::Sync,
+            ("durability", "async") => durability = Durability::Async,
+            ("durability", _) => {
+                return Err(ApiError::invalid_field(
+                    "durability",
+                    "must be sync or async",
+                ))
+            }
+            (other, _) => return Err(ApiError::invalid_field(other, "unknown query parameter")),
+        }
+    }
+    let body = read_body(&headers, body).await?;
+    let values = parse_events(&headers, &body)?;
+    drop(body);
+    let received_at_ns = now_ns();
+    let mut errors = Vec::new();
+    let mut events = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        match validate_event(value, received_at_ns) {
+            Ok(submitted) => events.push(submitted),
+            Err(field_errors) => errors.extend(field_errors.into_iter().map(|error| InvalidItem {
+                index: Some(index),
+                field: error.field,
+                reason: error.reason,
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        let invalid: std::collections::BTreeSet<_> =
+            errors.iter().filter_map(|item| item.index).collect();
+        return Err(ApiError::Invalid {
+            detail: format!(
+                "{} of the request's events are invalid; nothing was written",
+                invalid.len()
+            ),
+            errors,
+        });
+    }
+    if let Some((index, event)) = events
+        .iter()
+        .enumerate()
+        .find(|(_, event)| !principal.may_ingest(&event.tenant_id))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "event {index}: this key may not write events for tenant {}",
+            event.tenant_id
+        )));
+    }
+    let request: Vec<PendingEvent> = events
+        .into_iter()
+        .map(|submitted| submitted.complete(received_at_ns, || uuid::Uuid::now_v7().to_string()))
+        .collect();
+
+    match durability {
+        Durability::Sync => match state.pipeline.submit_sync(request).await.map_err(refusal)? {
+            AppendOutcome::Committed(receipts) => {
+                Ok((StatusCode::CREATED, Json(json!({ "results": receipts }))).into_response())
+            }
+            AppendOutcome::Conflict { index, event_id } => Err(conflict(index, &event_id)),
+        },
+        Durability::Async => {
+            check_async_conflicts(&state, &request).await?;
+            let results: Vec<Value> = request
+                .iter()
+                .map(|pending| json!({"event_id": pending.event.event_id, "tenant_id": pending.event.tenant_id}))
+                .collect();
+            state.pipeline.submit_async(request).map_err(refusal)?;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "accepted": results.len(), "results": results })),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Reads the body, answering 413 as soon as it is known to exceed [`BODY_BYTES_MAX`].
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge(format!("request body exceeds {BODY_BYTES_MAX} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.to_string().contains("length limit"));
+            if over_limit || declared.is_none() {
+                too_large()
+            } else {
+                ApiError::invalid_field("body", format!("could not be read: {error}"))
+            }
+        })
+}
+
+/// Splits the body into event values: NDJSON by content type, otherwise one object or an array.
+fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/json");
+    let too_many = || {
+        ApiError::TooLarge(format!(
+            "a request may hold at most {BATCH_EVENTS_MAX} events"
+        ))
+    };
+    let values = if content_type.starts_with("application/x-ndjson") {
+        let mut values = Vec::new();
+        for (line_number, line) in body.split(|byte| *byte == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if values.len() == BATCH_EVENTS_MAX {
+                return Err(too_many());
+            }
+            let value = serde_json::from_slice(line).map_err(|error| ApiError::Invalid {
+                detail: format!("line {}: not valid JSON", line_number + 1),
+                errors: vec![InvalidItem {
+                    index: Some(values.len()),
+                    field: "body".into(),
+                    reason: format!("line {}: {error}", line_number + 1),
+                }],
+            })?;
+            values.push(value);
+        }
+        values
+    } else if content_type.starts_with("application/json") {
+        match serde_json::from_slice(body) {
+            Ok(Value::Array(values)) => values,
+            Ok(value @ Value::Object(_)) => vec![value],
+            Ok(_) => {
+                return Err(ApiError::invalid_field(
+                    "body",
+                    "must be an event object, an array of events, or NDJSON",
+                ))
+            }
+            Err(error) => {
+                return Err(ApiError::invalid_field(
+                    "body",
+                    format!("not valid JSON: {error}"),
+                ))
+            }
+        }
+    } else {
+        return Err(ApiError::invalid_field(
+            "Content-Type",
+            "must be application/json or application/x-ndjson",
+        ));
+    };
+    if values.is_empty() {
+        return Err(ApiError::invalid_field("body", "holds no events"));
+    }
+    if values.len() > BATCH_EVENTS_MAX {
+        return Err(too_many());
+    }
+    Ok(values)
+}
+
+/// For async requests the commit happens after the response, so a reused `event_id` with other
+/// content is caught here, against what is already stored.
+async fn check_async_conflicts(state: &AppState, request: &[PendingEvent]) -> Result<(), ApiError> {
+    let mut by_tenant: HashMap<&str, Vec<(usize, &PendingEvent)>> = HashMap::new();
+    for (index, pending) in request.iter().enumerate() {
+        by_tenant
+            .entry(&pending.event.tenant_id)
+            .or_default()
+            .push((index, pending));
+    }
+    for (tenant_id, pendings) in by_tenant {
+        let ids = pendings
+            .iter()
+            .map(|(_, pending)| pending.event.event_id.clone())
+            .collect();
+        let existing = state.store.existing(tenant_id, ids).await?;
+        for found in existing {
+            let Some((index, pending)) = pendings
+                .iter()
+                .find(|(_, pending)| pending.event.event_id == found.receipt.event_id)
+            else {
+                continue;
+            };
+            let same = sealtrail_ledger::content_digest(&pending.event) == found.content_digest
+                && (!pending.timestamp_supplied
+                    || pending.event.timestamp_ns == found.timestamp_ns);
+            if !same {
+                return Err(conflict(*index, &pending.event.event_id));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conflict(index: usize, event_id: &str) -> ApiError {
+    ApiError::Conflict {
+        detail: format!(
+            "event {index}: event_id {event_id} is already stored for this tenant with different content; nothing was written"
+        ),
+        errors: vec![InvalidItem {
+            index: Some(index),
+            field: "event_id".into(),
+            reason: "already stored with different content".into(),
+        }],
+    }
+}
+
+fn refusal(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Full => {
+            ApiError::Overloaded("the ingest queue is full; retry after the indicated delay".into())
+        }
+        Refusal::Unavailable => {
+            ApiError::Overloaded("the event store is unavailable; nothing was written".into())
+        }
+    }
+}

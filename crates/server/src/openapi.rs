@@ -1,0 +1,148 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 description of every endpoint.
+//!
+//! Written by hand (not derived) so it can say what a client needs to know, such as which limit
+//! a 413 refers to; tests check that every routed path appears here.
+
+use axum::Json;
+use sealtrail_model::limits::{
+    BATCH_EVENTS_MAX, BODY_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
+};
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+
+pub(crate) async fn document(_principal: Principal) -> Json<Value> {
+    Json(build())
+}
+
+fn problem(description: &str) -> Value {
+    json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+fn query_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+}
+
+fn build() -> Value {
+    let event_filters: Vec<Value> = [
+        ("tenant_id", "Tenant to read; optional for tenant-bound keys, required for the platform admin."),
+        ("actor_id", "Exact match."),
+        ("action", "Exact match."),
+        ("resource_type", "Exact match."),
+        ("resource_id", "Exact match."),
+        ("request_id", "Exact match."),
+        ("outcome", "success or failure."),
+        ("from", "RFC 3339; events with timestamp >= from."),
+        ("to", "RFC 3339; events with timestamp < to."),
+        ("order", "desc (default) or asc, by seq."),
+        ("cursor", "next_cursor of the previous page."),
+    ]
+    .iter()
+    .map(|(name, description)| query_param(name, description))
+    .chain([json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": QUERY_LIMIT_MAX, "default": QUERY_LIMIT_DEFAULT}})])
+    .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sealtrail",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Tamper-evident audit trail service. Every /v1 endpoint needs `Authorization: Bearer <key>`."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457 problem details.",
+                    "properties": {
+                        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {"type": "array", "items": {"type": "object", "properties": {
+                            "index": {"type": "integer", "description": "Position of the event in the request."},
+                            "field": {"type": "string"}, "reason": {"type": "string"}}}}
+                    }
+                },
+                "EventV1": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tenant_id", "actor_id", "action", "resource_type"],
+                    "properties": {
+                        "event_id": {"type": "string", "maxLength": 128},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "tenant_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                        "actor_id": {"type": "string", "maxLength": 256},
+                        "actor_type": {"enum": ["human", "service", "system"], "default": "human"},
+                        "action": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                        "resource_type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                        "resource_id": {"type": "string", "maxLength": 256},
+                        "outcome": {"enum": ["success", "failure"], "default": "success"},
+                        "ip_address": {"type": "string", "description": "IPv4 or IPv6 address."},
+                        "user_agent": {"type": "string", "maxLength": 512},
+                        "request_id": {"type": "string", "maxLength": 128},
+                        "changes": {"type": "object", "properties": {"before": {"type": "object"}, "after": {"type": "object"}}, "additionalProperties": false},
+                        "metadata": {"type": "object"}
+                    }
+                },
+                "StoredEvent": {
+                    "allOf": [{"$ref": "#/components/schemas/EventV1"}, {"type": "object", "properties": {
+                        "seq": {"type": "integer"}, "received_at": {"type": "string", "format": "date-time"},
+                        "prev_hash": {"type": "string", "description": "hex"}, "event_hash": {"type": "string", "description": "hex"},
+                        "tier": {"type": "string"}}}]
+                },
+                "Receipt": {"type": "object", "properties": {
+                    "event_id": {"type": "string"}, "tenant_id": {"type": "string"}, "seq": {"type": "integer"},
+                    "event_hash": {"type": "string"}}}
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness.", "security": [], "responses": {"200": {"description": "Alive."}}}},
+            "/readyz": {"get": {"summary": "Readiness: store reachable and writer running.", "security": [],
+                "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready."}}}},
+            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1 document."}, "401": problem("No valid key.")}}},
+            "/v1/events": {
+                "post": {
+                    "summary": "Ingest one event, a JSON array of events, or NDJSON.",
+                    "description": format!("At most {BATCH_EVENTS_MAX} events and {BODY_BYTES_MAX} bytes per request. A request with any invalid event is rejected whole."),
+                    "parameters": [{"name": "durability", "in": "query", "schema": {"enum": ["sync", "async"], "default": "sync"},
+                        "description": "sync: 201 after an fsynced commit. async: 202 after the events are spooled locally."}],
+                    "requestBody": {"required": true, "content": {
+                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/EventV1"}, {"type": "array", "items": {"$ref": "#/components/schemas/EventV1"}}]}},
+                        "application/x-ndjson": {"schema": {"type": "string"}}}},
+                    "responses": {
+                        "201": {"description": "Committed.", "content": {"application/json": {"schema": {"type": "object", "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}}}}}},
+                        "202": {"description": "Accepted and spooled."},
+                        "400": problem("Invalid events; each listed with index, field and reason."),
+                        "401": problem("No valid key."), "403": problem("Key not allowed for this tenant or role."),
+                        "409": problem("event_id reused with different content."),
+                        "413": problem("Too many events or too many bytes."),
+                        "503": problem("Queue full: retry after the Retry-After header.")
+                    }
+                },
+                "get": {
+                    "summary": "Page through one tenant's events, newest first by default.",
+                    "parameters": event_filters,
+                    "responses": {
+                        "200": {"description": "A page.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                            "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
+                            "next_cursor": {"type": ["string", "null"]}}}}}},
+                        "400": problem("Bad filter; the parameter is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")
+                    }
+                }
+            },
+            "/v1/events/{event_id}": {"get": {
+                "summary": "One stored event.",
+                "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string"}}, query_param("tenant_id", "Required for the platform admin.")],
+                "responses": {"200": {"description": "The event.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}}},
+                    "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such event.")}
+            }},
+            "/v1/keys": {"post": {
+                "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id", "role"],
+                    "properties": {"tenant_id": {"type": "string"}, "role": {"enum": ["ingest", "reader", "admin"]}}}}}},
+                "responses": {"201": {"description": "The new key."}, "400": problem("Bad tenant_id or role."),
+                    "401": problem("No valid key."), "403": problem("Not allowed to create keys for this tenant.")}
+            }}
+        }
+    })
+}
