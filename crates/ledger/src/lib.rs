@@ -15,7 +15,7 @@ mod merkle;
 mod note;
 mod proof_json;
 
-pub use chain::{ChainFault, ChainHead, ChainVerifier};
+pub use chain::{ChainFault, ChainHead, ChainLink, ChainVerifier};
 pub use checkpoint::{
     open_checkpoint, sign_checkpoint, tenant_origin, Checkpoint, CheckpointError, ORIGIN_PREFIX,
 };

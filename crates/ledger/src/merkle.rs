@@ -147,7 +147,9 @@ impl MerkleFrontier {
             tree_size,
             ..Self::default()
         };
-        let levels = (0..LEVELS).rev().filter(|level| tree_size >> level & 1 == 1);
+        let levels = (0..LEVELS)
+            .rev()
+            .filter(|level| tree_size >> level & 1 == 1);
         for (level, hash) in levels.zip(hashes) {
             frontier.nodes[level] = *hash;
         }
@@ -191,7 +193,10 @@ impl MerkleFrontier {
     /// When the tree already holds `u64::MAX` leaves, which no log reaches.
     pub fn append_with(&mut self, leaf_hash: Hash, mut completed: impl FnMut(Subtree)) -> u64 {
         let leaf_index = self.tree_size;
-        assert!(leaf_index < u64::MAX, "a Merkle tree holds at most u64::MAX leaves");
+        assert!(
+            leaf_index < u64::MAX,
+            "a Merkle tree holds at most u64::MAX leaves"
+        );
         let mut hash = leaf_hash;
         let mut level = 0u32;
         completed(Subtree {
@@ -399,7 +404,11 @@ pub fn consistency_proof<S: NodeSource + ?Sized>(
     let (inner, border) = path_shape(index, (second - 1) >> level);
     let mut proof = Vec::with_capacity((inner + border + 1) as usize);
     if !first.is_power_of_two() {
-        proof.push(source.node(level as u8, index).map_err(ProveError::Source)?);
+        proof.push(
+            source
+                .node(level as u8, index)
+                .map_err(ProveError::Source)?,
+        );
     }
     push_path(source, level, index, second, &mut proof).map_err(ProveError::Source)?;
     Ok(proof)
@@ -718,7 +727,10 @@ mod tests {
             assert_eq!(tree.push(*leaf), size as u64);
         }
         for size in 0..=all.len() {
-            assert_eq!(root_at(&tree, size as u64), Ok(reference_root(&all[..size])));
+            assert_eq!(
+                root_at(&tree, size as u64),
+                Ok(reference_root(&all[..size]))
+            );
         }
     }
 
@@ -783,11 +795,10 @@ mod tests {
         for second in 1..=all.len() {
             let prefix = &all[..second];
             let root = reference_root(prefix);
-            for leaf_index in 0..second {
+            for (leaf_index, leaf) in prefix.iter().enumerate() {
                 let proof = inclusion_proof(&tree, leaf_index as u64, second as u64).unwrap();
                 assert_eq!(proof, reference_path(leaf_index, prefix));
-                verify_inclusion(&all[leaf_index], leaf_index as u64, second as u64, &proof, &root)
-                    .unwrap();
+                verify_inclusion(leaf, leaf_index as u64, second as u64, &proof, &root).unwrap();
             }
             for first in 1..=second {
                 let proof = consistency_proof(&tree, first as u64, second as u64).unwrap();
@@ -856,10 +867,18 @@ mod tests {
         for (leaf_index, first) in [(0, 1), (511, 511), (700, 1000), (1022, 1022)] {
             source.lookups.set(0);
             inclusion_proof(&source, leaf_index, 1023).unwrap();
-            assert!(source.lookups.get() <= 20, "inclusion read {}", source.lookups.get());
+            assert!(
+                source.lookups.get() <= 20,
+                "inclusion read {}",
+                source.lookups.get()
+            );
             source.lookups.set(0);
             consistency_proof(&source, first, 1023).unwrap();
-            assert!(source.lookups.get() <= 21, "consistency read {}", source.lookups.get());
+            assert!(
+                source.lookups.get() <= 21,
+                "consistency read {}",
+                source.lookups.get()
+            );
         }
     }
 

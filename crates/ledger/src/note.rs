@@ -78,7 +78,9 @@ fn checked_name(name: &str) -> Result<String, KeyError> {
 
 /// Parses `hex8+base64(0x01 || key)`, the tail shared by verifier and signer key strings.
 fn parse_key_tail(tail: &str, expected: &'static str) -> Result<(u32, [u8; 32]), KeyError> {
-    let (id_hex, key_base64) = tail.split_once('+').ok_or(KeyError::Malformed { expected })?;
+    let (id_hex, key_base64) = tail
+        .split_once('+')
+        .ok_or(KeyError::Malformed { expected })?;
     let id_is_canonical = id_hex.len() == 8
         && id_hex
             .bytes()
@@ -135,9 +137,9 @@ impl NoteVerifier {
     /// the key ID matches the name and key.
     pub fn parse(verifier_key: &str) -> Result<Self, KeyError> {
         const EXPECTED: &str = "name+keyid+base64";
-        let (name, tail) = verifier_key.split_once('+').ok_or(KeyError::Malformed {
-            expected: EXPECTED,
-        })?;
+        let (name, tail) = verifier_key
+            .split_once('+')
+            .ok_or(KeyError::Malformed { expected: EXPECTED })?;
         let (stated, public_key) = parse_key_tail(tail, EXPECTED)?;
         let verifier = NoteVerifier::new(name, &public_key)?;
         if verifier.key_id != stated {
@@ -363,7 +365,9 @@ fn parse_signature_line(line: &str, number: usize) -> Result<NoteSignature, Note
         .split_once(' ')
         .ok_or(malformed("has no space between key name and signature"))?;
     if !is_valid_key_name(name) {
-        return Err(malformed("key name is empty or contains a space or plus sign"));
+        return Err(malformed(
+            "key name is empty or contains a space or plus sign",
+        ));
     }
     let bytes = BASE64
         .decode(signature_base64)
@@ -468,9 +472,14 @@ mod tests {
         let verifier = signer.verifier();
         let parsed_signer = NoteSigner::parse(&signer.signer_key()).unwrap();
         assert_eq!(parsed_signer.signer_key(), signer.signer_key());
-        assert_eq!(NoteVerifier::parse(&verifier.verifier_key()), Ok(verifier.clone()));
+        assert_eq!(
+            NoteVerifier::parse(&verifier.verifier_key()),
+            Ok(verifier.clone())
+        );
         assert_eq!(verifier.to_string().parse::<NoteVerifier>(), Ok(verifier));
-        assert!(signer.signer_key().starts_with("PRIVATE+KEY+sealtrail.example/log+"));
+        assert!(signer
+            .signer_key()
+            .starts_with("PRIVATE+KEY+sealtrail.example/log+"));
     }
 
     #[test]
@@ -504,7 +513,9 @@ mod tests {
         }
         assert_eq!(
             NoteVerifier::parse(&key.to_uppercase()).map(|_| ()),
-            Err(KeyError::InvalidKeyId(key.split('+').nth(1).unwrap().to_uppercase()))
+            Err(KeyError::InvalidKeyId(
+                key.split('+').nth(1).unwrap().to_uppercase()
+            ))
         );
     }
 
@@ -581,13 +592,19 @@ mod tests {
             ("text\n\n".into(), "empty signature block"),
             (note.trim_end_matches('\n').into(), "no final newline"),
             (format!("text\r\n\n{signature_line}"), "carriage return"),
-            (format!("\u{1}text\n\n{signature_line}"), "control character"),
+            (
+                format!("\u{1}text\n\n{signature_line}"),
+                "control character",
+            ),
             (format!("{note}\n"), "trailing blank line"),
             (format!("{note}Unexpected line.\n"), "trailing text"),
             (note.replace('\u{2014}', "-"), "hyphen instead of em dash"),
             (note.replace("— log ", "— log  "), "double space"),
             (note.replace("— log ", "— lo+g "), "plus in name"),
-            ("text\n\n— log AAAA\n".into(), "signature shorter than a key ID"),
+            (
+                "text\n\n— log AAAA\n".into(),
+                "signature shorter than a key ID",
+            ),
             ("text\n\n— log !!!!\n".into(), "bad base64"),
             (
                 format!("text\n\n{}", signature_line.repeat(NOTE_SIGNATURES_MAX + 1)),

@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The platform-admin bearer token; generated on first start when absent.
     pub admin_token: Option<String>,
+    /// Capacity of the async queue in events (default
+    /// [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX)).
+    pub async_queue_events_max: usize,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -117,7 +120,11 @@ pub async fn run(
     let spool_dir = config.data_dir.join("spool");
     let (spool, leftovers) = Spool::open(&spool_dir)?;
     replay_spool(&*store, &spool, leftovers).await?;
-    let pipeline = Pipeline::start(store.clone(), Arc::new(spool));
+    let pipeline = Pipeline::start(
+        store.clone(),
+        Arc::new(spool),
+        config.async_queue_events_max.max(1),
+    );
 
     let state = Arc::new(AppState {
         auth: Authenticator::new(admin_token_hash, store.clone()),

@@ -6,7 +6,8 @@
 //!
 //! Admission is bounded twice: sync requests wait up to [`SYNC_ADMIT_WAIT_MILLIS_MAX`] for room
 //! among [`SYNC_INFLIGHT_EVENTS_MAX`] in-flight events; async requests get room among
-//! [`ASYNC_QUEUE_EVENTS_MAX`] at once or are refused (503). Memory is bounded by those permits.
+//! the async queue (by default
+//! [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX) events) at once or are refused (503). Memory is bounded by those permits.
 //! The channel itself is unbounded only because the permits already bound it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use sealtrail_hot::{AppendOutcome, AppendRequest, HotStore};
 use sealtrail_model::limits::{
-    ASYNC_QUEUE_EVENTS_MAX, GROUP_COMMIT_EVENTS_MAX, SPOOL_FSYNC_INTERVAL_MILLIS,
-    SYNC_ADMIT_WAIT_MILLIS_MAX, SYNC_INFLIGHT_EVENTS_MAX,
+    GROUP_COMMIT_EVENTS_MAX, SPOOL_FSYNC_INTERVAL_MILLIS, SYNC_ADMIT_WAIT_MILLIS_MAX,
+    SYNC_INFLIGHT_EVENTS_MAX,
 };
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -71,7 +72,11 @@ impl std::fmt::Debug for Job {
 
 impl Pipeline {
     /// Starts the writer task and the spool's fsync task.
-    pub(crate) fn start(store: Arc<dyn HotStore>, spool: Arc<Spool>) -> Self {
+    pub(crate) fn start(
+        store: Arc<dyn HotStore>,
+        spool: Arc<Spool>,
+        async_queue_events_max: usize,
+    ) -> Self {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let writer = tokio::spawn(run_writer(store, spool.clone(), receiver, healthy.clone()));
@@ -79,7 +84,7 @@ impl Pipeline {
         Pipeline {
             jobs,
             sync_permits: Arc::new(Semaphore::new(SYNC_INFLIGHT_EVENTS_MAX)),
-            async_permits: Arc::new(Semaphore::new(ASYNC_QUEUE_EVENTS_MAX)),
+            async_permits: Arc::new(Semaphore::new(async_queue_events_max)),
             spool,
             healthy,
             writer: std::sync::Mutex::new(Some(writer)),
@@ -230,6 +235,10 @@ async fn run_writer(
     }
 }
 
+/// Commits one group. If the store fails, sync callers are told at once (nothing of theirs was
+/// written) and the async requests are retried, with growing pauses, until the store accepts
+/// them: an acknowledged async event is never dropped, and the full queue pushes back on
+/// new async requests meanwhile.
 async fn commit_group(
     store: &dyn HotStore,
     spool: &Spool,
@@ -242,7 +251,7 @@ async fn commit_group(
         batch.push(request);
         replies.push((reply, permit));
     }
-    let batch = Arc::new(batch);
+    let mut batch = Arc::new(batch);
     let mut attempt = 0u32;
     let outcomes = loop {
         match store.append(batch.clone()).await {
@@ -253,21 +262,28 @@ async fn commit_group(
             Err(error) => {
                 healthy.store(false, Ordering::Relaxed);
                 tracing::error!(%error, attempt, "group commit failed; nothing of it was stored");
-                let all_async = replies
-                    .iter()
-                    .all(|(reply, _)| matches!(reply, Reply::Async(_)));
-                if !all_async || attempt >= 3 {
-                    // Sync callers learn of the failure now. Async requests stay in the spool,
-                    // so they are retried (here, or by replay on the next start): never dropped.
-                    for (reply, _) in replies {
-                        if let Reply::Sync(sender) = reply {
+                let requests = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                let mut kept = Vec::new();
+                let mut kept_replies = Vec::new();
+                for (request, (reply, permit)) in requests.into_iter().zip(replies) {
+                    match reply {
+                        Reply::Sync(sender) => {
                             let _ = sender.send(Err(error.to_string()));
                         }
+                        Reply::Async(ticket) => {
+                            kept.push(request);
+                            kept_replies.push((Reply::Async(ticket), permit));
+                        }
                     }
+                }
+                if kept.is_empty() {
                     return;
                 }
+                batch = Arc::new(kept);
+                replies = kept_replies;
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                let pause_millis = (50u64 << attempt.min(5)).min(RETRY_PAUSE_MILLIS_MAX);
+                tokio::time::sleep(Duration::from_millis(pause_millis)).await;
             }
         }
     };
@@ -294,3 +310,6 @@ async fn commit_group(
         }
     }
 }
+
+/// Longest pause between retries of a failed async commit, in milliseconds.
+const RETRY_PAUSE_MILLIS_MAX: u64 = 1_000;

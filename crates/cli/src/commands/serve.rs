@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX;
 use sealtrail_server::ServerConfig;
 use serde::Deserialize;
 
@@ -20,7 +21,12 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7070]
     #[arg(long, env = "SEALTRAIL_LISTEN")]
     listen: Option<SocketAddr>,
-    /// TOML config file with the same settings (`data_dir`, `listen`); flags and env win.
+    /// Capacity of the async ingest queue, in events; when full, async ingest answers 503
+    /// [default: sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX]
+    #[arg(long, env = "SEALTRAIL_ASYNC_QUEUE_EVENTS_MAX")]
+    async_queue_events_max: Option<usize>,
+    /// TOML config file with the same settings (`data_dir`, `listen`, `async_queue_events_max`);
+    /// flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -31,6 +37,7 @@ pub(crate) struct ServeArgs {
 struct ConfigFile {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    async_queue_events_max: Option<usize>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -53,6 +60,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+        async_queue_events_max: args
+            .async_queue_events_max
+            .or(file.async_queue_events_max)
+            .unwrap_or(ASYNC_QUEUE_EVENTS_MAX),
         // Read from the environment only: a token on the command line would show in `ps`.
         admin_token: std::env::var("SEALTRAIL_ADMIN_TOKEN")
             .ok()

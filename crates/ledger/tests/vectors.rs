@@ -1,0 +1,125 @@
+//! The canonical-encoding test vectors in docs/vectors/event-v1.json, checked against the code,
+//! and against docs/FORMAT.md, which must quote every vector's hash so the prose cannot drift.
+//!
+//! To regenerate after a deliberate format change (which also needs a new format version):
+//! `SEALTRAIL_WRITE_VECTORS=1 cargo test -p sealtrail-ledger --test vectors`.
+
+use sealtrail_ledger::{canonical_bytes, event_hash};
+use sealtrail_model::{parse_timestamp, ActorType, Event, Outcome};
+use serde_json::{json, Value};
+
+const VECTORS_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/vectors/event-v1.json"
+);
+const FORMAT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md");
+
+fn text(value: &Value, field: &str) -> Option<String> {
+    value[field].as_str().map(str::to_owned)
+}
+
+/// Builds the event exactly as docs/FORMAT.md tells a verifier to: from the stored event's JSON.
+fn event_from_json(value: &Value) -> (Event, u64, i64, [u8; 32]) {
+    let json_text = |field: &str| match &value[field] {
+        Value::Null => None,
+        other => Some(serde_json::to_string(other).unwrap()),
+    };
+    let event = Event {
+        event_id: text(value, "event_id").unwrap(),
+        timestamp_ns: parse_timestamp(value["timestamp"].as_str().unwrap()).unwrap(),
+        tenant_id: text(value, "tenant_id").unwrap(),
+        actor_id: text(value, "actor_id").unwrap(),
+        actor_type: ActorType::parse(value["actor_type"].as_str().unwrap()).unwrap(),
+        action: text(value, "action").unwrap(),
+        resource_type: text(value, "resource_type").unwrap(),
+        resource_id: text(value, "resource_id"),
+        outcome: Outcome::parse(value["outcome"].as_str().unwrap()).unwrap(),
+        ip_address: text(value, "ip_address"),
+        user_agent: text(value, "user_agent"),
+        request_id: text(value, "request_id"),
+        changes: json_text("changes"),
+        metadata: json_text("metadata"),
+    };
+    let prev_hash: [u8; 32] = hex::decode(value["prev_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let received_at_ns = parse_timestamp(value["received_at"].as_str().unwrap()).unwrap();
+    (
+        event,
+        value["seq"].as_u64().unwrap(),
+        received_at_ns,
+        prev_hash,
+    )
+}
+
+fn generate() -> Value {
+    let first = json!({
+        "event_id": "evt-0001", "timestamp": "2026-01-15T09:30:00Z", "tenant_id": "acme",
+        "actor_id": "alice@acme.test", "actor_type": "human", "action": "login", "resource_type": "session",
+        "resource_id": null, "outcome": "success", "ip_address": null, "user_agent": null, "request_id": null,
+        "changes": null, "metadata": null, "seq": 1, "received_at": "2026-01-15T09:30:00.25Z",
+        "prev_hash": hex::encode([0u8; 32])
+    });
+    let mut vectors = Vec::new();
+    let mut prev = None;
+    for (description, mut event) in [
+        ("first event of a tenant: only required fields, defaults applied, prev_hash all zeros", first),
+        ("second event: every optional field present, nested JSON, non-ASCII text, fractional seconds", json!({
+            "event_id": "evt-0002", "timestamp": "2026-01-15T09:31:02.123456789Z", "tenant_id": "acme",
+            "actor_id": "svc-billing", "actor_type": "service", "action": "role_assign", "resource_type": "user",
+            "resource_id": "user/42", "outcome": "failure", "ip_address": "2001:db8::7", "user_agent": "curl/8.5 \u{2713}",
+            "request_id": "req-9f8e", "changes": {"after": {"role": "admin"}, "before": {"role": "viewer"}},
+            "metadata": {"bytes": 1048576, "department": "finance", "ratio": 0.5, "tags": ["a", "\u{fc}"]},
+            "seq": 2, "received_at": "2026-01-15T09:31:02.2Z"
+        })),
+    ] {
+        if event.get("prev_hash").is_none() {
+            event["prev_hash"] = json!(prev.unwrap());
+        }
+        let (parsed, seq, received_at_ns, prev_hash) = event_from_json(&event);
+        let bytes = canonical_bytes(&parsed, seq, received_at_ns, &prev_hash);
+        let hash = hex::encode(event_hash(&parsed, seq, received_at_ns, &prev_hash));
+        event["event_hash"] = json!(hash);
+        prev = Some(hash.clone());
+        vectors.push(json!({
+            "description": description, "event": event,
+            "canonical_hex": hex::encode(bytes), "event_hash": hash,
+        }));
+    }
+    Value::Array(vectors)
+}
+
+#[test]
+fn vectors_match_the_code_and_the_document() {
+    if std::env::var_os("SEALTRAIL_WRITE_VECTORS").is_some() {
+        std::fs::write(
+            VECTORS_PATH,
+            serde_json::to_string_pretty(&generate()).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS_PATH).unwrap()).unwrap();
+    let format_doc = std::fs::read_to_string(FORMAT_PATH).unwrap();
+    let vectors = vectors.as_array().unwrap();
+    assert!(vectors.len() >= 2);
+    let mut prev_hash = [0u8; 32];
+    for vector in vectors {
+        let (event, seq, received_at_ns, vector_prev) = event_from_json(&vector["event"]);
+        assert_eq!(vector_prev, prev_hash, "vectors form a chain");
+        let bytes = canonical_bytes(&event, seq, received_at_ns, &vector_prev);
+        assert_eq!(
+            hex::encode(&bytes),
+            vector["canonical_hex"].as_str().unwrap()
+        );
+        let hash = event_hash(&event, seq, received_at_ns, &vector_prev);
+        assert_eq!(hex::encode(hash), vector["event_hash"].as_str().unwrap());
+        assert_eq!(vector["event"]["event_hash"], vector["event_hash"]);
+        assert!(
+            format_doc.contains(vector["event_hash"].as_str().unwrap()),
+            "docs/FORMAT.md must quote the hash of every vector"
+        );
+        prev_hash = hash;
+    }
+}
