@@ -99,7 +99,7 @@ impl<S: NodeSource + ?Sized> NodeSource for &S {
 /// The append-only "compact range" `[0, tree_size)`: the hash of each maximal complete subtree on
 /// the tree's right edge, one per set bit of `tree_size`. This is all the state a log needs to
 /// append leaves and compute its root; appending costs O(1) hashes amortised and never allocates.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct MerkleFrontier {
     tree_size: u64,
     /// `nodes[level]` is meaningful only while bit `level` of `tree_size` is set: it is then the
@@ -115,6 +115,16 @@ impl std::fmt::Debug for MerkleFrontier {
             .finish()
     }
 }
+
+/// Two frontiers are equal when they describe the same tree: the same size and the same compact
+/// range. Slots of levels not in the compact range hold stale hashes and are ignored.
+impl PartialEq for MerkleFrontier {
+    fn eq(&self, other: &Self) -> bool {
+        self.tree_size == other.tree_size && self.subtrees().eq(other.subtrees())
+    }
+}
+
+impl Eq for MerkleFrontier {}
 
 impl Default for MerkleFrontier {
     fn default() -> Self {

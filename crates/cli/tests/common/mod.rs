@@ -1,0 +1,217 @@
+//! Test harness: starts the real `sealtrail` binary on an ephemeral port and talks HTTP to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running server process.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub stdout_lines: mpsc::Receiver<String>,
+    /// What the server printed before its address line (a generated admin token, for one).
+    pub preamble: Vec<String>,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[], &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)])
+    }
+
+    pub fn start_with(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(extra_args)
+            .env_remove("SEALTRAIL_ADMIN_TOKEN")
+            .env("SEALTRAIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawning sealtrail serve");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let base = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = receiver.recv_timeout(remaining).unwrap_or_else(|_| {
+                panic!("server did not report its address; stdout so far: {seen:?}")
+            });
+            if let Some(address) = line.strip_prefix("sealtrail listening on ") {
+                break address.trim().to_owned();
+            }
+            seen.push(line);
+        };
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+            stdout_lines: receiver,
+            preamble: seen,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(mut self, signal: &str) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn create_key(&self, tenant_id: &str, role: &str) -> String {
+        let (status, body) = post_json(
+            &self.url("/v1/keys"),
+            ADMIN_TOKEN,
+            &json!({"tenant_id": tenant_id, "role": role}),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .build()
+}
+
+fn finish(result: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(other) => panic!("transport error: {other}"),
+    };
+    let status = response.status();
+    let retry_after = response.header("retry-after").map(str::to_owned);
+    let content_type = response.header("content-type").unwrap_or("").to_owned();
+    let mut text = String::new();
+    response.into_reader().read_to_string(&mut text).unwrap();
+    let body = if content_type.contains("json") {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    } else {
+        Value::String(text)
+    };
+    (status, body, retry_after)
+}
+
+pub fn post_raw(
+    url: &str,
+    key: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Value, Option<String>) {
+    let mut request = agent().post(url).set("Content-Type", content_type);
+    if !key.is_empty() {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    finish(request.send_bytes(body))
+}
+
+pub fn post_json(url: &str, key: &str, body: &Value) -> (u16, Value) {
+    let (status, body, _) = post_raw(url, key, "application/json", body.to_string().as_bytes());
+    (status, body)
+}
+
+pub fn get(url: &str, key: &str) -> (u16, Value) {
+    let mut request = agent().get(url);
+    if !key.is_empty() {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    let (status, body, _) = finish(request.call());
+    (status, body)
+}
+
+/// A valid event for `tenant_id` with a unique `event_id`.
+pub fn event(tenant_id: &str, event_id: &str) -> Value {
+    json!({
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "actor_id": format!("actor-{}", event_id.len() % 7),
+        "action": "update",
+        "resource_type": "document",
+        "resource_id": format!("doc-{event_id}"),
+        "metadata": {"department": "finance", "n": event_id.len()}
+    })
+}
+
+/// Counts each event_id stored for a tenant, read straight from the SQLite file.
+pub fn stored_event_ids(data_dir: &Path, tenant_id: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("hot.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut statement = conn
+        .prepare("SELECT event_id FROM events WHERE tenant_id = ?1 ORDER BY seq")
+        .unwrap();
+    let rows = statement
+        .query_map([tenant_id], |row| row.get::<_, String>(0))
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Runs `sealtrail verify` and returns (exit code, stdout).
+pub fn verify(data_dir: &Path, tenant: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
+    command.arg("verify").arg("--data-dir").arg(data_dir);
+    if let Some(tenant) = tenant {
+        command.arg("--tenant").arg(tenant);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
