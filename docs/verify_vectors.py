@@ -80,7 +80,7 @@ def main():
     for number, vector in enumerate(json.loads(path.read_text(encoding="utf-8")), 1):
         event = vector["event"]
         data = canonical_bytes(event)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(b"\x00" + data).hexdigest()  # RFC 6962 leaf hash
         ok = (data.hex() == vector["canonical_hex"] and digest == vector["event_hash"]
               and event["prev_hash"] == prev)
         print(f"vector {number}: {'ok' if ok else 'MISMATCH'} {digest}")

@@ -10,6 +10,8 @@ use sealtrail_model::Event;
 /// Leading bytes of every canonical encoding: names the format and its version, so a hash of a
 /// v1 event can never collide with a hash of anything else Sealtrail signs or hashes.
 pub const FORMAT_TAG: &[u8] = b"sealtrail.event.v1\n";
+/// RFC 6962's domain-separation byte for leaf hashes.
+const LEAF_HASH_PREFIX: u8 = 0x00;
 /// Leading bytes of the idempotency digest, which is internal and never published.
 const CONTENT_TAG: &[u8] = b"sealtrail.content.v1\n";
 
@@ -101,9 +103,12 @@ pub fn canonical_bytes(
     out
 }
 
-/// `event_hash` = SHA-256 of the canonical encoding.
+/// `event_hash` = SHA-256(0x00 || canonical encoding): exactly the RFC 6962 leaf hash of the
+/// canonical encoding, so the chain and the Merkle tree share one hash per event and the tree
+/// costs no extra hashing.
 pub fn event_hash(event: &Event, seq: u64, received_at_ns: i64, prev_hash: &[u8; 32]) -> [u8; 32] {
     let mut hasher = Sha256::new();
+    hasher.put(&[LEAF_HASH_PREFIX]);
     put_canonical(&mut hasher, event, seq, received_at_ns, prev_hash);
     hasher.finalize().into()
 }

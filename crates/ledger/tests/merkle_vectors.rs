@@ -187,141 +187,141 @@ fn with(proof: &[Hash], edit: impl FnOnce(&mut Vec<Hash>)) -> Vec<Hash> {
     proof
 }
 
+/// Everything a verifier is given to check an inclusion proof.
+#[derive(Debug, Clone)]
+struct InclusionClaim {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf: Hash,
+    proof: Vec<Hash>,
+    root: Hash,
+}
+
+impl InclusionClaim {
+    fn verifies(&self) -> bool {
+        let InclusionClaim {
+            leaf_index,
+            tree_size,
+            leaf,
+            proof,
+            root,
+        } = self;
+        verify_inclusion(leaf, *leaf_index, *tree_size, proof, root).is_ok()
+    }
+}
+
 /// The Go tests' `corruptInclusionProof` probes: each one must fail to verify.
 #[test]
 fn corrupted_inclusion_proofs_fail() {
     let leaves = leaf_hashes();
     let some_hash = hash(SOME_HASH);
     for (leaf_index, tree_size, proof) in INCLUSION_PROOFS {
-        let proof = hashes(proof);
-        let root = root(tree_size);
-        let leaf = leaves[leaf_index as usize];
-        let mut probes: Vec<(&str, u64, u64, Hash, Vec<Hash>, Hash)> = vec![
+        let good = InclusionClaim {
+            leaf_index,
+            tree_size,
+            leaf: leaves[leaf_index as usize],
+            proof: hashes(proof),
+            root: root(tree_size),
+        };
+        assert!(good.verifies());
+        let (proof, root) = (&good.proof, good.root);
+        let edited = |edit: &dyn Fn(&mut Vec<Hash>)| InclusionClaim {
+            proof: with(proof, edit),
+            ..good.clone()
+        };
+        let mut probes = vec![
             (
                 "leaf_index - 1",
-                leaf_index.wrapping_sub(1),
-                tree_size,
-                leaf,
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    leaf_index: leaf_index.wrapping_sub(1),
+                    ..good.clone()
+                },
             ),
             (
                 "leaf_index + 1",
-                leaf_index + 1,
-                tree_size,
-                leaf,
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    leaf_index: leaf_index + 1,
+                    ..good.clone()
+                },
             ),
             (
                 "leaf_index ^ 2",
-                leaf_index ^ 2,
-                tree_size,
-                leaf,
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    leaf_index: leaf_index ^ 2,
+                    ..good.clone()
+                },
             ),
             (
                 "tree_size * 2",
-                leaf_index,
-                tree_size * 2,
-                leaf,
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    tree_size: tree_size * 2,
+                    ..good.clone()
+                },
             ),
             (
                 "tree_size / 2",
-                leaf_index,
-                tree_size / 2,
-                leaf,
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    tree_size: tree_size / 2,
+                    ..good.clone()
+                },
             ),
             (
                 "wrong leaf",
-                leaf_index,
-                tree_size,
-                leaf_hash(b"WrongLeaf"),
-                proof.clone(),
-                root,
+                InclusionClaim {
+                    leaf: leaf_hash(b"WrongLeaf"),
+                    ..good.clone()
+                },
             ),
             (
                 "empty root",
-                leaf_index,
-                tree_size,
-                leaf,
-                proof.clone(),
-                EMPTY_ROOT,
+                InclusionClaim {
+                    root: EMPTY_ROOT,
+                    ..good.clone()
+                },
             ),
             (
                 "random root",
-                leaf_index,
-                tree_size,
-                leaf,
-                proof.clone(),
-                some_hash,
+                InclusionClaim {
+                    root: some_hash,
+                    ..good.clone()
+                },
             ),
-            (
-                "trailing zeros",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| p.push([0; 32])),
-                root,
-            ),
-            (
-                "trailing root",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| p.push(root)),
-                root,
-            ),
-            (
-                "preceding zeros",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| p.insert(0, [0; 32])),
-                root,
-            ),
-            (
-                "preceding root",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| p.insert(0, root)),
-                root,
-            ),
-            (
-                "removed component",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| {
-                    p.pop();
-                }),
-                root,
-            ),
-            (
-                "inserted component",
-                leaf_index,
-                tree_size,
-                leaf,
-                with(&proof, |p| p.insert(1, some_hash)),
-                root,
-            ),
+            ("trailing zeros", edited(&|p| p.push([0; 32]))),
+            ("trailing root", edited(&|p| p.push(root))),
+            ("preceding zeros", edited(&|p| p.insert(0, [0; 32]))),
+            ("preceding root", edited(&|p| p.insert(0, root))),
+            ("removed component", edited(&|p| p.truncate(p.len() - 1))),
+            ("inserted component", edited(&|p| p.insert(1, some_hash))),
         ];
         for position in 0..proof.len() {
-            let flipped = with(&proof, |p| p[position][0] ^= 8);
-            probes.push(("flipped bit", leaf_index, tree_size, leaf, flipped, root));
+            probes.push(("flipped bit", edited(&|p| p[position][0] ^= 8)));
         }
-        for (what, index, size, leaf, proof, root) in probes {
-            assert!(
-                verify_inclusion(&leaf, index, size, &proof, &root).is_err(),
-                "{what} verified for inclusion of {leaf_index} in {tree_size}"
-            );
+        for (what, claim) in probes {
+            assert!(!claim.verifies(), "{what} verified: {claim:?}");
         }
+    }
+}
+
+/// Everything a verifier is given to check a consistency proof.
+#[derive(Debug, Clone)]
+struct ConsistencyClaim {
+    first: u64,
+    second: u64,
+    first_root: Hash,
+    second_root: Hash,
+    proof: Vec<Hash>,
+}
+
+impl ConsistencyClaim {
+    fn verifies(&self) -> bool {
+        let ConsistencyClaim {
+            first,
+            second,
+            first_root,
+            second_root,
+            proof,
+        } = self;
+        verify_consistency(*first, *second, first_root, second_root, proof).is_ok()
     }
 }
 
@@ -330,111 +330,95 @@ fn corrupted_inclusion_proofs_fail() {
 fn corrupted_consistency_proofs_fail() {
     let wrong_root = leaf_hash(b"WrongRoot");
     for (first, second, proof) in CONSISTENCY_PROOFS {
-        let proof = hashes(proof);
-        if proof.is_empty() {
+        let good = ConsistencyClaim {
+            first,
+            second,
+            first_root: root(first),
+            second_root: root(second),
+            proof: hashes(proof),
+        };
+        assert!(good.verifies());
+        if good.proof.is_empty() {
             continue;
         }
-        let (root1, root2) = (root(first), root(second));
-        let mut probes: Vec<(&str, u64, u64, Hash, Hash, Vec<Hash>)> = vec![
-            ("first - 1", first - 1, second, root1, root2, proof.clone()),
-            ("first + 1", first + 1, second, root1, root2, proof.clone()),
-            ("first ^ 2", first ^ 2, second, root1, root2, proof.clone()),
-            ("second * 2", first, second * 2, root1, root2, proof.clone()),
-            ("second / 2", first, second / 2, root1, root2, proof.clone()),
+        let (proof, root1, root2) = (&good.proof, good.first_root, good.second_root);
+        let edited = |edit: &dyn Fn(&mut Vec<Hash>)| ConsistencyClaim {
+            proof: with(proof, edit),
+            ..good.clone()
+        };
+        let mut probes = vec![
+            (
+                "first - 1",
+                ConsistencyClaim {
+                    first: first - 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "first + 1",
+                ConsistencyClaim {
+                    first: first + 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "first ^ 2",
+                ConsistencyClaim {
+                    first: first ^ 2,
+                    ..good.clone()
+                },
+            ),
+            (
+                "second * 2",
+                ConsistencyClaim {
+                    second: second * 2,
+                    ..good.clone()
+                },
+            ),
+            (
+                "second / 2",
+                ConsistencyClaim {
+                    second: second / 2,
+                    ..good.clone()
+                },
+            ),
             (
                 "wrong first root",
-                first,
-                second,
-                wrong_root,
-                root2,
-                proof.clone(),
+                ConsistencyClaim {
+                    first_root: wrong_root,
+                    ..good.clone()
+                },
             ),
             (
                 "wrong second root",
-                first,
-                second,
-                root1,
-                wrong_root,
-                proof.clone(),
-            ),
-            ("swapped roots", first, second, root2, root1, proof.clone()),
-            ("empty proof", first, second, root1, root2, Vec::new()),
-            (
-                "trailing zeros",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.push([0; 32])),
+                ConsistencyClaim {
+                    second_root: wrong_root,
+                    ..good.clone()
+                },
             ),
             (
-                "trailing first root",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.push(root1)),
+                "swapped roots",
+                ConsistencyClaim {
+                    first_root: root2,
+                    second_root: root1,
+                    ..good.clone()
+                },
             ),
-            (
-                "trailing second root",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.push(root2)),
-            ),
-            (
-                "preceding zeros",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.insert(0, [0; 32])),
-            ),
-            (
-                "preceding first root",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.insert(0, root1)),
-            ),
-            (
-                "preceding second root",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.insert(0, root2)),
-            ),
-            (
-                "preceding proof[0]",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| p.insert(0, p[0])),
-            ),
-            (
-                "truncated",
-                first,
-                second,
-                root1,
-                root2,
-                with(&proof, |p| {
-                    p.pop();
-                }),
-            ),
+            ("empty proof", edited(&|p| p.clear())),
+            ("trailing zeros", edited(&|p| p.push([0; 32]))),
+            ("trailing first root", edited(&|p| p.push(root1))),
+            ("trailing second root", edited(&|p| p.push(root2))),
+            ("preceding zeros", edited(&|p| p.insert(0, [0; 32]))),
+            ("preceding first root", edited(&|p| p.insert(0, root1))),
+            ("preceding second root", edited(&|p| p.insert(0, root2))),
+            ("preceding proof[0]", edited(&|p| p.insert(0, p[0]))),
+            ("truncated", edited(&|p| p.truncate(p.len() - 1))),
         ];
         for position in 0..proof.len() {
-            let flipped = with(&proof, |p| p[position][0] ^= 16);
-            probes.push(("flipped bit", first, second, root1, root2, flipped));
+            probes.push(("flipped bit", edited(&|p| p[position][0] ^= 16)));
         }
-        for (what, size1, size2, root1, root2, proof) in probes {
-            assert!(
-                verify_consistency(size1, size2, &root1, &root2, &proof).is_err(),
-                "{what} verified for consistency of {first} with {second}"
-            );
+        for (what, claim) in probes {
+            assert!(!claim.verifies(), "{what} verified: {claim:?}");
         }
     }
 }
@@ -445,7 +429,8 @@ fn corrupted_consistency_proofs_fail() {
 fn consistency_edge_cases() {
     let (root1, root2) = (leaf_hash(b"don't care 1"), leaf_hash(b"don't care 2"));
     let one_hash = [EMPTY_ROOT];
-    let cases: [(u64, u64, Hash, Hash, &[Hash], Result<(), ProofError>); 11] = [
+    type Case<'a> = (u64, u64, Hash, Hash, &'a [Hash], Result<(), ProofError>);
+    let cases: [Case; 11] = [
         (0, 0, EMPTY_ROOT, EMPTY_ROOT, &[], Ok(())),
         (0, 1, EMPTY_ROOT, root2, &[], Ok(())),
         (1, 1, root2, root2, &[], Ok(())),

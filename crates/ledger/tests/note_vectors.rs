@@ -189,7 +189,12 @@ fn a_real_sum_golang_org_checkpoint_opens() {
             .unwrap();
     // The key name differs from the origin (which has spaces): the origin, not the key, names
     // the log.
-    let checkpoint = open_checkpoint(note, &[verifier.clone()], "go.sum database tree").unwrap();
+    let checkpoint = open_checkpoint(
+        note,
+        std::slice::from_ref(&verifier),
+        "go.sum database tree",
+    )
+    .unwrap();
     assert_eq!(checkpoint.tree_size, 30_055_305);
     assert_eq!(
         hex::encode(checkpoint.root_hash),
