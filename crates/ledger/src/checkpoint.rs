@@ -1,4 +1,4 @@
-//! C2SP tlog checkpoints (https://c2sp.org/tlog-checkpoint): the signed statement "the log
+//! C2SP tlog checkpoints (<https://c2sp.org/tlog-checkpoint>): the signed statement "the log
 //! `origin` has `tree_size` leaves and this root hash", which clients keep and later check
 //! consistency proofs against.
 //!

@@ -29,7 +29,7 @@ const NODE_PREFIX: u8 = 0x01;
 const LEVELS: usize = 64;
 
 /// `SHA-256(0x00 || data)`: the hash of one leaf. Sealtrail's leaf data is the event's canonical
-/// encoding ([`crate::canonical_bytes`]).
+/// encoding ([`crate::canonical_bytes`]), so an event's leaf hash is its [`crate::event_hash`].
 pub fn leaf_hash(data: &[u8]) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update([LEAF_PREFIX]);

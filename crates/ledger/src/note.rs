@@ -1,4 +1,4 @@
-//! C2SP signed notes (https://c2sp.org/signed-note) with Ed25519 keys: the envelope Sealtrail's
+//! C2SP signed notes (<https://c2sp.org/signed-note>) with Ed25519 keys: the envelope Sealtrail's
 //! checkpoints are signed in, and the verifier and signer key strings that name those keys.
 //!
 //! The format is the one Go's `golang.org/x/mod/sumdb/note` reads and writes, so checkpoints can

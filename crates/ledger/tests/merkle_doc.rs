@@ -32,6 +32,13 @@ fn the_worked_example_matches_the_code() {
         .take(2)
         .map(|vector| leaf_hash(&hex::decode(vector["canonical_hex"].as_str().unwrap()).unwrap()))
         .collect();
+    for (leaf, vector) in leaves.iter().zip(vectors.as_array().unwrap()) {
+        assert_eq!(
+            hex::encode(leaf),
+            vector["event_hash"].as_str().unwrap(),
+            "an event's leaf hash is its event_hash"
+        );
+    }
     let tree = MemoryTree::from_leaf_hashes(leaves.iter().copied());
 
     let signer = NoteSigner::from_seed(&tenant_origin("acme"), &example_seed()).unwrap();
