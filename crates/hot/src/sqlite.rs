@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sealtrail_ledger::{content_digest, ChainHead, ChainLink};
-use sealtrail_model::limits::HOT_READ_CONNECTIONS_MAX;
+use sealtrail_model::limits::{HOT_READ_CONNECTIONS_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS};
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
 
 use crate::{
@@ -51,8 +51,7 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_tenant_seq ON events (tenant_id, seq);
 CREATE UNIQUE INDEX events_tenant_event_id ON events (tenant_id, event_id);
-CREATE INDEX events_tenant_actor ON events (tenant_id, actor_id, seq);
-CREATE INDEX events_tenant_request ON events (tenant_id, request_id) WHERE request_id IS NOT NULL;
+
 CREATE TABLE chain_heads (
     tenant_id TEXT PRIMARY KEY,
     seq       INTEGER NOT NULL,
@@ -77,7 +76,7 @@ const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at
 const INSERT_EVENT: &str = "INSERT INTO events (tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, \
      actor_type, action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, \
      prev_hash, event_hash, content_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-     ?16, ?17, ?18, ?19) ON CONFLICT (tenant_id, event_id) DO NOTHING";
+     ?16, ?17, ?18, ?19)";
 
 /// The SQLite hot store.
 #[derive(Debug, Clone)]
@@ -92,6 +91,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Held for the life of the store: the OS releases it if the process dies.
     _lock: File,
+    /// Dropping this stops the checkpoint thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 #[derive(Debug)]
@@ -131,7 +132,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -131_072)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpointing copies WAL pages into the database file. Done by the writer it would
+        // stall every ~1000th commit; a background connection does it instead (PASSIVE never
+        // blocks the writer or readers).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&mut conn)?;
+        let checkpointer = start_checkpointer(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
@@ -141,6 +147,7 @@ impl SqliteStore {
                 }),
                 readers: Mutex::new(Vec::new()),
                 _lock: lock,
+                _checkpointer: checkpointer,
             }),
         })
     }
@@ -184,6 +191,31 @@ impl SqliteStore {
         .await
         .map_err(|join| Error::Task(join.to_string()))?
     }
+}
+
+/// Starts the thread that checkpoints the WAL every [`WAL_CHECKPOINT_INTERVAL_MILLIS`] until
+/// the returned sender is dropped.
+fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
+    let conn = Connection::open(path)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let interval = std::time::Duration::from_millis(WAL_CHECKPOINT_INTERVAL_MILLIS);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(interval)
+            {
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                }
+            }
+        })
+        .map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(stop)
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
@@ -257,61 +289,91 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut touched: HashMap<String, ChainHead> = HashMap::new();
         for request in batch {
-            // Heads as they were before this request, to restore if it conflicts.
-            let mut before: Vec<(String, ChainHead)> = Vec::new();
-            let mut receipts = Vec::with_capacity(request.len());
+            // First decide, reading only, whether every event is new or an identical retry; a
+            // conflict rejects the request before anything of it is written, so no savepoint
+            // (and no statement journal) is needed on the hot path.
+            let digests: Vec<[u8; 32]> = request
+                .iter()
+                .map(|pending| content_digest(&pending.event))
+                .collect();
+            let mut verdicts: Vec<Verdict> = Vec::with_capacity(request.len());
             let mut conflict = None;
-            self.conn.execute_batch("SAVEPOINT request")?;
-            for (index, pending) in request.iter().enumerate() {
+            let mut first_index: HashMap<(&str, &str), usize> =
+                HashMap::with_capacity(request.len());
+            for (index, (pending, digest)) in request.iter().zip(&digests).enumerate() {
                 let event = &pending.event;
+                let earlier =
+                    first_index.insert((event.tenant_id.as_str(), event.event_id.as_str()), index);
+                if let Some(earlier) = earlier {
+                    // Keep pointing at the first occurrence.
+                    first_index
+                        .insert((event.tenant_id.as_str(), event.event_id.as_str()), earlier);
+                }
+                let stored = match earlier {
+                    // A duplicate inside the request resolves to the earlier one.
+                    Some(earlier) => Some((
+                        digests[earlier],
+                        request[earlier].event.timestamp_ns,
+                        Verdict::AsEarlier(earlier),
+                    )),
+                    None => existing_event(&self.conn, &event.tenant_id, &event.event_id)?.map(
+                        |existing| {
+                            (
+                                existing.content_digest,
+                                existing.timestamp_ns,
+                                Verdict::Stored(existing.receipt),
+                            )
+                        },
+                    ),
+                };
+                match stored {
+                    None => verdicts.push(Verdict::New),
+                    Some((stored_digest, stored_timestamp, verdict)) => {
+                        let same = stored_digest == *digest
+                            && (!pending.timestamp_supplied
+                                || stored_timestamp == event.timestamp_ns);
+                        if !same {
+                            conflict = Some(AppendOutcome::Conflict {
+                                index,
+                                event_id: event.event_id.clone(),
+                            });
+                            break;
+                        }
+                        verdicts.push(verdict);
+                    }
+                }
+            }
+            if let Some(conflict) = conflict {
+                outcomes.push(conflict);
+                continue;
+            }
+            let mut receipts: Vec<EventReceipt> = Vec::with_capacity(request.len());
+            for ((pending, digest), verdict) in request.iter().zip(&digests).zip(verdicts) {
+                let event = &pending.event;
+                match verdict {
+                    Verdict::New => {}
+                    Verdict::Stored(receipt) => {
+                        receipts.push(receipt);
+                        continue;
+                    }
+                    Verdict::AsEarlier(earlier) => {
+                        receipts.push(receipts[earlier].clone());
+                        continue;
+                    }
+                }
                 let mut head = self.head(&event.tenant_id)?;
-                if !before.iter().any(|(tenant, _)| *tenant == event.tenant_id) {
-                    before.push((event.tenant_id.clone(), head));
-                }
-                let digest = content_digest(event);
                 let link = head.link(event, pending.received_at_ns);
-                if insert_event(&self.conn, pending, &link, &digest)? {
-                    self.heads.insert(event.tenant_id.clone(), head);
-                    receipts.push(EventReceipt {
-                        event_id: event.event_id.clone(),
-                        tenant_id: event.tenant_id.clone(),
-                        seq: link.seq,
-                        event_hash: link.event_hash,
-                    });
-                    continue;
-                }
-                let existing = existing_event(&self.conn, &event.tenant_id, &event.event_id)?
-                    .expect("an insert that hit the event_id unique index means the row exists");
-                let same = existing.content_digest == digest
-                    && (!pending.timestamp_supplied || existing.timestamp_ns == event.timestamp_ns);
-                if same {
-                    receipts.push(existing.receipt);
-                } else {
-                    conflict = Some(AppendOutcome::Conflict {
-                        index,
-                        event_id: event.event_id.clone(),
-                    });
-                    break;
-                }
+                insert_event(&self.conn, pending, &link, digest)?;
+                self.heads.insert(event.tenant_id.clone(), head);
+                touched.insert(event.tenant_id.clone(), head);
+                receipts.push(EventReceipt {
+                    event_id: event.event_id.clone(),
+                    tenant_id: event.tenant_id.clone(),
+                    seq: link.seq,
+                    event_hash: link.event_hash,
+                });
             }
-            match conflict {
-                Some(outcome) => {
-                    self.conn
-                        .execute_batch("ROLLBACK TO request; RELEASE request")?;
-                    for (tenant_id, head) in before {
-                        self.heads.insert(tenant_id, head);
-                    }
-                    outcomes.push(outcome);
-                }
-                None => {
-                    self.conn.execute_batch("RELEASE request")?;
-                    for (tenant_id, _) in before {
-                        let head = self.heads[&tenant_id];
-                        touched.insert(tenant_id, head);
-                    }
-                    outcomes.push(AppendOutcome::Committed(receipts));
-                }
-            }
+            outcomes.push(AppendOutcome::Committed(receipts));
         }
         let mut update = self.conn.prepare_cached(
             "INSERT INTO chain_heads (tenant_id, seq, head_hash) VALUES (?1, ?2, ?3) \
@@ -324,13 +386,23 @@ impl Writer {
     }
 }
 
-/// Inserts one chained event; returns false when its `event_id` is already stored.
+/// What to do with one event of a request.
+enum Verdict {
+    /// Not stored yet: link and insert it.
+    New,
+    /// An identical retry of a stored event: answer with the stored receipt.
+    Stored(EventReceipt),
+    /// A repeat of the event at this earlier index of the same request.
+    AsEarlier(usize),
+}
+
+/// Inserts one chained event whose `event_id` is known to be new.
 fn insert_event(
     conn: &Connection,
     pending: &PendingEvent,
     link: &ChainLink,
     digest: &[u8; 32],
-) -> Result<bool> {
+) -> Result<()> {
     let event = &pending.event;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
     let changed = insert.execute(params![
@@ -354,7 +426,8 @@ fn insert_event(
         &link.event_hash[..],
         &digest[..],
     ])?;
-    Ok(changed == 1)
+    debug_assert_eq!(changed, 1);
+    Ok(())
 }
 
 fn existing_event(

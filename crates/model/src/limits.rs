@@ -68,3 +68,5 @@ pub const SPOOL_FSYNC_INTERVAL_MILLIS: u64 = 50;
 
 /// Read connections kept open to the hot store.
 pub const HOT_READ_CONNECTIONS_MAX: usize = 4;
+/// How often the hot store's background thread checkpoints the SQLite WAL, in milliseconds.
+pub const WAL_CHECKPOINT_INTERVAL_MILLIS: u64 = 500;
