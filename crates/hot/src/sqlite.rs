@@ -76,7 +76,7 @@ const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at
 const INSERT_EVENT: &str = "INSERT INTO events (tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, \
      actor_type, action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, \
      prev_hash, event_hash, content_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-     ?16, ?17, ?18, ?19)";
+     ?16, ?17, ?18, ?19) ON CONFLICT (tenant_id, event_id) DO NOTHING";
 
 /// The SQLite hot store.
 #[derive(Debug, Clone)]
@@ -289,91 +289,13 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut touched: HashMap<String, ChainHead> = HashMap::new();
         for request in batch {
-            // First decide, reading only, whether every event is new or an identical retry; a
-            // conflict rejects the request before anything of it is written, so no savepoint
-            // (and no statement journal) is needed on the hot path.
-            let digests: Vec<[u8; 32]> = request
-                .iter()
-                .map(|pending| content_digest(&pending.event))
-                .collect();
-            let mut verdicts: Vec<Verdict> = Vec::with_capacity(request.len());
-            let mut conflict = None;
-            let mut first_index: HashMap<(&str, &str), usize> =
-                HashMap::with_capacity(request.len());
-            for (index, (pending, digest)) in request.iter().zip(&digests).enumerate() {
-                let event = &pending.event;
-                let earlier =
-                    first_index.insert((event.tenant_id.as_str(), event.event_id.as_str()), index);
-                if let Some(earlier) = earlier {
-                    // Keep pointing at the first occurrence.
-                    first_index
-                        .insert((event.tenant_id.as_str(), event.event_id.as_str()), earlier);
-                }
-                let stored = match earlier {
-                    // A duplicate inside the request resolves to the earlier one.
-                    Some(earlier) => Some((
-                        digests[earlier],
-                        request[earlier].event.timestamp_ns,
-                        Verdict::AsEarlier(earlier),
-                    )),
-                    None => existing_event(&self.conn, &event.tenant_id, &event.event_id)?.map(
-                        |existing| {
-                            (
-                                existing.content_digest,
-                                existing.timestamp_ns,
-                                Verdict::Stored(existing.receipt),
-                            )
-                        },
-                    ),
-                };
-                match stored {
-                    None => verdicts.push(Verdict::New),
-                    Some((stored_digest, stored_timestamp, verdict)) => {
-                        let same = stored_digest == *digest
-                            && (!pending.timestamp_supplied
-                                || stored_timestamp == event.timestamp_ns);
-                        if !same {
-                            conflict = Some(AppendOutcome::Conflict {
-                                index,
-                                event_id: event.event_id.clone(),
-                            });
-                            break;
-                        }
-                        verdicts.push(verdict);
-                    }
+            let outcome = self.append_request(request)?;
+            if let AppendOutcome::Committed(receipts) = &outcome {
+                for receipt in receipts {
+                    touched.insert(receipt.tenant_id.clone(), self.heads[&receipt.tenant_id]);
                 }
             }
-            if let Some(conflict) = conflict {
-                outcomes.push(conflict);
-                continue;
-            }
-            let mut receipts: Vec<EventReceipt> = Vec::with_capacity(request.len());
-            for ((pending, digest), verdict) in request.iter().zip(&digests).zip(verdicts) {
-                let event = &pending.event;
-                match verdict {
-                    Verdict::New => {}
-                    Verdict::Stored(receipt) => {
-                        receipts.push(receipt);
-                        continue;
-                    }
-                    Verdict::AsEarlier(earlier) => {
-                        receipts.push(receipts[earlier].clone());
-                        continue;
-                    }
-                }
-                let mut head = self.head(&event.tenant_id)?;
-                let link = head.link(event, pending.received_at_ns);
-                insert_event(&self.conn, pending, &link, digest)?;
-                self.heads.insert(event.tenant_id.clone(), head);
-                touched.insert(event.tenant_id.clone(), head);
-                receipts.push(EventReceipt {
-                    event_id: event.event_id.clone(),
-                    tenant_id: event.tenant_id.clone(),
-                    seq: link.seq,
-                    event_hash: link.event_hash,
-                });
-            }
-            outcomes.push(AppendOutcome::Committed(receipts));
+            outcomes.push(outcome);
         }
         let mut update = self.conn.prepare_cached(
             "INSERT INTO chain_heads (tenant_id, seq, head_hash) VALUES (?1, ?2, ?3) \
@@ -384,25 +306,74 @@ impl Writer {
         }
         Ok(outcomes)
     }
+
+    /// Links and inserts one request's events. The common case, all new, costs one insert per
+    /// event: the `event_id` unique index itself detects a retry. On a conflict, the rows this
+    /// request already inserted are deleted again and the heads restored, so the request leaves
+    /// no trace (a savepoint would do the same, but journals every page on the hot path).
+    fn append_request(&mut self, request: &[PendingEvent]) -> Result<AppendOutcome> {
+        let mut receipts = Vec::with_capacity(request.len());
+        let mut heads_before: Vec<(String, ChainHead)> = Vec::new();
+        let mut inserted: Vec<(usize, u64)> = Vec::new();
+        let mut conflict = None;
+        for (index, pending) in request.iter().enumerate() {
+            let event = &pending.event;
+            let mut head = self.head(&event.tenant_id)?;
+            if !heads_before
+                .iter()
+                .any(|(tenant, _)| *tenant == event.tenant_id)
+            {
+                heads_before.push((event.tenant_id.clone(), head));
+            }
+            let digest = content_digest(event);
+            let link = head.link(event, pending.received_at_ns);
+            if insert_event(&self.conn, pending, &link, &digest)? {
+                self.heads.insert(event.tenant_id.clone(), head);
+                inserted.push((index, link.seq));
+                receipts.push(EventReceipt {
+                    event_id: event.event_id.clone(),
+                    tenant_id: event.tenant_id.clone(),
+                    seq: link.seq,
+                    event_hash: link.event_hash,
+                });
+                continue;
+            }
+            let existing = existing_event(&self.conn, &event.tenant_id, &event.event_id)?
+                .expect("an insert refused by the event_id unique index means the row exists");
+            let same = existing.content_digest == digest
+                && (!pending.timestamp_supplied || existing.timestamp_ns == event.timestamp_ns);
+            if !same {
+                conflict = Some(AppendOutcome::Conflict {
+                    index,
+                    event_id: event.event_id.clone(),
+                });
+                break;
+            }
+            receipts.push(existing.receipt);
+        }
+        let Some(conflict) = conflict else {
+            return Ok(AppendOutcome::Committed(receipts));
+        };
+        let mut delete = self
+            .conn
+            .prepare_cached("DELETE FROM events WHERE tenant_id = ?1 AND seq = ?2")?;
+        for (index, seq) in inserted {
+            delete.execute(params![request[index].event.tenant_id, seq as i64])?;
+        }
+        for (tenant_id, head) in heads_before {
+            self.heads.insert(tenant_id, head);
+        }
+        Ok(conflict)
+    }
 }
 
-/// What to do with one event of a request.
-enum Verdict {
-    /// Not stored yet: link and insert it.
-    New,
-    /// An identical retry of a stored event: answer with the stored receipt.
-    Stored(EventReceipt),
-    /// A repeat of the event at this earlier index of the same request.
-    AsEarlier(usize),
-}
-
-/// Inserts one chained event whose `event_id` is known to be new.
+/// Inserts one chained event; returns false, writing nothing, when its `event_id` is stored.
 fn insert_event(
     conn: &Connection,
     pending: &PendingEvent,
     link: &ChainLink,
     digest: &[u8; 32],
-) -> Result<()> {
+) -> Result<bool> {
     let event = &pending.event;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
     let changed = insert.execute(params![
@@ -426,8 +397,7 @@ fn insert_event(
         &link.event_hash[..],
         &digest[..],
     ])?;
-    debug_assert_eq!(changed, 1);
-    Ok(())
+    Ok(changed == 1)
 }
 
 fn existing_event(
