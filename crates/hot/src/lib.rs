@@ -11,11 +11,12 @@ mod verify;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sealtrail_ledger::ChainHead;
 use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
-pub use verify::{verify_sqlite, TenantReport};
+pub use verify::{verify_sqlite, verify_store, TenantReport};
 
 /// One client request's events: committed together or not at all.
 pub type AppendRequest = Vec<PendingEvent>;
@@ -125,6 +126,19 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()>;
 
     async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Every tenant with events or a recorded chain head, with that head (`None` if the head
+    /// row is missing, which verification reports).
+    async fn tenant_heads(&self) -> Result<Vec<(String, Option<ChainHead>)>>;
+
+    /// Up to `limit` of a tenant's events with `seq > after_seq`, ascending. A row that cannot
+    /// be decoded is an [`Error::Corrupt`] naming its `seq`, never skipped.
+    async fn scan_events(
+        &self,
+        tenant_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
 
     /// Reads a named server setting (such as the admin token's hash).
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;

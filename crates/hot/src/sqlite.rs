@@ -571,6 +571,32 @@ impl HotStore for SqliteStore {
         self.read(move |conn| run_query(conn, &query)).await
     }
 
+    async fn tenant_heads(&self) -> Result<Vec<(String, Option<ChainHead>)>> {
+        self.read(|conn| crate::verify::tenant_heads(conn)).await
+    }
+
+    async fn scan_events(
+        &self,
+        tenant_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "{} ORDER BY seq LIMIT ?3",
+                select_events_sql("tenant_id = ?1 AND seq > ?2")
+            ))?;
+            let mut rows = statement.query(params![tenant_id, after_seq as i64, limit as i64])?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(stored_event_from_row(row)?);
+            }
+            Ok(events)
+        })
+        .await
+    }
+
     async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()> {
         self.write(move |writer| {
             writer.conn.execute(

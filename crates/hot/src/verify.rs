@@ -1,13 +1,18 @@
-//! Offline verification of the SQLite hot tier: re-checks every tenant's chain from the database
-//! file alone, with no server running and nothing trusted but the ledger's rules.
+//! Verification of the hot tier: re-checks every tenant's chain from the stored rows, trusting
+//! nothing but the ledger's rules. [`verify_sqlite`] reads a data directory offline, with no
+//! server running; [`verify_store`] checks any [`HotStore`] backend through the trait.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sealtrail_ledger::{ChainFault, ChainHead, ChainVerifier};
+use sealtrail_model::StoredEvent;
 
 use crate::sqlite::{select_events_sql, stored_event_from_row, DATABASE_FILE};
-use crate::{Error, Result};
+use crate::{Error, HotStore, Result};
+
+/// Events read per round trip by [`verify_store`].
+const VERIFY_SCAN_EVENTS: usize = 10_000;
 
 /// The verdict on one tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +24,115 @@ pub struct TenantReport {
     pub verdict: std::result::Result<ChainHead, ChainFault>,
 }
 
-/// Verifies every tenant (or just `only_tenant`) in the hot store under `data_dir`.
+/// Feeds one tenant's events, in `seq` order, through the chain rules.
+struct TenantCheck {
+    verifier: ChainVerifier,
+    events_checked: u64,
+    fault: Option<ChainFault>,
+}
+
+impl TenantCheck {
+    fn new() -> Self {
+        TenantCheck {
+            verifier: ChainVerifier::new(),
+            events_checked: 0,
+            fault: None,
+        }
+    }
+
+    /// Checks the next event (or a row that failed to decode); returns false once a fault is
+    /// found, since every later link depends on this one.
+    fn feed(&mut self, row: Result<StoredEvent>) -> Result<bool> {
+        let checked = match row {
+            Ok(stored) => self.verifier.check(&stored),
+            // A row that no longer decodes was edited.
+            Err(Error::Corrupt { seq, .. }) => Err(ChainFault::ContentChanged { seq }),
+            Err(other) => return Err(other),
+        };
+        match checked {
+            Ok(()) => {
+                self.events_checked += 1;
+                Ok(true)
+            }
+            Err(fault) => {
+                self.fault = Some(fault);
+                Ok(false)
+            }
+        }
+    }
+
+    fn finish(self, tenant_id: String, recorded: Option<ChainHead>) -> TenantReport {
+        let verdict = match self.fault {
+            Some(fault) => Err(fault),
+            None => self.verifier.finish(recorded),
+        };
+        TenantReport {
+            tenant_id,
+            events_checked: self.events_checked,
+            verdict,
+        }
+    }
+}
+
+fn select_tenants(
+    mut tenants: Vec<(String, Option<ChainHead>)>,
+    only_tenant: Option<&str>,
+) -> Vec<(String, Option<ChainHead>)> {
+    if let Some(only) = only_tenant {
+        tenants.retain(|(tenant, _)| tenant == only);
+        if tenants.is_empty() {
+            tenants.push((only.to_owned(), None));
+        }
+    }
+    tenants
+}
+
+/// Verifies every tenant (or just `only_tenant`) of any hot store.
+pub async fn verify_store(
+    store: &dyn HotStore,
+    only_tenant: Option<&str>,
+) -> Result<Vec<TenantReport>> {
+    let mut reports = Vec::new();
+    for (tenant_id, recorded) in select_tenants(store.tenant_heads().await?, only_tenant) {
+        let mut check = TenantCheck::new();
+        let mut after_seq = 0;
+        'scan: loop {
+            let rows = match store
+                .scan_events(&tenant_id, after_seq, VERIFY_SCAN_EVENTS)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(Error::Corrupt {
+                    seq,
+                    tenant_id: _,
+                    reason: _,
+                }) => {
+                    check.feed(Err(Error::Corrupt {
+                        tenant_id: tenant_id.clone(),
+                        seq,
+                        reason: String::new(),
+                    }))?;
+                    break 'scan;
+                }
+                Err(other) => return Err(other),
+            };
+            let Some(last) = rows.last().map(|stored| stored.seq) else {
+                break;
+            };
+            for stored in rows {
+                if !check.feed(Ok(stored))? {
+                    break 'scan;
+                }
+            }
+            after_seq = last;
+        }
+        reports.push(check.finish(tenant_id, recorded));
+    }
+    Ok(reports)
+}
+
+/// Verifies every tenant (or just `only_tenant`) in the SQLite hot store under `data_dir`,
+/// reading the file directly (read-only, no lock: a running server may keep writing).
 pub fn verify_sqlite(data_dir: &Path, only_tenant: Option<&str>) -> Result<Vec<TenantReport>> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
@@ -32,64 +145,47 @@ pub fn verify_sqlite(data_dir: &Path, only_tenant: Option<&str>) -> Result<Vec<T
         });
     }
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    // A tenant whose rows were all deleted still has a recorded head, so list both sources.
-    let mut tenants: Vec<String> = {
-        let mut statement = conn.prepare(
-            "SELECT tenant_id FROM chain_heads UNION SELECT DISTINCT tenant_id FROM events ORDER BY 1",
-        )?;
+    let mut reports = Vec::new();
+    for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
+        let mut check = TenantCheck::new();
+        let mut statement = conn.prepare(&format!(
+            "{} ORDER BY seq",
+            select_events_sql("tenant_id = ?1")
+        ))?;
+        let mut rows = statement.query([&tenant_id])?;
+        while let Some(row) = rows.next()? {
+            if !check.feed(stored_event_from_row(row))? {
+                break;
+            }
+        }
+        reports.push(check.finish(tenant_id, recorded));
+    }
+    Ok(reports)
+}
+
+/// Every tenant with events or a chain head. A tenant whose rows were all deleted still has a
+/// recorded head, so both sources are listed.
+pub(crate) fn tenant_heads(conn: &Connection) -> Result<Vec<(String, Option<ChainHead>)>> {
+    let tenants: Vec<String> = {
+        let mut statement =
+            conn.prepare("SELECT tenant_id FROM chain_heads UNION SELECT DISTINCT tenant_id FROM events ORDER BY 1")?;
         let rows = statement.query_map([], |row| row.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    if let Some(only) = only_tenant {
-        tenants.retain(|tenant| tenant == only);
-        if tenants.is_empty() {
-            tenants.push(only.to_owned());
-        }
-    }
-    tenants
-        .into_iter()
-        .map(|tenant_id| verify_tenant(&conn, tenant_id))
-        .collect()
-}
-
-fn verify_tenant(conn: &Connection, tenant_id: String) -> Result<TenantReport> {
-    let recorded = conn
-        .query_row(
-            "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
-            [&tenant_id],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
-        )
-        .optional()?
-        .map(|(seq, hash)| ChainHead {
-            seq: seq as u64,
-            hash: hash.try_into().unwrap_or([0xff; 32]),
-        });
-    let mut verifier = ChainVerifier::new();
-    let mut events_checked = 0;
-    let mut statement = conn.prepare(&format!(
-        "{} ORDER BY seq",
-        select_events_sql("tenant_id = ?1")
-    ))?;
-    let mut rows = statement.query([&tenant_id])?;
-    while let Some(row) = rows.next()? {
-        let checked = match stored_event_from_row(row) {
-            Ok(stored) => verifier.check(&stored),
-            // A row that no longer decodes was edited.
-            Err(Error::Corrupt { seq, .. }) => Err(ChainFault::ContentChanged { seq }),
-            Err(other) => return Err(other),
-        };
-        if let Err(fault) = checked {
-            return Ok(TenantReport {
-                tenant_id,
-                events_checked,
-                verdict: Err(fault),
+    let mut heads = Vec::with_capacity(tenants.len());
+    for tenant_id in tenants {
+        let head = conn
+            .query_row(
+                "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
+                [&tenant_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .map(|(seq, hash)| ChainHead {
+                seq: seq as u64,
+                hash: hash.try_into().unwrap_or([0xff; 32]),
             });
-        }
-        events_checked += 1;
+        heads.push((tenant_id, head));
     }
-    Ok(TenantReport {
-        tenant_id,
-        events_checked,
-        verdict: verifier.finish(recorded),
-    })
+    Ok(heads)
 }

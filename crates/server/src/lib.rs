@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::HotStore;
 use sealtrail_model::limits::GROUP_COMMIT_EVENTS_MAX;
 
 pub use auth::Principal;
@@ -99,12 +99,12 @@ pub(crate) fn now_ns() -> i64 {
     i64::try_from(since_epoch.as_nanos()).expect("clock before 2262")
 }
 
-/// Runs the server until `shutdown` resolves, then drains and exits.
+/// Runs the server on an opened hot store until `shutdown` resolves, then drains and exits.
 pub async fn run(
     config: ServerConfig,
+    store: Arc<dyn HotStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store: Arc<dyn HotStore> = Arc::new(SqliteStore::open(&config.data_dir)?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {

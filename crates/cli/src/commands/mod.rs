@@ -1,6 +1,7 @@
 //! Command-line entry: parses flags and dispatches to a subcommand.
 
 mod serve;
+mod store;
 mod verify;
 
 use std::process::ExitCode;

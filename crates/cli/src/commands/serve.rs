@@ -21,11 +21,16 @@ pub(crate) struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7070]
     #[arg(long, env = "SEALTRAIL_LISTEN")]
     listen: Option<SocketAddr>,
+    /// PostgreSQL hot tier (`postgres://…`); without it the embedded SQLite store in the data
+    /// directory is used.
+    #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
+    database_url: Option<String>,
     /// Capacity of the async ingest queue, in events; when full, async ingest answers 503
     /// [default: sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX]
     #[arg(long, env = "SEALTRAIL_ASYNC_QUEUE_EVENTS_MAX")]
     async_queue_events_max: Option<usize>,
-    /// TOML config file with the same settings (`data_dir`, `listen`, `async_queue_events_max`);
+    /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
+    /// `async_queue_events_max`);
     /// flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
@@ -37,6 +42,7 @@ pub(crate) struct ServeArgs {
 struct ConfigFile {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    database_url: Option<String>,
     async_queue_events_max: Option<usize>,
 }
 
@@ -69,12 +75,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|token| !token.is_empty()),
     };
-    tracing::info!(?config, "starting");
+    let database_url = args.database_url.or(file.database_url);
+    tracing::info!(?config, postgres = database_url.is_some(), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(sealtrail_server::run(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        let store = super::store::open_hot_store(&config.data_dir, database_url.as_deref()).await?;
+        sealtrail_server::run(config, store, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
