@@ -253,7 +253,12 @@ fn verify_names_tenant_and_seq_of_tampering() {
     ];
     for (sql, tenant, expected) in cases {
         let copy = tempfile::tempdir().unwrap();
-        for file in ["hot.sqlite3", "hot.sqlite3-wal", "hot.sqlite3-shm"] {
+        for file in [
+            "hot.sqlite3",
+            "hot.sqlite3-wal",
+            "hot.sqlite3-shm",
+            "checkpoint-signing.key",
+        ] {
             if dir.path().join(file).exists() {
                 std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
             }

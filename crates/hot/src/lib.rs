@@ -4,6 +4,7 @@
 //! PostgreSQL for production). The pipeline above it owns batching and backpressure; a store owns
 //! atomicity, durability and the tenant chains. API boundary: nothing above this crate sees SQL.
 
+mod bundle;
 mod error;
 mod sqlite;
 mod verify;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use sealtrail_ledger::ChainHead;
 use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 
+pub use bundle::export_bundle_sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 pub use verify::{verify_sqlite, verify_store, TenantReport};
@@ -64,6 +66,16 @@ pub struct ExistingEvent {
     pub content_digest: [u8; 32],
     pub timestamp_ns: i64,
     pub receipt: EventReceipt,
+}
+
+/// A signed checkpoint of a tenant's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: u64,
+    pub root_hash: [u8; 32],
+    /// The C2SP signed note, exactly as served.
+    pub note: String,
+    pub created_at_ns: i64,
 }
 
 /// Roles an API key can carry.
@@ -139,6 +151,31 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Every tenant's recorded chain head (cheap: one row per tenant).
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>>;
+
+    /// Block `block` of stored Merkle level `level` (a multiple of
+    /// [`sealtrail_ledger::TILE_HEIGHT`]): up to 256 consecutive stored nodes, fewer at the end.
+    /// Level 0 is the events' `event_hash` by `seq`. The store MUST write every tile that
+    /// [`sealtrail_ledger::completed_tiles`] names in the same transaction as the events that
+    /// complete it.
+    async fn merkle_block(&self, tenant_id: &str, level: u8, block: u64) -> Result<Vec<[u8; 32]>>;
+
+    /// Stores a signed checkpoint; returns false if one of that size already exists (kept as is:
+    /// checkpoints are append-only).
+    async fn insert_checkpoint(
+        &self,
+        tenant_id: &str,
+        checkpoint: StoredCheckpoint,
+    ) -> Result<bool>;
+
+    /// The checkpoint of that tree size, or the latest when `tree_size` is `None`.
+    async fn checkpoint(
+        &self,
+        tenant_id: &str,
+        tree_size: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>>;
 
     /// Reads a named server setting (such as the admin token's hash).
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;

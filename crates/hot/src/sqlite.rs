@@ -12,13 +12,15 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use sealtrail_ledger::{content_digest, ChainHead, ChainLink};
+use sealtrail_ledger::{
+    completed_tiles, content_digest, tree_root, ChainHead, ChainLink, TILE_HEIGHT, TILE_WIDTH,
+};
 use sealtrail_model::limits::{HOT_READ_CONNECTIONS_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS};
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
 
 use crate::{
     ApiKeyRecord, AppendOutcome, AppendRequest, Error, EventQuery, ExistingEvent, HotStore, Order,
-    Result, Role,
+    Result, Role, StoredCheckpoint,
 };
 
 /// File name of the database inside the data directory.
@@ -27,7 +29,8 @@ pub(crate) const DATABASE_FILE: &str = "hot.sqlite3";
 const LOCK_FILE: &str = "sealtrail.lock";
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     tenant_id      TEXT    NOT NULL,
     seq            INTEGER NOT NULL,
@@ -68,7 +71,25 @@ CREATE TABLE settings (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE merkle_tiles (
+    tenant_id TEXT    NOT NULL,
+    level     INTEGER NOT NULL,
+    idx       INTEGER NOT NULL,
+    hash      BLOB    NOT NULL,
+    PRIMARY KEY (tenant_id, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    tenant_id     TEXT    NOT NULL,
+    tree_size     INTEGER NOT NULL,
+    root_hash     BLOB    NOT NULL,
+    note          TEXT    NOT NULL,
+    created_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, tree_size)
+) WITHOUT ROWID;
+"#,
+];
 
 const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
      resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, prev_hash, event_hash";
@@ -288,7 +309,15 @@ impl Writer {
     fn append_in_transaction(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut touched: HashMap<String, ChainHead> = HashMap::new();
+        // Tree size of each tenant before this group, to know which tiles it completes.
+        let mut sizes_before: HashMap<String, u64> = HashMap::new();
         for request in batch {
+            for pending in request {
+                if !sizes_before.contains_key(&pending.event.tenant_id) {
+                    let head = self.head(&pending.event.tenant_id)?;
+                    sizes_before.insert(pending.event.tenant_id.clone(), head.seq);
+                }
+            }
             let outcome = self.append_request(request)?;
             if let AppendOutcome::Committed(receipts) = &outcome {
                 for receipt in receipts {
@@ -301,8 +330,12 @@ impl Writer {
             "INSERT INTO chain_heads (tenant_id, seq, head_hash) VALUES (?1, ?2, ?3) \
              ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, head_hash = excluded.head_hash",
         )?;
-        for (tenant_id, head) in touched {
+        for (tenant_id, head) in &touched {
             update.execute(params![tenant_id, head.seq as i64, &head.hash[..]])?;
+        }
+        drop(update);
+        for (tenant_id, head) in &touched {
+            write_completed_tiles(&self.conn, tenant_id, sizes_before[tenant_id], head.seq)?;
         }
         Ok(outcomes)
     }
@@ -365,6 +398,83 @@ impl Writer {
         }
         Ok(conflict)
     }
+}
+
+/// Stores the Merkle tiles a tenant's tree completed when it grew from `old_size` to
+/// `new_size` leaves, each computed from the 256 stored nodes of the level below.
+fn write_completed_tiles(
+    conn: &Connection,
+    tenant_id: &str,
+    old_size: u64,
+    new_size: u64,
+) -> Result<()> {
+    for (level, index) in completed_tiles(old_size, new_size) {
+        let children = read_block(conn, tenant_id, level - TILE_HEIGHT, index)?;
+        if children.len() as u64 != TILE_WIDTH {
+            return Err(Error::Corrupt {
+                tenant_id: tenant_id.to_owned(),
+                seq: new_size,
+                reason: format!(
+                    "tile level {level} index {index} has {} of {TILE_WIDTH} children",
+                    children.len()
+                ),
+            });
+        }
+        conn.prepare_cached(
+            "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            tenant_id,
+            level,
+            index as i64,
+            &tree_root(&children)[..]
+        ])?;
+    }
+    Ok(())
+}
+
+/// Block `block` of a stored Merkle level: up to 256 consecutive stored nodes. Level 0 is the
+/// leaf hashes, which are the events' `event_hash` (leaf index = seq - 1).
+pub(crate) fn read_block(
+    conn: &Connection,
+    tenant_id: &str,
+    level: u8,
+    block: u64,
+) -> Result<Vec<[u8; 32]>> {
+    let first = block * TILE_WIDTH;
+    let mut statement = if level == 0 {
+        conn.prepare_cached(
+            "SELECT event_hash FROM events WHERE tenant_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+        )?
+    } else {
+        conn.prepare_cached(
+            "SELECT hash FROM merkle_tiles WHERE tenant_id = ?1 AND level = ?4 AND idx >= ?2 AND idx < ?3 ORDER BY idx",
+        )?
+    };
+    let mut rows = if level == 0 {
+        statement.query(params![
+            tenant_id,
+            first as i64,
+            (first + TILE_WIDTH) as i64
+        ])?
+    } else {
+        statement.query(params![
+            tenant_id,
+            first as i64,
+            (first + TILE_WIDTH) as i64,
+            level
+        ])?
+    };
+    let mut hashes = Vec::with_capacity(TILE_WIDTH as usize);
+    while let Some(row) = rows.next()? {
+        let bytes: Vec<u8> = row.get(0)?;
+        hashes.push(bytes.try_into().map_err(|_| Error::Corrupt {
+            tenant_id: tenant_id.to_owned(),
+            seq: first + hashes.len() as u64 + 1,
+            reason: "stored hash is not 32 bytes".into(),
+        })?);
+    }
+    Ok(hashes)
 }
 
 /// Inserts one chained event; returns false, writing nothing, when its `event_id` is stored.
@@ -593,6 +703,90 @@ impl HotStore for SqliteStore {
                 events.push(stored_event_from_row(row)?);
             }
             Ok(events)
+        })
+        .await
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT tenant_id, seq, head_hash FROM chain_heads ORDER BY tenant_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
+            let mut heads = Vec::new();
+            for row in rows {
+                let (tenant_id, seq, hash) = row?;
+                heads.push((
+                    tenant_id,
+                    ChainHead {
+                        seq: seq as u64,
+                        hash: hash.try_into().unwrap_or([0xff; 32]),
+                    },
+                ));
+            }
+            Ok(heads)
+        })
+        .await
+    }
+
+    async fn merkle_block(&self, tenant_id: &str, level: u8, block: u64) -> Result<Vec<[u8; 32]>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| read_block(conn, &tenant_id, level, block))
+            .await
+    }
+
+    async fn insert_checkpoint(
+        &self,
+        tenant_id: &str,
+        checkpoint: StoredCheckpoint,
+    ) -> Result<bool> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            let changed = writer.conn.execute(
+                "INSERT INTO checkpoints (tenant_id, tree_size, root_hash, note, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (tenant_id, tree_size) DO NOTHING",
+                params![
+                    tenant_id,
+                    checkpoint.tree_size as i64,
+                    &checkpoint.root_hash[..],
+                    checkpoint.note,
+                    checkpoint.created_at_ns
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant_id: &str,
+        tree_size: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let sql = "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
+                       AND (?2 IS NULL OR tree_size = ?2) ORDER BY tree_size DESC LIMIT 1";
+            let found = conn
+                .prepare_cached(sql)?
+                .query_row(params![tenant_id, tree_size.map(|size| size as i64)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
+                })
+                .optional()?;
+            Ok(found.and_then(|(tree_size, root_hash, note, created_at_ns)| {
+                Some(StoredCheckpoint {
+                    tree_size: tree_size as u64,
+                    root_hash: root_hash.try_into().ok()?,
+                    note,
+                    created_at_ns,
+                })
+            }))
         })
         .await
     }

@@ -4,8 +4,13 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use sealtrail_ledger::{ChainFault, ChainHead, ChainVerifier};
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use sealtrail_ledger::{
+    open_checkpoint, tenant_origin, ChainFault, ChainHead, ChainVerifier, Checkpoint,
+    MerkleFrontier, NoteVerifier, TILE_HEIGHT,
+};
 use sealtrail_model::StoredEvent;
 
 use crate::sqlite::{select_events_sql, stored_event_from_row, DATABASE_FILE};
@@ -24,9 +29,72 @@ pub struct TenantReport {
     pub verdict: std::result::Result<ChainHead, ChainFault>,
 }
 
-/// Feeds one tenant's events, in `seq` order, through the chain rules.
+/// The stored Merkle data of one tenant, checked against the tree rebuilt from its events.
+struct MerkleCheck {
+    frontier: MerkleFrontier,
+    tiles: HashMap<(u8, u64), [u8; 32]>,
+    /// Signed checkpoints, ascending by tree size, already opened (or the reason they failed).
+    checkpoints: Vec<(u64, Result<Checkpoint, String>)>,
+    next_checkpoint: usize,
+}
+
+impl MerkleCheck {
+    /// Adds the next leaf; returns the first disagreement with a stored tile or checkpoint.
+    fn append(&mut self, seq: u64, event_hash: [u8; 32]) -> Option<ChainFault> {
+        let mut fault = None;
+        let tiles = &self.tiles;
+        self.frontier.append_with(event_hash, |subtree| {
+            if fault.is_none() && subtree.level > 0 && subtree.level % TILE_HEIGHT == 0 {
+                if tiles.get(&(subtree.level, subtree.index)) != Some(&subtree.hash) {
+                    fault = Some(ChainFault::TileMismatch {
+                        seq,
+                        level: subtree.level,
+                        index: subtree.index,
+                    });
+                }
+            }
+        });
+        if fault.is_some() {
+            return fault;
+        }
+        while let Some((tree_size, opened)) = self.checkpoints.get(self.next_checkpoint) {
+            if *tree_size != seq {
+                break;
+            }
+            self.next_checkpoint += 1;
+            match opened {
+                Err(reason) => {
+                    return Some(ChainFault::CheckpointInvalid {
+                        seq,
+                        reason: reason.clone(),
+                    })
+                }
+                Ok(checkpoint) if checkpoint.root_hash != self.frontier.root() => {
+                    return Some(ChainFault::CheckpointMismatch { seq })
+                }
+                Ok(_) => {}
+            }
+        }
+        None
+    }
+
+    /// A checkpoint beyond the last event means events were removed from the end.
+    fn finish(&self, last_seq: u64) -> Option<ChainFault> {
+        self.checkpoints
+            .get(self.next_checkpoint)
+            .map(|(tree_size, _)| ChainFault::CheckpointBeyondLog {
+                seq: last_seq + 1,
+                tree_size: *tree_size,
+                found: last_seq,
+            })
+    }
+}
+
+/// Feeds one tenant's events, in `seq` order, through the chain rules (and, when the store's
+/// Merkle data is at hand, the tree rules).
 struct TenantCheck {
     verifier: ChainVerifier,
+    merkle: Option<MerkleCheck>,
     events_checked: u64,
     fault: Option<ChainFault>,
 }
@@ -35,6 +103,7 @@ impl TenantCheck {
     fn new() -> Self {
         TenantCheck {
             verifier: ChainVerifier::new(),
+            merkle: None,
             events_checked: 0,
             fault: None,
         }
@@ -44,7 +113,16 @@ impl TenantCheck {
     /// found, since every later link depends on this one.
     fn feed(&mut self, row: Result<StoredEvent>) -> Result<bool> {
         let checked = match row {
-            Ok(stored) => self.verifier.check(&stored),
+            Ok(stored) => self.verifier.check(&stored).and_then(|()| {
+                match self
+                    .merkle
+                    .as_mut()
+                    .and_then(|merkle| merkle.append(stored.seq, stored.event_hash))
+                {
+                    Some(fault) => Err(fault),
+                    None => Ok(()),
+                }
+            }),
             // A row that no longer decodes was edited.
             Err(Error::Corrupt { seq, .. }) => Err(ChainFault::ContentChanged { seq }),
             Err(other) => return Err(other),
@@ -62,9 +140,17 @@ impl TenantCheck {
     }
 
     fn finish(self, tenant_id: String, recorded: Option<ChainHead>) -> TenantReport {
+        let last_seq = self.verifier.head().seq;
         let verdict = match self.fault {
             Some(fault) => Err(fault),
-            None => self.verifier.finish(recorded),
+            None => match self
+                .merkle
+                .as_ref()
+                .and_then(|merkle| merkle.finish(last_seq))
+            {
+                Some(fault) => Err(fault),
+                None => self.verifier.finish(recorded),
+            },
         };
         TenantReport {
             tenant_id,
@@ -132,8 +218,14 @@ pub async fn verify_store(
 }
 
 /// Verifies every tenant (or just `only_tenant`) in the SQLite hot store under `data_dir`,
-/// reading the file directly (read-only, no lock: a running server may keep writing).
-pub fn verify_sqlite(data_dir: &Path, only_tenant: Option<&str>) -> Result<Vec<TenantReport>> {
+/// reading the file directly (read-only, no lock: a running server may keep writing): each
+/// chain, each stored Merkle tile, and each signed checkpoint, whose signature is checked with
+/// `checkpoint_key` (a checkpoint is only trusted if it verifies).
+pub fn verify_sqlite(
+    data_dir: &Path,
+    only_tenant: Option<&str>,
+    checkpoint_key: &NoteVerifier,
+) -> Result<Vec<TenantReport>> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
         return Err(Error::Io {
@@ -148,6 +240,7 @@ pub fn verify_sqlite(data_dir: &Path, only_tenant: Option<&str>) -> Result<Vec<T
     let mut reports = Vec::new();
     for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
         let mut check = TenantCheck::new();
+        check.merkle = Some(load_merkle(&conn, &tenant_id, checkpoint_key)?);
         let mut statement = conn.prepare(&format!(
             "{} ORDER BY seq",
             select_events_sql("tenant_id = ?1")
@@ -161,6 +254,51 @@ pub fn verify_sqlite(data_dir: &Path, only_tenant: Option<&str>) -> Result<Vec<T
         reports.push(check.finish(tenant_id, recorded));
     }
     Ok(reports)
+}
+
+/// Loads a tenant's stored tiles and checkpoints, opening each checkpoint with the key.
+fn load_merkle(
+    conn: &Connection,
+    tenant_id: &str,
+    checkpoint_key: &NoteVerifier,
+) -> Result<MerkleCheck> {
+    let mut tiles = HashMap::new();
+    let mut statement =
+        conn.prepare("SELECT level, idx, hash FROM merkle_tiles WHERE tenant_id = ?1")?;
+    let mut rows = statement.query(params![tenant_id])?;
+    while let Some(row) = rows.next()? {
+        let hash: Vec<u8> = row.get(2)?;
+        tiles.insert(
+            (row.get::<_, u8>(0)?, row.get::<_, i64>(1)? as u64),
+            hash.try_into().unwrap_or([0; 32]),
+        );
+    }
+    let mut checkpoints = Vec::new();
+    let mut statement = conn.prepare(
+        "SELECT tree_size, note FROM checkpoints WHERE tenant_id = ?1 ORDER BY tree_size",
+    )?;
+    let mut rows = statement.query(params![tenant_id])?;
+    let origin = tenant_origin(tenant_id);
+    while let Some(row) = rows.next()? {
+        let tree_size = row.get::<_, i64>(0)? as u64;
+        let note: String = row.get(1)?;
+        let opened = open_checkpoint(&note, std::slice::from_ref(checkpoint_key), &origin)
+            .map_err(|error| error.to_string())
+            .and_then(|checkpoint| {
+                if checkpoint.tree_size == tree_size {
+                    Ok(checkpoint)
+                } else {
+                    Err(format!("its body says tree size {}", checkpoint.tree_size))
+                }
+            });
+        checkpoints.push((tree_size, opened));
+    }
+    Ok(MerkleCheck {
+        frontier: MerkleFrontier::new(),
+        tiles,
+        checkpoints,
+        next_checkpoint: 0,
+    })
 }
 
 /// Every tenant with events or a chain head. A tenant whose rows were all deleted still has a

@@ -71,18 +71,34 @@ pub enum ChainFault {
     Duplicate { seq: u64 },
     #[error("seq {seq}: head hash differs from the last event's hash")]
     HeadMismatch { seq: u64 },
+    #[error("seq {seq}: stored Merkle tile (level {level}, index {index}) differs from the events (tree rewritten)")]
+    TileMismatch { seq: u64, level: u8, index: u64 },
+    #[error("seq {seq}: the signed checkpoint at tree size {seq} has a different root (history rewritten or forked)")]
+    CheckpointMismatch { seq: u64 },
+    #[error("seq {seq}: event missing (a signed checkpoint covers tree size {tree_size}, but the log ends at seq {found})")]
+    CheckpointBeyondLog {
+        seq: u64,
+        tree_size: u64,
+        found: u64,
+    },
+    #[error("seq {seq}: the checkpoint at tree size {seq} does not verify: {reason}")]
+    CheckpointInvalid { seq: u64, reason: String },
 }
 
 impl ChainFault {
     /// The first `seq` that fails.
     pub fn seq(&self) -> u64 {
-        match *self {
+        match self.clone() {
             ChainFault::Missing { seq, .. }
             | ChainFault::Truncated { seq, .. }
             | ChainFault::OrderBroken { seq }
             | ChainFault::ContentChanged { seq }
             | ChainFault::Duplicate { seq }
-            | ChainFault::HeadMismatch { seq } => seq,
+            | ChainFault::HeadMismatch { seq }
+            | ChainFault::TileMismatch { seq, .. }
+            | ChainFault::CheckpointMismatch { seq }
+            | ChainFault::CheckpointBeyondLog { seq, .. }
+            | ChainFault::CheckpointInvalid { seq, .. } => seq,
         }
     }
 }

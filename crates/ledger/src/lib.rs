@@ -8,13 +8,18 @@
 //! docs/MERKLE.md the tree, proofs and checkpoints; the test vectors in `tests/` keep the code and
 //! the prose in step.
 
+mod bundle;
 mod chain;
 mod checkpoint;
 mod encoding;
 mod merkle;
 mod note;
 mod proof_json;
+mod tiles;
 
+pub use bundle::{
+    verify_bundle, Bundle, BundleConsistency, BundleFault, BundleReport, BUNDLE_FORMAT,
+};
 pub use chain::{ChainFault, ChainHead, ChainLink, ChainVerifier};
 pub use checkpoint::{
     open_checkpoint, sign_checkpoint, tenant_origin, Checkpoint, CheckpointError, ORIGIN_PREFIX,
@@ -30,6 +35,10 @@ pub use note::{
     NoteSigner, NoteVerifier, VerifiedNote, ED25519_SIGNATURE_TYPE, NOTE_SIGNATURES_MAX,
 };
 pub use proof_json::{ConsistencyProof, InclusionProof};
+pub use tiles::{
+    blocks_needed, completed_tiles, MissingBlock, NeverFails, NodeRecorder, TileSource,
+    TILE_HEIGHT, TILE_WIDTH,
+};
 
 /// `prev_hash` of a tenant's first event.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];

@@ -70,3 +70,17 @@ pub const SPOOL_FSYNC_INTERVAL_MILLIS: u64 = 50;
 pub const HOT_READ_CONNECTIONS_MAX: usize = 4;
 /// How often the hot store's background thread checkpoints the SQLite WAL, in milliseconds.
 pub const WAL_CHECKPOINT_INTERVAL_MILLIS: u64 = 500;
+
+/// Connections each process keeps to the PostgreSQL hot tier; the group-commit writer and the
+/// concurrent readers share them.
+pub const POSTGRES_CONNECTIONS_MAX: usize = 8;
+/// Monthly partitions of the PostgreSQL `events` table kept ready after the current month. They
+/// are created at start and whenever an append reaches a month that has none, so a month never
+/// begins with its partition still missing.
+pub const POSTGRES_PARTITION_MONTHS_AHEAD: u32 = 2;
+/// A PostgreSQL session idle inside a transaction this long, in milliseconds, is ended by the
+/// server. This bounds how long a hung (not killed) node can hold its tenants' chain-head locks
+/// and stall the other nodes writing to those tenants.
+pub const POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX: u64 = 60_000;
+/// How long to wait for a new PostgreSQL connection, in seconds.
+pub const POSTGRES_CONNECT_TIMEOUT_SECS: u64 = 10;

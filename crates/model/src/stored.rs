@@ -83,3 +83,76 @@ fn to_hex(bytes: &[u8; 32]) -> String {
     }
     text
 }
+
+impl StoredEvent {
+    /// Reads a stored event back from its API representation, as docs/FORMAT.md tells an
+    /// independent verifier to: `changes` and `metadata` are re-serialised canonically (compact,
+    /// keys sorted), which reproduces the stored text byte for byte.
+    pub fn from_json(value: &serde_json::Value) -> Result<StoredEvent, String> {
+        use serde_json::Value;
+        let text = |field: &str| -> Result<String, String> {
+            value[field]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{field}: missing or not a string"))
+        };
+        let optional = |field: &str| -> Result<Option<String>, String> {
+            match &value[field] {
+                Value::Null => Ok(None),
+                Value::String(text) => Ok(Some(text.clone())),
+                _ => Err(format!("{field}: not a string")),
+            }
+        };
+        let json_text = |field: &str| -> Result<Option<String>, String> {
+            match &value[field] {
+                Value::Null => Ok(None),
+                object @ Value::Object(_) => Ok(Some(
+                    serde_json::to_string(object).map_err(|error| error.to_string())?,
+                )),
+                _ => Err(format!("{field}: not an object")),
+            }
+        };
+        let instant = |field: &str| -> Result<i64, String> {
+            crate::parse_timestamp(&text(field)?)
+                .ok_or_else(|| format!("{field}: not an RFC 3339 timestamp"))
+        };
+        let hash = |field: &str| -> Result<[u8; 32], String> {
+            let hex = text(field)?;
+            if hex.len() != 64 {
+                return Err(format!("{field}: not 64 hex digits"));
+            }
+            let mut bytes = [0u8; 32];
+            for (index, byte) in bytes.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16)
+                    .map_err(|_| format!("{field}: not hex"))?;
+            }
+            Ok(bytes)
+        };
+        let event = Event {
+            event_id: text("event_id")?,
+            timestamp_ns: instant("timestamp")?,
+            tenant_id: text("tenant_id")?,
+            actor_id: text("actor_id")?,
+            actor_type: crate::ActorType::parse(&text("actor_type")?)
+                .ok_or("actor_type: unknown value")?,
+            action: text("action")?,
+            resource_type: text("resource_type")?,
+            resource_id: optional("resource_id")?,
+            outcome: crate::Outcome::parse(&text("outcome")?).ok_or("outcome: unknown value")?,
+            ip_address: optional("ip_address")?,
+            user_agent: optional("user_agent")?,
+            request_id: optional("request_id")?,
+            changes: json_text("changes")?,
+            metadata: json_text("metadata")?,
+        };
+        Ok(StoredEvent {
+            event,
+            seq: value["seq"]
+                .as_u64()
+                .ok_or("seq: missing or not a positive integer")?,
+            received_at_ns: instant("received_at")?,
+            prev_hash: hash("prev_hash")?,
+            event_hash: hash("event_hash")?,
+        })
+    }
+}

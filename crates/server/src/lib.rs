@@ -5,11 +5,13 @@
 //! in-flight requests, drain and commit every queued event, and close.
 
 mod auth;
+mod checkpoints;
 mod ingest;
 mod keys;
 mod openapi;
 mod pipeline;
 mod problem;
+mod proofs;
 mod query;
 mod spool;
 
@@ -30,6 +32,8 @@ use sealtrail_model::limits::GROUP_COMMIT_EVENTS_MAX;
 
 pub use auth::Principal;
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
+use checkpoints::Checkpointer;
+pub use checkpoints::{load_signer, SIGNING_KEY_FILE};
 use pipeline::Pipeline;
 use spool::Spool;
 
@@ -63,6 +67,15 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The platform-admin bearer token; generated on first start when absent.
     pub admin_token: Option<String>,
+    /// Where the checkpoint signing key lives; default `<data_dir>/checkpoint-signing.key`,
+    /// created on first start.
+    pub signing_key_path: Option<PathBuf>,
+    /// Key name used when a signing key is created.
+    pub key_name: String,
+    /// A second, append-only directory each checkpoint is copied to.
+    pub witness_dir: Option<PathBuf>,
+    /// How often checkpoints are cut for tenants whose log grew.
+    pub checkpoint_interval: std::time::Duration,
     /// Capacity of the async queue in events (default
     /// [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX)).
     pub async_queue_events_max: usize,
@@ -89,6 +102,7 @@ pub(crate) struct AppState {
     store: Arc<dyn HotStore>,
     pipeline: Pipeline,
     auth: Authenticator,
+    checkpointer: Arc<Checkpointer>,
 }
 
 /// The server's clock, in nanoseconds since the Unix epoch.
@@ -120,6 +134,16 @@ pub async fn run(
     let spool_dir = config.data_dir.join("spool");
     let (spool, leftovers) = Spool::open(&spool_dir)?;
     replay_spool(&*store, &spool, leftovers).await?;
+    let signing_key_path = config
+        .signing_key_path
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(checkpoints::SIGNING_KEY_FILE));
+    let signer = checkpoints::load_or_create_signer(&signing_key_path, &config.key_name)?;
+    let checkpointer = Arc::new(Checkpointer::new(
+        store.clone(),
+        signer,
+        config.witness_dir.clone(),
+    ));
     let pipeline = Pipeline::start(
         store.clone(),
         Arc::new(spool),
@@ -130,7 +154,12 @@ pub async fn run(
         auth: Authenticator::new(admin_token_hash, store.clone()),
         store,
         pipeline,
+        checkpointer: checkpointer.clone(),
     });
+    let checkpoint_task = tokio::spawn(checkpoints::run_checkpointer(
+        checkpointer.clone(),
+        config.checkpoint_interval,
+    ));
     // Tests and scripts read this line to find the port when listening on port 0.
     println!("sealtrail listening on http://{local_addr}");
     let _ = std::io::stdout().flush();
@@ -145,7 +174,13 @@ pub async fn run(
         })?;
     tracing::info!("stopped accepting; draining the ingest pipeline");
     state.pipeline.shutdown().await?;
-    tracing::info!("every accepted event is committed; exiting");
+    checkpoint_task.abort();
+    // Seal: the last checkpoint covers every event accepted before shutdown.
+    let sealed = checkpointer.cut_all().await?;
+    tracing::info!(
+        checkpoints = sealed,
+        "every accepted event is committed and checkpointed; exiting"
+    );
     Ok(())
 }
 
@@ -160,6 +195,19 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/events/{event_id}", get(query::get_event))
         .route("/v1/keys", post(keys::create_key))
+        .route("/v1/verifier-key", get(proofs::get_verifier_key))
+        .route(
+            "/v1/tenants/{tenant_id}/checkpoint",
+            get(proofs::get_checkpoint).post(proofs::cut_checkpoint),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/proofs/inclusion",
+            get(proofs::get_inclusion),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/proofs/consistency",
+            get(proofs::get_consistency),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,5 +1,7 @@
 //! Command-line entry: parses flags and dispatches to a subcommand.
 
+mod bundle;
+mod keys;
 mod serve;
 mod store;
 mod verify;
@@ -20,8 +22,14 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(serve::ServeArgs),
-    /// Re-check every tenant's hash chain offline, from the data directory alone.
+    /// Re-check every tenant's chain, Merkle tiles and checkpoints offline, from the files alone.
     Verify(verify::VerifyArgs),
+    /// Export a proof bundle of one tenant's events for offline verification.
+    Bundle(bundle::BundleArgs),
+    /// Verify a proof bundle with only the server's verifier key.
+    VerifyBundle(bundle::VerifyBundleArgs),
+    /// Signing keys.
+    Keys(keys::KeysArgs),
 }
 
 pub(crate) fn startup() -> ExitCode {
@@ -36,6 +44,9 @@ pub(crate) fn startup() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Bundle(args) => bundle::run_bundle(args),
+        Command::VerifyBundle(args) => bundle::run_verify_bundle(args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(code) => code,

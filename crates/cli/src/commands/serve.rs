@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
 const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
+const KEY_NAME_DEFAULT: &str = "sealtrail";
+const CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 10;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -29,8 +31,21 @@ pub(crate) struct ServeArgs {
     /// [default: sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX]
     #[arg(long, env = "SEALTRAIL_ASYNC_QUEUE_EVENTS_MAX")]
     async_queue_events_max: Option<usize>,
+    /// Checkpoint signing key file [default: <data-dir>/checkpoint-signing.key, created on first start]
+    #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Name of a newly created signing key, shown in every signature line [default: sealtrail]
+    #[arg(long, env = "SEALTRAIL_KEY_NAME")]
+    key_name: Option<String>,
+    /// Directory every checkpoint is also copied to, append-only (a witness)
+    #[arg(long, env = "SEALTRAIL_WITNESS_DIR")]
+    witness_dir: Option<PathBuf>,
+    /// Seconds between checkpoints of tenants whose log grew [default: 10]
+    #[arg(long, env = "SEALTRAIL_CHECKPOINT_INTERVAL_SECS")]
+    checkpoint_interval_secs: Option<u64>,
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
-    /// `async_queue_events_max`);
+    /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
+    /// `checkpoint_interval_secs`);
     /// flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
@@ -44,6 +59,10 @@ struct ConfigFile {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     async_queue_events_max: Option<usize>,
+    signing_key: Option<PathBuf>,
+    key_name: Option<String>,
+    witness_dir: Option<PathBuf>,
+    checkpoint_interval_secs: Option<u64>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -70,6 +89,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .async_queue_events_max
             .or(file.async_queue_events_max)
             .unwrap_or(ASYNC_QUEUE_EVENTS_MAX),
+        signing_key_path: args.signing_key.or(file.signing_key),
+        key_name: args
+            .key_name
+            .or(file.key_name)
+            .unwrap_or_else(|| KEY_NAME_DEFAULT.into()),
+        witness_dir: args.witness_dir.or(file.witness_dir),
+        checkpoint_interval: std::time::Duration::from_secs(
+            args.checkpoint_interval_secs
+                .or(file.checkpoint_interval_secs)
+                .unwrap_or(CHECKPOINT_INTERVAL_SECS_DEFAULT)
+                .max(1),
+        ),
         // Read from the environment only: a token on the command line would show in `ps`.
         admin_token: std::env::var("SEALTRAIL_ADMIN_TOKEN")
             .ok()

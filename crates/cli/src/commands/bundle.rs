@@ -1,0 +1,158 @@
+//! `sealtrail bundle` exports a proof bundle; `sealtrail verify-bundle` checks one offline, with
+//! no server and no database: only the bundle and the published verifier key.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sealtrail_ledger::{verify_bundle, Bundle, NoteVerifier};
+use serde_json::Value;
+
+#[derive(Debug, Args)]
+pub(crate) struct BundleArgs {
+    /// Data directory of the (embedded) hot store.
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
+    data_dir: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// RFC 3339; events with timestamp >= from.
+    #[arg(long)]
+    from: Option<String>,
+    /// RFC 3339; events with timestamp < to.
+    #[arg(long)]
+    to: Option<String>,
+    /// Directory to write (created; must not exist), or a file ending in .json for one document.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyBundleArgs {
+    /// A bundle directory or a single bundle .json file.
+    bundle: PathBuf,
+    /// The server's verifier key (`sealtrail keys show-verifier`, or GET /v1/verifier-key).
+    #[arg(long)]
+    key: String,
+}
+
+fn instant(name: &str, text: Option<&str>) -> anyhow::Result<Option<i64>> {
+    text.map(|text| {
+        sealtrail_model::parse_timestamp(text)
+            .with_context(|| format!("--{name} must be an RFC 3339 date-time"))
+    })
+    .transpose()
+}
+
+pub(crate) fn run_bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
+    let bundle = sealtrail_hot::export_bundle_sqlite(
+        &args.data_dir,
+        &args.tenant,
+        instant("from", args.from.as_deref())?,
+        instant("to", args.to.as_deref())?,
+    )?;
+    if args.out.extension().is_some_and(|ext| ext == "json") {
+        fs::write(&args.out, serde_json::to_vec_pretty(&bundle)?)?;
+    } else {
+        write_dir(&args.out, &bundle)?;
+    }
+    println!(
+        "bundle of tenant {}: seq {}..={} ({} events), {} checkpoint(s) -> {}",
+        bundle.tenant_id,
+        bundle.first_seq,
+        bundle.last_seq,
+        bundle.events.len(),
+        bundle.checkpoints.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory form: `bundle.json` (everything but events and checkpoints), `events.ndjson`,
+/// `checkpoints/<tree_size>.checkpoint`.
+fn write_dir(dir: &Path, bundle: &Bundle) -> anyhow::Result<()> {
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    fs::create_dir_all(dir.join("checkpoints"))?;
+    let mut manifest = serde_json::to_value(bundle)?;
+    let object = manifest
+        .as_object_mut()
+        .expect("a bundle serializes to an object");
+    object.remove("events");
+    object.remove("checkpoints");
+    fs::write(
+        dir.join("bundle.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    let mut events = String::new();
+    for event in &bundle.events {
+        events.push_str(&serde_json::to_string(event)?);
+        events.push('\n');
+    }
+    fs::write(dir.join("events.ndjson"), events)?;
+    for (index, note) in bundle.checkpoints.iter().enumerate() {
+        fs::write(
+            dir.join("checkpoints")
+                .join(format!("{index:04}.checkpoint")),
+            note,
+        )?;
+    }
+    Ok(())
+}
+
+fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    if path.is_file() {
+        return serde_json::from_slice(&fs::read(path)?)
+            .with_context(|| format!("parsing {}", path.display()));
+    }
+    let mut manifest: Value = serde_json::from_slice(
+        &fs::read(path.join("bundle.json")).context("reading bundle.json")?,
+    )?;
+    let events: Vec<Value> = fs::read_to_string(path.join("events.ndjson"))
+        .context("reading events.ndjson")?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("parsing events.ndjson")?;
+    let mut notes: Vec<(PathBuf, String)> = Vec::new();
+    for entry in fs::read_dir(path.join("checkpoints")).context("reading checkpoints/")? {
+        let file = entry?.path();
+        notes.push((file.clone(), fs::read_to_string(&file)?));
+    }
+    notes.sort();
+    let object = manifest
+        .as_object_mut()
+        .context("bundle.json must be an object")?;
+    object.insert("events".into(), Value::Array(events));
+    object.insert(
+        "checkpoints".into(),
+        Value::Array(
+            notes
+                .into_iter()
+                .map(|(_, note)| Value::String(note))
+                .collect(),
+        ),
+    );
+    serde_json::from_value(manifest).context("bundle.json does not have the bundle's fields")
+}
+
+pub(crate) fn run_verify_bundle(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
+    let key = NoteVerifier::parse(args.key.trim()).context("--key is not a verifier key")?;
+    let bundle = read_bundle(&args.bundle)?;
+    match verify_bundle(&bundle, &key) {
+        Ok(report) => {
+            println!(
+                "ok      tenant {}: {} events, seq {}..={}, included in signed tree(s) of size {:?}",
+                report.tenant_id, report.events, report.first_seq, report.last_seq, report.checkpoints
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(fault) => {
+            println!("FAILED  tenant {}: {fault}", bundle.tenant_id);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The verifiable-log API: checkpoints, inclusion and consistency proofs, the verifier key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sealtrail_ledger::{ConsistencyProof, InclusionProof};
+use sealtrail_model::check_tenant_id;
+
+use crate::auth::Principal;
+use crate::checkpoints::{consistency, inclusion};
+use crate::problem::ApiError;
+use crate::AppState;
+
+fn note_response(note: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+}
+
+/// Checks the path's tenant and that the caller may read it; returns the tenant's tree size.
+async fn readable_tree(
+    state: &AppState,
+    principal: &Principal,
+    tenant_id: &str,
+) -> Result<u64, ApiError> {
+    check_tenant_id(tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
+    if !principal.may_read(tenant_id) {
+        return Err(ApiError::Forbidden(format!(
+            "this key may not read tenant {tenant_id}"
+        )));
+    }
+    let heads = state.store.chain_heads().await?;
+    Ok(heads
+        .into_iter()
+        .find(|(tenant, _)| tenant == tenant_id)
+        .map_or(0, |(_, head)| head.seq))
+}
+
+fn size_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    allowed: &[&str],
+) -> Result<Option<u64>, ApiError> {
+    if let Some(unknown) = params.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(ApiError::invalid_field(unknown, "unknown query parameter"));
+    }
+    match params.get(name) {
+        None => Ok(None),
+        Some(text) => match text.parse::<u64>() {
+            Ok(size) if size > 0 => Ok(Some(size)),
+            _ => Err(ApiError::invalid_field(
+                name,
+                "must be a positive integer tree size",
+            )),
+        },
+    }
+}
+
+/// `GET /v1/tenants/{tenant_id}/checkpoint[?tree_size=N]`: the signed note as is.
+pub(crate) async fn get_checkpoint(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tree_size = size_param(&params, "tree_size", &["tree_size"])?;
+    readable_tree(&state, &principal, &tenant_id).await?;
+    match state.store.checkpoint(&tenant_id, tree_size).await? {
+        Some(checkpoint) => Ok(note_response(checkpoint.note)),
+        None => Err(ApiError::NotFound(match tree_size {
+            Some(size) => {
+                format!("no checkpoint of tenant {tenant_id} was cut at tree size {size}")
+            }
+            None => format!("tenant {tenant_id} has no checkpoint yet"),
+        })),
+    }
+}
+
+/// `POST /v1/tenants/{tenant_id}/checkpoint`: cut one now (if the log grew) and return it.
+pub(crate) async fn cut_checkpoint(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tree_size = readable_tree(&state, &principal, &tenant_id).await?;
+    if tree_size == 0 {
+        return Err(ApiError::NotFound(format!(
+            "tenant {tenant_id} has no events"
+        )));
+    }
+    state
+        .checkpointer
+        .cut(&tenant_id, tree_size)
+        .await
+        .map_err(ApiError::internal)?;
+    let latest = state.store.checkpoint(&tenant_id, None).await?;
+    let note = latest
+        .ok_or_else(|| ApiError::internal("a cut checkpoint was not stored"))?
+        .note;
+    Ok((StatusCode::CREATED, note_response(note)).into_response())
+}
+
+/// `GET /v1/tenants/{tenant_id}/proofs/inclusion?event_id=..&tree_size=N`. Without `tree_size`,
+/// the size of the latest checkpoint.
+pub(crate) async fn get_inclusion(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<InclusionProof>, ApiError> {
+    let requested = size_param(&params, "tree_size", &["tree_size", "event_id"])?;
+    let event_id = params
+        .get("event_id")
+        .ok_or_else(|| ApiError::invalid_field("event_id", "is required"))?;
+    let current = readable_tree(&state, &principal, &tenant_id).await?;
+    let tree_size = match requested {
+        Some(size) => size,
+        None => state
+            .store
+            .checkpoint(&tenant_id, None)
+            .await?
+            .map(|checkpoint| checkpoint.tree_size)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "tree_size",
+                    "is required: the tenant has no checkpoint yet",
+                )
+            })?,
+    };
+    if tree_size > current {
+        return Err(ApiError::invalid_field(
+            "tree_size",
+            format!("is larger than the tree ({current} events)"),
+        ));
+    }
+    let stored = state
+        .store
+        .get_event(&tenant_id, event_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {event_id} in tenant {tenant_id}")))?;
+    if stored.seq > tree_size {
+        return Err(ApiError::invalid_field(
+            "tree_size",
+            format!(
+                "the event has seq {}, so it is not in the tree of size {tree_size}",
+                stored.seq
+            ),
+        ));
+    }
+    Ok(Json(
+        inclusion(&*state.store, &tenant_id, stored.seq - 1, tree_size).await?,
+    ))
+}
+
+/// `GET /v1/tenants/{tenant_id}/proofs/consistency?first=M&second=N`.
+pub(crate) async fn get_consistency(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    let first = size_param(&params, "first", &["first", "second"])?
+        .ok_or_else(|| ApiError::invalid_field("first", "is required"))?;
+    let second = size_param(&params, "second", &["first", "second"])?
+        .ok_or_else(|| ApiError::invalid_field("second", "is required"))?;
+    if first > second {
+        return Err(ApiError::invalid_field(
+            "first",
+            "must not be larger than second",
+        ));
+    }
+    let current = readable_tree(&state, &principal, &tenant_id).await?;
+    if second > current {
+        return Err(ApiError::invalid_field(
+            "second",
+            format!("is larger than the tree ({current} events)"),
+        ));
+    }
+    Ok(Json(
+        consistency(&*state.store, &tenant_id, first, second).await?,
+    ))
+}
+
+/// `GET /v1/verifier-key`: the note verifier key checkpoints are signed with.
+pub(crate) async fn get_verifier_key(
+    State(state): State<Arc<AppState>>,
+    _principal: Principal,
+) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", state.checkpointer.verifier_key()),
+    )
+        .into_response()
+}
