@@ -2,7 +2,7 @@
 
 use sealtrail_model::{Event, StoredEvent};
 
-use crate::{event_hash, GENESIS_HASH};
+use crate::{event_hash, event_hash_of_view, EventView, GENESIS_HASH};
 
 /// The end of a tenant's chain: the last `seq` and its `event_hash` (0 and zeros when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,31 +117,43 @@ impl ChainVerifier {
     /// Checks the next stored event. Returns the first fault; the caller stops at it, since every
     /// later link depends on this one.
     pub fn check(&mut self, stored: &StoredEvent) -> Result<(), ChainFault> {
-        let expected = self.head.seq + 1;
-        if stored.seq < expected {
-            return Err(ChainFault::Duplicate { seq: stored.seq });
-        }
-        if stored.seq > expected {
-            return Err(ChainFault::Missing {
-                seq: expected,
-                found: stored.seq,
-            });
-        }
-        if stored.prev_hash != self.head.hash {
-            return Err(ChainFault::OrderBroken { seq: expected });
-        }
-        let recomputed = event_hash(
-            &stored.event,
+        self.check_view(
+            &(&stored.event).into(),
             stored.seq,
             stored.received_at_ns,
             &stored.prev_hash,
-        );
-        if recomputed != stored.event_hash {
+            &stored.event_hash,
+        )
+    }
+
+    /// [`ChainVerifier::check`] of borrowed fields (a row read without copying).
+    pub fn check_view(
+        &mut self,
+        event: &EventView<'_>,
+        seq: u64,
+        received_at_ns: i64,
+        prev_hash: &[u8; 32],
+        stored_hash: &[u8; 32],
+    ) -> Result<(), ChainFault> {
+        let expected = self.head.seq + 1;
+        if seq < expected {
+            return Err(ChainFault::Duplicate { seq });
+        }
+        if seq > expected {
+            return Err(ChainFault::Missing {
+                seq: expected,
+                found: seq,
+            });
+        }
+        if *prev_hash != self.head.hash {
+            return Err(ChainFault::OrderBroken { seq: expected });
+        }
+        if event_hash_of_view(event, seq, received_at_ns, prev_hash) != *stored_hash {
             return Err(ChainFault::ContentChanged { seq: expected });
         }
         self.head = ChainHead {
-            seq: stored.seq,
-            hash: stored.event_hash,
+            seq,
+            hash: *stored_hash,
         };
         Ok(())
     }

@@ -48,24 +48,66 @@ impl Sink for Sha256 {
     }
 }
 
+/// An event's fields borrowed from wherever they live (an [`Event`], or a database row read
+/// without copying), so that hashing needs no allocation. `actor_type` and `outcome` are the
+/// stored strings: a tampered value simply hashes differently.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    pub event_id: &'a str,
+    pub timestamp_ns: i64,
+    pub tenant_id: &'a str,
+    pub actor_id: &'a str,
+    pub actor_type: &'a str,
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub ip_address: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub changes: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+}
+
+impl<'a> From<&'a Event> for EventView<'a> {
+    fn from(event: &'a Event) -> Self {
+        EventView {
+            event_id: &event.event_id,
+            timestamp_ns: event.timestamp_ns,
+            tenant_id: &event.tenant_id,
+            actor_id: &event.actor_id,
+            actor_type: event.actor_type.as_str(),
+            action: &event.action,
+            resource_type: &event.resource_type,
+            resource_id: event.resource_id.as_deref(),
+            outcome: event.outcome.as_str(),
+            ip_address: event.ip_address.as_deref(),
+            user_agent: event.user_agent.as_deref(),
+            request_id: event.request_id.as_deref(),
+            changes: event.changes.as_deref(),
+            metadata: event.metadata.as_deref(),
+        }
+    }
+}
+
 /// The fields of an event that its client chose, in canonical order.
-fn put_content(sink: &mut impl Sink, event: &Event) {
-    sink.put_str(&event.actor_id);
-    sink.put_str(event.actor_type.as_str());
-    sink.put_str(&event.action);
-    sink.put_str(&event.resource_type);
-    sink.put_opt(event.resource_id.as_deref());
-    sink.put_str(event.outcome.as_str());
-    sink.put_opt(event.ip_address.as_deref());
-    sink.put_opt(event.user_agent.as_deref());
-    sink.put_opt(event.request_id.as_deref());
-    sink.put_opt(event.changes.as_deref());
-    sink.put_opt(event.metadata.as_deref());
+fn put_content(sink: &mut impl Sink, event: &EventView<'_>) {
+    sink.put_str(event.actor_id);
+    sink.put_str(event.actor_type);
+    sink.put_str(event.action);
+    sink.put_str(event.resource_type);
+    sink.put_opt(event.resource_id);
+    sink.put_str(event.outcome);
+    sink.put_opt(event.ip_address);
+    sink.put_opt(event.user_agent);
+    sink.put_opt(event.request_id);
+    sink.put_opt(event.changes);
+    sink.put_opt(event.metadata);
 }
 
 fn put_canonical(
     sink: &mut impl Sink,
-    event: &Event,
+    event: &EventView<'_>,
     seq: u64,
     received_at_ns: i64,
     prev_hash: &[u8; 32],
@@ -73,8 +115,8 @@ fn put_canonical(
     sink.put(FORMAT_TAG);
     sink.put(&seq.to_be_bytes());
     sink.put(prev_hash);
-    sink.put_str(&event.tenant_id);
-    sink.put_str(&event.event_id);
+    sink.put_str(event.tenant_id);
+    sink.put_str(event.event_id);
     sink.put(&event.timestamp_ns.to_be_bytes());
     sink.put(&received_at_ns.to_be_bytes());
     put_content(sink, event);
@@ -88,7 +130,7 @@ pub fn encode_canonical(
     received_at_ns: i64,
     prev_hash: &[u8; 32],
 ) {
-    put_canonical(out, event, seq, received_at_ns, prev_hash);
+    put_canonical(out, &event.into(), seq, received_at_ns, prev_hash);
 }
 
 /// The canonical encoding of an event at chain position `seq`. This is also the Merkle leaf data.
@@ -99,7 +141,7 @@ pub fn canonical_bytes(
     prev_hash: &[u8; 32],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    put_canonical(&mut out, event, seq, received_at_ns, prev_hash);
+    put_canonical(&mut out, &event.into(), seq, received_at_ns, prev_hash);
     out
 }
 
@@ -107,6 +149,16 @@ pub fn canonical_bytes(
 /// canonical encoding, so the chain and the Merkle tree share one hash per event and the tree
 /// costs no extra hashing.
 pub fn event_hash(event: &Event, seq: u64, received_at_ns: i64, prev_hash: &[u8; 32]) -> [u8; 32] {
+    event_hash_of_view(&event.into(), seq, received_at_ns, prev_hash)
+}
+
+/// [`event_hash`] of borrowed fields.
+pub fn event_hash_of_view(
+    event: &EventView<'_>,
+    seq: u64,
+    received_at_ns: i64,
+    prev_hash: &[u8; 32],
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.put(&[LEAF_HASH_PREFIX]);
     put_canonical(&mut hasher, event, seq, received_at_ns, prev_hash);
@@ -121,6 +173,6 @@ pub fn content_digest(event: &Event) -> [u8; 32] {
     hasher.put(CONTENT_TAG);
     hasher.put_str(&event.tenant_id);
     hasher.put_str(&event.event_id);
-    put_content(&mut hasher, event);
+    put_content(&mut hasher, &event.into());
     hasher.finalize().into()
 }

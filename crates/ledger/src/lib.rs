@@ -24,7 +24,10 @@ pub use chain::{ChainFault, ChainHead, ChainLink, ChainVerifier};
 pub use checkpoint::{
     open_checkpoint, sign_checkpoint, tenant_origin, Checkpoint, CheckpointError, ORIGIN_PREFIX,
 };
-pub use encoding::{canonical_bytes, content_digest, encode_canonical, event_hash, FORMAT_TAG};
+pub use encoding::{
+    canonical_bytes, content_digest, encode_canonical, event_hash, event_hash_of_view, EventView,
+    FORMAT_TAG,
+};
 pub use merkle::{
     consistency_proof, inclusion_proof, leaf_hash, node_hash, root_at, root_from_inclusion_proof,
     tree_root, verify_consistency, verify_inclusion, FrontierError, Hash, MemoryTree,
