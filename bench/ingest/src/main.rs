@@ -34,6 +34,8 @@ struct Options {
     seconds: u64,
     clients: usize,
     server: String,
+    /// Extra arguments for `sealtrail serve` (repeat `--server-arg`).
+    server_args: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         seconds: 10,
         clients: 8,
         server: "target/release/sealtrail".into(),
+        server_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -49,13 +52,14 @@ fn main() -> anyhow::Result<()> {
             "--seconds" => options.seconds = value.parse()?,
             "--clients" => options.clients = value.parse()?,
             "--server" => options.server = value,
+            "--server-arg" => options.server_args.push(value),
             other => bail!("unknown flag {other}"),
         }
     }
     let data_dir =
         std::env::temp_dir().join(format!("sealtrail-bench-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut server = start_server(&options.server, &data_dir)?;
+    let mut server = start_server(&options.server, &data_dir, &options.server_args)?;
     let base = server.1.clone();
     let pid = server.0.id();
     println!("# Sealtrail ingest benchmark");
@@ -175,10 +179,11 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn start_server(binary: &str, data_dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+fn start_server(binary: &str, data_dir: &std::path::Path, extra: &[String]) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SEALTRAIL_LOG", "error")
         .stdout(Stdio::piped())
