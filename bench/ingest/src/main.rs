@@ -217,17 +217,20 @@ impl Bodies {
         let mut templates = Vec::new();
         let mut slots = Vec::new();
         for _ in 0..16 {
-            let mut pick = rng.gen::<f64>() * total;
-            let mut tenant = 0;
-            for (k, weight) in weights.iter().enumerate() {
-                if pick < *weight {
-                    tenant = k;
-                    break;
-                }
-                pick -= weight;
-            }
+            // A SaaS backend batches the events of many customers: each event draws its tenant.
             let events: Vec<serde_json::Value> = (0..batch)
-                .map(|_| realistic_event(&mut rng, tenant))
+                .map(|_| {
+                    let mut pick = rng.gen::<f64>() * total;
+                    let mut tenant = TENANTS - 1;
+                    for (k, weight) in weights.iter().enumerate() {
+                        if pick < *weight {
+                            tenant = k;
+                            break;
+                        }
+                        pick -= weight;
+                    }
+                    realistic_event(&mut rng, tenant)
+                })
                 .collect();
             let text = serde_json::to_string(&events).unwrap();
             let positions: Vec<usize> = text
