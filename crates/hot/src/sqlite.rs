@@ -682,7 +682,7 @@ impl HotStore for SqliteStore {
     }
 
     async fn tenant_heads(&self) -> Result<Vec<(String, Option<ChainHead>)>> {
-        self.read(|conn| crate::verify::tenant_heads(conn)).await
+        self.read(crate::verify::tenant_heads).await
     }
 
     async fn scan_events(

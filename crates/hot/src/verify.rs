@@ -43,14 +43,16 @@ impl MerkleCheck {
         let mut fault = None;
         let tiles = &self.tiles;
         self.frontier.append_with(event_hash, |subtree| {
-            if fault.is_none() && subtree.level > 0 && subtree.level % TILE_HEIGHT == 0 {
-                if tiles.get(&(subtree.level, subtree.index)) != Some(&subtree.hash) {
-                    fault = Some(ChainFault::TileMismatch {
-                        seq,
-                        level: subtree.level,
-                        index: subtree.index,
-                    });
-                }
+            if fault.is_none()
+                && subtree.level > 0
+                && subtree.level % TILE_HEIGHT == 0
+                && tiles.get(&(subtree.level, subtree.index)) != Some(&subtree.hash)
+            {
+                fault = Some(ChainFault::TileMismatch {
+                    seq,
+                    level: subtree.level,
+                    index: subtree.index,
+                });
             }
         });
         if fault.is_some() {
@@ -269,7 +271,10 @@ pub fn verify_sqlite(
         });
     }
     // One thread uses this connection: SQLite's per-call mutex would cost a sixth of the time.
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     let mut reports = Vec::new();
     for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
         let mut check = TenantCheck::new();
