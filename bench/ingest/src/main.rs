@@ -179,7 +179,11 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn start_server(binary: &str, data_dir: &std::path::Path, extra: &[String]) -> anyhow::Result<(Child, String)> {
+fn start_server(
+    binary: &str,
+    data_dir: &std::path::Path,
+    extra: &[String],
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)

@@ -44,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     println!("# Sealtrail verifiable-log benchmark: one tenant of {events} events");
     load(&data_dir, events)?;
     let size = std::fs::metadata(data_dir.join("hot.sqlite3"))?.len();
-    println!("hot store: {:.1} GiB ({:.0} bytes per event)", size as f64 / (1u64 << 30) as f64, size as f64 / events as f64);
+    println!(
+        "hot store: {:.1} GiB ({:.0} bytes per event)",
+        size as f64 / (1u64 << 30) as f64,
+        size as f64 / events as f64
+    );
     prove(&server, &data_dir, events)?;
     verify(&server, &data_dir, events)?;
     Ok(())
@@ -54,9 +58,17 @@ fn load(data_dir: &Path, events: u64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let store = SqliteStore::open(data_dir)?;
-        let have = store.chain_heads().await?.into_iter().find(|(tenant, _)| tenant == TENANT).map_or(0, |(_, head)| head.seq);
+        let have = store
+            .chain_heads()
+            .await?
+            .into_iter()
+            .find(|(tenant, _)| tenant == TENANT)
+            .map_or(0, |(_, head)| head.seq);
         if have >= events {
-            println!("reusing {} (already holds {have} events)", data_dir.display());
+            println!(
+                "reusing {} (already holds {have} events)",
+                data_dir.display()
+            );
             return anyhow::Ok(());
         }
         let started = Instant::now();
@@ -64,14 +76,23 @@ fn load(data_dir: &Path, events: u64) -> anyhow::Result<()> {
         let batch = 10_000u64;
         let mut next = have;
         while next < events {
-            let request: Vec<PendingEvent> = (next..(next + batch).min(events)).map(|n| realistic(&mut rng, n)).collect();
+            let request: Vec<PendingEvent> = (next..(next + batch).min(events))
+                .map(|n| realistic(&mut rng, n))
+                .collect();
             next += request.len() as u64;
             store.append(Arc::new(vec![request])).await?;
             if next % 1_000_000 == 0 {
-                println!("  loaded {next} events ({:.0}/s)", (next - have) as f64 / started.elapsed().as_secs_f64());
+                println!(
+                    "  loaded {next} events ({:.0}/s)",
+                    (next - have) as f64 / started.elapsed().as_secs_f64()
+                );
             }
         }
-        println!("loaded {} events in {:.0} s", events - have, started.elapsed().as_secs_f64());
+        println!(
+            "loaded {} events in {:.0} s",
+            events - have,
+            started.elapsed().as_secs_f64()
+        );
         anyhow::Ok(())
     })
 }
@@ -116,40 +137,74 @@ fn prove(server: &Path, data_dir: &Path, events: u64) -> anyhow::Result<()> {
             break address.to_owned();
         }
     };
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(600)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(600))
+        .build();
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let started = Instant::now();
-    let note = agent.post(&format!("{base}/v1/tenants/{TENANT}/checkpoint")).set("Authorization", &auth).call()?.into_string()?;
-    println!("checkpoint of {events} events cut in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
-    let key = NoteVerifier::parse(agent.get(&format!("{base}/v1/verifier-key")).set("Authorization", &auth).call()?.into_string()?.trim())?;
+    let note = agent
+        .post(&format!("{base}/v1/tenants/{TENANT}/checkpoint"))
+        .set("Authorization", &auth)
+        .call()?
+        .into_string()?;
+    println!(
+        "checkpoint of {events} events cut in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let key = NoteVerifier::parse(
+        agent
+            .get(&format!("{base}/v1/verifier-key"))
+            .set("Authorization", &auth)
+            .call()?
+            .into_string()?
+            .trim(),
+    )?;
     let checkpoint = open_checkpoint(&note, &[key], &tenant_origin(TENANT))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let mut latencies = Vec::with_capacity(PROOFS);
     for _ in 0..PROOFS {
         let n = rng.gen_range(0..events);
-        let url = format!("{base}/v1/tenants/{TENANT}/proofs/inclusion?event_id=evt-{n}&tree_size={}", checkpoint.tree_size);
+        let url = format!(
+            "{base}/v1/tenants/{TENANT}/proofs/inclusion?event_id=evt-{n}&tree_size={}",
+            checkpoint.tree_size
+        );
         let started = Instant::now();
-        let body = agent.get(&url).set("Authorization", &auth).call()?.into_string()?;
+        let body = agent
+            .get(&url)
+            .set("Authorization", &auth)
+            .call()?
+            .into_string()?;
         latencies.push(started.elapsed());
         let proof: InclusionProof = serde_json::from_str(&body)?;
-        proof.verify(&checkpoint.root_hash).map_err(|error| anyhow::anyhow!("proof for evt-{n} failed: {error}"))?;
+        proof
+            .verify(&checkpoint.root_hash)
+            .map_err(|error| anyhow::anyhow!("proof for evt-{n} failed: {error}"))?;
     }
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+    let percentile =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
     println!(
         "inclusion proofs over HTTP ({PROOFS}, random events, each verified): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(0.5),
         percentile(0.99),
         percentile(1.0)
     );
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
     child.wait()?;
     Ok(())
 }
 
 fn verify(server: &Path, data_dir: &Path, events: u64) -> anyhow::Result<()> {
     let started = Instant::now();
-    let output = Command::new(server).arg("verify").arg("--data-dir").arg(data_dir).args(["--tenant", TENANT]).output()?;
+    let output = Command::new(server)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--tenant", TENANT])
+        .output()?;
     let seconds = started.elapsed().as_secs_f64();
     let verdict = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
