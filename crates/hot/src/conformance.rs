@@ -89,20 +89,20 @@ pub fn test_event(tenant_id: &str, event_id: &str, n: u64) -> PendingEvent {
             timestamp_ns: TIMESTAMP_BASE_NS + n_i64 * SECOND_NS,
             tenant_id: tenant_id.to_owned(),
             actor_id: format!("actor-{}", n % 3),
-            actor_type: if n % 5 == 0 {
+            actor_type: if n.is_multiple_of(5) {
                 ActorType::Service
             } else {
                 ActorType::Human
             },
             action: ACTIONS[(n % 3) as usize].to_owned(),
-            resource_type: if n % 2 == 0 { "document" } else { "user" }.to_owned(),
-            resource_id: (n % 7 != 0).then(|| format!("res-{}", n % 4)),
-            outcome: if n % 4 == 0 {
+            resource_type: if n.is_multiple_of(2) { "document" } else { "user" }.to_owned(),
+            resource_id: (!n.is_multiple_of(7)).then(|| format!("res-{}", n % 4)),
+            outcome: if n.is_multiple_of(4) {
                 Outcome::Failure
             } else {
                 Outcome::Success
             },
-            ip_address: (n % 3 == 0).then(|| format!("10.0.0.{}", n % 250)),
+            ip_address: (n.is_multiple_of(3)).then(|| format!("10.0.0.{}", n % 250)),
             user_agent: (n % 2 == 1).then(|| "conformance/1.0 (grüße)".to_owned()),
             request_id: Some(format!("req-{}", n % 5)),
             changes: (n % 4 == 1).then(|| r#"{"after":{"n":1},"before":{"n":0}}"#.to_owned()),
@@ -467,7 +467,7 @@ pub async fn pagination_walks_every_event_once(fixture: &dyn Fixture) {
     let mut batch = Vec::new();
     for n in 1..=25u64 {
         batch.push(vec![test_event("acme", &format!("e{n}"), n)]);
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             batch.push(vec![test_event("beta", &format!("e{n}"), n)]);
         }
     }
@@ -801,7 +801,7 @@ pub async fn merkle_tiles_match_the_chain(fixture: &dyn Fixture) {
         let mut requests = Vec::new();
         for _ in 0..group_size {
             counter += 1;
-            let tenant = if counter % 10 == 0 { "beta" } else { "acme" };
+            let tenant = if counter.is_multiple_of(10) { "beta" } else { "acme" };
             requests.push(vec![test_event(tenant, &format!("e{counter}"), counter)]);
         }
         append(&*store, requests).await;
