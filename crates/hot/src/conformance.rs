@@ -95,7 +95,12 @@ pub fn test_event(tenant_id: &str, event_id: &str, n: u64) -> PendingEvent {
                 ActorType::Human
             },
             action: ACTIONS[(n % 3) as usize].to_owned(),
-            resource_type: if n.is_multiple_of(2) { "document" } else { "user" }.to_owned(),
+            resource_type: if n.is_multiple_of(2) {
+                "document"
+            } else {
+                "user"
+            }
+            .to_owned(),
             resource_id: (!n.is_multiple_of(7)).then(|| format!("res-{}", n % 4)),
             outcome: if n.is_multiple_of(4) {
                 Outcome::Failure
@@ -169,15 +174,27 @@ fn assert_chain(tenant_id: &str, events: &[StoredEvent]) {
     let mut head = ChainHead::default();
     for (position, stored) in events.iter().enumerate() {
         assert_eq!(stored.event.tenant_id, tenant_id);
-        assert_eq!(stored.seq, position as u64 + 1, "{tenant_id}: seq without gaps");
-        assert_eq!(stored.prev_hash, head.hash, "{tenant_id} seq {}: prev_hash", stored.seq);
+        assert_eq!(
+            stored.seq,
+            position as u64 + 1,
+            "{tenant_id}: seq without gaps"
+        );
+        assert_eq!(
+            stored.prev_hash, head.hash,
+            "{tenant_id} seq {}: prev_hash",
+            stored.seq
+        );
         let recomputed = event_hash(
             &stored.event,
             stored.seq,
             stored.received_at_ns,
             &stored.prev_hash,
         );
-        assert_eq!(stored.event_hash, recomputed, "{tenant_id} seq {}: hash", stored.seq);
+        assert_eq!(
+            stored.event_hash, recomputed,
+            "{tenant_id} seq {}: hash",
+            stored.seq
+        );
         head = ChainHead {
             seq: stored.seq,
             hash: stored.event_hash,
@@ -248,7 +265,11 @@ pub async fn ingest_returns_receipts_and_stores_events(fixture: &dyn Fixture) {
             request.iter().zip(receipts).zip(expected)
         {
             assert_eq!(
-                (receipt.tenant_id.as_str(), receipt.event_id.as_str(), receipt.seq),
+                (
+                    receipt.tenant_id.as_str(),
+                    receipt.event_id.as_str(),
+                    receipt.seq
+                ),
                 (tenant, event_id, seq)
             );
             let stored = store
@@ -256,7 +277,10 @@ pub async fn ingest_returns_receipts_and_stores_events(fixture: &dyn Fixture) {
                 .await
                 .unwrap()
                 .expect("a committed event can be read back");
-            assert_eq!(stored.event, pending.event, "stored fields are the sent ones");
+            assert_eq!(
+                stored.event, pending.event,
+                "stored fields are the sent ones"
+            );
             assert_eq!(stored.received_at_ns, pending.received_at_ns);
             assert_eq!(stored.seq, seq);
             assert_eq!(stored.event_hash, receipt.event_hash);
@@ -295,12 +319,18 @@ pub async fn retry_returns_the_stored_receipt(fixture: &dyn Fixture) {
     let store = fixture.open().await;
     let first = append(
         &*store,
-        vec![vec![test_event("acme", "e1", 1), test_event("acme", "e2", 2)]],
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e2", 2),
+        ]],
     )
     .await;
     let again = append(
         &*store,
-        vec![vec![test_event("acme", "e1", 1), test_event("acme", "e2", 2)]],
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e2", 2),
+        ]],
     )
     .await;
     assert_eq!(again, first, "an identical retry gets the stored receipts");
@@ -313,7 +343,10 @@ pub async fn retry_returns_the_stored_receipt(fixture: &dyn Fixture) {
     let mixed = append(&*store, vec![vec![untimed, test_event("acme", "e3", 3)]]).await;
     let mixed = receipts(&mixed[0]);
     assert_eq!(mixed[0], receipts(&first[0])[1]);
-    assert_eq!(mixed[1].seq, 3, "the new event is linked after the stored ones");
+    assert_eq!(
+        mixed[1].seq, 3,
+        "the new event is linked after the stored ones"
+    );
 
     let events = all_events(&*store, "acme").await;
     assert_eq!(seqs(&events), vec![1, 2, 3], "retries stored nothing");
@@ -332,7 +365,10 @@ pub async fn duplicates_inside_one_request(fixture: &dyn Fixture) {
     let store = fixture.open().await;
     let outcomes = append(
         &*store,
-        vec![vec![test_event("acme", "e1", 1), test_event("acme", "e1", 1)]],
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e1", 1),
+        ]],
     )
     .await;
     let twice = receipts(&outcomes[0]);
@@ -362,7 +398,11 @@ pub async fn duplicates_inside_one_request(fixture: &dyn Fixture) {
         .into_iter()
         .map(|(tenant, _)| tenant)
         .collect();
-    assert_eq!(tenants, vec!["acme".to_owned()], "a conflicted new tenant has no head");
+    assert_eq!(
+        tenants,
+        vec!["acme".to_owned()],
+        "a conflicted new tenant has no head"
+    );
     assert_eq!(seqs(&all_events(&*store, "acme").await), vec![1]);
     assert_eq!(assert_verified(&*store).await["acme"], 1);
 }
@@ -649,14 +689,21 @@ pub async fn reads_are_scoped_to_one_tenant(fixture: &dyn Fixture) {
     append(
         &*store,
         vec![
-            vec![test_event("acme", "shared", 1), test_event("acme", "only-acme", 2)],
+            vec![
+                test_event("acme", "shared", 1),
+                test_event("acme", "only-acme", 2),
+            ],
             vec![test_event("beta", "shared", 3)],
         ],
     )
     .await;
     let beta = store.get_event("beta", "shared").await.unwrap().unwrap();
     assert_eq!(beta.event, test_event("beta", "shared", 3).event);
-    assert!(store.get_event("beta", "only-acme").await.unwrap().is_none());
+    assert!(store
+        .get_event("beta", "only-acme")
+        .await
+        .unwrap()
+        .is_none());
     let existing = store
         .existing("beta", vec!["shared".into(), "only-acme".into()])
         .await
@@ -720,7 +767,10 @@ async fn concurrent_writers(stores: Vec<Arc<dyn HotStore>>) {
     for receipt in receipts {
         let key = (receipt.tenant_id.clone(), receipt.event_id.clone());
         if let Some(earlier) = receipt_of.get(&key) {
-            assert_eq!(*earlier, receipt, "every sender of an event gets one receipt");
+            assert_eq!(
+                *earlier, receipt,
+                "every sender of an event gets one receipt"
+            );
         }
         receipt_of.insert(key, receipt);
     }
@@ -735,11 +785,18 @@ async fn concurrent_writers(stores: Vec<Arc<dyn HotStore>>) {
         assert_eq!(ids.len(), events.len(), "{tenant}: every event_id once");
         for stored in &events {
             let receipt = &receipt_of[&(tenant.to_owned(), stored.event.event_id.clone())];
-            assert_eq!((receipt.seq, receipt.event_hash), (stored.seq, stored.event_hash));
+            assert_eq!(
+                (receipt.seq, receipt.event_hash),
+                (stored.seq, stored.event_hash)
+            );
         }
         stored_total += events.len();
     }
-    assert_eq!(stored_total, receipt_of.len(), "every acknowledged event is stored");
+    assert_eq!(
+        stored_total,
+        receipt_of.len(),
+        "every acknowledged event is stored"
+    );
     let checked = assert_verified(store).await;
     assert_eq!(checked.values().sum::<u64>() as usize, receipt_of.len());
 }
@@ -785,10 +842,7 @@ async fn assert_tiles(store: &dyn HotStore, tenant_id: &str, leaves: &[[u8; 32]]
                 .unwrap();
             assert_eq!(stored, expected, "{tenant_id}: level {level} block {block}");
         }
-        level_nodes = level_nodes
-            .chunks_exact(width)
-            .map(tree_root)
-            .collect();
+        level_nodes = level_nodes.chunks_exact(width).map(tree_root).collect();
     }
 }
 
@@ -801,7 +855,11 @@ pub async fn merkle_tiles_match_the_chain(fixture: &dyn Fixture) {
         let mut requests = Vec::new();
         for _ in 0..group_size {
             counter += 1;
-            let tenant = if counter.is_multiple_of(10) { "beta" } else { "acme" };
+            let tenant = if counter.is_multiple_of(10) {
+                "beta"
+            } else {
+                "acme"
+            };
             requests.push(vec![test_event(tenant, &format!("e{counter}"), counter)]);
         }
         append(&*store, requests).await;
