@@ -18,7 +18,9 @@ use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 pub use bundle::export_bundle_sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
-pub use verify::{verify_sqlite, verify_store, TenantReport};
+pub use verify::{
+    verify_sqlite, verify_sqlite_across_tiers, verify_store, ArchivedEvents, TenantReport,
+};
 
 /// One client request's events: committed together or not at all.
 pub type AppendRequest = Vec<PendingEvent>;

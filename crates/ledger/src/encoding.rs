@@ -19,13 +19,14 @@ const CONTENT_TAG: &[u8] = b"sealtrail.content.v1\n";
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
 
-    fn put_str(&mut self, text: &str) {
+    /// A string field: `u32` big-endian byte length, then its UTF-8 bytes.
+    fn put_str(&mut self, text: &[u8]) {
         let length = u32::try_from(text.len()).expect("validated strings are far below 4 GiB");
         self.put(&length.to_be_bytes());
-        self.put(text.as_bytes());
+        self.put(text);
     }
 
-    fn put_opt(&mut self, text: Option<&str>) {
+    fn put_opt(&mut self, text: Option<&[u8]>) {
         match text {
             None => self.put(&[0]),
             Some(text) => {
@@ -48,44 +49,44 @@ impl Sink for Sha256 {
     }
 }
 
-/// An event's fields borrowed from wherever they live (an [`Event`], or a database row read
-/// without copying), so that hashing needs no allocation. `actor_type` and `outcome` are the
-/// stored strings: a tampered value simply hashes differently.
+/// An event's fields as UTF-8 bytes borrowed from wherever they live (an [`Event`], or a
+/// database row read without copying or re-validating), so that hashing needs no allocation.
+/// `actor_type` and `outcome` are the stored strings: a tampered value simply hashes differently.
 #[derive(Debug, Clone, Copy)]
 pub struct EventView<'a> {
-    pub event_id: &'a str,
+    pub event_id: &'a [u8],
     pub timestamp_ns: i64,
-    pub tenant_id: &'a str,
-    pub actor_id: &'a str,
-    pub actor_type: &'a str,
-    pub action: &'a str,
-    pub resource_type: &'a str,
-    pub resource_id: Option<&'a str>,
-    pub outcome: &'a str,
-    pub ip_address: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-    pub request_id: Option<&'a str>,
-    pub changes: Option<&'a str>,
-    pub metadata: Option<&'a str>,
+    pub tenant_id: &'a [u8],
+    pub actor_id: &'a [u8],
+    pub actor_type: &'a [u8],
+    pub action: &'a [u8],
+    pub resource_type: &'a [u8],
+    pub resource_id: Option<&'a [u8]>,
+    pub outcome: &'a [u8],
+    pub ip_address: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+    pub changes: Option<&'a [u8]>,
+    pub metadata: Option<&'a [u8]>,
 }
 
 impl<'a> From<&'a Event> for EventView<'a> {
     fn from(event: &'a Event) -> Self {
         EventView {
-            event_id: &event.event_id,
+            event_id: event.event_id.as_bytes(),
             timestamp_ns: event.timestamp_ns,
-            tenant_id: &event.tenant_id,
-            actor_id: &event.actor_id,
-            actor_type: event.actor_type.as_str(),
-            action: &event.action,
-            resource_type: &event.resource_type,
-            resource_id: event.resource_id.as_deref(),
-            outcome: event.outcome.as_str(),
-            ip_address: event.ip_address.as_deref(),
-            user_agent: event.user_agent.as_deref(),
-            request_id: event.request_id.as_deref(),
-            changes: event.changes.as_deref(),
-            metadata: event.metadata.as_deref(),
+            tenant_id: event.tenant_id.as_bytes(),
+            actor_id: event.actor_id.as_bytes(),
+            actor_type: event.actor_type.as_str().as_bytes(),
+            action: event.action.as_bytes(),
+            resource_type: event.resource_type.as_bytes(),
+            resource_id: event.resource_id.as_deref().map(str::as_bytes),
+            outcome: event.outcome.as_str().as_bytes(),
+            ip_address: event.ip_address.as_deref().map(str::as_bytes),
+            user_agent: event.user_agent.as_deref().map(str::as_bytes),
+            request_id: event.request_id.as_deref().map(str::as_bytes),
+            changes: event.changes.as_deref().map(str::as_bytes),
+            metadata: event.metadata.as_deref().map(str::as_bytes),
         }
     }
 }
@@ -171,8 +172,8 @@ pub fn event_hash_of_view(
 pub fn content_digest(event: &Event) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.put(CONTENT_TAG);
-    hasher.put_str(&event.tenant_id);
-    hasher.put_str(&event.event_id);
+    hasher.put_str(event.tenant_id.as_bytes());
+    hasher.put_str(event.event_id.as_bytes());
     put_content(&mut hasher, &event.into());
     hasher.finalize().into()
 }
