@@ -19,6 +19,10 @@ fn problem(description: &str) -> Value {
     json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 }
 
+fn tenant_path() -> Value {
+    json!({"name": "tenant_id", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
 fn query_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
 }
@@ -135,6 +139,39 @@ fn build() -> Value {
                 "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string"}}, query_param("tenant_id", "Required for the platform admin.")],
                 "responses": {"200": {"description": "The event.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}}},
                     "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such event.")}
+            }},
+            "/v1/verifier-key": {"get": {
+                "summary": "The C2SP note verifier key (name+keyid+base64) every checkpoint is signed with.",
+                "responses": {"200": {"description": "The key.", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem("No valid key.")}
+            }},
+            "/v1/tenants/{tenant_id}/checkpoint": {
+                "get": {
+                    "summary": "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note), or the one cut at tree_size.",
+                    "parameters": [tenant_path(), {"name": "tree_size", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                    "responses": {"200": {"description": "The note as is.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        "400": problem("Bad tree_size."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such checkpoint.")}
+                },
+                "post": {
+                    "summary": "Cut a checkpoint now (if the log grew) and return the latest.",
+                    "parameters": [tenant_path()],
+                    "responses": {"201": {"description": "The note.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No events.")}
+                }
+            },
+            "/v1/tenants/{tenant_id}/proofs/inclusion": {"get": {
+                "summary": "RFC 9162 inclusion proof of an event in the tree of tree_size (default: the latest checkpoint's size).",
+                "parameters": [tenant_path(), {"name": "event_id", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "tree_size", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": {"description": "{leaf_index, tree_size, leaf_hash, hashes: [base64]}"},
+                    "400": problem("Bad size: 0, larger than the tree, or before the event."), "401": problem("No valid key."),
+                    "403": problem("Wrong tenant or role."), "404": problem("No such event.")}
+            }},
+            "/v1/tenants/{tenant_id}/proofs/consistency": {"get": {
+                "summary": "RFC 9162 consistency proof from tree size first to second.",
+                "parameters": [tenant_path(), {"name": "first", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "second", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": {"description": "{hashes: [base64]}"}, "400": problem("Bad sizes: 0, first > second, or larger than the tree."),
+                    "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
             }},
             "/v1/keys": {"post": {
                 "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once.",
