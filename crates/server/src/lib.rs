@@ -273,7 +273,7 @@ async fn resolve_admin_token(
 async fn replay_spool(
     store: &dyn HotStore,
     spool: &Spool,
-    leftovers: Vec<(PathBuf, Vec<sealtrail_hot::AppendRequest>)>,
+    leftovers: spool::Leftovers,
 ) -> Result<()> {
     let mut paths = Vec::new();
     let mut replayed = 0usize;

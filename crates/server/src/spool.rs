@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// Segments left by an earlier process: each file with the requests it holds, in order.
+pub(crate) type Leftovers = Vec<(PathBuf, Vec<Vec<PendingEvent>>)>;
+
 /// The spool directory and its open segment.
 #[derive(Debug)]
 pub(crate) struct Spool {
@@ -55,7 +58,7 @@ impl Spool {
     /// Reads every leftover segment (requests accepted by an earlier process and perhaps not
     /// committed), then opens a fresh segment. The caller replays what is returned and then calls
     /// [`Spool::remove_replayed`].
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<(PathBuf, Vec<Vec<PendingEvent>>)>)> {
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Leftovers)> {
         fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
         let mut leftovers = Vec::new();
         let mut last_segment = 0;
