@@ -12,6 +12,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// (tenant, event_id) of every acknowledged event.
+type Acked = Arc<Mutex<Vec<(String, String)>>>;
+
 const TENANTS: [&str; 3] = ["t-big", "t-mid", "t-small"];
 
 /// Clients that keep sending sync and async batches and record every acknowledged event_id,
@@ -20,10 +23,7 @@ fn load(
     server_url: String,
     clients: usize,
     stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Vec<(String, String)>>>,
-    Vec<thread::JoinHandle<()>>,
-) {
+) -> (Acked, Vec<thread::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let handles = (0..clients)
         .map(|client| {
