@@ -5,6 +5,7 @@
 //! atomicity, durability and the tenant chains. API boundary: nothing above this crate sees SQL.
 
 mod bundle;
+pub mod conformance;
 mod error;
 mod sqlite;
 mod verify;

@@ -858,3 +858,90 @@ impl HotStore for SqliteStore {
         .await
     }
 }
+
+/// Moving events out of the hot tier (used by `sealtrail-archive`'s lifecycle). Chain heads,
+/// Merkle tiles and checkpoints are per tenant, not per tier, so they are never touched here.
+impl SqliteStore {
+    /// The contiguous `seq` range `(first, last)` at the start of a tenant's hot rows whose
+    /// events all have `timestamp < cutoff_ns`, or `None` when the first hot event is not that
+    /// old. The range ends just before the first event (in `seq` order) at or after the cutoff,
+    /// so moving it never leaves a gap in the hot tier, even when timestamps are out of order.
+    pub async fn hot_prefix_older_than(
+        &self,
+        tenant_id: &str,
+        cutoff_ns: i64,
+    ) -> Result<Option<(u64, u64)>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+                "SELECT MIN(seq), MAX(seq) FROM events WHERE tenant_id = ?1",
+                [&tenant_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            let (Some(first), Some(last)) = (first, last) else {
+                return Ok(None);
+            };
+            let young: Option<i64> = conn.query_row(
+                "SELECT MIN(seq) FROM events WHERE tenant_id = ?1 AND timestamp_ns >= ?2",
+                params![tenant_id, cutoff_ns],
+                |row| row.get(0),
+            )?;
+            let end = young.map_or(last, |young| young - 1);
+            Ok((end >= first).then_some((first as u64, end as u64)))
+        })
+        .await
+    }
+
+    /// The lowest `seq` of a tenant still in the hot tier.
+    pub async fn first_hot_seq(&self, tenant_id: &str) -> Result<Option<u64>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let first: Option<i64> = conn.query_row(
+                "SELECT MIN(seq) FROM events WHERE tenant_id = ?1",
+                [&tenant_id],
+                |row| row.get(0),
+            )?;
+            Ok(first.map(|seq| seq as u64))
+        })
+        .await
+    }
+
+    /// A tenant's hot events with `first <= seq <= last`, ascending (missing rows are simply
+    /// absent; the caller checks the count).
+    pub async fn events_in_seq_range(
+        &self,
+        tenant_id: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<StoredEvent>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "{} ORDER BY seq",
+                select_events_sql("tenant_id = ?1 AND seq >= ?2 AND seq <= ?3")
+            ))?;
+            let mut rows = statement.query(params![tenant_id, first as i64, last as i64])?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(stored_event_from_row(row)?);
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    /// Deletes a tenant's hot events with `seq <= last_seq`, in one transaction; returns how
+    /// many rows went. Idempotent, so an interrupted migration can simply run it again. The
+    /// caller MUST have durably archived and checked those events first.
+    pub async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            let deleted = writer.conn.execute(
+                "DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2",
+                params![tenant_id, last_seq as i64],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}

@@ -84,3 +84,17 @@ pub const POSTGRES_PARTITION_MONTHS_AHEAD: u32 = 2;
 pub const POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX: u64 = 60_000;
 /// How long to wait for a new PostgreSQL connection, in seconds.
 pub const POSTGRES_CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Events stay in the hot tier at least this many days (by their `timestamp`) before
+/// `sealtrail lifecycle run` moves them to the warm tier, unless configured otherwise.
+pub const HOT_RETENTION_DAYS_DEFAULT: u32 = 30;
+/// Most events in one warm-tier Parquet file. A migration holds one file's events in memory
+/// (encoded, then read back and compared), so this bounds its memory to a few hundred MB.
+pub const ARCHIVE_FILE_EVENTS_MAX: usize = 250_000;
+/// Rows per Parquet row group. Row groups are the unit of statistics-based pruning; this size
+/// keeps each one large enough for zstd and dictionaries to pay off.
+pub const ARCHIVE_ROW_GROUP_EVENTS_MAX: usize = 65_536;
+/// Hot rows read per round trip while migrating.
+pub const ARCHIVE_SCAN_EVENTS: usize = 10_000;
+/// zstd level of warm-tier files: fast enough to migrate a day's volume in minutes.
+pub const WARM_ZSTD_LEVEL: i32 = 3;

@@ -2,6 +2,7 @@
 
 mod bundle;
 mod keys;
+mod lifecycle;
 mod serve;
 mod store;
 mod verify;
@@ -30,6 +31,8 @@ enum Command {
     VerifyBundle(bundle::VerifyBundleArgs),
     /// Signing keys.
     Keys(keys::KeysArgs),
+    /// Move events between tiers (hot to warm).
+    Lifecycle(lifecycle::LifecycleArgs),
 }
 
 pub(crate) fn startup() -> ExitCode {
@@ -47,6 +50,7 @@ pub(crate) fn startup() -> ExitCode {
         Command::Bundle(args) => bundle::run_bundle(args),
         Command::VerifyBundle(args) => bundle::run_verify_bundle(args),
         Command::Keys(args) => keys::run(args),
+        Command::Lifecycle(args) => lifecycle::run(args),
     };
     match result {
         Ok(code) => code,

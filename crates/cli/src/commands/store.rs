@@ -4,18 +4,39 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot_postgres::PostgresStore;
 
+/// Whether `url` names a PostgreSQL database (the two URL schemes libpq accepts).
+pub(crate) fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens the store `serve` runs on. PostgreSQL is migrated to this build's schema first; several
+/// processes may share one database (each with its own data directory for the async spool).
 pub(crate) async fn open_hot_store(
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> anyhow::Result<Arc<dyn HotStore>> {
     match database_url {
         None => Ok(Arc::new(SqliteStore::open(data_dir)?)),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("the PostgreSQL hot tier is not available in this build")
-        }
+        Some(url) if is_postgres_url(url) => Ok(Arc::new(
+            PostgresStore::connect(url)
+                .await
+                .context("opening the PostgreSQL hot tier")?,
+        )),
         Some(_) => bail!("--database-url must start with postgres:// or postgresql://"),
     }
+}
+
+/// Opens an existing PostgreSQL hot tier for reading (`verify`): nothing is migrated or
+/// created, and a schema of another version is refused.
+pub(crate) async fn open_existing_postgres(url: &str) -> anyhow::Result<PostgresStore> {
+    if !is_postgres_url(url) {
+        bail!("--database-url must start with postgres:// or postgresql://");
+    }
+    PostgresStore::connect_existing(url)
+        .await
+        .context("opening the PostgreSQL hot tier")
 }

@@ -1,0 +1,27 @@
+//! The warm and cold tiers: a tenant's older events as Parquet files on object storage (a
+//! local directory by default, any S3-compatible service by configuration), each with a
+//! manifest that pins its content to the tenant's hash chain and Merkle tree.
+//!
+//! * [`parquet_file`] encodes and decodes events as Parquet (one column per stored field).
+//! * [`manifest`] describes one file: count, `seq` range, boundary hashes, Merkle root of its
+//!   leaves, SHA-256 of the bytes. *A file whose manifest is present is complete and checked.*
+//! * [`tier`] is a location on object storage and the Hive layout inside it.
+//! * [`lifecycle`] moves events hot → warm without losing or duplicating one across crashes.
+//! * [`verify`] feeds archived events to the hot tier's verifier, so one chain is checked
+//!   across tiers.
+//!
+//! Architecture invariant: hashing and chain rules come from `sealtrail-ledger`; this crate only
+//! moves bytes and checks them with those functions.
+
+mod error;
+pub mod lifecycle;
+pub mod manifest;
+pub mod parquet_file;
+pub mod tier;
+pub mod verify;
+
+pub use error::{Error, Result};
+pub use lifecycle::{migrate_hot_to_warm, MigrationPolicy, MigrationStep, TenantMigration};
+pub use manifest::{Manifest, MANIFEST_FORMAT};
+pub use tier::{Location, S3Location, Tier};
+pub use verify::{verify_sqlite_tiers, ArchiveFault, TierReader, TiersReport};

@@ -1,0 +1,336 @@
+//! Hot → warm migration.
+//!
+//! Per tenant, the events older than `hot_retention_days` are taken as a contiguous `seq`
+//! prefix of the hot rows (the hot tier never gets a gap) and moved in files of at most
+//! `ARCHIVE_FILE_EVENTS_MAX` events, one tenant-month per file. For each file, in this order:
+//!
+//! 1. write the Parquet file;
+//! 2. read it back and check it against the hot rows (every field of every event, recomputed
+//!    `event_hash`es, the link to the previous file) and against its manifest;
+//! 3. write the manifest: from now on the file counts as archived;
+//! 4. delete the hot rows with `seq <= last_seq`.
+//!
+//! A crash anywhere leaves nothing lost or duplicated: before step 3 the hot rows are intact
+//! and the Parquet file is an orphan that the next run deletes; after it, the next run re-checks
+//! the file against whatever hot rows of its range remain and finishes step 4 (idempotent).
+//! New files start after the last manifest, so no `seq` range is ever archived twice.
+
+use bytes::Bytes;
+use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_ledger::event_hash;
+use sealtrail_model::limits::{ARCHIVE_FILE_EVENTS_MAX, ARCHIVE_SCAN_EVENTS, WARM_ZSTD_LEVEL};
+use sealtrail_model::StoredEvent;
+
+use crate::tier::month_of;
+use crate::{parquet_file, Error, Manifest, Result, Tier};
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// What to move and when "now" is (taken as an argument, so tests control the clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationPolicy {
+    pub hot_retention_days: u32,
+    pub now_ns: i64,
+}
+
+impl MigrationPolicy {
+    /// Events with `timestamp` before this instant are due to move.
+    pub fn cutoff_ns(&self) -> i64 {
+        self.now_ns
+            .saturating_sub(i64::from(self.hot_retention_days).saturating_mul(NANOS_PER_DAY))
+    }
+}
+
+/// Points in the migration of one file, reported to the caller's hook (which may, for crash
+/// tests, end the process there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStep {
+    /// The Parquet file is written; no manifest yet.
+    AfterWrite,
+    /// The file is checked and its manifest written; no hot row deleted yet.
+    AfterVerify,
+    /// The first half of the file's hot rows is deleted.
+    MidDelete,
+}
+
+/// What one run did for one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantMigration {
+    pub tenant_id: String,
+    /// New files written and recorded.
+    pub files_written: u64,
+    pub events_moved: u64,
+    pub bytes_written: u64,
+    /// Hot rows deleted while finishing an interrupted run.
+    pub leftover_rows_deleted: u64,
+    pub orphans_removed: u64,
+}
+
+/// Moves every tenant's events older than the policy's cutoff from the SQLite hot tier to
+/// `warm`. `on_step` is called at each [`MigrationStep`].
+pub async fn migrate_hot_to_warm(
+    hot: &SqliteStore,
+    warm: &Tier,
+    policy: MigrationPolicy,
+    on_step: &mut (dyn FnMut(MigrationStep) + Send),
+) -> Result<Vec<TenantMigration>> {
+    let mut reports = Vec::new();
+    for (tenant_id, _head) in hot.chain_heads().await? {
+        reports.push(migrate_tenant(hot, warm, &tenant_id, policy, on_step).await?);
+    }
+    Ok(reports)
+}
+
+async fn migrate_tenant(
+    hot: &SqliteStore,
+    warm: &Tier,
+    tenant_id: &str,
+    policy: MigrationPolicy,
+    on_step: &mut (dyn FnMut(MigrationStep) + Send),
+) -> Result<TenantMigration> {
+    let mut report = TenantMigration {
+        tenant_id: tenant_id.to_owned(),
+        ..TenantMigration::default()
+    };
+    // Finish what an interrupted run recorded but did not delete.
+    let manifests = warm.manifests(tenant_id).await?;
+    for (path, manifest) in &manifests {
+        let Some(first_hot) = hot.first_hot_seq(tenant_id).await? else {
+            break;
+        };
+        if manifest.last_seq < first_hot {
+            continue;
+        }
+        let remaining = hot
+            .events_in_seq_range(tenant_id, manifest.first_seq, manifest.last_seq)
+            .await?;
+        let file_path = Tier::file_of(path, manifest);
+        let bytes = warm.get(&file_path).await?;
+        let archived = check_file(tenant_id, &file_path, bytes, manifest)?;
+        // The rows still hot must be exactly the archived ones with the same seq.
+        let offset = remaining
+            .first()
+            .map_or(0, |stored| stored.seq - manifest.first_seq);
+        for (stored, copy) in remaining.iter().zip(&archived[offset as usize..]) {
+            if stored != copy {
+                return Err(mismatch(
+                    tenant_id,
+                    stored.seq,
+                    &file_path,
+                    "hot row differs from its archived copy",
+                ));
+            }
+        }
+        report.leftover_rows_deleted += hot
+            .delete_events_through(tenant_id, manifest.last_seq)
+            .await?;
+    }
+    // Only files beyond the last manifest can be leftovers of an interrupted write; an
+    // unrecorded file inside the archived range is evidence for `verify`, so it stays.
+    let archived_through = manifests
+        .last()
+        .map_or(0, |(_, manifest)| manifest.last_seq);
+    for orphan in warm.orphan_files(tenant_id).await? {
+        if first_seq_of(&orphan).is_none_or(|first_seq| first_seq <= archived_through) {
+            continue;
+        }
+        tracing::info!(tenant_id, file = %orphan, "removing a file left by an interrupted run");
+        warm.delete(&orphan).await?;
+        report.orphans_removed += 1;
+    }
+
+    let Some((first, last)) = hot
+        .hot_prefix_older_than(tenant_id, policy.cutoff_ns())
+        .await?
+    else {
+        return Ok(report);
+    };
+    // The chain must continue from the last archived file into the hot rows.
+    let mut previous = manifests
+        .last()
+        .map(|(_, manifest)| (manifest.last_seq, manifest.last_event_hash.clone()));
+    let expected_first = previous.as_ref().map_or(1, |(last_seq, _)| last_seq + 1);
+    if first != expected_first {
+        return Err(Error::Mismatch {
+            tenant_id: tenant_id.to_owned(),
+            seq: expected_first,
+            path: warm.description().to_owned(),
+            reason: format!(
+                "the hot tier starts at seq {first}, the archive ends before seq {expected_first}"
+            ),
+        });
+    }
+
+    let mut chunk: Vec<StoredEvent> = Vec::new();
+    let mut after_seq = first - 1;
+    while after_seq < last {
+        let limit = ARCHIVE_SCAN_EVENTS.min((last - after_seq) as usize);
+        let page = hot.scan_events(tenant_id, after_seq, limit).await?;
+        let Some(page_last) = page.last().map(|stored| stored.seq) else {
+            break;
+        };
+        for stored in page {
+            let full = chunk.len() >= ARCHIVE_FILE_EVENTS_MAX;
+            let new_month = chunk.last().is_some_and(|open| {
+                month_of(open.event.timestamp_ns) != month_of(stored.event.timestamp_ns)
+            });
+            if full || new_month {
+                archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
+                chunk.clear();
+            }
+            chunk.push(stored);
+        }
+        after_seq = page_last;
+    }
+    if !chunk.is_empty() {
+        archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
+    }
+    Ok(report)
+}
+
+/// Steps 1 to 4 of the module docs for one file's events.
+async fn archive_chunk(
+    hot: &SqliteStore,
+    warm: &Tier,
+    events: &[StoredEvent],
+    previous: &mut Option<(u64, String)>,
+    report: &mut TenantMigration,
+    on_step: &mut (dyn FnMut(MigrationStep) + Send),
+) -> Result<()> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Ok(());
+    };
+    let tenant_id = first.event.tenant_id.as_str();
+    let dir = warm.month_dir(tenant_id, &month_of(first.event.timestamp_ns));
+    let (file_name, manifest_name) = Tier::file_names(first.seq, last.seq);
+    let file_path = dir.child(file_name.as_str());
+
+    let bytes = parquet_file::encode(events, WARM_ZSTD_LEVEL)?;
+    let manifest = Manifest::describe(&file_name, events, &bytes)
+        .ok_or_else(|| mismatch(tenant_id, first.seq, &file_path, "nothing to describe"))?;
+    let file_bytes = bytes.len() as u64;
+    warm.put(&file_path, bytes).await?;
+    on_step(MigrationStep::AfterWrite);
+
+    // Read back what storage actually holds, and compare it with the hot rows.
+    let archived = check_file(
+        tenant_id,
+        &file_path,
+        warm.get(&file_path).await?,
+        &manifest,
+    )?;
+    if archived.len() != events.len() {
+        return Err(mismatch(
+            tenant_id,
+            first.seq,
+            &file_path,
+            "read back a different number of events",
+        ));
+    }
+    for (hot_row, copy) in events.iter().zip(&archived) {
+        if hot_row != copy {
+            return Err(mismatch(
+                tenant_id,
+                hot_row.seq,
+                &file_path,
+                "read back an event that differs from the hot row",
+            ));
+        }
+    }
+    if let Some((previous_seq, previous_hash)) = previous.as_ref() {
+        if first.seq != previous_seq + 1 || hex::encode(first.prev_hash) != *previous_hash {
+            return Err(mismatch(
+                tenant_id,
+                first.seq,
+                &file_path,
+                "does not continue the previous archived file",
+            ));
+        }
+    }
+    let manifest_json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|error| mismatch(tenant_id, first.seq, &file_path, &error.to_string()))?;
+    warm.put(&dir.child(manifest_name.as_str()), manifest_json)
+        .await?;
+    on_step(MigrationStep::AfterVerify);
+
+    let middle = first.seq + (last.seq - first.seq) / 2;
+    hot.delete_events_through(tenant_id, middle).await?;
+    on_step(MigrationStep::MidDelete);
+    hot.delete_events_through(tenant_id, last.seq).await?;
+
+    *previous = Some((last.seq, manifest.last_event_hash.clone()));
+    report.files_written += 1;
+    report.events_moved += events.len() as u64;
+    report.bytes_written += file_bytes;
+    tracing::info!(
+        tenant_id,
+        first_seq = first.seq,
+        last_seq = last.seq,
+        file_bytes,
+        "archived to the warm tier"
+    );
+    Ok(())
+}
+
+/// Decodes an archived file and checks it against its manifest and the chain rules within it
+/// (each recomputed `event_hash`, each `prev_hash` link). Returns its events.
+pub(crate) fn check_file(
+    tenant_id: &str,
+    path: &object_store::path::Path,
+    bytes: Bytes,
+    manifest: &Manifest,
+) -> Result<Vec<StoredEvent>> {
+    let raw = bytes.clone();
+    let events = parquet_file::decode(bytes).map_err(|error| {
+        let seq = match &error {
+            parquet_file::DecodeError::Row { seq, .. } => *seq,
+            _ => manifest.first_seq,
+        };
+        mismatch(tenant_id, seq, path, &format!("does not decode: {error}"))
+    })?;
+    if let Some((seq, reason)) = manifest.disagreement(&raw, &events) {
+        return Err(mismatch(tenant_id, seq, path, &reason));
+    }
+    let mut previous: Option<&StoredEvent> = None;
+    for stored in &events {
+        if event_hash(
+            &stored.event,
+            stored.seq,
+            stored.received_at_ns,
+            &stored.prev_hash,
+        ) != stored.event_hash
+        {
+            return Err(mismatch(
+                tenant_id,
+                stored.seq,
+                path,
+                "recomputed event_hash differs",
+            ));
+        }
+        if previous.is_some_and(|before| before.event_hash != stored.prev_hash) {
+            return Err(mismatch(
+                tenant_id,
+                stored.seq,
+                path,
+                "prev_hash does not link",
+            ));
+        }
+        previous = Some(stored);
+    }
+    Ok(events)
+}
+
+/// `first_seq` from a `part-<first>-<last>.parquet` name.
+fn first_seq_of(path: &object_store::path::Path) -> Option<u64> {
+    let name = path.filename()?.strip_prefix("part-")?;
+    name.split('-').next()?.parse().ok()
+}
+
+fn mismatch(tenant_id: &str, seq: u64, path: &object_store::path::Path, reason: &str) -> Error {
+    Error::Mismatch {
+        tenant_id: tenant_id.to_owned(),
+        seq,
+        path: path.to_string(),
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,214 @@
+//! A tier's location on object storage and the Hive layout inside it:
+//!
+//! ```text
+//! <prefix>/tenant_id=<tenant>/date=<YYYY-MM>/part-<first_seq>-<last_seq>.parquet
+//! <prefix>/tenant_id=<tenant>/date=<YYYY-MM>/_part-<first_seq>-<last_seq>.manifest.json
+//! ```
+//!
+//! Granularity is a month: a day would give most tenants files of a few hundred events, far
+//! too small to scan well, while a month keeps files large (up to
+//! `ARCHIVE_FILE_EVENTS_MAX` events; a busy tenant-month is split into several) and still lets
+//! a query engine prune by month from the path alone. `seq` numbers are zero-padded to 20
+//! digits so names sort in chain order. Manifests start with `_`, which Hive-style readers
+//! (Spark, Trino, Athena, DuckDB's hive partitioning) treat as hidden.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+
+use crate::{Error, Manifest, Result};
+
+/// Where a tier lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local directory (created when missing).
+    Local(PathBuf),
+    S3(S3Location),
+}
+
+/// An S3-compatible bucket. Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`), never from flags, so they stay out
+/// of process listings and shell history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Key prefix inside the bucket (may be empty).
+    pub prefix: String,
+    /// Endpoint URL of a non-AWS service (MinIO, moto, …); `http://` endpoints are allowed.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+/// An opened tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// Human-readable location, for messages.
+    description: String,
+}
+
+impl Tier {
+    pub fn open(location: &Location) -> Result<Tier> {
+        match location {
+            Location::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                Ok(Tier {
+                    store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
+                    prefix: Path::default(),
+                    description: dir.display().to_string(),
+                })
+            }
+            Location::S3(s3) => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                Ok(Tier {
+                    store: Arc::new(builder.build()?),
+                    prefix: Path::from(s3.prefix.trim_matches('/')),
+                    description: format!("s3://{}/{}", s3.bucket, s3.prefix.trim_matches('/')),
+                })
+            }
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn tenant_dir(&self, tenant_id: &str) -> Path {
+        self.prefix.child(format!("tenant_id={tenant_id}"))
+    }
+
+    /// The directory of a tenant-month (`month` as `YYYY-MM`).
+    pub fn month_dir(&self, tenant_id: &str, month: &str) -> Path {
+        self.tenant_dir(tenant_id).child(format!("date={month}"))
+    }
+
+    /// File names of the Parquet file and manifest of a `seq` range.
+    pub fn file_names(first_seq: u64, last_seq: u64) -> (String, String) {
+        (
+            format!("part-{first_seq:020}-{last_seq:020}.parquet"),
+            format!("_part-{first_seq:020}-{last_seq:020}.manifest.json"),
+        )
+    }
+
+    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<bytes::Bytes> {
+        Ok(self.store.get(path).await?.bytes().await?)
+    }
+
+    pub async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Every object of a tenant.
+    async fn list_tenant(&self, tenant_id: &str) -> Result<Vec<Path>> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.tenant_dir(tenant_id)))
+            .try_collect()
+            .await?;
+        Ok(listed.into_iter().map(|meta| meta.location).collect())
+    }
+
+    /// A tenant's manifests with their paths, ascending by `first_seq`. A manifest that does
+    /// not parse is an error: it is evidence of tampering, not something to skip.
+    pub async fn manifests(&self, tenant_id: &str) -> Result<Vec<(Path, Manifest)>> {
+        let mut manifests = Vec::new();
+        for path in self.list_tenant(tenant_id).await? {
+            if !path.as_ref().ends_with(".manifest.json") {
+                continue;
+            }
+            let bytes = self.get(&path).await?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|error| Error::Mismatch {
+                    tenant_id: tenant_id.to_owned(),
+                    seq: 0,
+                    path: path.to_string(),
+                    reason: format!("manifest does not parse: {error}"),
+                })?;
+            manifests.push((path, manifest));
+        }
+        manifests.sort_by_key(|(_, manifest)| manifest.first_seq);
+        Ok(manifests)
+    }
+
+    /// Parquet files of a tenant that have no manifest: leftovers of an interrupted write.
+    pub async fn orphan_files(&self, tenant_id: &str) -> Result<Vec<Path>> {
+        let paths = self.list_tenant(tenant_id).await?;
+        let names: std::collections::HashSet<String> =
+            paths.iter().map(|path| path.to_string()).collect();
+        Ok(paths
+            .into_iter()
+            .filter(|path| {
+                let name = path.to_string();
+                let Some(stem) = name.strip_suffix(".parquet") else {
+                    return false;
+                };
+                let Some((dir, file)) = stem.rsplit_once('/') else {
+                    return false;
+                };
+                !names.contains(&format!("{dir}/_{file}.manifest.json"))
+            })
+            .collect())
+    }
+
+    /// The Parquet file a manifest describes (in the manifest's directory).
+    pub fn file_of(manifest_path: &Path, manifest: &Manifest) -> Path {
+        let text = manifest_path.to_string();
+        match text.rsplit_once('/') {
+            Some((dir, _)) => Path::from(dir).child(manifest.file.as_str()),
+            None => Path::from(manifest.file.as_str()),
+        }
+    }
+}
+
+/// `YYYY-MM` of an instant, UTC (proleptic Gregorian; days-to-civil after H. Hinnant).
+pub fn month_of(timestamp_ns: i64) -> String {
+    let days = timestamp_ns.div_euclid(86_400 * 1_000_000_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_boundaries_are_utc() {
+        let ns = |text: &str| sealtrail_model::parse_timestamp(text).unwrap();
+        assert_eq!(month_of(ns("2026-01-31T23:59:59.999Z")), "2026-01");
+        assert_eq!(month_of(ns("2026-02-01T00:00:00Z")), "2026-02");
+        assert_eq!(month_of(ns("2024-02-29T12:00:00Z")), "2024-02");
+        assert_eq!(month_of(ns("1969-12-31T23:00:00Z")), "1969-12");
+    }
+}

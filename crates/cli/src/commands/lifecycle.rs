@@ -1,0 +1,148 @@
+//! `sealtrail lifecycle run`: moves each tenant's events older than `--hot-retention-days`
+//! from the SQLite hot tier to the warm tier (Parquet on a local directory or S3-compatible
+//! storage). Safe to interrupt and re-run at any point (see `sealtrail_archive::lifecycle`).
+//! It takes the data directory's lock, so it runs while the server is stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sealtrail_archive::{Location, MigrationPolicy, MigrationStep, S3Location, Tier};
+use sealtrail_model::limits::HOT_RETENTION_DAYS_DEFAULT;
+
+/// Crash-test hook: when set to `after-write`, `after-verify` or `mid-delete`, the process exits
+/// at that step of the first file's migration, as a crash would leave it.
+const FAULT_INJECT_ENV: &str = "SEALTRAIL_FAULT_INJECT";
+/// Exit status of an injected crash, so tests can tell it from a real failure.
+const FAULT_INJECT_EXIT: i32 = 86;
+
+#[derive(Debug, Args)]
+pub(crate) struct LifecycleArgs {
+    #[command(subcommand)]
+    command: LifecycleCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LifecycleCommand {
+    /// Move events older than the hot retention to the warm tier, then exit.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Data directory of the hot store.
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
+    data_dir: PathBuf,
+    /// Events whose timestamp is older than this many days move to the warm tier.
+    #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS", default_value_t = HOT_RETENTION_DAYS_DEFAULT)]
+    hot_retention_days: u32,
+    #[command(flatten)]
+    warm: WarmArgs,
+    /// The current time (RFC 3339), for tests; default: the system clock.
+    #[arg(long, hide = true)]
+    now: Option<String>,
+}
+
+/// Where the warm tier lives: `<data-dir>/warm` unless a directory or an S3 bucket is given.
+/// S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WarmArgs {
+    /// Warm tier directory (default: `<data-dir>/warm`).
+    #[arg(long, env = "SEALTRAIL_WARM_DIR", conflicts_with = "s3_bucket")]
+    warm_dir: Option<PathBuf>,
+    /// S3-compatible bucket of the warm tier.
+    #[arg(long, env = "SEALTRAIL_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "SEALTRAIL_S3_PREFIX", default_value = "warm")]
+    s3_prefix: String,
+    /// Endpoint URL of a non-AWS S3 service (`http://` allowed for local ones).
+    #[arg(long, env = "SEALTRAIL_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Region of the bucket.
+    #[arg(long, env = "SEALTRAIL_S3_REGION")]
+    s3_region: Option<String>,
+}
+
+impl WarmArgs {
+    pub(crate) fn location(&self, data_dir: &Path) -> Location {
+        match &self.s3_bucket {
+            Some(bucket) => Location::S3(S3Location {
+                bucket: bucket.clone(),
+                prefix: self.s3_prefix.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+            }),
+            None => Location::Local(
+                self.warm_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("warm")),
+            ),
+        }
+    }
+
+    /// The tiers `verify` reads: none when the warm directory does not exist (verification
+    /// never creates anything).
+    pub(crate) fn tiers_to_verify(&self, data_dir: &Path) -> anyhow::Result<Vec<Tier>> {
+        let location = self.location(data_dir);
+        if let Location::Local(dir) = &location {
+            if !dir.exists() {
+                return Ok(Vec::new());
+            }
+        }
+        Ok(vec![Tier::open(&location).context("opening the warm tier")?])
+    }
+}
+
+pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
+    let LifecycleCommand::Run(args) = args.command;
+    let now_ns = match &args.now {
+        Some(text) => sealtrail_model::parse_timestamp(text)
+            .with_context(|| format!("--now {text:?} is not an RFC 3339 timestamp"))?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the system clock is before 1970")?
+            .as_nanos() as i64,
+    };
+    let policy = MigrationPolicy {
+        hot_retention_days: args.hot_retention_days,
+        now_ns,
+    };
+    let inject = std::env::var(FAULT_INJECT_ENV).ok();
+    let mut on_step = move |step: MigrationStep| {
+        let name = match step {
+            MigrationStep::AfterWrite => "after-write",
+            MigrationStep::AfterVerify => "after-verify",
+            MigrationStep::MidDelete => "mid-delete",
+        };
+        if inject.as_deref() == Some(name) {
+            eprintln!("{FAULT_INJECT_ENV}: exiting at {name}");
+            std::process::exit(FAULT_INJECT_EXIT);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reports = runtime.block_on(async {
+        let hot = sealtrail_hot::SqliteStore::open(&args.data_dir)?;
+        let warm =
+            Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
+        let reports =
+            sealtrail_archive::migrate_hot_to_warm(&hot, &warm, policy, &mut on_step).await?;
+        anyhow::Ok(reports)
+    })?;
+    for report in &reports {
+        println!(
+            "tenant {}: {} events moved in {} files ({} bytes); {} leftover hot rows deleted, {} orphan files removed",
+            report.tenant_id,
+            report.events_moved,
+            report.files_written,
+            report.bytes_written,
+            report.leftover_rows_deleted,
+            report.orphans_removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

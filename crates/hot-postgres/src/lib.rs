@@ -1,0 +1,21 @@
+//! The PostgreSQL hot tier: [`PostgresStore`] implements [`sealtrail_hot::HotStore`] for
+//! production, where several stateless Sealtrail nodes share one database.
+//!
+//! - `schema`: versioned migrations (`schema_migrations`), `events` range-partitioned by month
+//!   of `received_at`, and row-level security forced on every tenant table.
+//! - `plan`: the pure idempotency and chaining decisions of a group commit.
+//! - `store`: the store itself: connection pool, scoped transactions, the locked group commit.
+//!
+//! docs/POSTGRES.md is the design note; ARCHITECTURE.md ("Several nodes on one PostgreSQL")
+//! explains why chains stay linear across processes.
+
+mod error;
+mod plan;
+mod schema;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tiles;
+
+pub use error::{Database, Error, Result};
+pub use store::PostgresStore;

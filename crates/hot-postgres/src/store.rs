@@ -1,0 +1,1510 @@
+//! [`PostgresStore`]: the [`HotStore`] on PostgreSQL, for production and for several Sealtrail
+//! nodes on one database.
+//!
+//! Chain safety across processes rests on one rule: a group commit locks the `chain_heads` rows
+//! of every tenant it touches, in `tenant_id` order, before it reads anything it will link to,
+//! and holds them until it commits. Nothing about a chain is cached between transactions, since
+//! another node may have advanced it. The group is one transaction: a killed node leaves nothing
+//! half-written, and `synchronous_commit=on` (set on every session) means a commit is flushed to
+//! the WAL before `append` returns.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use sealtrail_hot::{
+    ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, ExistingEvent, HotStore, Order, Role,
+    StoredCheckpoint,
+};
+use sealtrail_ledger::{content_digest, ChainHead, Hash, MerkleFrontier, GENESIS_HASH, TILE_WIDTH};
+use sealtrail_model::limits::{
+    POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
+    POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX,
+};
+use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, StoredEvent};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::{Database, Error, Result};
+use crate::plan::{plan_group, GroupPlan, StoredKeys};
+use crate::schema::{self, Month, ALL_TENANTS};
+use crate::tiles::{self, Block, Tile};
+
+/// Columns of `events` in the order [`stored_event_from_row`] reads them (the SQLite store's
+/// order).
+const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, \
+     action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, \
+     prev_hash, event_hash";
+
+/// One event by `event_id`. Joining on received_at_ns lets PostgreSQL prune to the partition
+/// holding the event instead of probing every partition's index.
+static GET_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<String> = EVENT_COLUMNS
+        .split(", ")
+        .map(|column| format!("e.{column}"))
+        .collect();
+    format!(
+        "SELECT {} FROM event_ids AS i JOIN events AS e \
+         ON e.tenant_id = i.tenant_id AND e.seq = i.seq AND e.received_at_ns = i.received_at_ns \
+         WHERE i.tenant_id = $1 AND i.event_id = $2",
+        columns.join(", ")
+    )
+});
+
+static SCAN_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+});
+
+/// Scopes the current transaction to a tenant, or to every tenant with [`ALL_TENANTS`]; the
+/// row-level security policies read this setting. `true`: local to the transaction.
+const SET_SCOPE: &str = "SELECT set_config('sealtrail.tenant_id', $1, true)";
+
+/// Creates the head row of a tenant never seen before, so that it can be locked like the others.
+/// Sorted input makes concurrent inserts of the same new tenants wait in one order.
+const INSERT_GENESIS_HEADS: &str = "INSERT INTO chain_heads (tenant_id, seq, head_hash, frontier) \
+     SELECT tenant_id, 0, $2, '' FROM unnest($1::text[]) AS t(tenant_id) ON CONFLICT (tenant_id) DO NOTHING";
+
+/// Locks the group's heads. ORDER BY is applied before the rows are locked, so every node locks
+/// in `tenant_id` order and two groups sharing tenants cannot deadlock. Under READ COMMITTED a
+/// row another transaction changed meanwhile is re-read after its lock is granted, so the head
+/// returned is the latest committed one.
+const LOCK_HEADS: &str = "SELECT tenant_id, seq, head_hash, frontier FROM chain_heads \
+     WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE";
+
+const SELECT_STORED_KEYS: &str =
+    "SELECT i.tenant_id, i.event_id, i.seq, i.content_digest, i.timestamp_ns, i.event_hash \
+     FROM unnest($1::text[], $2::text[]) AS k(tenant_id, event_id) \
+     JOIN event_ids AS i ON i.tenant_id = k.tenant_id AND i.event_id = k.event_id";
+
+/// The stored leaves (event hashes) of partly filled level-0 blocks, per tenant and seq range:
+/// read only to rebuild a frontier that is missing from `chain_heads`.
+const READ_LEAF_BLOCKS: &str = "SELECT r.tenant_id, e.event_hash \
+     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS r(tenant_id, first_seq, last_seq) \
+     JOIN LATERAL (SELECT seq, event_hash FROM events AS e \
+                   WHERE e.tenant_id = r.tenant_id AND e.seq BETWEEN r.first_seq AND r.last_seq) AS e ON true \
+     ORDER BY r.tenant_id, e.seq";
+
+/// The stored nodes of partly filled blocks of levels 8, 16, …, per tenant, level and range.
+const READ_NODE_BLOCKS: &str = "SELECT r.tenant_id, r.level, t.hash \
+     FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[]) AS r(tenant_id, level, first_idx, end_idx) \
+     JOIN merkle_tiles AS t ON t.tenant_id = r.tenant_id AND t.level = r.level \
+          AND t.idx >= r.first_idx AND t.idx < r.end_idx \
+     ORDER BY r.tenant_id, r.level, t.idx";
+
+const INSERT_TILES: &str = "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) \
+     SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])";
+
+const UPDATE_HEADS: &str = "UPDATE chain_heads AS h \
+     SET seq = u.seq, head_hash = u.head_hash, frontier = u.frontier \
+     FROM unnest($1::text[], $2::int8[], $3::bytea[], $4::bytea[]) AS u(tenant_id, seq, head_hash, frontier) \
+     WHERE h.tenant_id = u.tenant_id";
+
+/// Head rows created for this group whose tenant gained nothing (every request conflicted): a
+/// tenant without events has no head row, as in the SQLite store.
+const DELETE_EMPTY_HEADS: &str = "DELETE FROM chain_heads WHERE tenant_id = ANY($1) AND seq = 0";
+
+/// The PostgreSQL hot store. Cheap to clone; every clone shares one connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    database: Database,
+    /// Months whose `events` partition this process has seen exist. Only ever a cache: a
+    /// partition missing from it is checked (and created) in the database.
+    partitions: tokio::sync::Mutex<BTreeSet<Month>>,
+    /// Whether the next group reads the stored idempotency keys before inserting (see
+    /// `append_group`). Only a speed hint: either way the outcome is the same.
+    read_keys_first: AtomicBool,
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations, and creates the `events` partitions of the
+    /// current month and the months ahead. This is what `sealtrail serve` runs.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = Self::open_pool(url)?;
+        let mut client = store.client().await?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(|source| store.postgres(source))?;
+        // A newer build may have migrated further; this build must not write to that schema.
+        let found = schema::applied_version(&**client)
+            .await
+            .map_err(|source| store.postgres(source))?;
+        let known = schema::latest_version();
+        if found > known {
+            return Err(Error::SchemaTooNew {
+                database: store.inner.database.clone(),
+                found,
+                known,
+            });
+        }
+        store.warn_if_not_durable(&client).await?;
+        drop(client);
+        store.ensure_partitions(Month::containing(now_ns())).await?;
+        Ok(store)
+    }
+
+    /// Connects to an already migrated database without changing anything, for `sealtrail
+    /// verify`. Fails if the schema is missing, older or newer than this build's.
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        let store = Self::open_pool(url)?;
+        let client = store.client().await?;
+        let found = schema::applied_version(&**client)
+            .await
+            .map_err(|source| store.postgres(source))?;
+        let known = schema::latest_version();
+        if found > known {
+            return Err(Error::SchemaTooNew {
+                database: store.inner.database.clone(),
+                found,
+                known,
+            });
+        }
+        if found < known {
+            return Err(Error::SchemaNotMigrated {
+                database: store.inner.database.clone(),
+                found,
+                known,
+            });
+        }
+        drop(client);
+        Ok(store)
+    }
+
+    fn open_pool(url: &str) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(Error::Url)?;
+        let database = describe(&config);
+        // Session settings the store's guarantees rely on, whatever the server's defaults:
+        // commits wait for the WAL flush, and a hung node cannot hold chain locks forever.
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        options.push_str(&format!(
+            " -c synchronous_commit=on -c idle_in_transaction_session_timeout={POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX}"
+        ));
+        config.options(options.trim_start());
+        if config.get_application_name().is_none() {
+            config.application_name("sealtrail");
+        }
+        config.connect_timeout(Duration::from_secs(POSTGRES_CONNECT_TIMEOUT_SECS));
+        config.keepalives(true);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POSTGRES_CONNECTIONS_MAX)
+            .build()
+            .map_err(Error::PoolBuild)?;
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                database,
+                partitions: tokio::sync::Mutex::new(BTreeSet::new()),
+                read_keys_first: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Where this store is connected (host, port, database; never credentials).
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    fn postgres(&self, source: tokio_postgres::Error) -> Error {
+        Error::Postgres {
+            database: self.inner.database.clone(),
+            source,
+        }
+    }
+
+    /// The same, as the trait's error type.
+    fn db(&self, source: tokio_postgres::Error) -> sealtrail_hot::Error {
+        self.postgres(source).into()
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.inner.pool.get().await.map_err(|source| Error::Pool {
+            database: self.inner.database.clone(),
+            source,
+        })
+    }
+
+    async fn warn_if_not_durable(&self, client: &Object) -> Result<()> {
+        let fsync: String = client
+            .query_one("SHOW fsync", &[])
+            .await
+            .map_err(|source| self.postgres(source))?
+            .get(0);
+        if fsync != "on" {
+            tracing::warn!(
+                database = %self.inner.database,
+                "the PostgreSQL server runs with fsync=off: acknowledged events may be lost in a crash of its machine"
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes sure the partitions of `month` and of the months ahead of it exist.
+    async fn ensure_partitions(&self, month: Month) -> Result<()> {
+        let mut ready = self.inner.partitions.lock().await;
+        let missing: Vec<Month> = month
+            .with_months_ahead()
+            .filter(|month| !ready.contains(month))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        schema::create_partitions(&mut client, &missing)
+            .await
+            .map_err(|source| self.postgres(source))?;
+        ready.extend(missing);
+        Ok(())
+    }
+
+    /// Begins a transaction scoped to `scope` (a tenant, or [`ALL_TENANTS`]): the row-level
+    /// security policies show it nothing else. The setting is transaction-local, so a pooled
+    /// connection never carries one request's scope into the next.
+    async fn begin_scoped<'c>(
+        &self,
+        client: &'c mut Object,
+        scope: &str,
+        read_only: bool,
+    ) -> sealtrail_hot::Result<deadpool_postgres::Transaction<'c>> {
+        let tx = client
+            .build_transaction()
+            .read_only(read_only)
+            .start()
+            .await
+            .map_err(|source| self.db(source))?;
+        let set_scope = tx
+            .prepare_cached(SET_SCOPE)
+            .await
+            .map_err(|source| self.db(source))?;
+        tx.execute(&set_scope, &[&scope])
+            .await
+            .map_err(|source| self.db(source))?;
+        Ok(tx)
+    }
+
+    /// Runs one statement in its own transaction scoped to `scope` (a tenant, or
+    /// [`ALL_TENANTS`]) and returns its rows. BEGIN, the scope, the statement and COMMIT are
+    /// pipelined: one round trip. All four are handed to the connection at the first poll, so
+    /// even if this future is dropped the COMMIT follows and the connection returns to the pool
+    /// outside any transaction; a failure anywhere aborts the transaction, and the COMMIT then
+    /// ends it as a rollback.
+    async fn scoped_statement(
+        &self,
+        scope: &str,
+        access: Access,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> sealtrail_hot::Result<Vec<Row>> {
+        let db = |source| self.db(source);
+        let client = self.client().await?;
+        let set_scope = client.prepare_cached(SET_SCOPE).await.map_err(db)?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        let begin = match access {
+            Access::Read => "BEGIN READ ONLY",
+            Access::Write => "BEGIN",
+        };
+        let (begun, scoped, rows, committed) = futures_util::future::join4(
+            client.batch_execute(begin),
+            client.execute(&set_scope, &[&scope]),
+            client.query(&statement, params),
+            client.batch_execute("COMMIT"),
+        )
+        .await;
+        begun.map_err(db)?;
+        scoped.map_err(db)?;
+        let rows = rows.map_err(db)?;
+        committed.map_err(db)?;
+        Ok(rows)
+    }
+
+    async fn append_group(
+        &self,
+        batch: &[AppendRequest],
+    ) -> sealtrail_hot::Result<Vec<AppendOutcome>> {
+        let months: BTreeSet<Month> = batch
+            .iter()
+            .flatten()
+            .map(|pending| Month::containing(pending.received_at_ns))
+            .collect();
+        for month in months {
+            self.ensure_partitions(month).await?;
+        }
+        // Content digests do not depend on the chain: computed before any lock is taken.
+        let digests: Vec<Vec<[u8; 32]>> = batch
+            .iter()
+            .map(|request| {
+                request
+                    .iter()
+                    .map(|pending| content_digest(&pending.event))
+                    .collect()
+            })
+            .collect();
+        let tenants: Vec<&str> = batch
+            .iter()
+            .flatten()
+            .map(|pending| pending.event.tenant_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if tenants.is_empty() {
+            return Ok(batch
+                .iter()
+                .map(|_| AppendOutcome::Committed(Vec::new()))
+                .collect());
+        }
+
+        // Optimistic first: in the common case every event is new, and the unique index on
+        // event_ids proves it while inserting (one index descent per event). A retry in the
+        // group makes that insert fail; the group is then run again, reading the stored keys
+        // first. After a group that met stored keys (a spool replay, a burst of client
+        // retries), the next one reads them first straight away.
+        let read_keys_first = self.inner.read_keys_first.load(Ordering::Relaxed);
+        let attempt = self
+            .append_attempt(batch, &digests, &tenants, read_keys_first)
+            .await;
+        let (outcomes, met_stored_keys) = if !read_keys_first && is_unique_violation(&attempt) {
+            self.append_attempt(batch, &digests, &tenants, true).await?
+        } else {
+            attempt?
+        };
+        self.inner
+            .read_keys_first
+            .store(met_stored_keys, Ordering::Relaxed);
+        Ok(outcomes)
+    }
+
+    /// One try at committing a group; returns its outcomes and whether any event was already
+    /// stored. With `read_keys_first` false, it assumes none is, and fails with a unique
+    /// violation on `event_ids` (writing nothing) if that is wrong.
+    async fn append_attempt(
+        &self,
+        batch: &[AppendRequest],
+        digests: &[Vec<[u8; 32]>],
+        tenants: &[&str],
+        read_keys_first: bool,
+    ) -> sealtrail_hot::Result<(Vec<AppendOutcome>, bool)> {
+        let started = std::time::Instant::now();
+        let mut client = self.client().await?;
+        let db = |source| self.db(source);
+        let tx = self.begin_scoped(&mut client, ALL_TENANTS, false).await?;
+
+        let insert_genesis = tx.prepare_cached(INSERT_GENESIS_HEADS).await.map_err(db)?;
+        let lock_heads = tx.prepare_cached(LOCK_HEADS).await.map_err(db)?;
+        // Pipelined: the server runs them in order, so the new head rows exist when locked.
+        let genesis: &[u8] = &GENESIS_HASH;
+        let genesis_params: [&(dyn ToSql + Sync); 2] = [&tenants, &genesis];
+        let lock_params: [&(dyn ToSql + Sync); 1] = [&tenants];
+        let (inserted, locked_rows) = tokio::join!(
+            tx.execute(&insert_genesis, &genesis_params),
+            tx.query(&lock_heads, &lock_params),
+        );
+        inserted.map_err(db)?;
+        let mut heads = BTreeMap::new();
+        let mut frontiers: HashMap<String, Option<MerkleFrontier>> = HashMap::new();
+        for row in locked_rows.map_err(db)? {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let seq: i64 = row.try_get(1).map_err(db)?;
+            let hash: Vec<u8> = row.try_get(2).map_err(db)?;
+            let frontier: Option<Vec<u8>> = row.try_get(3).map_err(db)?;
+            let head = ChainHead {
+                seq: u64::try_from(seq)
+                    .map_err(|_| corrupt(&tenant_id, 0, "chain head seq is negative"))?,
+                hash: hash
+                    .try_into()
+                    .map_err(|_| corrupt(&tenant_id, 0, "chain head hash is not 32 bytes"))?,
+            };
+            let frontier = frontier.and_then(|bytes| tiles::decode_frontier(head.seq, &bytes));
+            frontiers.insert(tenant_id.clone(), frontier);
+            heads.insert(tenant_id, head);
+        }
+        assert_eq!(
+            heads.len(),
+            tenants.len(),
+            "every tenant of the group has a locked head row"
+        );
+        let heads_before = heads.clone();
+        let locked = started.elapsed();
+
+        // With the heads locked, no other transaction can store keys of these tenants, so what
+        // this reads stays true until commit.
+        let stored = if read_keys_first {
+            self.stored_keys(&tx, batch).await?
+        } else {
+            StoredKeys::new()
+        };
+        let checked = started.elapsed();
+        let plan = plan_group(batch, digests, heads, &stored);
+        let planned = started.elapsed();
+        let (tiles, frontiers) = self
+            .group_tiles(&tx, &plan, &heads_before, frontiers)
+            .await?;
+        let tiled = started.elapsed();
+        self.write_plan(&tx, &plan, &heads_before, &tiles, &frontiers)
+            .await?;
+        let written = started.elapsed();
+        tx.commit().await.map_err(db)?;
+        tracing::debug!(
+            events = plan.rows.len(),
+            tenants = tenants.len(),
+            read_keys_first,
+            locked_ms = locked.as_millis(),
+            checked_ms = (checked - locked).as_millis(),
+            planned_ms = (planned - checked).as_millis(),
+            tiled_ms = (tiled - planned).as_millis(),
+            written_ms = (written - tiled).as_millis(),
+            committed_ms = (started.elapsed() - written).as_millis(),
+            "group committed"
+        );
+        Ok((plan.outcomes, !stored.is_empty()))
+    }
+
+    async fn stored_keys(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &[AppendRequest],
+    ) -> sealtrail_hot::Result<StoredKeys> {
+        let db = |source| self.db(source);
+        let (tenant_ids, event_ids): (Vec<&str>, Vec<&str>) = batch
+            .iter()
+            .flatten()
+            .map(|pending| {
+                (
+                    pending.event.tenant_id.as_str(),
+                    pending.event.event_id.as_str(),
+                )
+            })
+            .unzip();
+        let select = tx.prepare_cached(SELECT_STORED_KEYS).await.map_err(db)?;
+        let mut stored = StoredKeys::new();
+        for row in tx
+            .query(&select, &[&tenant_ids, &event_ids])
+            .await
+            .map_err(db)?
+        {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let existing = existing_from_row(&row, tenant_id.clone(), 1).map_err(db)?;
+            stored
+                .entry(tenant_id)
+                .or_default()
+                .insert(existing.receipt.event_id.clone(), existing);
+        }
+        Ok(stored)
+    }
+
+    /// The Merkle tiles the plan completes and the frontier after it, for every tenant it
+    /// grows. A frontier missing from `chain_heads` (`None`) is first rebuilt from the stored
+    /// nodes of the partly filled blocks, read under the head lock.
+    async fn group_tiles<'p>(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        plan: &'p GroupPlan<'_>,
+        heads_before: &BTreeMap<String, ChainHead>,
+        mut frontiers: HashMap<String, Option<MerkleFrontier>>,
+    ) -> sealtrail_hot::Result<(Vec<(&'p str, Tile)>, HashMap<String, MerkleFrontier>)> {
+        let mut new_leaves: BTreeMap<&'p str, Vec<Hash>> = BTreeMap::new();
+        for row in &plan.rows {
+            new_leaves
+                .entry(row.pending.event.tenant_id.as_str())
+                .or_default()
+                .push(row.link.event_hash);
+        }
+        let missing: Vec<(&str, u64)> = new_leaves
+            .keys()
+            .filter(|tenant| frontiers.get(**tenant).is_none_or(Option::is_none))
+            .map(|tenant| {
+                (
+                    *tenant,
+                    heads_before.get(*tenant).map_or(0, |head| head.seq),
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                tenants = missing.len(),
+                "rebuilding Merkle frontiers missing from chain_heads"
+            );
+            for (tenant, frontier) in self.rebuild_frontiers(tx, &missing).await? {
+                frontiers.insert(tenant, Some(frontier));
+            }
+        }
+        let mut tiles = Vec::new();
+        let mut after = HashMap::new();
+        for (tenant, leaves) in new_leaves {
+            let mut frontier = frontiers
+                .remove(tenant)
+                .flatten()
+                .expect("every grown tenant has a frontier, stored or rebuilt");
+            tiles.extend(
+                tiles::append_leaves(&mut frontier, &leaves)
+                    .into_iter()
+                    .map(|tile| (tenant, tile)),
+            );
+            after.insert(tenant.to_owned(), frontier);
+        }
+        Ok((tiles, after))
+    }
+
+    /// Rebuilds the frontiers of `(tenant, tree size)` from the stored nodes of their partly
+    /// filled blocks (two queries for all of them).
+    async fn rebuild_frontiers(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        trees: &[(&str, u64)],
+    ) -> sealtrail_hot::Result<Vec<(String, MerkleFrontier)>> {
+        let db = |source| self.db(source);
+        let blocks: Vec<(&str, Block)> = trees
+            .iter()
+            .flat_map(|(tenant, size)| {
+                tiles::partial_blocks(*size)
+                    .into_iter()
+                    .map(move |block| (*tenant, block))
+            })
+            .collect();
+        let (leaf_blocks, node_blocks): (Vec<_>, Vec<_>) =
+            blocks.iter().partition(|(_, block)| block.level == 0);
+        let leaf_tenants: Vec<&str> = leaf_blocks.iter().map(|(tenant, _)| *tenant).collect();
+        // Leaf index i is seq i + 1.
+        let leaf_first: Vec<i64> = leaf_blocks
+            .iter()
+            .map(|(_, block)| seq_to_sql(block.first + 1))
+            .collect();
+        let leaf_last: Vec<i64> = leaf_blocks
+            .iter()
+            .map(|(_, block)| seq_to_sql(block.end))
+            .collect();
+        let node_tenants: Vec<&str> = node_blocks.iter().map(|(tenant, _)| *tenant).collect();
+        let node_levels: Vec<i16> = node_blocks
+            .iter()
+            .map(|(_, block)| i16::from(block.level))
+            .collect();
+        let node_first: Vec<i64> = node_blocks
+            .iter()
+            .map(|(_, block)| seq_to_sql(block.first))
+            .collect();
+        let node_end: Vec<i64> = node_blocks
+            .iter()
+            .map(|(_, block)| seq_to_sql(block.end))
+            .collect();
+        let read_leaves = tx.prepare_cached(READ_LEAF_BLOCKS).await.map_err(db)?;
+        let read_nodes = tx.prepare_cached(READ_NODE_BLOCKS).await.map_err(db)?;
+        let leaf_rows = tx
+            .query(&read_leaves, &[&leaf_tenants, &leaf_first, &leaf_last])
+            .await
+            .map_err(db)?;
+        let node_rows = tx
+            .query(
+                &read_nodes,
+                &[&node_tenants, &node_levels, &node_first, &node_end],
+            )
+            .await
+            .map_err(db)?;
+        let mut stored: HashMap<(String, u8), Vec<Hash>> = HashMap::new();
+        for row in leaf_rows {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let hash = hash_column(&row, 1, &tenant_id)?;
+            stored.entry((tenant_id, 0)).or_default().push(hash);
+        }
+        for row in node_rows {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let level: i16 = row.try_get(1).map_err(db)?;
+            let level = u8::try_from(level)
+                .map_err(|_| corrupt(&tenant_id, 0, "Merkle tile level out of range"))?;
+            let hash = hash_column(&row, 2, &tenant_id)?;
+            stored.entry((tenant_id, level)).or_default().push(hash);
+        }
+        trees
+            .iter()
+            .map(|(tenant, size)| {
+                let frontier = tiles::rebuild_frontier(*size, |level| {
+                    stored
+                        .get(&((*tenant).to_owned(), level))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .map_err(|missing| {
+                    corrupt(
+                        tenant,
+                        *size,
+                        &format!(
+                            "Merkle level {} has {} of the {} stored nodes the frontier needs",
+                            missing.level, missing.found, missing.expected
+                        ),
+                    )
+                })?;
+                Ok(((*tenant).to_owned(), frontier))
+            })
+            .collect()
+    }
+
+    /// Inserts the plan's rows and tiles and moves the heads, as pipelined statements.
+    async fn write_plan(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        plan: &GroupPlan<'_>,
+        heads_before: &BTreeMap<String, ChainHead>,
+        tiles: &[(&str, Tile)],
+        frontiers: &HashMap<String, MerkleFrontier>,
+    ) -> sealtrail_hot::Result<()> {
+        let db = |source| self.db(source);
+        let rows = &plan.rows;
+        // Values the rows hold in another shape than the columns take, converted once.
+        let seqs: Vec<i64> = rows.iter().map(|row| seq_to_sql(row.link.seq)).collect();
+        let actor_types: Vec<&str> = rows
+            .iter()
+            .map(|row| row.pending.event.actor_type.as_str())
+            .collect();
+        let outcomes: Vec<&str> = rows
+            .iter()
+            .map(|row| row.pending.event.outcome.as_str())
+            .collect();
+        let prev_hashes: Vec<&[u8]> = rows.iter().map(|row| &row.link.prev_hash[..]).collect();
+        let event_hashes: Vec<&[u8]> = rows.iter().map(|row| &row.link.event_hash[..]).collect();
+        let digests: Vec<&[u8]> = rows.iter().map(|row| &row.content_digest[..]).collect();
+        let mut event_params: Vec<&(dyn ToSql + Sync)> =
+            Vec::with_capacity(rows.len() * EVENT_INSERT.columns);
+        let mut id_params: Vec<&(dyn ToSql + Sync)> =
+            Vec::with_capacity(rows.len() * EVENT_ID_INSERT.columns);
+        for (index, row) in rows.iter().enumerate() {
+            let event: &Event = &row.pending.event;
+            let seq = &seqs[index];
+            event_params.extend_from_slice(&[
+                &event.tenant_id as &(dyn ToSql + Sync),
+                seq,
+                &event.event_id,
+                &event.timestamp_ns,
+                &row.pending.received_at_ns,
+                &event.actor_id,
+                &actor_types[index],
+                &event.action,
+                &event.resource_type,
+                &event.resource_id,
+                &outcomes[index],
+                &event.ip_address,
+                &event.user_agent,
+                &event.request_id,
+                &event.changes,
+                &event.metadata,
+                &prev_hashes[index],
+                &event_hashes[index],
+            ]);
+            id_params.extend_from_slice(&[
+                &event.tenant_id as &(dyn ToSql + Sync),
+                &event.event_id,
+                seq,
+                &row.pending.received_at_ns,
+                &event.timestamp_ns,
+                &digests[index],
+                &event_hashes[index],
+            ]);
+        }
+
+        // Heads that changed: advanced ones are updated, new ones still at genesis deleted.
+        let (moved, unmoved): (Vec<HeadEntry<'_>>, Vec<HeadEntry<'_>>) = plan
+            .heads
+            .iter()
+            .filter(|(tenant, head)| heads_before.get(*tenant) != Some(head) || head.seq == 0)
+            .partition(|(_, head)| head.seq > 0);
+        let head_tenants: Vec<&str> = moved.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let head_seqs: Vec<i64> = moved.iter().map(|(_, head)| seq_to_sql(head.seq)).collect();
+        let head_hashes: Vec<&[u8]> = moved.iter().map(|(_, head)| &head.hash[..]).collect();
+        let head_frontiers: Vec<Vec<u8>> = moved
+            .iter()
+            .map(|(tenant, _)| {
+                let frontier = frontiers
+                    .get(tenant.as_str())
+                    .expect("every moved head grew, so its frontier was advanced");
+                tiles::encode_frontier(frontier)
+            })
+            .collect();
+        let empty_tenants: Vec<&str> = unmoved.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let tile_tenants: Vec<&str> = tiles.iter().map(|(tenant, _)| *tenant).collect();
+        let tile_levels: Vec<i16> = tiles
+            .iter()
+            .map(|(_, tile)| i16::from(tile.level))
+            .collect();
+        let tile_indexes: Vec<i64> = tiles
+            .iter()
+            .map(|(_, tile)| seq_to_sql(tile.index))
+            .collect();
+        let tile_hashes: Vec<&[u8]> = tiles.iter().map(|(_, tile)| &tile.hash[..]).collect();
+        let head_params: [&(dyn ToSql + Sync); 4] =
+            [&head_tenants, &head_seqs, &head_hashes, &head_frontiers];
+        let empty_params: [&(dyn ToSql + Sync); 1] = [&empty_tenants];
+        let tile_params: [&(dyn ToSql + Sync); 4] =
+            [&tile_tenants, &tile_levels, &tile_indexes, &tile_hashes];
+
+        // Every statement of the group, in the order the server runs them. The keys go first:
+        // when an optimistic insert meets a stored key, it fails before PostgreSQL spends time
+        // on the event rows.
+        let mut statements: Vec<(Write, tokio_postgres::Statement, &[&(dyn ToSql + Sync)])> =
+            Vec::new();
+        for (insert, params, kind) in [
+            (&EVENT_ID_INSERT, &id_params, Write::Keys),
+            (&EVENT_INSERT, &event_params, Write::Events),
+        ] {
+            let mut offset = 0;
+            for chunk_rows in values_chunks(rows.len()) {
+                let statement = tx
+                    .prepare_cached(insert.sql(chunk_rows))
+                    .await
+                    .map_err(db)?;
+                let range = offset * insert.columns..(offset + chunk_rows) * insert.columns;
+                statements.push((kind, statement, &params[range]));
+                offset += chunk_rows;
+            }
+        }
+        if !head_tenants.is_empty() {
+            let update = tx.prepare_cached(UPDATE_HEADS).await.map_err(db)?;
+            statements.push((Write::Heads, update, &head_params));
+        }
+        if !empty_tenants.is_empty() {
+            let delete = tx.prepare_cached(DELETE_EMPTY_HEADS).await.map_err(db)?;
+            statements.push((Write::EmptyHeads, delete, &empty_params));
+        }
+        if !tile_tenants.is_empty() {
+            let insert = tx.prepare_cached(INSERT_TILES).await.map_err(db)?;
+            statements.push((Write::Tiles, insert, &tile_params));
+        }
+        // Issued together, the statements travel without waiting for each other
+        // (tokio-postgres pipelines concurrent requests on a connection). All of them run; the
+        // first error in statement order is the cause, later ones only report the aborted
+        // transaction.
+        let results = futures_util::future::join_all(
+            statements
+                .iter()
+                .map(|(_, statement, params)| tx.execute(statement, params)),
+        )
+        .await;
+        let mut written: HashMap<Write, u64> = HashMap::new();
+        for ((kind, _, _), result) in statements.iter().zip(results) {
+            *written.entry(*kind).or_default() += result.map_err(db)?;
+        }
+        let written = |kind| written.get(&kind).copied().unwrap_or(0) as usize;
+        // Pair assertions: what was written is exactly what was planned.
+        assert_eq!(
+            written(Write::Keys),
+            rows.len(),
+            "every planned key inserted"
+        );
+        assert_eq!(
+            written(Write::Events),
+            rows.len(),
+            "every planned event row inserted"
+        );
+        assert_eq!(
+            written(Write::Heads),
+            head_tenants.len(),
+            "every moved head updated"
+        );
+        assert_eq!(
+            written(Write::Tiles),
+            tiles.len(),
+            "every completed tile inserted"
+        );
+        Ok(())
+    }
+}
+
+/// Whether a scoped statement only reads (its transaction is then READ ONLY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// A tenant and its head, as the plan holds them.
+type HeadEntry<'a> = (&'a String, &'a ChainHead);
+
+/// What a statement of a group commit writes, to check the counts against the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Write {
+    Keys,
+    Events,
+    Heads,
+    EmptyHeads,
+    Tiles,
+}
+
+/// Most rows per multi-row INSERT: a power of two whose bound parameters (18 per event row)
+/// stay under PostgreSQL's 65,535 per statement.
+const VALUES_ROWS_MAX: usize = 2048;
+
+/// Chunk sizes covering `rows`: as many of [`VALUES_ROWS_MAX`] as fit, then the binary digits of
+/// the rest. Powers of two keep the prepared statements few (12 sizes per table).
+fn values_chunks(rows: usize) -> Vec<usize> {
+    let mut chunks = vec![VALUES_ROWS_MAX; rows / VALUES_ROWS_MAX];
+    let rest = rows % VALUES_ROWS_MAX;
+    let mut size = VALUES_ROWS_MAX;
+    while size > 0 {
+        if rest & size != 0 {
+            chunks.push(size);
+        }
+        size /= 2;
+    }
+    chunks
+}
+
+/// A multi-row `INSERT … VALUES ($1, …), (…)` of one table, built once per chunk size.
+#[derive(Debug)]
+struct ValuesInsert {
+    head: &'static str,
+    columns: usize,
+    /// One statement text per power of two up to [`VALUES_ROWS_MAX`], built when first used.
+    sql: [std::sync::OnceLock<String>; 12],
+}
+
+impl ValuesInsert {
+    const fn new(head: &'static str, columns: usize) -> Self {
+        ValuesInsert {
+            head,
+            columns,
+            sql: [const { std::sync::OnceLock::new() }; 12],
+        }
+    }
+
+    /// The statement for `rows` rows, a power of two up to [`VALUES_ROWS_MAX`].
+    fn sql(&self, rows: usize) -> &str {
+        assert!(
+            rows.is_power_of_two() && rows <= VALUES_ROWS_MAX,
+            "chunk of {rows} rows"
+        );
+        self.sql[rows.trailing_zeros() as usize].get_or_init(|| {
+            let mut sql = String::with_capacity(self.head.len() + rows * self.columns * 8);
+            sql.push_str(self.head);
+            for row in 0..rows {
+                sql.push_str(if row == 0 { " (" } else { ", (" });
+                for column in 0..self.columns {
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(row * self.columns + column + 1).to_string());
+                }
+                sql.push(')');
+            }
+            sql
+        })
+    }
+}
+
+/// Multi-row VALUES rather than one INSERT from parallel arrays: PostgreSQL materializes every
+/// `unnest` of a multi-array unnest before combining them, which cost more than the rows'
+/// own insertion; and COPY is refused on tables with row-level security.
+static EVENT_INSERT: ValuesInsert = ValuesInsert::new(
+    "INSERT INTO events (tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, \
+     actor_type, action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, \
+     changes, metadata, prev_hash, event_hash) VALUES",
+    18,
+);
+
+/// The idempotency keys of the same rows. A primary-key violation here means an `event_id`
+/// already stored: expected on an optimistic attempt, which is then retried reading the stored
+/// keys first; impossible otherwise, since the head locks keep other writers off these tenants.
+static EVENT_ID_INSERT: ValuesInsert = ValuesInsert::new(
+    "INSERT INTO event_ids (tenant_id, event_id, seq, received_at_ns, timestamp_ns, \
+     content_digest, event_hash) VALUES",
+    7,
+);
+
+/// "host:port/dbname" of a connection config, for messages.
+fn describe(config: &tokio_postgres::Config) -> Database {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    Database(format!("{host}:{port}/{dbname}"))
+}
+
+fn now_ns() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// `seq` as PostgreSQL's bigint. Sequences start at 1 and grow by one per event, so they stay far
+/// below 2^63.
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).expect("seq fits in a bigint")
+}
+
+fn corrupt(tenant_id: &str, seq: u64, reason: &str) -> sealtrail_hot::Error {
+    sealtrail_hot::Error::Corrupt {
+        tenant_id: tenant_id.to_owned(),
+        seq,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Whether an append failed on a unique index: with optimistic inserts, an `event_id` that was
+/// already stored.
+fn is_unique_violation<T>(result: &sealtrail_hot::Result<T>) -> bool {
+    sql_state(result) == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// The SQLSTATE of a failed store call, if the database answered with one.
+fn sql_state<T>(result: &sealtrail_hot::Result<T>) -> Option<&SqlState> {
+    let Err(sealtrail_hot::Error::Io { source, .. }) = result else {
+        return None;
+    };
+    source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .and_then(Error::sql_state)
+}
+
+/// Whether an append failed because no `events` partition covers a row ("no partition of
+/// relation events found for row" is a check violation; the schema has no CHECK constraints).
+fn is_missing_partition<T>(result: &sealtrail_hot::Result<T>) -> bool {
+    sql_state(result) == Some(&SqlState::CHECK_VIOLATION)
+}
+
+/// A 32-byte hash column; anything else is a corrupt row.
+fn hash_column(row: &Row, index: usize, tenant_id: &str) -> sealtrail_hot::Result<Hash> {
+    let bytes: Vec<u8> = row
+        .try_get(index)
+        .map_err(|error| corrupt(tenant_id, 0, &error.to_string()))?;
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(tenant_id, 0, "stored hash is not 32 bytes"))
+}
+
+/// Reads (event_id, seq, content_digest, timestamp_ns, event_hash) starting at column `first`.
+fn existing_from_row(
+    row: &Row,
+    tenant_id: String,
+    first: usize,
+) -> std::result::Result<ExistingEvent, tokio_postgres::Error> {
+    let event_id: String = row.try_get(first)?;
+    let seq: i64 = row.try_get(first + 1)?;
+    let digest: Vec<u8> = row.try_get(first + 2)?;
+    let timestamp_ns: i64 = row.try_get(first + 3)?;
+    let hash: Vec<u8> = row.try_get(first + 4)?;
+    // A malformed digest or hash can only make a retry look like a conflict (409), never the
+    // reverse, so zeros are a safe stand-in; verification reports the row itself.
+    Ok(ExistingEvent {
+        content_digest: digest.try_into().unwrap_or([0; 32]),
+        timestamp_ns,
+        receipt: EventReceipt {
+            event_id,
+            tenant_id,
+            seq: u64::try_from(seq).unwrap_or(0),
+            event_hash: hash.try_into().unwrap_or([0; 32]),
+        },
+    })
+}
+
+/// Reads a row selected with [`EVENT_COLUMNS`]. A row that cannot be decoded is reported as
+/// corrupt, never skipped: skipping would hide tampering.
+fn stored_event_from_row(row: &Row) -> sealtrail_hot::Result<StoredEvent> {
+    let tenant_id: String = row
+        .try_get(0)
+        .map_err(|error| corrupt("?", 0, &error.to_string()))?;
+    let seq: i64 = row
+        .try_get(1)
+        .map_err(|error| corrupt(&tenant_id, 0, &error.to_string()))?;
+    let seq = u64::try_from(seq).map_err(|_| corrupt(&tenant_id, 0, "negative seq"))?;
+    let column = |index: usize| -> sealtrail_hot::Result<String> {
+        row.try_get(index)
+            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
+    };
+    let optional = |index: usize| -> sealtrail_hot::Result<Option<String>> {
+        row.try_get(index)
+            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
+    };
+    let number = |index: usize| -> sealtrail_hot::Result<i64> {
+        row.try_get(index)
+            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
+    };
+    let hash = |index: usize, name: &str| -> sealtrail_hot::Result<[u8; 32]> {
+        let bytes: Vec<u8> = row
+            .try_get(index)
+            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))?;
+        bytes
+            .try_into()
+            .map_err(|_| corrupt(&tenant_id, seq, &format!("{name} is not 32 bytes")))
+    };
+    let actor_type = column(6)?;
+    let outcome = column(10)?;
+    let event = Event {
+        event_id: column(2)?,
+        timestamp_ns: number(3)?,
+        tenant_id: tenant_id.clone(),
+        actor_id: column(5)?,
+        actor_type: ActorType::parse(&actor_type)
+            .ok_or_else(|| corrupt(&tenant_id, seq, "unknown actor_type"))?,
+        action: column(7)?,
+        resource_type: column(8)?,
+        resource_id: optional(9)?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| corrupt(&tenant_id, seq, "unknown outcome"))?,
+        ip_address: optional(11)?,
+        user_agent: optional(12)?,
+        request_id: optional(13)?,
+        changes: optional(14)?,
+        metadata: optional(15)?,
+    };
+    Ok(StoredEvent {
+        event,
+        seq,
+        received_at_ns: number(4)?,
+        prev_hash: hash(16, "prev_hash")?,
+        event_hash: hash(17, "event_hash")?,
+    })
+}
+
+fn stored_events(rows: Vec<Row>) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+    rows.iter().map(stored_event_from_row).collect()
+}
+
+/// The SQL and parameters of a filtered page, mirroring the SQLite store's query.
+fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut conditions = vec!["tenant_id = $1".to_owned()];
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.tenant_id.clone())];
+    let exact = [
+        ("actor_id", &query.actor_id),
+        ("action", &query.action),
+        ("resource_type", &query.resource_type),
+        ("resource_id", &query.resource_id),
+        ("request_id", &query.request_id),
+        ("outcome", &query.outcome),
+    ];
+    for (column, value) in exact {
+        if let Some(value) = value {
+            values.push(Box::new(value.clone()));
+            conditions.push(format!("{column} = ${}", values.len()));
+        }
+    }
+    if let Some(from_ns) = query.from_ns {
+        values.push(Box::new(from_ns));
+        conditions.push(format!("timestamp_ns >= ${}", values.len()));
+    }
+    if let Some(to_ns) = query.to_ns {
+        values.push(Box::new(to_ns));
+        conditions.push(format!("timestamp_ns < ${}", values.len()));
+    }
+    if let Some(after_seq) = query.after_seq {
+        // A cursor beyond bigint cannot match anything stored; clamping keeps the comparison
+        // meaningful instead of failing the query.
+        values.push(Box::new(i64::try_from(after_seq).unwrap_or(i64::MAX)));
+        conditions.push(match query.order {
+            Order::Asc => format!("seq > ${}", values.len()),
+            Order::Desc => format!("seq < ${}", values.len()),
+        });
+    }
+    let direction = match query.order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    values.push(Box::new(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq {direction} LIMIT ${}",
+        conditions.join(" AND "),
+        values.len()
+    );
+    (sql, values)
+}
+
+#[async_trait]
+impl HotStore for PostgresStore {
+    async fn append(
+        &self,
+        batch: Arc<Vec<AppendRequest>>,
+    ) -> sealtrail_hot::Result<Vec<AppendOutcome>> {
+        let result = self.append_group(&batch).await;
+        if !is_missing_partition(&result) {
+            return result;
+        }
+        // A partition this process believed in is gone (a lifecycle job detached it, or an
+        // operator dropped it). The transaction rolled back, so nothing was written: forget
+        // what we knew, let the retry re-check and re-create, and try once more.
+        tracing::warn!("an events partition disappeared; re-creating and retrying the group");
+        self.inner.partitions.lock().await.clear();
+        self.append_group(&batch).await
+    }
+
+    async fn existing(
+        &self,
+        tenant_id: &str,
+        event_ids: Vec<String>,
+    ) -> sealtrail_hot::Result<Vec<ExistingEvent>> {
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT event_id, seq, content_digest, timestamp_ns, event_hash FROM event_ids \
+                 WHERE tenant_id = $1 AND event_id = ANY($2)",
+                &[&tenant_id, &event_ids as &(dyn ToSql + Sync)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| existing_from_row(row, tenant_id.to_owned(), 0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| self.db(source))
+    }
+
+    async fn get_event(
+        &self,
+        tenant_id: &str,
+        event_id: &str,
+    ) -> sealtrail_hot::Result<Option<StoredEvent>> {
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                &GET_EVENT,
+                &[&tenant_id, &event_id],
+            )
+            .await?;
+        rows.first().map(stored_event_from_row).transpose()
+    }
+
+    async fn query(&self, query: EventQuery) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+        let (sql, values) = query_sql(&query);
+        let params: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|value| value.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .scoped_statement(&query.tenant_id, Access::Read, &sql, &params)
+            .await?;
+        stored_events(rows)
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
+        self.scoped_statement(
+            &key.tenant_id,
+            Access::Write,
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &key.key_id,
+                &key.tenant_id,
+                &key.role.as_str(),
+                &&key.secret_hash[..],
+                &key.created_at_ns,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
+        let db = |source| self.db(source);
+        // Keys are looked up before the caller's tenant is known: the one cross-tenant read on
+        // the request path, by primary key.
+        let rows = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Read,
+                "SELECT tenant_id, role, secret_hash, created_at_ns FROM api_keys WHERE key_id = $1",
+                &[&key_id],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let tenant_id: String = row.try_get(0).map_err(db)?;
+        let role: String = row.try_get(1).map_err(db)?;
+        let secret_hash: Vec<u8> = row.try_get(2).map_err(db)?;
+        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
+        // A malformed stored key authenticates nobody, as in the SQLite store.
+        Ok(Role::parse(&role)
+            .zip(<[u8; 32]>::try_from(secret_hash).ok())
+            .map(|(role, secret_hash)| ApiKeyRecord {
+                key_id: key_id.to_owned(),
+                tenant_id,
+                role,
+                secret_hash,
+                created_at_ns,
+            }))
+    }
+
+    async fn tenant_heads(&self) -> sealtrail_hot::Result<Vec<(String, Option<ChainHead>)>> {
+        let db = |source| self.db(source);
+        // Both sources: a tenant whose rows were all deleted still has a head, and a tenant
+        // with rows but no head is reported by verification.
+        let rows = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Read,
+                "SELECT t.tenant_id, h.seq, h.head_hash FROM \
+                 (SELECT tenant_id FROM chain_heads UNION SELECT DISTINCT tenant_id FROM events) AS t \
+                 LEFT JOIN chain_heads AS h USING (tenant_id) ORDER BY t.tenant_id",
+                &[],
+            )
+            .await?;
+        let mut heads = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let seq: Option<i64> = row.try_get(1).map_err(db)?;
+            let hash: Option<Vec<u8>> = row.try_get(2).map_err(db)?;
+            // A malformed head cannot match any chain, so verification reports it.
+            let head = seq.zip(hash).map(|(seq, hash)| ChainHead {
+                seq: u64::try_from(seq).unwrap_or(u64::MAX),
+                hash: hash.try_into().unwrap_or([0xff; 32]),
+            });
+            heads.push((tenant_id, head));
+        }
+        Ok(heads)
+    }
+
+    async fn scan_events(
+        &self,
+        tenant_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+        let after_seq = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                &SCAN_EVENTS,
+                &[&tenant_id, &after_seq, &limit],
+            )
+            .await?;
+        stored_events(rows)
+    }
+
+    async fn chain_heads(&self) -> sealtrail_hot::Result<Vec<(String, ChainHead)>> {
+        let db = |source| self.db(source);
+        let rows = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Read,
+                "SELECT tenant_id, seq, head_hash FROM chain_heads ORDER BY tenant_id",
+                &[],
+            )
+            .await?;
+        let mut heads = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tenant_id: String = row.try_get(0).map_err(db)?;
+            let seq: i64 = row.try_get(1).map_err(db)?;
+            let hash: Vec<u8> = row.try_get(2).map_err(db)?;
+            // As in the SQLite store: a malformed head matches no tree, so it surfaces later.
+            let head = ChainHead {
+                seq: u64::try_from(seq).unwrap_or(u64::MAX),
+                hash: hash.try_into().unwrap_or([0xff; 32]),
+            };
+            heads.push((tenant_id, head));
+        }
+        Ok(heads)
+    }
+
+    async fn merkle_block(
+        &self,
+        tenant_id: &str,
+        level: u8,
+        block: u64,
+    ) -> sealtrail_hot::Result<Vec<[u8; 32]>> {
+        let db = |source| self.db(source);
+        let first = block.saturating_mul(TILE_WIDTH);
+        let from = i64::try_from(first).unwrap_or(i64::MAX);
+        let to = i64::try_from(first.saturating_add(TILE_WIDTH)).unwrap_or(i64::MAX);
+        let rows = if level == 0 {
+            // Leaf index i is seq i + 1, so leaves [first, first + 256) are seqs (first, first + 256].
+            self.scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT event_hash FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
+                 ORDER BY seq",
+                &[&tenant_id, &from, &to],
+            )
+            .await?
+        } else {
+            self.scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT hash FROM merkle_tiles WHERE tenant_id = $1 AND level = $4 \
+                 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                &[&tenant_id, &from, &to, &i16::from(level)],
+            )
+            .await?
+        };
+        rows.iter()
+            .enumerate()
+            .map(|(offset, row)| {
+                let bytes: Vec<u8> = row.try_get(0).map_err(db)?;
+                bytes.try_into().map_err(|_| sealtrail_hot::Error::Corrupt {
+                    tenant_id: tenant_id.to_owned(),
+                    seq: first + offset as u64 + 1,
+                    reason: "stored hash is not 32 bytes".into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_checkpoint(
+        &self,
+        tenant_id: &str,
+        checkpoint: StoredCheckpoint,
+    ) -> sealtrail_hot::Result<bool> {
+        let inserted = self
+            .scoped_statement(
+                tenant_id,
+                Access::Write,
+                "INSERT INTO checkpoints (tenant_id, tree_size, root_hash, note, created_at_ns) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, tree_size) DO NOTHING \
+                 RETURNING 1",
+                &[
+                    &tenant_id,
+                    &seq_to_sql(checkpoint.tree_size),
+                    &&checkpoint.root_hash[..],
+                    &checkpoint.note,
+                    &checkpoint.created_at_ns,
+                ],
+            )
+            .await?;
+        Ok(inserted.len() == 1)
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant_id: &str,
+        tree_size: Option<u64>,
+    ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
+        let db = |source| self.db(source);
+        let tree_size = tree_size.map(|size| i64::try_from(size).unwrap_or(i64::MAX));
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints \
+                 WHERE tenant_id = $1 AND ($2::int8 IS NULL OR tree_size = $2) \
+                 ORDER BY tree_size DESC LIMIT 1",
+                &[&tenant_id, &tree_size],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let size: i64 = row.try_get(0).map_err(db)?;
+        let root_hash: Vec<u8> = row.try_get(1).map_err(db)?;
+        let note: String = row.try_get(2).map_err(db)?;
+        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
+        // As in the SQLite store, a malformed row is no checkpoint.
+        Ok(u64::try_from(size)
+            .ok()
+            .zip(<[u8; 32]>::try_from(root_hash).ok())
+            .map(|(tree_size, root_hash)| StoredCheckpoint {
+                tree_size,
+                root_hash,
+                note,
+                created_at_ns,
+            }))
+    }
+
+    async fn setting(&self, name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])
+            .await
+            .map_err(|source| self.db(source))?;
+        row.map(|row| row.try_get(0))
+            .transpose()
+            .map_err(|source| self.db(source))
+    }
+
+    async fn set_setting_if_absent(
+        &self,
+        name: &str,
+        value: Vec<u8>,
+    ) -> sealtrail_hot::Result<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+            )
+            .await
+            .map_err(|source| self.db(source))?;
+        Ok(changed == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_chunks_cover_the_rows_in_powers_of_two() {
+        assert_eq!(values_chunks(0), Vec::<usize>::new());
+        assert_eq!(values_chunks(1), vec![1]);
+        assert_eq!(
+            values_chunks(7_000),
+            vec![2048, 2048, 2048, 512, 256, 64, 16, 8]
+        );
+        for rows in [3, 255, 2048, 2049, 20_000] {
+            let chunks = values_chunks(rows);
+            assert_eq!(chunks.iter().sum::<usize>(), rows);
+            assert!(chunks
+                .iter()
+                .all(|chunk| chunk.is_power_of_two() && *chunk <= VALUES_ROWS_MAX));
+        }
+        // Every statement stays within PostgreSQL's bound-parameter limit.
+        assert!(VALUES_ROWS_MAX * EVENT_INSERT.columns <= 65_535);
+    }
+
+    #[test]
+    fn values_statements_number_their_parameters_row_by_row() {
+        let sql = EVENT_ID_INSERT.sql(2);
+        assert!(
+            sql.ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)")
+        );
+        assert_eq!(EVENT_INSERT.sql(2048).matches('$').count(), 2048 * 18);
+    }
+
+    #[test]
+    fn queries_bind_every_filter_in_order() {
+        let (sql, values) = query_sql(&EventQuery {
+            tenant_id: "acme".into(),
+            actor_id: Some("alice".into()),
+            action: None,
+            resource_type: None,
+            resource_id: None,
+            request_id: Some("r1".into()),
+            outcome: None,
+            from_ns: Some(1),
+            to_ns: Some(2),
+            order: Order::Desc,
+            after_seq: Some(10),
+            limit: 5,
+        });
+        assert_eq!(values.len(), 7);
+        assert!(sql.ends_with(
+            "WHERE tenant_id = $1 AND actor_id = $2 AND request_id = $3 AND timestamp_ns >= $4 \
+             AND timestamp_ns < $5 AND seq < $6 ORDER BY seq DESC LIMIT $7"
+        ));
+    }
+
+    #[test]
+    fn a_database_is_described_without_credentials() {
+        let config: tokio_postgres::Config = "postgres://alice:secret@db.example:6543/audit"
+            .parse()
+            .unwrap();
+        assert_eq!(describe(&config).to_string(), "db.example:6543/audit");
+    }
+}

@@ -1,0 +1,980 @@
+//! The storage conformance suite: what every [`HotStore`] backend must do, written once and run
+//! against each (SQLite in `crates/hot/tests/conformance_sqlite.rs`, PostgreSQL in
+//! `crates/hot-postgres/tests/conformance_postgres.rs`).
+//!
+//! Each property is a public async function taking a [`Fixture`], which opens stores on fresh,
+//! empty storage. [`conformance_tests!`](crate::conformance_tests) expands to one `#[tokio::test]`
+//! per property, so a new backend passes the suite by implementing [`Fixture`] and invoking the
+//! macro once. The properties panic (assert) on a violation, naming what the backend got wrong.
+//!
+//! Not covered: retention deletes, because the trait has no delete operation yet; they join
+//! the suite with the lifecycle issue that adds one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sealtrail_ledger::{
+    content_digest, event_hash, tree_root, ChainHead, GENESIS_HASH, TILE_WIDTH,
+};
+use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
+
+use crate::{
+    verify_store, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore, Order, Role,
+    StoredCheckpoint,
+};
+
+/// Fresh storage for one property.
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// A store on this fixture's storage, which is empty until something is appended. A backend
+    /// that supports several writer processes on one storage MUST return a separate instance
+    /// (its own connections, no shared memory) on every call, as another process would open it;
+    /// a single-process backend may return the same instance each time.
+    async fn open(&self) -> Arc<dyn HotStore>;
+}
+
+/// Expands to one `#[tokio::test]` per conformance property. `$fixture` is an expression
+/// evaluating to a future of a [`Fixture`]; it is evaluated afresh for every test, so each
+/// property runs on its own empty storage. The calling crate needs `tokio` (with `macros` and
+/// `rt-multi-thread`) among its dev-dependencies.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_tests!(@each $fixture;
+            empty_store_has_nothing,
+            ingest_returns_receipts_and_stores_events,
+            retry_returns_the_stored_receipt,
+            duplicates_inside_one_request,
+            conflict_fails_only_its_own_request,
+            chains_are_gap_free_and_linked,
+            pagination_walks_every_event_once,
+            every_filter_matches_exactly,
+            reads_are_scoped_to_one_tenant,
+            concurrent_writers_share_one_chain,
+            concurrent_instances_share_one_chain,
+            merkle_tiles_match_the_chain,
+            merkle_tiles_at_level_16,
+            checkpoints_are_append_only,
+            api_keys_round_trip,
+            settings_are_set_once
+        );
+    };
+    (@each $fixture:expr; $($property:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $property() {
+                let fixture = $fixture.await;
+                $crate::conformance::$property(&fixture).await;
+            }
+        )+
+    };
+}
+
+/// 2026-01-15T09:30:00Z, the event time of the first test event.
+const TIMESTAMP_BASE_NS: i64 = 1_768_469_400_000_000_000;
+/// 2026-01-31T12:00:00Z: test events are received around the end of a month, so a chain crosses
+/// a month boundary (and, on a partitioned backend, a partition boundary).
+const RECEIVED_BASE_NS: i64 = 1_769_860_800_000_000_000;
+const SECOND_NS: i64 = 1_000_000_000;
+const HOUR_NS: i64 = 3_600 * SECOND_NS;
+
+/// A valid event whose fields vary with `n`, so every filter has something to tell apart.
+pub fn test_event(tenant_id: &str, event_id: &str, n: u64) -> PendingEvent {
+    const ACTIONS: [&str; 3] = ["read", "update", "delete"];
+    let n_i64 = i64::try_from(n).expect("test counters are small");
+    PendingEvent {
+        event: Event {
+            event_id: event_id.to_owned(),
+            timestamp_ns: TIMESTAMP_BASE_NS + n_i64 * SECOND_NS,
+            tenant_id: tenant_id.to_owned(),
+            actor_id: format!("actor-{}", n % 3),
+            actor_type: if n.is_multiple_of(5) {
+                ActorType::Service
+            } else {
+                ActorType::Human
+            },
+            action: ACTIONS[(n % 3) as usize].to_owned(),
+            resource_type: if n.is_multiple_of(2) {
+                "document"
+            } else {
+                "user"
+            }
+            .to_owned(),
+            resource_id: (!n.is_multiple_of(7)).then(|| format!("res-{}", n % 4)),
+            outcome: if n.is_multiple_of(4) {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+            ip_address: (n.is_multiple_of(3)).then(|| format!("10.0.0.{}", n % 250)),
+            user_agent: (n % 2 == 1).then(|| "conformance/1.0 (grüße)".to_owned()),
+            request_id: Some(format!("req-{}", n % 5)),
+            changes: (n % 4 == 1).then(|| r#"{"after":{"n":1},"before":{"n":0}}"#.to_owned()),
+            metadata: (n % 3 == 1).then(|| format!(r#"{{"department":"finance","n":{n}}}"#)),
+        },
+        // Hours apart: the 13th event of a tenant falls into the next month.
+        received_at_ns: RECEIVED_BASE_NS + n_i64 * HOUR_NS,
+        timestamp_supplied: true,
+    }
+}
+
+/// The receipts of a committed outcome; panics on a conflict.
+fn receipts(outcome: &AppendOutcome) -> &[EventReceipt] {
+    match outcome {
+        AppendOutcome::Committed(receipts) => receipts,
+        AppendOutcome::Conflict { index, event_id } => {
+            panic!("unexpected conflict at index {index} ({event_id})")
+        }
+    }
+}
+
+async fn append(store: &dyn HotStore, batch: Vec<AppendRequest>) -> Vec<AppendOutcome> {
+    let requests = batch.len();
+    let outcomes = store
+        .append(Arc::new(batch))
+        .await
+        .expect("append succeeds");
+    assert_eq!(outcomes.len(), requests, "one outcome per request");
+    outcomes
+}
+
+/// Every stored event of a tenant, by `seq`.
+async fn all_events(store: &dyn HotStore, tenant_id: &str) -> Vec<StoredEvent> {
+    let mut events = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |stored: &StoredEvent| stored.seq);
+        let page = store
+            .scan_events(tenant_id, after, 1_000)
+            .await
+            .expect("scan succeeds");
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+/// Asserts that every tenant verifies and returns the events checked per tenant.
+async fn assert_verified(store: &dyn HotStore) -> BTreeMap<String, u64> {
+    let reports = verify_store(store, None).await.expect("verification runs");
+    let mut checked = BTreeMap::new();
+    for report in reports {
+        let head = report
+            .verdict
+            .unwrap_or_else(|fault| panic!("tenant {} fails: {fault}", report.tenant_id));
+        assert_eq!(head.seq, report.events_checked);
+        checked.insert(report.tenant_id, report.events_checked);
+    }
+    checked
+}
+
+/// Asserts that `events` is a chain 1..n whose hashes recompute and link.
+fn assert_chain(tenant_id: &str, events: &[StoredEvent]) {
+    let mut head = ChainHead::default();
+    for (position, stored) in events.iter().enumerate() {
+        assert_eq!(stored.event.tenant_id, tenant_id);
+        assert_eq!(
+            stored.seq,
+            position as u64 + 1,
+            "{tenant_id}: seq without gaps"
+        );
+        assert_eq!(
+            stored.prev_hash, head.hash,
+            "{tenant_id} seq {}: prev_hash",
+            stored.seq
+        );
+        let recomputed = event_hash(
+            &stored.event,
+            stored.seq,
+            stored.received_at_ns,
+            &stored.prev_hash,
+        );
+        assert_eq!(
+            stored.event_hash, recomputed,
+            "{tenant_id} seq {}: hash",
+            stored.seq
+        );
+        head = ChainHead {
+            seq: stored.seq,
+            hash: stored.event_hash,
+        };
+    }
+}
+
+fn query(tenant_id: &str) -> EventQuery {
+    EventQuery {
+        tenant_id: tenant_id.to_owned(),
+        actor_id: None,
+        action: None,
+        resource_type: None,
+        resource_id: None,
+        request_id: None,
+        outcome: None,
+        from_ns: None,
+        to_ns: None,
+        order: Order::Asc,
+        after_seq: None,
+        limit: 1_000,
+    }
+}
+
+fn seqs(events: &[StoredEvent]) -> Vec<u64> {
+    events.iter().map(|stored| stored.seq).collect()
+}
+
+/// A fresh store answers every read with nothing.
+pub async fn empty_store_has_nothing(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    assert!(store.tenant_heads().await.unwrap().is_empty());
+    assert!(store.chain_heads().await.unwrap().is_empty());
+    assert!(verify_store(&*store, None).await.unwrap().is_empty());
+    assert!(store.query(query("acme")).await.unwrap().is_empty());
+    assert!(store.get_event("acme", "e1").await.unwrap().is_none());
+    assert!(store.scan_events("acme", 0, 10).await.unwrap().is_empty());
+    assert!(store
+        .existing("acme", vec!["e1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.merkle_block("acme", 0, 0).await.unwrap().is_empty());
+    assert!(store.checkpoint("acme", None).await.unwrap().is_none());
+    // An empty group commits nothing and answers nothing.
+    assert!(append(&*store, Vec::new()).await.is_empty());
+}
+
+/// A group of requests over two tenants: one receipt per event, seq per tenant in request order,
+/// and every stored field is what was sent plus the chain the receipt names.
+pub async fn ingest_returns_receipts_and_stores_events(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let batch = vec![
+        vec![test_event("acme", "e1", 1), test_event("acme", "e2", 2)],
+        vec![test_event("beta", "e1", 3)],
+        vec![test_event("acme", "e3", 4)],
+    ];
+    let outcomes = append(&*store, batch.clone()).await;
+    let expected = [
+        vec![("acme", "e1", 1), ("acme", "e2", 2)],
+        vec![("beta", "e1", 1)],
+        vec![("acme", "e3", 3)],
+    ];
+    for (request, (outcome, expected)) in batch.iter().zip(outcomes.iter().zip(expected)) {
+        let receipts = receipts(outcome);
+        assert_eq!(receipts.len(), expected.len());
+        for ((pending, receipt), (tenant, event_id, seq)) in
+            request.iter().zip(receipts).zip(expected)
+        {
+            assert_eq!(
+                (
+                    receipt.tenant_id.as_str(),
+                    receipt.event_id.as_str(),
+                    receipt.seq
+                ),
+                (tenant, event_id, seq)
+            );
+            let stored = store
+                .get_event(tenant, event_id)
+                .await
+                .unwrap()
+                .expect("a committed event can be read back");
+            assert_eq!(
+                stored.event, pending.event,
+                "stored fields are the sent ones"
+            );
+            assert_eq!(stored.received_at_ns, pending.received_at_ns);
+            assert_eq!(stored.seq, seq);
+            assert_eq!(stored.event_hash, receipt.event_hash);
+            assert_eq!(
+                stored.event_hash,
+                event_hash(&stored.event, seq, stored.received_at_ns, &stored.prev_hash)
+            );
+        }
+    }
+    let existing = store
+        .existing("acme", vec!["e1".into(), "e3".into(), "missing".into()])
+        .await
+        .unwrap();
+    let mut by_id: HashMap<String, _> = existing
+        .into_iter()
+        .map(|found| (found.receipt.event_id.clone(), found))
+        .collect();
+    assert_eq!(by_id.len(), 2, "only stored ids are reported");
+    let e3 = by_id.remove("e3").unwrap();
+    assert_eq!(e3.receipt, receipts(&outcomes[2])[0]);
+    assert_eq!(e3.content_digest, content_digest(&batch[2][0].event));
+    assert_eq!(e3.timestamp_ns, batch[2][0].event.timestamp_ns);
+    let heads: BTreeMap<String, Option<ChainHead>> =
+        store.tenant_heads().await.unwrap().into_iter().collect();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(heads["acme"].map(|head| head.seq), Some(3));
+    assert_eq!(
+        heads["acme"].map(|head| head.hash),
+        Some(receipts(&outcomes[2])[0].event_hash)
+    );
+}
+
+/// A retry, identical or without its timestamp, gets the stored receipt and stores nothing; new
+/// events in the same request are still linked.
+pub async fn retry_returns_the_stored_receipt(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let first = append(
+        &*store,
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e2", 2),
+        ]],
+    )
+    .await;
+    let again = append(
+        &*store,
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e2", 2),
+        ]],
+    )
+    .await;
+    assert_eq!(again, first, "an identical retry gets the stored receipts");
+
+    // A retry that omitted its timestamp got the server's clock, and is received later.
+    let mut untimed = test_event("acme", "e2", 2);
+    untimed.event.timestamp_ns += 17;
+    untimed.received_at_ns += 999;
+    untimed.timestamp_supplied = false;
+    let mixed = append(&*store, vec![vec![untimed, test_event("acme", "e3", 3)]]).await;
+    let mixed = receipts(&mixed[0]);
+    assert_eq!(mixed[0], receipts(&first[0])[1]);
+    assert_eq!(
+        mixed[1].seq, 3,
+        "the new event is linked after the stored ones"
+    );
+
+    let events = all_events(&*store, "acme").await;
+    assert_eq!(seqs(&events), vec![1, 2, 3], "retries stored nothing");
+    assert_eq!(
+        events[1].event.timestamp_ns,
+        test_event("acme", "e2", 2).event.timestamp_ns,
+        "the stored event keeps its original timestamp"
+    );
+    assert_eq!(assert_verified(&*store).await["acme"], 3);
+}
+
+/// The same `event_id` twice in one request: identical is one event with two identical
+/// receipts; different content is a conflict at the second, and nothing of the request stays,
+/// not even a chain head for a tenant that had none.
+pub async fn duplicates_inside_one_request(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let outcomes = append(
+        &*store,
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e1", 1),
+        ]],
+    )
+    .await;
+    let twice = receipts(&outcomes[0]);
+    assert_eq!(twice[0], twice[1]);
+    assert_eq!(twice[0].seq, 1);
+
+    let outcomes = append(
+        &*store,
+        vec![
+            vec![test_event("acme", "e5", 5), test_event("acme", "e5", 6)],
+            vec![test_event("fresh", "f1", 1), test_event("fresh", "f1", 2)],
+        ],
+    )
+    .await;
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, AppendOutcome::Conflict { index: 1, .. }),
+            "{outcome:?}"
+        );
+    }
+    assert!(store.get_event("acme", "e5").await.unwrap().is_none());
+    assert!(store.get_event("fresh", "f1").await.unwrap().is_none());
+    let tenants: Vec<String> = store
+        .tenant_heads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(tenant, _)| tenant)
+        .collect();
+    assert_eq!(
+        tenants,
+        vec!["acme".to_owned()],
+        "a conflicted new tenant has no head"
+    );
+    assert_eq!(seqs(&all_events(&*store, "acme").await), vec![1]);
+    assert_eq!(assert_verified(&*store).await["acme"], 1);
+}
+
+/// In one group: a request reusing a stored id with new content fails alone (its other events
+/// vanish), the requests around it commit gap-free, an in-group reuse with new content also
+/// conflicts, and an identical in-group retry gets the first receipt.
+pub async fn conflict_fails_only_its_own_request(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    append(&*store, vec![vec![test_event("acme", "e1", 1)]]).await;
+    let outcomes = append(
+        &*store,
+        vec![
+            vec![test_event("acme", "a1", 2)],
+            vec![test_event("acme", "b1", 3), test_event("acme", "e1", 99)],
+            vec![test_event("acme", "c1", 4), test_event("beta", "c1", 4)],
+            vec![test_event("acme", "e1", 1)],
+            vec![test_event("acme", "n1", 5)],
+            vec![test_event("beta", "x1", 6), test_event("acme", "n1", 50)],
+            vec![test_event("acme", "n1", 5)],
+        ],
+    )
+    .await;
+    assert_eq!(receipts(&outcomes[0])[0].seq, 2);
+    assert_eq!(
+        outcomes[1],
+        AppendOutcome::Conflict {
+            index: 1,
+            event_id: "e1".into()
+        }
+    );
+    let c = receipts(&outcomes[2]);
+    assert_eq!((c[0].seq, c[1].seq), (3, 1), "acme continues without a gap");
+    assert_eq!(receipts(&outcomes[3])[0].seq, 1, "identical retry of e1");
+    assert_eq!(receipts(&outcomes[4])[0].seq, 4);
+    assert_eq!(
+        outcomes[5],
+        AppendOutcome::Conflict {
+            index: 1,
+            event_id: "n1".into()
+        }
+    );
+    assert_eq!(receipts(&outcomes[6]), receipts(&outcomes[4]));
+    assert!(store.get_event("acme", "b1").await.unwrap().is_none());
+    assert!(store.get_event("beta", "x1").await.unwrap().is_none());
+    let ids: Vec<String> = all_events(&*store, "acme")
+        .await
+        .into_iter()
+        .map(|stored| stored.event.event_id)
+        .collect();
+    assert_eq!(ids, ["e1", "a1", "c1", "n1"]);
+    let checked = assert_verified(&*store).await;
+    assert_eq!((checked["acme"], checked["beta"]), (4, 1));
+}
+
+/// Many groups over several tenants, received across a month boundary: every tenant's chain is
+/// 1..n, linked and recomputable, its head is its last event, and `verify_store` agrees.
+pub async fn chains_are_gap_free_and_linked(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let tenants = ["acme", "beta", "gamma"];
+    let mut counter = 0u64;
+    for group in 0..10 {
+        let mut batch = Vec::new();
+        for request in 0..3 {
+            let mut events = Vec::new();
+            for position in 0..(1 + (group + request) % 4) {
+                counter += 1;
+                let tenant = tenants[(group + request + position) % tenants.len()];
+                events.push(test_event(tenant, &format!("e{counter}"), counter));
+            }
+            batch.push(events);
+        }
+        append(&*store, batch).await;
+    }
+    let heads: BTreeMap<String, Option<ChainHead>> =
+        store.tenant_heads().await.unwrap().into_iter().collect();
+    let chain_heads: BTreeMap<String, ChainHead> =
+        store.chain_heads().await.unwrap().into_iter().collect();
+    let mut total = 0;
+    for tenant in tenants {
+        let events = all_events(&*store, tenant).await;
+        assert_chain(tenant, &events);
+        let last = events.last().expect("every tenant got events");
+        let head = ChainHead {
+            seq: last.seq,
+            hash: last.event_hash,
+        };
+        assert_eq!(heads[tenant], Some(head));
+        assert_eq!(chain_heads[tenant], head);
+        assert_eq!(events[0].prev_hash, GENESIS_HASH);
+        total += events.len() as u64;
+    }
+    assert_eq!(total, counter);
+    let checked = assert_verified(&*store).await;
+    assert_eq!(checked.values().sum::<u64>(), counter);
+}
+
+/// Pages in both orders, continued with `after_seq`, visit every event of the tenant once and
+/// nothing of another tenant.
+pub async fn pagination_walks_every_event_once(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut batch = Vec::new();
+    for n in 1..=25u64 {
+        batch.push(vec![test_event("acme", &format!("e{n}"), n)]);
+        if n.is_multiple_of(5) {
+            batch.push(vec![test_event("beta", &format!("e{n}"), n)]);
+        }
+    }
+    append(&*store, batch).await;
+    for (order, expected) in [
+        (Order::Asc, (1..=25).collect::<Vec<u64>>()),
+        (Order::Desc, (1..=25).rev().collect()),
+    ] {
+        let mut walked = Vec::new();
+        let mut after_seq = None;
+        loop {
+            let page = store
+                .query(EventQuery {
+                    order,
+                    after_seq,
+                    limit: 10,
+                    ..query("acme")
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= 10, "limit is respected");
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.iter().all(|stored| stored.event.tenant_id == "acme"));
+            after_seq = page.last().map(|stored| stored.seq);
+            walked.extend(seqs(&page));
+        }
+        assert_eq!(walked, expected, "{order:?}");
+    }
+    let beyond = store
+        .query(EventQuery {
+            after_seq: Some(25),
+            ..query("acme")
+        })
+        .await
+        .unwrap();
+    assert!(beyond.is_empty());
+    let first_desc = store
+        .query(EventQuery {
+            order: Order::Desc,
+            limit: 3,
+            ..query("acme")
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&first_desc), vec![25, 24, 23]);
+    let one = store
+        .query(EventQuery {
+            limit: 1,
+            ..query("beta")
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&one), vec![1]);
+}
+
+/// Every filter of [`EventQuery`], alone and combined, returns exactly the events an in-memory
+/// filter picks, in `seq` order.
+pub async fn every_filter_matches_exactly(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let sent: Vec<PendingEvent> = (1..=60u64)
+        .map(|n| test_event("acme", &format!("e{n}"), n))
+        .collect();
+    append(&*store, vec![sent.clone()]).await;
+    append(&*store, vec![vec![test_event("beta", "e1", 1)]]).await;
+    let (t5, t10, t50, t55) = (
+        sent[4].event.timestamp_ns,
+        sent[9].event.timestamp_ns,
+        sent[49].event.timestamp_ns,
+        sent[54].event.timestamp_ns,
+    );
+    type Predicate = Box<dyn Fn(&Event) -> bool>;
+    let cases: Vec<(&str, EventQuery, Predicate)> = vec![
+        (
+            "actor_id",
+            EventQuery {
+                actor_id: Some("actor-1".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.actor_id == "actor-1"),
+        ),
+        (
+            "action",
+            EventQuery {
+                action: Some("delete".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.action == "delete"),
+        ),
+        (
+            "resource_type",
+            EventQuery {
+                resource_type: Some("user".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.resource_type == "user"),
+        ),
+        (
+            "resource_id",
+            EventQuery {
+                resource_id: Some("res-2".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.resource_id.as_deref() == Some("res-2")),
+        ),
+        (
+            "request_id",
+            EventQuery {
+                request_id: Some("req-3".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.request_id.as_deref() == Some("req-3")),
+        ),
+        (
+            "outcome",
+            EventQuery {
+                outcome: Some("failure".into()),
+                ..query("acme")
+            },
+            Box::new(|event| event.outcome == Outcome::Failure),
+        ),
+        (
+            "from (inclusive)",
+            EventQuery {
+                from_ns: Some(t50),
+                ..query("acme")
+            },
+            Box::new(move |event| event.timestamp_ns >= t50),
+        ),
+        (
+            "to (exclusive)",
+            EventQuery {
+                to_ns: Some(t10),
+                ..query("acme")
+            },
+            Box::new(move |event| event.timestamp_ns < t10),
+        ),
+        (
+            "everything at once",
+            EventQuery {
+                actor_id: Some("actor-2".into()),
+                resource_type: Some("document".into()),
+                outcome: Some("success".into()),
+                from_ns: Some(t5),
+                to_ns: Some(t55),
+                ..query("acme")
+            },
+            Box::new(move |event| {
+                event.actor_id == "actor-2"
+                    && event.resource_type == "document"
+                    && event.outcome == Outcome::Success
+                    && (t5..t55).contains(&event.timestamp_ns)
+            }),
+        ),
+        (
+            "no match",
+            EventQuery {
+                action: Some("export".into()),
+                ..query("acme")
+            },
+            Box::new(|_| false),
+        ),
+    ];
+    for (name, filter, predicate) in cases {
+        let expected: Vec<String> = sent
+            .iter()
+            .filter(|pending| predicate(&pending.event))
+            .map(|pending| pending.event.event_id.clone())
+            .collect();
+        let found: Vec<StoredEvent> = store.query(filter).await.unwrap();
+        assert!(found.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+        let found: Vec<String> = found
+            .into_iter()
+            .map(|stored| stored.event.event_id)
+            .collect();
+        assert_eq!(found, expected, "filter {name}");
+    }
+}
+
+/// Two tenants using the same `event_id`s never see each other's events through any read.
+pub async fn reads_are_scoped_to_one_tenant(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    append(
+        &*store,
+        vec![
+            vec![
+                test_event("acme", "shared", 1),
+                test_event("acme", "only-acme", 2),
+            ],
+            vec![test_event("beta", "shared", 3)],
+        ],
+    )
+    .await;
+    let beta = store.get_event("beta", "shared").await.unwrap().unwrap();
+    assert_eq!(beta.event, test_event("beta", "shared", 3).event);
+    assert!(store
+        .get_event("beta", "only-acme")
+        .await
+        .unwrap()
+        .is_none());
+    let existing = store
+        .existing("beta", vec!["shared".into(), "only-acme".into()])
+        .await
+        .unwrap();
+    assert_eq!(existing.len(), 1);
+    assert_eq!(existing[0].receipt.tenant_id, "beta");
+    let listed = store.query(query("beta")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(store.query(query("nobody")).await.unwrap().is_empty());
+    assert!(store.scan_events("nobody", 0, 10).await.unwrap().is_empty());
+}
+
+/// Writers of the concurrency properties, each appending this many groups.
+const CONCURRENT_WRITERS: usize = 8;
+const CONCURRENT_GROUPS: usize = 12;
+
+/// Appends from `CONCURRENT_WRITERS` tasks spread over `stores`, into overlapping tenants, with
+/// some events sent by two writers at once; then checks one gap-free chain per tenant holding
+/// every event exactly once, and that racing retries got the same receipt.
+async fn concurrent_writers(stores: Vec<Arc<dyn HotStore>>) {
+    let tenants = ["t0", "t1", "t2", "t3"];
+    let mut tasks = Vec::new();
+    for writer in 0..CONCURRENT_WRITERS {
+        let store = stores[writer % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for group in 0..CONCURRENT_GROUPS {
+                let mut batch = Vec::new();
+                for request in 0..3 {
+                    let n = (writer * 1_000 + group * 10 + request) as u64;
+                    let first = tenants[(writer + group + request) % tenants.len()];
+                    let second = tenants[(writer + group + request + 1) % tenants.len()];
+                    // Every writer also sends "shared-{group}-{request}", as another writer
+                    // does at about the same time: a retry racing its original.
+                    batch.push(vec![
+                        test_event(first, &format!("w{writer}-{n}"), n),
+                        test_event(second, &format!("w{writer}-{n}"), n),
+                        test_event("t0", &format!("shared-{group}-{request}"), 7),
+                    ]);
+                }
+                let outcomes = store
+                    .append(Arc::new(batch))
+                    .await
+                    .expect("concurrent append succeeds");
+                for outcome in outcomes {
+                    match outcome {
+                        AppendOutcome::Committed(committed) => receipts.extend(committed),
+                        AppendOutcome::Conflict { .. } => panic!("no conflicts were sent"),
+                    }
+                }
+            }
+            receipts
+        }));
+    }
+    let mut receipts: Vec<EventReceipt> = Vec::new();
+    for task in tasks {
+        receipts.extend(task.await.expect("writer task"));
+    }
+    let store = &*stores[0];
+    let mut receipt_of: HashMap<(String, String), EventReceipt> = HashMap::new();
+    for receipt in receipts {
+        let key = (receipt.tenant_id.clone(), receipt.event_id.clone());
+        if let Some(earlier) = receipt_of.get(&key) {
+            assert_eq!(
+                *earlier, receipt,
+                "every sender of an event gets one receipt"
+            );
+        }
+        receipt_of.insert(key, receipt);
+    }
+    let mut stored_total = 0;
+    for tenant in tenants {
+        let events = all_events(store, tenant).await;
+        assert_chain(tenant, &events);
+        let ids: BTreeSet<&str> = events
+            .iter()
+            .map(|stored| stored.event.event_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), events.len(), "{tenant}: every event_id once");
+        for stored in &events {
+            let receipt = &receipt_of[&(tenant.to_owned(), stored.event.event_id.clone())];
+            assert_eq!(
+                (receipt.seq, receipt.event_hash),
+                (stored.seq, stored.event_hash)
+            );
+        }
+        stored_total += events.len();
+    }
+    assert_eq!(
+        stored_total,
+        receipt_of.len(),
+        "every acknowledged event is stored"
+    );
+    let checked = assert_verified(store).await;
+    assert_eq!(checked.values().sum::<u64>() as usize, receipt_of.len());
+}
+
+/// Many tasks appending through one store instance.
+pub async fn concurrent_writers_share_one_chain(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    concurrent_writers(vec![store]).await;
+}
+
+/// Tasks appending through two store instances on the same storage, as two processes would.
+pub async fn concurrent_instances_share_one_chain(fixture: &dyn Fixture) {
+    let first = fixture.open().await;
+    let second = fixture.open().await;
+    concurrent_writers(vec![first, second]).await;
+}
+
+/// Leaf hashes of a tenant, by leaf index (seq - 1).
+async fn leaf_hashes(store: &dyn HotStore, tenant_id: &str) -> Vec<[u8; 32]> {
+    all_events(store, tenant_id)
+        .await
+        .into_iter()
+        .map(|stored| stored.event_hash)
+        .collect()
+}
+
+/// Asserts every block of levels 0, 8 and 16 against the tree of the tenant's leaves.
+async fn assert_tiles(store: &dyn HotStore, tenant_id: &str, leaves: &[[u8; 32]]) {
+    let width = TILE_WIDTH as usize;
+    let mut level_nodes: Vec<[u8; 32]> = leaves.to_vec();
+    for level in [0u8, 8, 16] {
+        let blocks = level_nodes.len().div_ceil(width) + 1;
+        for block in 0..blocks {
+            let expected: Vec<[u8; 32]> = level_nodes
+                .iter()
+                .skip(block * width)
+                .take(width)
+                .copied()
+                .collect();
+            let stored = store
+                .merkle_block(tenant_id, level, block as u64)
+                .await
+                .unwrap();
+            assert_eq!(stored, expected, "{tenant_id}: level {level} block {block}");
+        }
+        level_nodes = level_nodes.chunks_exact(width).map(tree_root).collect();
+    }
+}
+
+/// Tiles written with the events: whatever the group sizes, every complete subtree at level 8
+/// is stored, and level 0 is the events' hashes.
+pub async fn merkle_tiles_match_the_chain(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut counter = 0u64;
+    for group_size in [100u64, 200, 1, 255, 300, 56] {
+        let mut requests = Vec::new();
+        for _ in 0..group_size {
+            counter += 1;
+            let tenant = if counter.is_multiple_of(10) {
+                "beta"
+            } else {
+                "acme"
+            };
+            requests.push(vec![test_event(tenant, &format!("e{counter}"), counter)]);
+        }
+        append(&*store, requests).await;
+    }
+    for tenant in ["acme", "beta"] {
+        let leaves = leaf_hashes(&*store, tenant).await;
+        assert_tiles(&*store, tenant, &leaves).await;
+    }
+    assert!(store.merkle_block("acme", 8, 0).await.unwrap().len() == 3);
+}
+
+/// A level-16 tile (65,536 events) completed by a group whose level-8 block was partly stored
+/// by earlier groups.
+pub async fn merkle_tiles_at_level_16(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut counter = 0u64;
+    for group_size in [40_000u64, 25_000, 700] {
+        let events: Vec<PendingEvent> = (0..group_size)
+            .map(|_| {
+                counter += 1;
+                test_event("acme", &format!("e{counter}"), counter)
+            })
+            .collect();
+        append(&*store, vec![events]).await;
+    }
+    let leaves = leaf_hashes(&*store, "acme").await;
+    assert_eq!(leaves.len(), 65_700);
+    assert_eq!(store.merkle_block("acme", 16, 0).await.unwrap().len(), 1);
+    assert_tiles(&*store, "acme", &leaves).await;
+}
+
+/// Checkpoints: the first of a size is kept, the latest is found, and they are per tenant.
+pub async fn checkpoints_are_append_only(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let checkpoint = |tree_size: u64, note: &str| StoredCheckpoint {
+        tree_size,
+        root_hash: [tree_size as u8; 32],
+        note: note.to_owned(),
+        created_at_ns: 1_000 + tree_size as i64,
+    };
+    assert!(store
+        .insert_checkpoint("acme", checkpoint(5, "five"))
+        .await
+        .unwrap());
+    assert!(!store
+        .insert_checkpoint("acme", checkpoint(5, "another five"))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_checkpoint("acme", checkpoint(10, "ten"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.checkpoint("acme", None).await.unwrap(),
+        Some(checkpoint(10, "ten"))
+    );
+    assert_eq!(
+        store.checkpoint("acme", Some(5)).await.unwrap(),
+        Some(checkpoint(5, "five"))
+    );
+    assert_eq!(store.checkpoint("acme", Some(7)).await.unwrap(), None);
+    assert_eq!(store.checkpoint("beta", None).await.unwrap(), None);
+}
+
+/// Keys are found by id exactly as inserted; an id is never reused.
+pub async fn api_keys_round_trip(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let key = ApiKeyRecord {
+        key_id: "k1".into(),
+        tenant_id: "acme".into(),
+        role: Role::Reader,
+        secret_hash: [42; 32],
+        created_at_ns: 1_768_469_400_000_000_000,
+    };
+    store.insert_api_key(key.clone()).await.unwrap();
+    store
+        .insert_api_key(ApiKeyRecord {
+            key_id: "k2".into(),
+            tenant_id: "beta".into(),
+            role: Role::Admin,
+            ..key.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.find_api_key("k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        store.find_api_key("k2").await.unwrap().map(|k| k.role),
+        Some(Role::Admin)
+    );
+    assert_eq!(store.find_api_key("missing").await.unwrap(), None);
+    assert!(
+        store.insert_api_key(key).await.is_err(),
+        "a second key with the same id is refused"
+    );
+}
+
+/// A setting is stored once; later attempts neither replace it nor fail.
+pub async fn settings_are_set_once(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(store.setting("admin_token_sha256").await.unwrap(), None);
+    assert!(store
+        .set_setting_if_absent("admin_token_sha256", vec![1, 2, 3])
+        .await
+        .unwrap());
+    assert!(!store
+        .set_setting_if_absent("admin_token_sha256", vec![9])
+        .await
+        .unwrap());
+    assert_eq!(
+        store.setting("admin_token_sha256").await.unwrap(),
+        Some(vec![1, 2, 3])
+    );
+}
