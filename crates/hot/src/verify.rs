@@ -260,29 +260,14 @@ pub fn verify_sqlite(
     only_tenant: Option<&str>,
     checkpoint_key: &NoteVerifier,
 ) -> Result<Vec<TenantReport>> {
-    let path = data_dir.join(DATABASE_FILE);
-    if !path.exists() {
-        return Err(Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no hot store in this data directory",
-            ),
-        });
-    }
-    // One thread uses this connection: SQLite's per-call mutex would cost a sixth of the time.
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    let mut reports = Vec::new();
-    for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
-        let mut check = TenantCheck::new();
-        check.merkle = Some(load_merkle(&conn, &tenant_id, checkpoint_key)?);
-        check = check_hot_rows(&conn, &tenant_id, 0, check)?;
-        reports.push(check.finish(tenant_id, recorded));
-    }
-    Ok(reports)
+    verify_sqlite_across_tiers(data_dir, only_tenant, checkpoint_key, &mut NoArchive)
+}
+
+/// The archive of a store that never migrated: every event is hot.
+struct NoArchive;
+
+impl ArchivedEvents for NoArchive {
+    fn feed(&mut self, _tenant_id: &str, _feed: &mut dyn FnMut(StoredEvent) -> bool) {}
 }
 
 /// Checks a tenant's hot rows with `seq > after_seq`, continuing `check`.

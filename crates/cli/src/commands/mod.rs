@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(serve::ServeArgs),
-    /// Re-check every tenant's chain, Merkle tiles and checkpoints offline, from the files alone.
+    /// Re-check every tenant's chain, Merkle tiles and checkpoints offline (files, or a database).
     Verify(verify::VerifyArgs),
     /// Export a proof bundle of one tenant's events for offline verification.
     Bundle(bundle::BundleArgs),
