@@ -252,29 +252,11 @@ fn verify_names_tenant_and_seq_of_tampering() {
         ("UPDATE events SET outcome = 'maybe' WHERE tenant_id = 't-mid' AND seq = 2", "t-mid", "seq 2: content changed"),
     ];
     for (sql, tenant, expected) in cases {
-        let copy = tempfile::tempdir().unwrap();
-        for file in [
-            "hot.sqlite3",
-            "hot.sqlite3-wal",
-            "hot.sqlite3-shm",
-            "checkpoint-signing.key",
-        ] {
-            if dir.path().join(file).exists() {
-                std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
-            }
-        }
+        let copy = copy_data(dir.path());
         tamper(copy.path(), sql);
         let (code, output) = verify(copy.path(), None);
         assert_ne!(code, 0, "{sql}: {output}");
-        let failed: Vec<&str> = output
-            .lines()
-            .filter(|line| line.starts_with("FAILED"))
-            .collect();
-        assert_eq!(failed.len(), 1, "{sql}: exactly one tenant fails: {output}");
-        assert!(
-            failed[0].contains(&format!("tenant {tenant}:")) && failed[0].contains(expected),
-            "{sql}: {output}"
-        );
+        assert_one_failure(&output, tenant, expected, sql);
         let (code, _) = verify(copy.path(), Some("t-small"));
         assert_eq!(
             code == 0,

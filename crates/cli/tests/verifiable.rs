@@ -227,21 +227,6 @@ fn populated() -> (tempfile::TempDir, String) {
     (dir, key.trim().to_owned())
 }
 
-fn copy_data(from: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    for file in [
-        "hot.sqlite3",
-        "hot.sqlite3-wal",
-        "hot.sqlite3-shm",
-        "checkpoint-signing.key",
-    ] {
-        if from.join(file).exists() {
-            std::fs::copy(from.join(file), copy.path().join(file)).unwrap();
-        }
-    }
-    copy
-}
-
 fn sql(dir: &Path, statement: &str) {
     rusqlite::Connection::open(dir.join("hot.sqlite3"))
         .unwrap()
@@ -408,15 +393,7 @@ fn tamper_matrix_is_detected_and_named() {
             &key,
         ]);
         assert_eq!(code, 1, "{name}: {output}");
-        let failed: Vec<&str> = output
-            .lines()
-            .filter(|line| line.starts_with("FAILED"))
-            .collect();
-        assert_eq!(failed.len(), 1, "{name}: {output}");
-        assert!(
-            failed[0].contains(&format!("tenant {tenant}:")) && failed[0].contains(expected),
-            "{name}: {output}"
-        );
+        assert_one_failure(&output, tenant, expected, name);
     }
 }
 

@@ -215,3 +215,36 @@ pub fn verify(data_dir: &Path, tenant: Option<&str>) -> (i32, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+/// A copy of a stopped server's data directory (database and signing key), to tamper with.
+pub fn copy_data(from: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for file in [
+        "hot.sqlite3",
+        "hot.sqlite3-wal",
+        "hot.sqlite3-shm",
+        "checkpoint-signing.key",
+    ] {
+        if from.join(file).exists() {
+            std::fs::copy(from.join(file), copy.path().join(file)).unwrap();
+        }
+    }
+    copy
+}
+
+/// Asserts that `verify` output reports exactly one failed tenant, `tenant`, with `expected`.
+pub fn assert_one_failure(output: &str, tenant: &str, expected: &str, case: &str) {
+    let failed: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("FAILED"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "{case}: exactly one tenant fails: {output}"
+    );
+    assert!(
+        failed[0].contains(&format!("tenant {tenant}:")) && failed[0].contains(expected),
+        "{case}: {output}"
+    );
+}
