@@ -21,7 +21,7 @@ use sealtrail_hot::{
 };
 use sealtrail_ledger::{content_digest, ChainHead, Hash, MerkleFrontier, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
-    POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
+    POSTGRES_COMMIT_LANES, POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
     POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX,
 };
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, StoredEvent};
@@ -1142,6 +1142,13 @@ impl HotStore for PostgresStore {
         tracing::warn!("an events partition disappeared; re-creating and retrying the group");
         self.inner.partitions.lock().await.clear();
         self.append_group(&batch).await
+    }
+
+    /// Several groups commit at once, each on its own pooled connection: groups of disjoint
+    /// tenants run in parallel, and groups sharing a tenant queue on its head row lock (taken in
+    /// `tenant_id` order, so they cannot deadlock), exactly as groups from several nodes do.
+    fn commit_lanes(&self) -> usize {
+        POSTGRES_COMMIT_LANES
     }
 
     async fn existing(

@@ -129,6 +129,14 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     /// only its own request. On `Err` nothing of the batch is stored.
     async fn append(&self, batch: Arc<Vec<AppendRequest>>) -> Result<Vec<AppendOutcome>>;
 
+    /// How many [`append`](HotStore::append) calls the write pipeline may run at once. Calls
+    /// that run together MUST still produce linear chains (a store serializes groups sharing a
+    /// tenant itself, e.g. by row locks taken in a fixed order so that they cannot deadlock).
+    /// The default, 1, suits a store with a single writer connection.
+    fn commit_lanes(&self) -> usize {
+        1
+    }
+
     /// The stored events with these `event_id`s in one tenant, for idempotency checks before
     /// an async request is acknowledged.
     async fn existing(&self, tenant_id: &str, event_ids: Vec<String>)

@@ -84,6 +84,10 @@ pub const POSTGRES_PARTITION_MONTHS_AHEAD: u32 = 2;
 pub const POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX: u64 = 60_000;
 /// How long to wait for a new PostgreSQL connection, in seconds.
 pub const POSTGRES_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// Group commits a process runs at once against PostgreSQL (the write pipeline's lanes, each
+/// holding one pooled connection while it commits). Half of [`POSTGRES_CONNECTIONS_MAX`], so
+/// queries and key lookups always find a free connection while every lane is committing.
+pub const POSTGRES_COMMIT_LANES: usize = POSTGRES_CONNECTIONS_MAX / 2;
 
 /// Events stay in the hot tier at least this many days (by their `timestamp`) before
 /// `sealtrail lifecycle run` moves them to the warm tier, unless configured otherwise.

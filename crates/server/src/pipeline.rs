@@ -1,8 +1,16 @@
 //! The write path between the HTTP handlers and the hot store.
 //!
-//! Handlers submit whole requests; one writer task takes everything queued, up to
+//! Handlers submit whole requests; a writer task takes everything queued, up to
 //! [`GROUP_COMMIT_EVENTS_MAX`] events, and commits it in one store transaction (group commit),
 //! so concurrent sync requests share one fsync and durability does not cost throughput.
+//!
+//! There are as many writer tasks (lanes) as the store can commit groups at once
+//! ([`HotStore::commit_lanes`]: one for SQLite's single writer connection, several for
+//! PostgreSQL, where one group at a time would leave the server waiting on every round trip and
+//! commit). A request goes to the lane picked by a hash of its first event's `tenant_id`, so the
+//! requests of a single-tenant client stay in order and lanes rarely wait on each other's chain
+//! locks. Correctness never depends on the routing: the store serializes groups that share a
+//! tenant (the `HotStore::commit_lanes` contract).
 //!
 //! Admission is bounded twice: sync requests wait up to [`SYNC_ADMIT_WAIT_MILLIS_MAX`] for room
 //! among [`SYNC_INFLIGHT_EVENTS_MAX`] in-flight events; async requests get room among
@@ -10,6 +18,7 @@
 //! [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX) events) at once or are refused (503). Memory is bounded by those permits.
 //! The channel itself is unbounded only because the permits already bound it.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,12 +61,15 @@ enum Job {
 /// Handle to the write pipeline, shared by all handlers.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    jobs: mpsc::UnboundedSender<Job>,
+    /// One queue per lane; the permits below bound all of them together.
+    lanes: Vec<mpsc::UnboundedSender<Job>>,
     sync_permits: Arc<Semaphore>,
     async_permits: Arc<Semaphore>,
     spool: Arc<Spool>,
-    healthy: Arc<AtomicBool>,
-    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Per lane: whether its last commit succeeded. One lane's success must not hide another
+    /// lane's failing store calls.
+    healthy: Arc<[AtomicBool]>,
+    writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     syncer: JoinHandle<()>,
 }
 
@@ -71,30 +83,51 @@ impl std::fmt::Debug for Job {
 }
 
 impl Pipeline {
-    /// Starts the writer task and the spool's fsync task.
+    /// Starts one writer task per commit lane of the store, and the spool's fsync task.
     pub(crate) fn start(
         store: Arc<dyn HotStore>,
         spool: Arc<Spool>,
         async_queue_events_max: usize,
     ) -> Self {
-        let (jobs, receiver) = mpsc::unbounded_channel();
-        let healthy = Arc::new(AtomicBool::new(true));
-        let writer = tokio::spawn(run_writer(store, spool.clone(), receiver, healthy.clone()));
+        // A store answering 0 still gets one writer: the pipeline must always make progress.
+        let lane_count = store.commit_lanes().max(1);
+        let healthy: Arc<[AtomicBool]> = (0..lane_count).map(|_| AtomicBool::new(true)).collect();
+        let mut lanes = Vec::with_capacity(lane_count);
+        let mut writers = Vec::with_capacity(lane_count);
+        for lane in 0..lane_count {
+            let (jobs, receiver) = mpsc::unbounded_channel();
+            lanes.push(jobs);
+            writers.push(tokio::spawn(run_writer(
+                store.clone(),
+                spool.clone(),
+                receiver,
+                healthy.clone(),
+                lane,
+            )));
+        }
         let syncer = tokio::spawn(run_spool_sync(spool.clone()));
         Pipeline {
-            jobs,
+            lanes,
             sync_permits: Arc::new(Semaphore::new(SYNC_INFLIGHT_EVENTS_MAX)),
             async_permits: Arc::new(Semaphore::new(async_queue_events_max)),
             spool,
             healthy,
-            writer: std::sync::Mutex::new(Some(writer)),
+            writers: std::sync::Mutex::new(writers),
             syncer,
         }
     }
 
-    /// Whether the writer is running and its last commit succeeded.
+    /// Whether every writer is running and the last commit of each succeeded.
     pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.jobs.is_closed()
+        self.healthy
+            .iter()
+            .all(|healthy| healthy.load(Ordering::Relaxed))
+            && self.lanes.iter().all(|lane| !lane.is_closed())
+    }
+
+    /// The queue of the lane that commits `request`.
+    fn lane(&self, request: &AppendRequest) -> &mpsc::UnboundedSender<Job> {
+        &self.lanes[lane_of(request, self.lanes.len())]
     }
 
     /// Commits a request and returns its outcome once it is durable.
@@ -113,7 +146,7 @@ impl Pipeline {
                 Err(_elapsed) => return Err(Refusal::Full),
             };
         let (reply, outcome) = oneshot::channel();
-        self.jobs
+        self.lane(&request)
             .send(Job::Append {
                 request,
                 reply: Reply::Sync(reply),
@@ -138,7 +171,7 @@ impl Pipeline {
             tracing::error!(%error, "cannot write the async spool");
             Refusal::Unavailable
         })?;
-        self.jobs
+        self.lane(&request)
             .send(Job::Append {
                 request,
                 reply: Reply::Async(ticket),
@@ -147,19 +180,24 @@ impl Pipeline {
             .map_err(|_| Refusal::Unavailable)
     }
 
-    /// Drains every queued request into the store and stops the writer. Call after the HTTP
-    /// server stopped accepting and finished its in-flight requests.
+    /// Drains every queued request of every lane into the store and stops the writers. Call
+    /// after the HTTP server stopped accepting and finished its in-flight requests.
     pub(crate) async fn shutdown(&self) -> Result<()> {
-        let (done, finished) = oneshot::channel();
-        if self.jobs.send(Job::Shutdown(done)).is_ok() {
-            let _ = finished.await;
+        // Every lane gets its Shutdown first, so the lanes drain in parallel; each answers once
+        // everything queued before it is committed (async requests retry until they are).
+        let mut finished = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            let (done, lane_finished) = oneshot::channel();
+            if lane.send(Job::Shutdown(done)).is_ok() {
+                finished.push(lane_finished);
+            }
         }
-        let writer = self
-            .writer
-            .lock()
-            .expect("writer handle lock poisoned")
-            .take();
-        if let Some(writer) = writer {
+        for lane_finished in finished {
+            let _ = lane_finished.await;
+        }
+        let writers =
+            std::mem::take(&mut *self.writers.lock().expect("writer handle lock poisoned"));
+        for writer in writers {
             writer.await.map_err(|join| Error::Task(join.to_string()))?;
         }
         self.syncer.abort();
@@ -172,6 +210,18 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The lane of a request among `lane_count`: a hash of its first event's `tenant_id` (a request
+/// with several tenants goes by its first; an empty one to lane 0). `DefaultHasher::new()` has
+/// fixed keys, so a tenant keeps its lane for the life of the process.
+fn lane_of(request: &AppendRequest, lane_count: usize) -> usize {
+    let Some(first) = request.first() else {
+        return 0;
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    first.event.tenant_id.hash(&mut hasher);
+    usize::try_from(hasher.finish() % lane_count as u64).expect("a lane index fits in usize")
 }
 
 fn permits_for(request: &AppendRequest) -> u32 {
@@ -196,7 +246,8 @@ async fn run_writer(
     store: Arc<dyn HotStore>,
     spool: Arc<Spool>,
     mut receiver: mpsc::UnboundedReceiver<Job>,
-    healthy: Arc<AtomicBool>,
+    healthy: Arc<[AtomicBool]>,
+    lane: usize,
 ) {
     let mut shutdown = None;
     while shutdown.is_none() {
@@ -227,7 +278,7 @@ async fn run_writer(
             }
         }
         if !jobs.is_empty() {
-            commit_group(&*store, &spool, jobs, &healthy).await;
+            commit_group(&*store, &spool, jobs, &healthy[lane]).await;
         }
     }
     if let Some(done) = shutdown {
@@ -313,3 +364,233 @@ async fn commit_group(
 
 /// Longest pause between retries of a failed async commit, in milliseconds.
 const RETRY_PAUSE_MILLIS_MAX: u64 = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+    use sealtrail_hot::conformance::test_event;
+    use sealtrail_hot::{ApiKeyRecord, EventQuery, ExistingEvent, StoredCheckpoint};
+    use sealtrail_ledger::ChainHead;
+    use sealtrail_model::{EventReceipt, StoredEvent};
+
+    use super::*;
+
+    /// A store whose appends take a while and record how many ran at once; it numbers each
+    /// tenant's events 1, 2, … in commit order.
+    #[derive(Debug)]
+    struct SlowStore {
+        lanes: usize,
+        running: AtomicUsize,
+        most_running: AtomicUsize,
+        seqs: std::sync::Mutex<HashMap<String, u64>>,
+    }
+
+    impl SlowStore {
+        fn new(lanes: usize) -> Self {
+            SlowStore {
+                lanes,
+                running: AtomicUsize::new(0),
+                most_running: AtomicUsize::new(0),
+                seqs: std::sync::Mutex::new(HashMap::new()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl HotStore for SlowStore {
+        async fn append(
+            &self,
+            batch: Arc<Vec<AppendRequest>>,
+        ) -> sealtrail_hot::Result<Vec<AppendOutcome>> {
+            let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_running.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut seqs = self.seqs.lock().unwrap();
+            let outcomes = batch
+                .iter()
+                .map(|request| {
+                    AppendOutcome::Committed(
+                        request
+                            .iter()
+                            .map(|pending| {
+                                let seq = seqs.entry(pending.event.tenant_id.clone()).or_default();
+                                *seq += 1;
+                                EventReceipt {
+                                    event_id: pending.event.event_id.clone(),
+                                    tenant_id: pending.event.tenant_id.clone(),
+                                    seq: *seq,
+                                    event_hash: [0; 32],
+                                }
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(outcomes)
+        }
+
+        fn commit_lanes(&self) -> usize {
+            self.lanes
+        }
+
+        async fn existing(
+            &self,
+            _tenant_id: &str,
+            _event_ids: Vec<String>,
+        ) -> sealtrail_hot::Result<Vec<ExistingEvent>> {
+            Ok(Vec::new())
+        }
+
+        async fn get_event(
+            &self,
+            _tenant_id: &str,
+            _event_id: &str,
+        ) -> sealtrail_hot::Result<Option<StoredEvent>> {
+            Ok(None)
+        }
+
+        async fn query(&self, _query: EventQuery) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+            Ok(Vec::new())
+        }
+
+        async fn insert_api_key(&self, _key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
+            Ok(())
+        }
+
+        async fn find_api_key(&self, _key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
+            Ok(None)
+        }
+
+        async fn tenant_heads(&self) -> sealtrail_hot::Result<Vec<(String, Option<ChainHead>)>> {
+            Ok(Vec::new())
+        }
+
+        async fn scan_events(
+            &self,
+            _tenant_id: &str,
+            _after_seq: u64,
+            _limit: usize,
+        ) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+            Ok(Vec::new())
+        }
+
+        async fn chain_heads(&self) -> sealtrail_hot::Result<Vec<(String, ChainHead)>> {
+            Ok(Vec::new())
+        }
+
+        async fn merkle_block(
+            &self,
+            _tenant_id: &str,
+            _level: u8,
+            _block: u64,
+        ) -> sealtrail_hot::Result<Vec<[u8; 32]>> {
+            Ok(Vec::new())
+        }
+
+        async fn insert_checkpoint(
+            &self,
+            _tenant_id: &str,
+            _checkpoint: StoredCheckpoint,
+        ) -> sealtrail_hot::Result<bool> {
+            Ok(false)
+        }
+
+        async fn checkpoint(
+            &self,
+            _tenant_id: &str,
+            _tree_size: Option<u64>,
+        ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
+            Ok(None)
+        }
+
+        async fn setting(&self, _name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+
+        async fn set_setting_if_absent(
+            &self,
+            _name: &str,
+            _value: Vec<u8>,
+        ) -> sealtrail_hot::Result<bool> {
+            Ok(false)
+        }
+    }
+
+    fn request(tenant_id: &str, first: u64, events: u64) -> AppendRequest {
+        (first..first + events)
+            .map(|n| test_event(tenant_id, &format!("{tenant_id}-{n}"), n))
+            .collect()
+    }
+
+    #[test]
+    fn a_tenant_keeps_its_lane_and_tenants_spread_over_every_lane() {
+        let lanes = 4;
+        let mut used = vec![0; lanes];
+        for tenant in 0..64 {
+            let tenant_id = format!("tenant-{tenant}");
+            let lane = lane_of(&request(&tenant_id, 0, 1), lanes);
+            // Whatever else the request holds, its first event's tenant decides.
+            let mut mixed = request(&tenant_id, 1, 2);
+            mixed.extend(request("other", 0, 3));
+            assert_eq!(lane_of(&mixed, lanes), lane);
+            used[lane] += 1;
+        }
+        assert!(used.iter().all(|&tenants| tenants > 0), "{used:?}");
+        assert_eq!(lane_of(&Vec::new(), lanes), 0);
+        assert_eq!(lane_of(&request("any", 0, 1), 1), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_commit_at_once_and_shutdown_drains_every_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, leftovers) = Spool::open(dir.path()).unwrap();
+        assert!(leftovers.is_empty());
+        let store = Arc::new(SlowStore::new(4));
+        let pipeline = Arc::new(Pipeline::start(store.clone(), Arc::new(spool), 1_000));
+
+        // Async requests first, one per tenant, so every lane has queued work at shutdown.
+        let tenants: Vec<String> = (0..16).map(|tenant| format!("tenant-{tenant}")).collect();
+        for tenant_id in &tenants {
+            pipeline.submit_async(request(tenant_id, 0, 2)).unwrap();
+        }
+        let sync_requests = tenants.iter().map(|tenant_id| {
+            let pipeline = pipeline.clone();
+            let tenant_id = tenant_id.clone();
+            tokio::spawn(async move { pipeline.submit_sync(request(&tenant_id, 2, 3)).await })
+        });
+        for (handle, tenant_id) in sync_requests.collect::<Vec<_>>().into_iter().zip(&tenants) {
+            match handle.await.unwrap() {
+                Ok(AppendOutcome::Committed(receipts)) => {
+                    // The async request of the same tenant went to the same lane, before.
+                    let seqs: Vec<u64> = receipts.iter().map(|receipt| receipt.seq).collect();
+                    assert_eq!(seqs, vec![3, 4, 5], "{tenant_id}");
+                }
+                other => panic!("{tenant_id}: {other:?}"),
+            }
+        }
+        assert!(
+            store.most_running.load(Ordering::SeqCst) > 1,
+            "the lanes committed one group at a time"
+        );
+        assert!(pipeline.is_healthy());
+
+        for tenant_id in &tenants {
+            pipeline.submit_async(request(tenant_id, 5, 1)).unwrap();
+        }
+        pipeline.shutdown().await.unwrap();
+        let seqs = store.seqs.lock().unwrap();
+        for tenant_id in &tenants {
+            assert_eq!(
+                seqs.get(tenant_id),
+                Some(&6),
+                "{tenant_id}: every event committed"
+            );
+        }
+        // Every spooled request was committed, so shutdown left no segment to replay.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
