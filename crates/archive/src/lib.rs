@@ -7,21 +7,31 @@
 //!   leaves, SHA-256 of the bytes. *A file whose manifest is present is complete and checked.*
 //! * [`tier`] is a location on object storage and the Hive layout inside it.
 //! * [`lifecycle`] moves events hot → warm without losing or duplicating one across crashes.
+//! * [`cold`] compacts old warm files into one file per tenant-month in the cold tier, just as
+//!   crash-safe; [`tier::archived_files`] lists a tenant's files across both, deduplicated.
+//! * [`retention`] deletes expired cold files as a `seq` prefix, each under a signed deletion
+//!   record, unless a legal hold applies.
 //! * [`verify`] feeds archived events to the hot tier's verifier, so one chain is checked
 //!   across tiers.
 //!
 //! Architecture invariant: hashing and chain rules come from `sealtrail-ledger`; this crate only
 //! moves bytes and checks them with those functions.
 
+pub mod cold;
 mod error;
 pub mod lifecycle;
 pub mod manifest;
 pub mod parquet_file;
+pub mod retention;
 pub mod tier;
 pub mod verify;
 
 pub use error::{Error, Result};
 pub use lifecycle::{migrate_hot_to_warm, MigrationPolicy, MigrationStep, TenantMigration};
 pub use manifest::{Manifest, MANIFEST_FORMAT};
-pub use tier::{Location, S3Location, Tier};
+pub use cold::{migrate_warm_to_cold, CompactionPolicy, CompactionStep, TenantCompaction};
+pub use retention::{apply_retention, deleted_prefix, RetentionStep, TenantRetention};
+pub use tier::{
+    archived_files, ArchiveTier, ArchivedFile, Location, S3Location, StoredDeletionRecord, Tier,
+};
 pub use verify::{verify_sqlite_tiers, ArchiveFault, TierReader, TiersReport};

@@ -68,11 +68,14 @@ pub fn event_schema() -> SchemaRef {
 
 /// Writer settings: zstd at `zstd_level`, statistics per page (which include the row-group
 /// statistics), bloom filters on the lookup identifiers, and the `seq` sort order recorded.
-fn writer_properties(zstd_level: i32) -> Result<WriterProperties, parquet::errors::ParquetError> {
+fn writer_properties(
+    zstd_level: i32,
+    row_group_events: usize,
+) -> Result<WriterProperties, parquet::errors::ParquetError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(ARCHIVE_ROW_GROUP_EVENTS_MAX)
+        .set_max_row_group_size(row_group_events)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,
@@ -139,13 +142,22 @@ fn to_batch(events: &[StoredEvent]) -> Result<RecordBatch, arrow_schema::ArrowEr
 
 /// Encodes `events` (ascending by `seq`) as one Parquet file.
 pub fn encode(events: &[StoredEvent], zstd_level: i32) -> crate::Result<Vec<u8>> {
+    encode_with(events, zstd_level, ARCHIVE_ROW_GROUP_EVENTS_MAX)
+}
+
+/// [`encode`] with row groups of up to `row_group_events` rows (the cold tier's are larger).
+pub fn encode_with(
+    events: &[StoredEvent],
+    zstd_level: i32,
+    row_group_events: usize,
+) -> crate::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(
         &mut bytes,
         event_schema(),
-        Some(writer_properties(zstd_level)?),
+        Some(writer_properties(zstd_level, row_group_events)?),
     )?;
-    for chunk in events.chunks(ARCHIVE_ROW_GROUP_EVENTS_MAX) {
+    for chunk in events.chunks(row_group_events) {
         writer.write(&to_batch(chunk)?)?;
     }
     writer.close()?;

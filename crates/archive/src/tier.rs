@@ -185,6 +185,216 @@ impl Tier {
     }
 }
 
+impl Tier {
+    /// Every tenant with objects in this tier, sorted.
+    pub async fn tenants(&self) -> Result<Vec<String>> {
+        let listed = self.store.list_with_delimiter(Some(&self.prefix)).await?;
+        let mut tenants: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| {
+                dir.filename()?
+                    .strip_prefix("tenant_id=")
+                    .map(str::to_owned)
+            })
+            .collect();
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    /// Where the signed deletion record of a deleted `seq` range is kept. `_deletions` starts
+    /// with `_`, so Hive-style readers skip it like the manifests.
+    pub fn deletion_record_path(&self, tenant_id: &str, first_seq: u64, last_seq: u64) -> Path {
+        self.tenant_dir(tenant_id)
+            .child(DELETIONS_DIR)
+            .child(format!("deletion-{first_seq:020}-{last_seq:020}.note"))
+    }
+
+    /// A tenant's deletion records as stored (unverified note text), ascending by `first_seq`,
+    /// each with the `seq` range its name claims.
+    pub async fn deletion_records(&self, tenant_id: &str) -> Result<Vec<StoredDeletionRecord>> {
+        let mut records = Vec::new();
+        for path in self.list_tenant(tenant_id).await? {
+            let Some((first_seq, last_seq)) = deletion_range_of(&path) else {
+                continue;
+            };
+            let bytes = self.get(&path).await?;
+            let note = String::from_utf8(bytes.to_vec()).map_err(|_| Error::Mismatch {
+                tenant_id: tenant_id.to_owned(),
+                seq: first_seq,
+                path: path.to_string(),
+                reason: "deletion record is not UTF-8 text".into(),
+            })?;
+            records.push(StoredDeletionRecord {
+                path,
+                first_seq,
+                last_seq,
+                note,
+            });
+        }
+        records.sort_by_key(|record| record.first_seq);
+        Ok(records)
+    }
+
+    /// The last `seq` covered by deletion records, judged by their names alone (no signature
+    /// check): what readers such as the query engine skip. `verify` checks the records
+    /// themselves.
+    pub async fn deleted_through(&self, tenant_id: &str) -> Result<u64> {
+        Ok(self
+            .list_tenant(tenant_id)
+            .await?
+            .iter()
+            .filter_map(deletion_range_of)
+            .map(|(_, last_seq)| last_seq)
+            .max()
+            .unwrap_or(0))
+    }
+}
+
+/// The folder of a tenant's deletion records.
+const DELETIONS_DIR: &str = "_deletions";
+
+/// `(first_seq, last_seq)` of a `_deletions/deletion-<first>-<last>.note` path.
+fn deletion_range_of(path: &Path) -> Option<(u64, u64)> {
+    let mut parts: Vec<_> = path.parts().collect();
+    let name = parts.pop()?;
+    if parts.pop()?.as_ref() != DELETIONS_DIR {
+        return None;
+    }
+    let range = name
+        .as_ref()
+        .strip_prefix("deletion-")?
+        .strip_suffix(".note")?;
+    let (first, last) = range.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// A signed deletion record as found in storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeletionRecord {
+    pub path: Path,
+    /// The range the file name claims; the signed body is what counts.
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub note: String,
+}
+
+/// Which archive tier a file lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArchiveTier {
+    Warm,
+    Cold,
+}
+
+impl ArchiveTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveTier::Warm => "warm",
+            ArchiveTier::Cold => "cold",
+        }
+    }
+}
+
+/// One archived Parquet file, as readers should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedFile {
+    pub tier: ArchiveTier,
+    /// The Parquet file and its manifest, inside their tier.
+    pub path: Path,
+    pub manifest_path: Path,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// `YYYY-MM` of the file's `date=` partition.
+    pub month: String,
+    pub manifest: Manifest,
+}
+
+/// A tenant's archived files across the warm and cold tiers, each event in exactly one of them,
+/// ascending by `seq`.
+///
+/// Between writing a cold file's manifest and deleting the warm files it replaces, a `seq`
+/// range exists in both tiers; the cold manifest is authoritative, so warm files inside a cold
+/// range are left out (they are leftovers the next lifecycle run deletes). Likewise files
+/// inside the range of a deletion record are left out: their events are deleted, the files are
+/// leftovers of an interrupted deletion. A warm file that only partly overlaps a cold one, or two
+/// files of one tier that overlap, cannot come from the lifecycle and is reported as a
+/// [`Error::Mismatch`], never silently merged.
+pub async fn archived_files(
+    warm: &Tier,
+    cold: Option<&Tier>,
+    tenant_id: &str,
+) -> Result<Vec<ArchivedFile>> {
+    let mut files = Vec::new();
+    let mut deleted_through = warm.deleted_through(tenant_id).await?;
+    if let Some(cold) = cold {
+        deleted_through = deleted_through.max(cold.deleted_through(tenant_id).await?);
+        files.extend(
+            cold.manifests(tenant_id)
+                .await?
+                .into_iter()
+                .map(|(path, manifest)| archived_file(ArchiveTier::Cold, path, manifest)),
+        );
+    }
+    let cold_ranges: Vec<(u64, u64)> = files.iter().map(|f| (f.first_seq, f.last_seq)).collect();
+    for (path, manifest) in warm.manifests(tenant_id).await? {
+        let file = archived_file(ArchiveTier::Warm, path, manifest);
+        let covered = cold_ranges
+            .iter()
+            .any(|(first, last)| *first <= file.first_seq && file.last_seq <= *last);
+        if covered {
+            continue;
+        }
+        if let Some((first, last)) = cold_ranges
+            .iter()
+            .find(|(first, last)| *first <= file.last_seq && file.first_seq <= *last)
+        {
+            return Err(Error::Mismatch {
+                tenant_id: tenant_id.to_owned(),
+                seq: file.first_seq.max(*first),
+                path: file.path.to_string(),
+                reason: format!(
+                    "warm file overlaps the cold file of seq {first}-{last} without being inside it"
+                ),
+            });
+        }
+        files.push(file);
+    }
+    files.retain(|file| file.last_seq > deleted_through);
+    files.sort_by_key(|file| (file.first_seq, file.last_seq));
+    for pair in files.windows(2) {
+        if pair[1].first_seq <= pair[0].last_seq {
+            return Err(Error::Mismatch {
+                tenant_id: tenant_id.to_owned(),
+                seq: pair[1].first_seq,
+                path: pair[1].path.to_string(),
+                reason: format!(
+                    "overlaps the archived file of seq {}-{}",
+                    pair[0].first_seq, pair[0].last_seq
+                ),
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn archived_file(tier: ArchiveTier, manifest_path: Path, manifest: Manifest) -> ArchivedFile {
+    let path = Tier::file_of(&manifest_path, &manifest);
+    let month = manifest_path
+        .parts()
+        .filter_map(|part| part.as_ref().strip_prefix("date=").map(str::to_owned))
+        .last()
+        .unwrap_or_default();
+    ArchivedFile {
+        tier,
+        first_seq: manifest.first_seq,
+        last_seq: manifest.last_seq,
+        path,
+        manifest_path,
+        month,
+        manifest,
+    }
+}
+
 /// `YYYY-MM` of an instant, UTC (proleptic Gregorian; days-to-civil after H. Hinnant).
 pub fn month_of(timestamp_ns: i64) -> String {
     let days = timestamp_ns.div_euclid(86_400 * 1_000_000_000);

@@ -1,15 +1,19 @@
-//! Verification across tiers: each tenant's archived files, in `seq` order, are checked against
-//! their manifests (file SHA-256, count, range, boundary hashes, Merkle root) and then fed to the
-//! hot tier's verifier ahead of the hot rows, so the chain, the Merkle tiles and the signed
-//! checkpoints are checked as one log no matter where each event lives.
+//! Verification across tiers: each tenant's archived files (warm and cold, deduplicated, in `seq`
+//! order) are checked against their manifests (file SHA-256, count, range, boundary hashes,
+//! Merkle root) and then fed to the hot tier's verifier ahead of the hot rows, so the chain, the
+//! Merkle tiles and the signed checkpoints are checked as one log no matter where each event
+//! lives. A missing prefix is accepted only when signed deletion records cover it: the verifier
+//! then starts from the head and Merkle frontier they state.
 
 use std::path::Path;
 
 use sealtrail_hot::{ArchivedEvents, TenantReport};
-use sealtrail_ledger::NoteVerifier;
+use sealtrail_ledger::{ChainHead, MerkleFrontier, NoteVerifier};
 use sealtrail_model::StoredEvent;
 
 use crate::lifecycle::check_file;
+use crate::retention::deleted_prefix;
+use crate::tier::{archived_files, ArchiveTier, ArchivedFile};
 use crate::{Error, Result, Tier};
 
 /// A damaged, missing or misplaced archived file, naming the first `seq` it concerns.
@@ -36,32 +40,94 @@ impl std::fmt::Display for ArchiveFault {
 pub struct TiersReport {
     pub tenants: Vec<TenantReport>,
     pub faults: Vec<ArchiveFault>,
+    /// Tenants whose log starts after a prefix deleted under verified signed deletion records:
+    /// `(tenant_id, last deleted seq, number of records)`.
+    pub deletions: Vec<(String, u64, usize)>,
 }
 
 /// Reads archived events for the hot verifier. It owns a small runtime because the verifier is
 /// synchronous and object storage is not.
 #[derive(Debug)]
 pub struct TierReader<'tiers> {
-    tiers: &'tiers [Tier],
+    warm: Option<&'tiers Tier>,
+    cold: Option<&'tiers Tier>,
+    /// Deletion records must verify under this key (the checkpoint key).
+    deletion_key: NoteVerifier,
     runtime: tokio::runtime::Runtime,
     faults: Vec<ArchiveFault>,
+    deletions: Vec<(String, u64, usize)>,
     /// The first operating error (storage unreachable); verification cannot conclude after it.
     error: Option<Error>,
 }
 
 impl<'tiers> TierReader<'tiers> {
-    /// MUST NOT be called from inside an async runtime.
-    pub fn new(tiers: &'tiers [Tier]) -> Result<Self> {
+    /// A reader of the warm and cold tiers (either may be absent). MUST NOT be called from
+    /// inside an async runtime.
+    pub fn new(
+        warm: Option<&'tiers Tier>,
+        cold: Option<&'tiers Tier>,
+        deletion_key: NoteVerifier,
+    ) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|error| Error::Runtime(error.to_string()))?;
         Ok(TierReader {
-            tiers,
+            warm,
+            cold,
+            deletion_key,
             runtime,
             faults: Vec::new(),
+            deletions: Vec::new(),
             error: None,
         })
+    }
+
+    /// Records a mismatch as a fault, or keeps an operating error.
+    fn report(&mut self, error: Error) {
+        match error {
+            Error::Mismatch {
+                tenant_id,
+                seq,
+                path,
+                reason,
+            } => self.faults.push(ArchiveFault {
+                tenant_id,
+                seq,
+                path,
+                reason,
+            }),
+            other => {
+                if self.error.is_none() {
+                    self.error = Some(other);
+                }
+            }
+        }
+    }
+
+    /// A tenant's archived files across tiers, deduplicated (cold authoritative).
+    fn files(&self, tenant_id: &str) -> Result<Vec<ArchivedFile>> {
+        match (self.warm, self.cold) {
+            (Some(warm), cold) => self.runtime.block_on(archived_files(warm, cold, tenant_id)),
+            // Cold alone: no warm file can overlap it.
+            (None, Some(cold)) => self.runtime.block_on(archived_files(cold, None, tenant_id)),
+            (None, None) => Ok(Vec::new()),
+        }
+        .map(|mut files| {
+            if self.warm.is_none() {
+                for file in &mut files {
+                    file.tier = ArchiveTier::Cold;
+                }
+            }
+            files
+        })
+    }
+
+    fn tier(&self, tier: ArchiveTier) -> Option<&'tiers Tier> {
+        match tier {
+            ArchiveTier::Warm => self.warm,
+            ArchiveTier::Cold => self.cold,
+        }
     }
 
     /// Feeds one tenant's archived events until a file fails or `feed` says stop.
@@ -70,60 +136,53 @@ impl<'tiers> TierReader<'tiers> {
         tenant_id: &str,
         feed: &mut dyn FnMut(StoredEvent) -> bool,
     ) -> Result<()> {
-        let mut manifests = Vec::new();
-        for tier in self.tiers {
-            match self.runtime.block_on(tier.manifests(tenant_id)) {
-                Ok(found) => manifests.extend(found.into_iter().map(|(path, m)| (tier, path, m))),
-                Err(Error::Mismatch {
-                    tenant_id,
-                    seq,
-                    path,
-                    reason,
-                }) => {
-                    self.faults.push(ArchiveFault {
-                        tenant_id,
-                        seq,
-                        path,
-                        reason,
-                    });
-                    return Ok(());
-                }
-                Err(other) => return Err(other),
+        let files = match self.files(tenant_id) {
+            Ok(files) => files,
+            Err(error @ Error::Mismatch { .. }) => {
+                self.report(error);
+                return Ok(());
             }
-        }
-        manifests.sort_by_key(|(_, _, manifest)| manifest.first_seq);
-        let mut expected_seq = 1;
-        for (tier, manifest_path, manifest) in manifests {
-            let file_path = Tier::file_of(&manifest_path, &manifest);
+            Err(other) => return Err(other),
+        };
+        let deleted_through = self
+            .deletions
+            .iter()
+            .find(|(tenant, _, _)| tenant == tenant_id)
+            .map_or(0, |(_, last_seq, _)| *last_seq);
+        let mut expected_seq = deleted_through + 1;
+        for file in files {
             let fault = |seq: u64, reason: &str| ArchiveFault {
                 tenant_id: tenant_id.to_owned(),
                 seq,
-                path: file_path.to_string(),
+                path: file.path.to_string(),
                 reason: reason.to_owned(),
             };
-            if manifest.first_seq < expected_seq {
+            if file.first_seq < expected_seq {
                 self.faults.push(fault(
-                    manifest.first_seq,
-                    "covers seq already archived in another file (duplicate)",
+                    file.first_seq,
+                    "covers seq already archived or deleted (duplicate)",
                 ));
                 return Ok(());
             }
-            if manifest.first_seq > expected_seq {
+            if file.first_seq > expected_seq {
                 // A gap: the verifier names the first missing seq.
                 return Ok(());
             }
-            let bytes = match self.runtime.block_on(tier.get(&file_path)) {
+            let Some(tier) = self.tier(file.tier) else {
+                return Ok(());
+            };
+            let bytes = match self.runtime.block_on(tier.get(&file.path)) {
                 Ok(bytes) => bytes,
                 Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {
                     self.faults.push(fault(
-                        manifest.first_seq,
+                        file.first_seq,
                         "file named by its manifest is missing (removed)",
                     ));
                     return Ok(());
                 }
                 Err(other) => return Err(other),
             };
-            match check_file(tenant_id, &file_path, bytes, &manifest) {
+            match check_file(tenant_id, &file.path, bytes, &file.manifest) {
                 Ok(events) => {
                     for stored in events {
                         if !feed(stored) {
@@ -137,7 +196,7 @@ impl<'tiers> TierReader<'tiers> {
                 }
                 Err(other) => return Err(other),
             }
-            expected_seq = manifest.last_seq + 1;
+            expected_seq = file.last_seq + 1;
         }
         Ok(())
     }
@@ -152,18 +211,44 @@ impl ArchivedEvents for TierReader<'_> {
             self.error = Some(error);
         }
     }
+
+    fn deleted_prefix(&mut self, tenant_id: &str) -> Option<(ChainHead, MerkleFrontier)> {
+        let cold = self.cold?;
+        if self.error.is_some() {
+            return None;
+        }
+        let found = self
+            .runtime
+            .block_on(deleted_prefix(cold, tenant_id, &self.deletion_key));
+        match found {
+            Ok(Some(prefix)) => {
+                self.deletions
+                    .push((tenant_id.to_owned(), prefix.head.seq, prefix.records));
+                Some((prefix.head, prefix.frontier))
+            }
+            Ok(None) => None,
+            Err(error) => {
+                // Unverified records vouch for nothing: the chain then misses its start.
+                self.report(error);
+                None
+            }
+        }
+    }
 }
 
-/// Verifies the SQLite hot tier under `data_dir` together with the archived `tiers` (warm, then
-/// cold, in any order: files are merged by `seq`). MUST NOT be called from inside an async
+/// Verifies the SQLite hot store under `data_dir` together with the archived tiers: each
+/// tenant's deleted prefix (signed deletion records, checked with `checkpoint_key`), its warm
+/// and cold files merged by `seq` (a warm file inside a cold range is a leftover and skipped),
+/// then its hot rows, as one chain and one tree. MUST NOT be called from inside an async
 /// runtime.
 pub fn verify_sqlite_tiers(
     data_dir: &Path,
     only_tenant: Option<&str>,
     checkpoint_key: &NoteVerifier,
-    tiers: &[Tier],
+    warm: Option<&Tier>,
+    cold: Option<&Tier>,
 ) -> Result<TiersReport> {
-    let mut reader = TierReader::new(tiers)?;
+    let mut reader = TierReader::new(warm, cold, checkpoint_key.clone())?;
     let tenants = sealtrail_hot::verify_sqlite_across_tiers(
         data_dir,
         only_tenant,
@@ -176,5 +261,6 @@ pub fn verify_sqlite_tiers(
     Ok(TiersReport {
         tenants,
         faults: reader.faults,
+        deletions: reader.deletions,
     })
 }

@@ -132,11 +132,11 @@ fn migration_empties_the_old_prefix_and_verify_spans_both_tiers() {
         "one file per month: {reports:?}"
     );
     let key = NoteSigner::from_seed("test", &[7; 32]).unwrap().verifier();
-    let report = verify_sqlite_tiers(&data_dir, None, &key, std::slice::from_ref(&warm)).unwrap();
+    let report = verify_sqlite_tiers(&data_dir, None, &key, Some(&warm), None).unwrap();
     assert!(report.faults.is_empty(), "{:?}", report.faults);
     assert_eq!(report.tenants[0].events_checked, 3_000);
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 3_000);
     // Without the warm tier the chain is missing its start.
-    let report = verify_sqlite_tiers(&data_dir, None, &key, &[]).unwrap();
+    let report = verify_sqlite_tiers(&data_dir, None, &key, None, None).unwrap();
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap_err().seq(), 1);
 }

@@ -1450,6 +1450,19 @@ impl HotStore for PostgresStore {
             .map_err(|source| self.db(source))?;
         Ok(changed == 1)
     }
+
+    async fn set_setting(&self, name: &str, value: Vec<u8>) -> sealtrail_hot::Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&name, &value],
+            )
+            .await
+            .map_err(|source| self.db(source))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ macro_rules! conformance_tests {
             merkle_tiles_at_level_16,
             checkpoints_are_append_only,
             api_keys_round_trip,
-            settings_are_set_once
+            settings_are_set_once,
+            settings_can_be_replaced
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -976,5 +977,30 @@ pub async fn settings_are_set_once(fixture: &dyn Fixture) {
     assert_eq!(
         store.setting("admin_token_sha256").await.unwrap(),
         Some(vec![1, 2, 3])
+    );
+}
+
+/// `set_setting` stores or replaces a value, and leaves other settings alone.
+pub async fn settings_can_be_replaced(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    store
+        .set_setting("retention/acme", b"one".to_vec())
+        .await
+        .unwrap();
+    store
+        .set_setting("retention/globex", b"kept".to_vec())
+        .await
+        .unwrap();
+    store
+        .set_setting("retention/acme", b"two".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.setting("retention/acme").await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    assert_eq!(
+        store.setting("retention/globex").await.unwrap(),
+        Some(b"kept".to_vec())
     );
 }

@@ -193,4 +193,8 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Stores a setting unless one of that name exists; returns whether it was stored.
     async fn set_setting_if_absent(&self, name: &str, value: Vec<u8>) -> Result<bool>;
+
+    /// Stores a setting, replacing any value of that name (per-tenant policies such as
+    /// retention). MUST NOT return `Ok` before the value is durable.
+    async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()>;
 }

@@ -857,6 +857,19 @@ impl HotStore for SqliteStore {
         })
         .await
     }
+
+    async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |writer| {
+            writer.conn.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// Moving events out of the hot tier (used by `sealtrail-archive`'s lifecycle). Chain heads,

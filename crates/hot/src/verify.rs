@@ -110,6 +110,37 @@ impl TenantCheck {
         }
     }
 
+    /// Continues after a deleted prefix ending at `head`, whose tree is `frontier`. Checkpoints
+    /// inside the prefix can no longer be checked against events; one at its exact size is
+    /// checked against the frontier's root.
+    fn start_after(&mut self, head: ChainHead, frontier: MerkleFrontier) {
+        self.verifier = ChainVerifier::continuing(head);
+        if let Some(merkle) = self.merkle.as_mut() {
+            while let Some((tree_size, opened)) = merkle.checkpoints.get(merkle.next_checkpoint) {
+                if *tree_size > head.seq {
+                    break;
+                }
+                merkle.next_checkpoint += 1;
+                if *tree_size == head.seq {
+                    let fault = match opened {
+                        Err(reason) => Some(ChainFault::CheckpointInvalid {
+                            seq: head.seq,
+                            reason: reason.clone(),
+                        }),
+                        Ok(checkpoint) if checkpoint.root_hash != frontier.root() => {
+                            Some(ChainFault::CheckpointMismatch { seq: head.seq })
+                        }
+                        Ok(_) => None,
+                    };
+                    if fault.is_some() && self.fault.is_none() {
+                        self.fault = fault;
+                    }
+                }
+            }
+            merkle.frontier = frontier;
+        }
+    }
+
     /// Checks the next event (or a row that failed to decode); returns false once a fault is
     /// found, since every later link depends on this one.
     fn feed(&mut self, row: Result<StoredEvent>) -> Result<bool> {
@@ -537,6 +568,14 @@ pub trait ArchivedEvents {
     /// there and report the damage its own way: the verifier then names the first `seq` it did
     /// not receive.
     fn feed(&mut self, tenant_id: &str, feed: &mut dyn FnMut(StoredEvent) -> bool);
+
+    /// Where `tenant_id`'s log starts when its oldest events were deleted under verified,
+    /// contiguous signed deletion records: the chain head and Merkle frontier after the last
+    /// deleted event. `None` (the default): the log starts at seq 1. An implementation MUST
+    /// return `Some` only for records whose signatures it checked.
+    fn deleted_prefix(&mut self, _tenant_id: &str) -> Option<(ChainHead, MerkleFrontier)> {
+        None
+    }
 }
 
 /// [`verify_sqlite`] across tiers: each tenant's archived events first, then its hot rows, as
@@ -568,6 +607,9 @@ pub fn verify_sqlite_across_tiers(
     for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
         let mut check = TenantCheck::new();
         check.merkle = Some(load_merkle(&conn, &tenant_id, checkpoint_key)?);
+        if let Some((head, frontier)) = archived.deleted_prefix(&tenant_id) {
+            check.start_after(head, frontier);
+        }
         archived.feed(&tenant_id, &mut |stored| {
             matches!(check.feed(Ok(stored)), Ok(true))
         });

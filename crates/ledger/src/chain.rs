@@ -114,6 +114,13 @@ impl ChainVerifier {
         Self::default()
     }
 
+    /// A verifier that continues after `head`: the events through `head.seq` are vouched for
+    /// elsewhere (a signed deletion record of a permitted retention deletion), so the next event
+    /// checked must be `head.seq + 1` with `prev_hash` equal to `head.hash`.
+    pub fn continuing(head: ChainHead) -> Self {
+        ChainVerifier { head }
+    }
+
     /// Checks the next stored event. Returns the first fault; the caller stops at it, since every
     /// later link depends on this one.
     pub fn check(&mut self, stored: &StoredEvent) -> Result<(), ChainFault> {

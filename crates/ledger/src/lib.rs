@@ -11,6 +11,7 @@
 mod bundle;
 mod chain;
 mod checkpoint;
+mod deletion;
 mod encoding;
 mod merkle;
 mod note;
@@ -23,6 +24,10 @@ pub use bundle::{
 pub use chain::{ChainFault, ChainHead, ChainLink, ChainVerifier};
 pub use checkpoint::{
     open_checkpoint, sign_checkpoint, tenant_origin, Checkpoint, CheckpointError, ORIGIN_PREFIX,
+};
+pub use deletion::{
+    open_deletion_record, sign_deletion_record, DeletedPrefix, DeletionError, DeletionRecord,
+    DELETION_RECORD_FORMAT,
 };
 pub use encoding::{
     canonical_bytes, content_digest, encode_canonical, event_hash, event_hash_of_view, EventView,

@@ -5,10 +5,12 @@
 //! clock reading, so it is trivially testable and reusable by importers and SDKs.
 
 pub mod limits;
+mod retention;
 mod stored;
 mod time_fmt;
 mod validate;
 
+pub use retention::{RetentionPeriod, RetentionPolicy};
 pub use stored::{EventReceipt, StoredEvent};
 pub use time_fmt::{format_timestamp, parse_timestamp};
 pub use validate::{validate_event, FieldError, SubmittedEvent};

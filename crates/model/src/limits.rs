@@ -102,3 +102,24 @@ pub const ARCHIVE_ROW_GROUP_EVENTS_MAX: usize = 65_536;
 pub const ARCHIVE_SCAN_EVENTS: usize = 10_000;
 /// zstd level of warm-tier files: fast enough to migrate a day's volume in minutes.
 pub const WARM_ZSTD_LEVEL: i32 = 3;
+
+/// Warm-tier files whose newest event is older than this many days are compacted into the
+/// cold tier by `sealtrail lifecycle run`, unless configured otherwise.
+pub const WARM_RETENTION_DAYS_DEFAULT: u32 = 365;
+/// zstd level of cold-tier files: slower to write than the warm level, but a tenant-month is
+/// compacted once and then kept for years, so bytes matter more than seconds.
+pub const COLD_ZSTD_LEVEL: i32 = 15;
+/// Rows per row group in cold-tier files: larger than the warm tier's, for better compression
+/// of data that is scanned rarely and in bulk.
+pub const COLD_ROW_GROUP_EVENTS_MAX: usize = 262_144;
+/// Most events in one cold-tier file. A tenant-month is one file unless it holds more; the
+/// compaction holds one file's events in memory (encoded, then read back and compared), so
+/// this bounds its memory to about a gigabyte.
+pub const COLD_FILE_EVENTS_MAX: usize = 1_000_000;
+/// Longest retention a tenant's policy may set, in days (100 years).
+pub const RETENTION_DAYS_MAX: u32 = 36_600;
+/// Longest retention a tenant's policy may set, in years.
+pub const RETENTION_YEARS_MAX: u32 = 100;
+/// Days a retention year counts for. 366, so a policy of N years never deletes an event before
+/// N calendar years have passed, leap years included.
+pub const RETENTION_YEAR_DAYS: u32 = 366;
