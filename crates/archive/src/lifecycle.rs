@@ -8,7 +8,9 @@
 //! 2. read it back and check it against the hot rows (every field of every event, recomputed
 //!    `event_hash`es, the link to the previous file) and against its manifest;
 //! 3. write the manifest: from now on the file counts as archived;
-//! 4. delete the hot rows with `seq <= last_seq`.
+//! 4. delete the hot rows with `seq <= last_seq` (`HotStore::delete_events_through`: at once
+//!    invisible to every read; a store may release their space later, in
+//!    `HotStore::reclaim_archived`, which PostgreSQL does by dropping whole partitions).
 //!
 //! A crash anywhere leaves nothing lost or duplicated: before step 3 the hot rows are intact
 //! and the Parquet file is an orphan that the next run deletes; after it, the next run re-checks
@@ -16,7 +18,7 @@
 //! New files start after the last manifest, so no `seq` range is ever archived twice.
 
 use bytes::Bytes;
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::HotStore;
 use sealtrail_ledger::event_hash;
 use sealtrail_model::limits::{ARCHIVE_FILE_EVENTS_MAX, ARCHIVE_SCAN_EVENTS, WARM_ZSTD_LEVEL};
 use sealtrail_model::StoredEvent;
@@ -66,10 +68,12 @@ pub struct TenantMigration {
     pub orphans_removed: u64,
 }
 
-/// Moves every tenant's events older than the policy's cutoff from the SQLite hot tier to
-/// `warm`. `on_step` is called at each [`MigrationStep`].
+/// Moves every tenant's events older than the policy's cutoff from the hot tier (any
+/// [`HotStore`]) to `warm`, then lets the store reclaim the space of what left
+/// ([`HotStore::reclaim_archived`]: PostgreSQL drops whole partitions there). `on_step` is
+/// called at each [`MigrationStep`].
 pub async fn migrate_hot_to_warm(
-    hot: &SqliteStore,
+    hot: &dyn HotStore,
     warm: &Tier,
     policy: MigrationPolicy,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
@@ -78,11 +82,21 @@ pub async fn migrate_hot_to_warm(
     for (tenant_id, _head) in hot.chain_heads().await? {
         reports.push(migrate_tenant(hot, warm, &tenant_id, policy, on_step).await?);
     }
+    // Last: by now every tenant's due prefix is out of the hot tier, so a partition of the
+    // past holds only archived rows exactly when every tenant's run reached past it. A crash
+    // before this point leaves rows that no read returns; the next run reclaims them.
+    let partitions_dropped = hot.reclaim_archived().await?;
+    if partitions_dropped > 0 {
+        tracing::info!(
+            partitions_dropped,
+            "released the hot storage of archived events"
+        );
+    }
     Ok(reports)
 }
 
 async fn migrate_tenant(
-    hot: &SqliteStore,
+    hot: &dyn HotStore,
     warm: &Tier,
     tenant_id: &str,
     policy: MigrationPolicy,
@@ -190,7 +204,7 @@ async fn migrate_tenant(
 
 /// Steps 1 to 4 of the module docs for one file's events.
 async fn archive_chunk(
-    hot: &SqliteStore,
+    hot: &dyn HotStore,
     warm: &Tier,
     events: &[StoredEvent],
     previous: &mut Option<(u64, String)>,

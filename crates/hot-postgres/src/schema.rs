@@ -195,6 +195,15 @@ CREATE POLICY service_scope ON checkpoints
     WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
            AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'checkpoints'::regclass), 'USAGE'));
 "#,
+}, Migration {
+    version: 2,
+    description: "chain_heads.archived_through_seq: the prefix of each chain moved to the warm tier",
+    sql: r#"
+-- Each tenant's events with seq <= archived_through_seq are archived: every hot read skips them,
+-- so rows waiting in a partition that is not yet dropped are never served twice. Advanced by the
+-- lifecycle in the same transaction that removes rows; only ever grows.
+ALTER TABLE chain_heads ADD COLUMN archived_through_seq bigint NOT NULL DEFAULT 0;
+"#,
 }];
 
 /// The schema version this build requires.
@@ -312,6 +321,21 @@ impl Month {
         i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
     }
 
+    /// The month of a partition named by [`Month::partition_name`]; `None` for any other name
+    /// (a table an operator attached by hand is never dropped by the lifecycle).
+    pub(crate) fn from_partition_name(name: &str) -> Option<Month> {
+        let rest = name.strip_prefix("events_")?;
+        let (year, month) = rest.split_once('_')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let month = Month {
+            year: year.parse().ok()?,
+            month: month.parse().ok()?,
+        };
+        (1..=12).contains(&month.month).then_some(month)
+    }
+
     /// The partition's table name, e.g. `events_2026_01`.
     pub(crate) fn partition_name(self) -> String {
         format!("events_{:04}_{:02}", self.year, self.month)
@@ -417,6 +441,24 @@ mod tests {
         assert_eq!(before_epoch.next().start_ns(), 0);
         assert_eq!(Month::containing(i64::MIN).start_ns(), i64::MIN);
         assert_eq!(Month::containing(i64::MAX).next().start_ns(), i64::MAX);
+    }
+
+    #[test]
+    fn partition_names_round_trip_and_nothing_else_parses() {
+        let january = Month::containing(1_768_469_400 * NS_PER_SEC);
+        assert_eq!(
+            Month::from_partition_name(&january.partition_name()),
+            Some(january)
+        );
+        for name in [
+            "events_2026_13",
+            "events_2026_1",
+            "events_x_01",
+            "events",
+            "other_2026_01",
+        ] {
+            assert_eq!(Month::from_partition_name(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -40,6 +40,13 @@ const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at
      action, resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, \
      prev_hash, event_hash";
 
+/// The condition every hot read of one tenant's events carries (the tenant is `$1`): rows at or
+/// below the tenant's `archived_through_seq` were moved to the warm tier and wait only for their
+/// partition to be dropped; serving them would show an event twice (hot and archived). The
+/// subquery is one primary-key probe, run once per statement.
+const NOT_ARCHIVED: &str =
+    "seq > COALESCE((SELECT archived_through_seq FROM chain_heads WHERE tenant_id = $1), 0)";
+
 /// One event by `event_id`. Joining on received_at_ns lets PostgreSQL prune to the partition
 /// holding the event instead of probing every partition's index.
 static GET_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -50,13 +57,23 @@ static GET_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {} FROM event_ids AS i JOIN events AS e \
          ON e.tenant_id = i.tenant_id AND e.seq = i.seq AND e.received_at_ns = i.received_at_ns \
-         WHERE i.tenant_id = $1 AND i.event_id = $2",
+         WHERE i.tenant_id = $1 AND i.event_id = $2 AND e.{NOT_ARCHIVED}",
         columns.join(", ")
     )
 });
 
+static MERKLE_LEAVES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT event_hash FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
+         AND {NOT_ARCHIVED} ORDER BY seq"
+    )
+});
+
 static SCAN_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2 AND {NOT_ARCHIVED} \
+         ORDER BY seq LIMIT $3"
+    )
 });
 
 /// Scopes the current transaction to a tenant, or to every tenant with [`ALL_TENANTS`]; the
@@ -1080,7 +1097,7 @@ fn stored_events(rows: Vec<Row>) -> sealtrail_hot::Result<Vec<StoredEvent>> {
 
 /// The SQL and parameters of a filtered page, mirroring the SQLite store's query.
 fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let mut conditions = vec!["tenant_id = $1".to_owned()];
+    let mut conditions = vec!["tenant_id = $1".to_owned(), NOT_ARCHIVED.to_owned()];
     let mut values: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.tenant_id.clone())];
     let exact = [
         ("actor_id", &query.actor_id),
@@ -1336,8 +1353,7 @@ impl HotStore for PostgresStore {
             self.scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT event_hash FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
-                 ORDER BY seq",
+                &MERKLE_LEAVES,
                 &[&tenant_id, &from, &to],
             )
             .await?
@@ -1463,6 +1479,212 @@ impl HotStore for PostgresStore {
             .map_err(|source| self.db(source))?;
         Ok(())
     }
+
+    async fn hot_prefix_older_than(
+        &self,
+        tenant_id: &str,
+        cutoff_ns: i64,
+    ) -> sealtrail_hot::Result<Option<(u64, u64)>> {
+        let db = |source| self.db(source);
+        // One statement: the hot range, and the first hot event at or after the cutoff (by the
+        // (tenant_id, seq) index, in seq order, so the prefix ends before it).
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                &HOT_PREFIX,
+                &[&tenant_id, &cutoff_ns],
+            )
+            .await?;
+        let row = rows.first().expect("an aggregate returns one row");
+        let first: Option<i64> = row.try_get(0).map_err(db)?;
+        let last: Option<i64> = row.try_get(1).map_err(db)?;
+        let young: Option<i64> = row.try_get(2).map_err(db)?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(None);
+        };
+        let end = young.map_or(last, |young| young - 1);
+        Ok((end >= first).then(|| (sql_to_seq(first), sql_to_seq(end))))
+    }
+
+    async fn first_hot_seq(&self, tenant_id: &str) -> sealtrail_hot::Result<Option<u64>> {
+        let rows = self
+            .scoped_statement(tenant_id, Access::Read, &FIRST_HOT_SEQ, &[&tenant_id])
+            .await?;
+        let first: Option<i64> = rows
+            .first()
+            .expect("an aggregate returns one row")
+            .try_get(0)
+            .map_err(|source| self.db(source))?;
+        Ok(first.map(sql_to_seq))
+    }
+
+    async fn events_in_seq_range(
+        &self,
+        tenant_id: &str,
+        first: u64,
+        last: u64,
+    ) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let last = i64::try_from(last).unwrap_or(i64::MAX);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                &EVENTS_IN_SEQ_RANGE,
+                &[&tenant_id, &first, &last],
+            )
+            .await?;
+        stored_events(rows)
+    }
+
+    /// Advances the tenant's `archived_through_seq`, which hides the rows from every read at
+    /// once, and deletes rows only in partitions writers still use (the current month and
+    /// later). Rows in past months stay, invisible, until [`HotStore::reclaim_archived`] drops
+    /// their whole partition: a partition can go once every tenant's rows in it are archived,
+    /// and deleting them row by row first would cost the very work dropping saves.
+    async fn delete_events_through(
+        &self,
+        tenant_id: &str,
+        last_seq: u64,
+    ) -> sealtrail_hot::Result<u64> {
+        let db = |source| self.db(source);
+        let last_seq = i64::try_from(last_seq).unwrap_or(i64::MAX);
+        let mut client = self.client().await?;
+        let tx = self.begin_scoped(&mut client, tenant_id, false).await?;
+        // The head lock orders this with the tenant's group commits and with another lifecycle
+        // run; the prefix is clamped to the chain, so it never names a seq not yet written.
+        let Some(head) = tx
+            .query_opt(
+                "SELECT seq, archived_through_seq FROM chain_heads WHERE tenant_id = $1 FOR UPDATE",
+                &[&tenant_id],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Ok(0);
+        };
+        let head_seq: i64 = head.try_get(0).map_err(db)?;
+        let archived: i64 = head.try_get(1).map_err(db)?;
+        let through = last_seq.min(head_seq);
+        if through <= archived {
+            // Idempotent: this prefix is already out of the hot tier.
+            return Ok(0);
+        }
+        let current_month_start = Month::containing(now_ns()).start_ns();
+        let (left, _deleted, _advanced) = futures_util::future::try_join3(
+            tx.query_one(
+                "SELECT count(*) FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3",
+                &[&tenant_id, &archived, &through],
+            ),
+            tx.execute(
+                "DELETE FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
+                 AND received_at_ns >= $4",
+                &[&tenant_id, &archived, &through, &current_month_start],
+            ),
+            tx.execute(
+                "UPDATE chain_heads SET archived_through_seq = $2 WHERE tenant_id = $1",
+                &[&tenant_id, &through],
+            ),
+        )
+        .await
+        .map_err(db)?;
+        let left: i64 = left.try_get(0).map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(u64::try_from(left).unwrap_or(0))
+    }
+
+    async fn reclaim_archived(&self) -> sealtrail_hot::Result<u64> {
+        self.drop_archived_partitions().await
+    }
+}
+
+impl PostgresStore {
+    /// Detaches and drops every partition of a past month whose rows are all archived, each in
+    /// its own transaction; returns how many went. The check runs twice: once without blocking
+    /// anyone (most partitions fail it), and again after `DETACH PARTITION` took its ACCESS
+    /// EXCLUSIVE lock on `events`, so no row can have arrived in between. The check is one
+    /// index probe per tenant: `archived_through_seq` only grows, and every row of a tenant
+    /// has its head row (created in the transaction that writes the tenant's first event).
+    /// Partitions of the current month and later are never dropped: writers route rows there.
+    pub async fn drop_archived_partitions(&self) -> sealtrail_hot::Result<u64> {
+        let db = |source| self.db(source);
+        let current = Month::containing(now_ns());
+        let names: Vec<String> = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Read,
+                "SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let mut dropped = 0;
+        for name in names {
+            if Month::from_partition_name(&name).is_none_or(|month| month >= current) {
+                continue;
+            }
+            // The name was generated by this crate (checked just above), never taken from input.
+            let all_archived = format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM chain_heads AS h WHERE EXISTS \
+                 (SELECT 1 FROM ONLY {name} AS p WHERE p.tenant_id = h.tenant_id \
+                  AND p.seq > h.archived_through_seq))"
+            );
+            let mut client = self.client().await?;
+            let tx = self.begin_scoped(&mut client, ALL_TENANTS, false).await?;
+            let ready: bool = tx.query_one(&all_archived, &[]).await.map_err(db)?.get(0);
+            if !ready {
+                continue;
+            }
+            tx.batch_execute(&format!("ALTER TABLE events DETACH PARTITION {name}"))
+                .await
+                .map_err(db)?;
+            let still_ready: bool = tx.query_one(&all_archived, &[]).await.map_err(db)?.get(0);
+            if !still_ready {
+                // Dropping the transaction rolls it back: the partition stays attached.
+                continue;
+            }
+            tx.batch_execute(&format!("DROP TABLE {name}"))
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            self.inner
+                .partitions
+                .lock()
+                .await
+                .retain(|month| month.partition_name() != name);
+            tracing::info!(partition = %name, "dropped an events partition whose rows are all archived");
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+}
+
+static HOT_PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT MIN(seq), MAX(seq), MIN(seq) FILTER (WHERE timestamp_ns >= $2) FROM events \
+         WHERE tenant_id = $1 AND {NOT_ARCHIVED}"
+    )
+});
+
+static FIRST_HOT_SEQ: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT MIN(seq) FROM events WHERE tenant_id = $1 AND {NOT_ARCHIVED}")
+});
+
+static EVENTS_IN_SEQ_RANGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3 \
+         AND {NOT_ARCHIVED} ORDER BY seq"
+    )
+});
+
+/// A stored `seq` (never negative: `seq_to_sql` wrote it).
+fn sql_to_seq(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1515,7 +1737,8 @@ mod tests {
         });
         assert_eq!(values.len(), 7);
         assert!(sql.ends_with(
-            "WHERE tenant_id = $1 AND actor_id = $2 AND request_id = $3 AND timestamp_ns >= $4 \
+            "WHERE tenant_id = $1 AND seq > COALESCE((SELECT archived_through_seq FROM chain_heads \
+             WHERE tenant_id = $1), 0) AND actor_id = $2 AND request_id = $3 AND timestamp_ns >= $4 \
              AND timestamp_ns < $5 AND seq < $6 ORDER BY seq DESC LIMIT $7"
         ));
     }

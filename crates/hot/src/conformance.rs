@@ -7,8 +7,8 @@
 //! per property, so a new backend passes the suite by implementing [`Fixture`] and invoking the
 //! macro once. The properties panic (assert) on a violation, naming what the backend got wrong.
 //!
-//! Not covered: retention deletes, because the trait has no delete operation yet; they join
-//! the suite with the lifecycle issue that adds one.
+//! Retention deletes (`retention_deletes_a_prefix_only`): the lifecycle's four hot-tier calls
+//! remove a prefix, never a gap, idempotently, one tenant at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -58,7 +58,8 @@ macro_rules! conformance_tests {
             checkpoints_are_append_only,
             api_keys_round_trip,
             settings_are_set_once,
-            settings_can_be_replaced
+            settings_can_be_replaced,
+            retention_deletes_a_prefix_only
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1003,4 +1004,102 @@ pub async fn settings_can_be_replaced(fixture: &dyn Fixture) {
         store.setting("retention/globex").await.unwrap(),
         Some(b"kept".to_vec())
     );
+}
+
+/// The lifecycle's calls: the due prefix stops at the first young event in `seq` order, deletes
+/// remove exactly a prefix of one tenant (idempotently, across a partition boundary, clamped to
+/// the chain), every read hides what left, and the chain continues from its head afterwards.
+pub async fn retention_deletes_a_prefix_only(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut acme: Vec<PendingEvent> = (1..=20)
+        .map(|n| test_event("acme", &format!("acme-{n}"), n))
+        .collect();
+    // Out of timestamp order: the 6th event is young, so the due prefix ends at seq 5.
+    acme[5].event.timestamp_ns += 3_600 * SECOND_NS;
+    let beta: Vec<PendingEvent> = (1..=5)
+        .map(|n| test_event("beta", &format!("beta-{n}"), n))
+        .collect();
+    append(&*store, vec![acme, beta]).await;
+    let cutoff_ns = TIMESTAMP_BASE_NS + 10 * SECOND_NS + SECOND_NS / 2;
+    let seqs = |events: &[StoredEvent]| events.iter().map(|stored| stored.seq).collect::<Vec<_>>();
+
+    assert_eq!(
+        store
+            .hot_prefix_older_than("acme", cutoff_ns)
+            .await
+            .unwrap(),
+        Some((1, 5))
+    );
+    assert_eq!(store.first_hot_seq("acme").await.unwrap(), Some(1));
+    assert_eq!(store.first_hot_seq("nobody").await.unwrap(), None);
+    let range = store.events_in_seq_range("acme", 3, 7).await.unwrap();
+    assert_eq!(seqs(&range), vec![3, 4, 5, 6, 7]);
+
+    assert_eq!(store.delete_events_through("acme", 5).await.unwrap(), 5);
+    assert_eq!(
+        store.delete_events_through("acme", 5).await.unwrap(),
+        0,
+        "a second delete of the same prefix removes nothing"
+    );
+    assert_eq!(store.first_hot_seq("acme").await.unwrap(), Some(6));
+    assert_eq!(
+        seqs(&all_events(&*store, "acme").await),
+        (6..=20).collect::<Vec<_>>()
+    );
+    let range = store.events_in_seq_range("acme", 1, 7).await.unwrap();
+    assert_eq!(seqs(&range), vec![6, 7], "deleted events are absent");
+    assert_eq!(store.get_event("acme", "acme-3").await.unwrap(), None);
+    assert!(store.get_event("acme", "acme-6").await.unwrap().is_some());
+    let page = store
+        .query(EventQuery {
+            tenant_id: "acme".into(),
+            actor_id: None,
+            action: None,
+            resource_type: None,
+            resource_id: None,
+            request_id: None,
+            outcome: None,
+            from_ns: None,
+            to_ns: None,
+            order: Order::Asc,
+            after_seq: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), (6..=20).collect::<Vec<_>>());
+    assert_eq!(
+        store.merkle_block("acme", 0, 0).await.unwrap().len(),
+        15,
+        "level 0 serves only the hot leaves"
+    );
+    // The other tenant is untouched.
+    assert_eq!(all_events(&*store, "beta").await.len(), 5);
+    assert_eq!(store.first_hot_seq("beta").await.unwrap(), Some(1));
+
+    // Through seq 14: the 13th event of a tenant is received in the next month (a partition
+    // boundary on a partitioned backend).
+    assert_eq!(store.delete_events_through("acme", 14).await.unwrap(), 9);
+    assert_eq!(store.first_hot_seq("acme").await.unwrap(), Some(15));
+    assert_eq!(
+        store
+            .hot_prefix_older_than("acme", cutoff_ns)
+            .await
+            .unwrap(),
+        None,
+        "the rest is younger than the cutoff"
+    );
+    // Chain heads are per tenant, not per tier: deleting never moves them.
+    let heads: BTreeMap<String, ChainHead> =
+        store.chain_heads().await.unwrap().into_iter().collect();
+    assert_eq!(heads["acme"].seq, 20);
+
+    // A delete beyond the head removes the whole hot tier and no more; the chain continues.
+    assert_eq!(store.delete_events_through("acme", 1_000).await.unwrap(), 6);
+    assert_eq!(store.first_hot_seq("acme").await.unwrap(), None);
+    let outcomes = append(&*store, vec![vec![test_event("acme", "acme-21", 21)]]).await;
+    assert_eq!(receipts(&outcomes[0])[0].seq, 21);
+    store.reclaim_archived().await.expect("reclaim succeeds");
+    assert_eq!(seqs(&all_events(&*store, "acme").await), vec![21]);
+    assert_eq!(all_events(&*store, "beta").await.len(), 5);
 }

@@ -197,4 +197,47 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a setting, replacing any value of that name (per-tenant policies such as
     /// retention). MUST NOT return `Ok` before the value is durable.
     async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()>;
+
+    // Moving events out of the hot tier (`sealtrail-archive`'s lifecycle). The hot tier MUST
+    // always be a contiguous `seq` suffix of each chain: these remove a prefix, never a gap.
+    // Chain heads, Merkle tiles and checkpoints are per tenant, not per tier: never touched.
+
+    /// The contiguous `seq` range `(first, last)` at the start of a tenant's hot events whose
+    /// events all have `timestamp < cutoff_ns`, or `None` when the first hot event is not that
+    /// old. The range MUST end just before the first hot event (in `seq` order) at or after the
+    /// cutoff, so moving it never leaves a gap, even when timestamps are out of order.
+    async fn hot_prefix_older_than(
+        &self,
+        tenant_id: &str,
+        cutoff_ns: i64,
+    ) -> Result<Option<(u64, u64)>>;
+
+    /// The lowest `seq` of a tenant still in the hot tier, `None` when it has no hot events.
+    async fn first_hot_seq(&self, tenant_id: &str) -> Result<Option<u64>>;
+
+    /// A tenant's hot events with `first <= seq <= last`, ascending. Events already moved out
+    /// are absent (the caller checks the count).
+    async fn events_in_seq_range(
+        &self,
+        tenant_id: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Removes a tenant's hot events with `seq <= last_seq` atomically and returns how many left
+    /// the hot tier. Idempotent (a second call removes nothing), scoped to the one tenant, and
+    /// only ever a prefix. After `Ok`, no read of the trait ([`scan_events`](HotStore::scan_events),
+    /// [`query`](HotStore::query), [`get_event`](HotStore::get_event), level 0 of
+    /// [`merkle_block`](HotStore::merkle_block), the methods above) returns those events; a store
+    /// MAY keep their bytes until [`reclaim_archived`](HotStore::reclaim_archived). The caller
+    /// MUST have durably archived and checked those events first.
+    async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64>;
+
+    /// Releases the storage of events removed by
+    /// [`delete_events_through`](HotStore::delete_events_through) that the store kept (e.g. drops
+    /// whole time partitions every row of which is removed); returns how many units (partitions)
+    /// it released. Idempotent. The default: a store that deletes rows at once has nothing to do.
+    async fn reclaim_archived(&self) -> Result<u64> {
+        Ok(0)
+    }
 }

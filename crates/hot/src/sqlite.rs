@@ -870,6 +870,33 @@ impl HotStore for SqliteStore {
         })
         .await
     }
+
+    // The lifecycle methods delegate to the inherent ones below (inherent methods win method
+    // resolution, so these calls do not recurse).
+    async fn hot_prefix_older_than(
+        &self,
+        tenant_id: &str,
+        cutoff_ns: i64,
+    ) -> Result<Option<(u64, u64)>> {
+        SqliteStore::hot_prefix_older_than(self, tenant_id, cutoff_ns).await
+    }
+
+    async fn first_hot_seq(&self, tenant_id: &str) -> Result<Option<u64>> {
+        SqliteStore::first_hot_seq(self, tenant_id).await
+    }
+
+    async fn events_in_seq_range(
+        &self,
+        tenant_id: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<StoredEvent>> {
+        SqliteStore::events_in_seq_range(self, tenant_id, first, last).await
+    }
+
+    async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64> {
+        SqliteStore::delete_events_through(self, tenant_id, last_seq).await
+    }
 }
 
 /// Moving events out of the hot tier (used by `sealtrail-archive`'s lifecycle). Chain heads,

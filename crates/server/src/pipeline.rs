@@ -518,6 +518,39 @@ mod tests {
         ) -> sealtrail_hot::Result<bool> {
             Ok(false)
         }
+
+        async fn set_setting(&self, _name: &str, _value: Vec<u8>) -> sealtrail_hot::Result<()> {
+            Ok(())
+        }
+
+        async fn hot_prefix_older_than(
+            &self,
+            _tenant_id: &str,
+            _cutoff_ns: i64,
+        ) -> sealtrail_hot::Result<Option<(u64, u64)>> {
+            Ok(None)
+        }
+
+        async fn first_hot_seq(&self, _tenant_id: &str) -> sealtrail_hot::Result<Option<u64>> {
+            Ok(None)
+        }
+
+        async fn events_in_seq_range(
+            &self,
+            _tenant_id: &str,
+            _first: u64,
+            _last: u64,
+        ) -> sealtrail_hot::Result<Vec<StoredEvent>> {
+            Ok(Vec::new())
+        }
+
+        async fn delete_events_through(
+            &self,
+            _tenant_id: &str,
+            _last_seq: u64,
+        ) -> sealtrail_hot::Result<u64> {
+            Ok(0)
+        }
     }
 
     fn request(tenant_id: &str, first: u64, events: u64) -> AppendRequest {

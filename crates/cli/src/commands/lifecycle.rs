@@ -36,6 +36,11 @@ struct RunArgs {
     data_dir: PathBuf,
     /// Events whose timestamp is older than this many days move to the warm tier.
     #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS", default_value_t = HOT_RETENTION_DAYS_DEFAULT)]
+    /// PostgreSQL hot tier (`postgres://…`), as for `serve`; without it the SQLite store in the
+    /// data directory. On PostgreSQL the run may go on while servers ingest, and whole monthly
+    /// partitions whose rows are all archived are dropped.
+    #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
+    database_url: Option<String>,
     hot_retention_days: u32,
     #[command(flatten)]
     warm: WarmArgs,
@@ -126,11 +131,12 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let reports = runtime.block_on(async {
-        let hot = sealtrail_hot::SqliteStore::open(&args.data_dir)?;
+        let hot =
+            super::store::open_hot_store(&args.data_dir, args.database_url.as_deref()).await?;
         let warm =
             Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
         let reports =
-            sealtrail_archive::migrate_hot_to_warm(&hot, &warm, policy, &mut on_step).await?;
+            sealtrail_archive::migrate_hot_to_warm(&*hot, &warm, policy, &mut on_step).await?;
         anyhow::Ok(reports)
     })?;
     for report in &reports {
