@@ -26,10 +26,10 @@ pub mod retention;
 pub mod tier;
 pub mod verify;
 
+pub use cold::{migrate_warm_to_cold, CompactionPolicy, CompactionStep, TenantCompaction};
 pub use error::{Error, Result};
 pub use lifecycle::{migrate_hot_to_warm, MigrationPolicy, MigrationStep, TenantMigration};
 pub use manifest::{Manifest, MANIFEST_FORMAT};
-pub use cold::{migrate_warm_to_cold, CompactionPolicy, CompactionStep, TenantCompaction};
 pub use retention::{apply_retention, deleted_prefix, RetentionStep, TenantRetention};
 pub use tier::{
     archived_files, ArchiveTier, ArchivedFile, Location, S3Location, StoredDeletionRecord, Tier,

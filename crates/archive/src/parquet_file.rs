@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -69,6 +69,7 @@ pub fn event_schema() -> SchemaRef {
 /// Writer settings: zstd at `zstd_level`, statistics per page (which include the row-group
 /// statistics), bloom filters on the lookup identifiers, and the `seq` sort order recorded.
 fn writer_properties(
+    events: &[StoredEvent],
     zstd_level: i32,
     row_group_events: usize,
 ) -> Result<WriterProperties, parquet::errors::ParquetError> {
@@ -82,8 +83,18 @@ fn writer_properties(
             nulls_first: false,
         }]))
         .set_created_by("sealtrail".into());
-    for column in BLOOM_FILTER_COLUMNS {
-        builder = builder.set_column_bloom_filter_enabled(ColumnPath::from(column), true);
+    // A bloom filter is sized for the distinct values it will hold; the library's default
+    // (a million) would cost about a megabyte per column and row group whatever the data.
+    for (column, distinct) in bloom_filter_sizes(events, row_group_events) {
+        builder = builder
+            .set_column_bloom_filter_enabled(ColumnPath::from(column), true)
+            .set_column_bloom_filter_ndv(ColumnPath::from(column), distinct.max(1) as u64);
+    }
+    // Increasing integers: delta encoding stores each as a few bits.
+    for column in ["seq", "timestamp", "received_at"] {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
     // Hashes are incompressible and unique: dictionaries and statistics on them cost space and
     // buy nothing.
@@ -95,8 +106,38 @@ fn writer_properties(
     Ok(builder.build())
 }
 
-/// One record batch of `events` (already in `seq` order).
-fn to_batch(events: &[StoredEvent]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+/// For each bloom-filtered column, the most distinct values any row group of `events` has.
+fn bloom_filter_sizes(
+    events: &[StoredEvent],
+    row_group_events: usize,
+) -> Vec<(&'static str, usize)> {
+    let fields: [(&'static str, fn(&StoredEvent) -> Option<&str>); 3] = [
+        ("actor_id", |stored| Some(stored.event.actor_id.as_str())),
+        ("resource_id", |stored| stored.event.resource_id.as_deref()),
+        ("request_id", |stored| stored.event.request_id.as_deref()),
+    ];
+    debug_assert_eq!(fields.map(|(name, _)| name), BLOOM_FILTER_COLUMNS);
+    fields
+        .into_iter()
+        .map(|(name, field)| {
+            let most = events
+                .chunks(row_group_events.max(1))
+                .map(|group| {
+                    group
+                        .iter()
+                        .filter_map(field)
+                        .collect::<std::collections::HashSet<&str>>()
+                        .len()
+                })
+                .max()
+                .unwrap_or(0);
+            (name, most)
+        })
+        .collect()
+}
+
+/// One record batch of `events` (already in `seq` order), in [`event_schema`].
+pub fn to_batch(events: &[StoredEvent]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let text = |field: fn(&StoredEvent) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(events.iter().map(field)))
     };
@@ -155,7 +196,7 @@ pub fn encode_with(
     let mut writer = ArrowWriter::try_new(
         &mut bytes,
         event_schema(),
-        Some(writer_properties(zstd_level, row_group_events)?),
+        Some(writer_properties(events, zstd_level, row_group_events)?),
     )?;
     for chunk in events.chunks(row_group_events) {
         writer.write(&to_batch(chunk)?)?;
@@ -192,7 +233,8 @@ fn column<T: 'static>(batch: &RecordBatch, index: usize) -> Result<&T, DecodeErr
         .ok_or_else(|| DecodeError::Schema(format!("column {index} has an unexpected type")))
 }
 
-fn decode_batch(batch: &RecordBatch, events: &mut Vec<StoredEvent>) -> Result<(), DecodeError> {
+/// Appends the events of a batch in [`event_schema`] (every column, in order) to `events`.
+pub fn decode_batch(batch: &RecordBatch, events: &mut Vec<StoredEvent>) -> Result<(), DecodeError> {
     let seqs = column::<Int64Array>(batch, 0)?;
     let strings: Vec<&StringArray> = [1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
         .into_iter()

@@ -94,6 +94,12 @@ impl Tier {
         self.prefix.child(format!("tenant_id={tenant_id}"))
     }
 
+    /// The object store behind this tier and the prefix of the tier inside it, for query
+    /// engines that read the files in place.
+    pub fn object_store(&self) -> (Arc<dyn ObjectStore>, &Path) {
+        (Arc::clone(&self.store), &self.prefix)
+    }
+
     /// The directory of a tenant-month (`month` as `YYYY-MM`).
     pub fn month_dir(&self, tenant_id: &str, month: &str) -> Path {
         self.tenant_dir(tenant_id).child(format!("date={month}"))

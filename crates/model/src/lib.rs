@@ -11,9 +11,9 @@ mod time_fmt;
 mod validate;
 
 pub use retention::{RetentionPeriod, RetentionPolicy};
-pub use stored::{EventReceipt, StoredEvent};
+pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent};
 pub use time_fmt::{format_timestamp, parse_timestamp};
-pub use validate::{validate_event, FieldError, SubmittedEvent};
+pub use validate::{validate_event, validate_imported_event, FieldError, SubmittedEvent};
 
 /// Who performed an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -103,6 +103,23 @@ pub const ARCHIVE_SCAN_EVENTS: usize = 10_000;
 /// zstd level of warm-tier files: fast enough to migrate a day's volume in minutes.
 pub const WARM_ZSTD_LEVEL: i32 = 3;
 
+/// Largest SQL text `POST /v1/query` accepts, in bytes.
+pub const SQL_TEXT_BYTES_MAX: usize = 16 * 1024;
+/// Most rows `POST /v1/query` returns; a larger result is cut there and marked `truncated`.
+pub const SQL_ROWS_MAX: usize = 10_000;
+/// How long one `POST /v1/query` may run before it is cancelled, in milliseconds.
+pub const SQL_TIMEOUT_MILLIS: u64 = 30_000;
+/// Archived files a filtered page reads in its first round; each further round doubles it, so
+/// a page that the newest file fills never opens the rest of the tenant's history.
+pub const QUERY_FILES_FIRST_ROUND: usize = 1;
+/// NDJSON bytes an export buffers before handing a chunk to the connection.
+pub const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks an export may have in flight to a slow client before it waits: the bound on its memory.
+pub const EXPORT_CHUNKS_IN_FLIGHT: usize = 8;
+/// Memory all running queries may use together for sorts, joins and aggregations, in bytes. A
+/// query that needs more fails with a clear error instead of taking the service's memory.
+pub const QUERY_MEMORY_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
 /// Warm-tier files whose newest event is older than this many days are compacted into the
 /// cold tier by `sealtrail lifecycle run`, unless configured otherwise.
 pub const WARM_RETENTION_DAYS_DEFAULT: u32 = 365;
@@ -123,3 +140,8 @@ pub const RETENTION_YEARS_MAX: u32 = 100;
 /// Days a retention year counts for. 366, so a policy of N years never deletes an event before
 /// N calendar years have passed, leap years included.
 pub const RETENTION_YEAR_DAYS: u32 = 366;
+/// Events per all-or-nothing request in `sealtrail import` (requests are grouped into commits
+/// of up to [`GROUP_COMMIT_EVENTS_MAX`] events).
+pub const IMPORT_REQUEST_EVENTS: usize = 1_000;
+/// Longest line `sealtrail import` accepts, in bytes: the largest valid event fits.
+pub const IMPORT_LINE_BYTES_MAX: usize = 1024 * 1024;

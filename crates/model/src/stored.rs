@@ -36,42 +36,83 @@ impl Serialize for EventReceipt {
     }
 }
 
+/// Where an event is kept. Reported with every event the API returns, so an investigator knows
+/// what a read cost and an auditor where to look for the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StorageTier {
+    Hot,
+    Warm,
+    Cold,
+}
+
+impl StorageTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageTier::Hot => "hot",
+            StorageTier::Warm => "warm",
+            StorageTier::Cold => "cold",
+        }
+    }
+}
+
+/// A stored event and the tier it was read from, as the query API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedEvent {
+    pub stored: StoredEvent,
+    pub tier: StorageTier,
+}
+
+/// The API representation of a hot-tier event (see [`LocatedEvent`]).
+impl Serialize for StoredEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_located(self, StorageTier::Hot, serializer)
+    }
+}
+
 /// The API representation: format v1 fields, then `seq`, `received_at`, `prev_hash`,
 /// `event_hash` and `tier`. `changes` and `metadata` are emitted verbatim from their canonical
 /// text, so what a client reads is byte for byte what was hashed.
-impl Serialize for StoredEvent {
+impl Serialize for LocatedEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let event = &self.event;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("event_id", &event.event_id)?;
-        map.serialize_entry("timestamp", &format_timestamp(event.timestamp_ns))?;
-        map.serialize_entry("tenant_id", &event.tenant_id)?;
-        map.serialize_entry("actor_id", &event.actor_id)?;
-        map.serialize_entry("actor_type", event.actor_type.as_str())?;
-        map.serialize_entry("action", &event.action)?;
-        map.serialize_entry("resource_type", &event.resource_type)?;
-        map.serialize_entry("resource_id", &event.resource_id)?;
-        map.serialize_entry("outcome", event.outcome.as_str())?;
-        map.serialize_entry("ip_address", &event.ip_address)?;
-        map.serialize_entry("user_agent", &event.user_agent)?;
-        map.serialize_entry("request_id", &event.request_id)?;
-        for (name, text) in [("changes", &event.changes), ("metadata", &event.metadata)] {
-            match text {
-                Some(text) => {
-                    let raw: &RawValue =
-                        serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
-                    map.serialize_entry(name, raw)?;
-                }
-                None => map.serialize_entry(name, &Option::<()>::None)?,
-            }
-        }
-        map.serialize_entry("seq", &self.seq)?;
-        map.serialize_entry("received_at", &format_timestamp(self.received_at_ns))?;
-        map.serialize_entry("prev_hash", &to_hex(&self.prev_hash))?;
-        map.serialize_entry("event_hash", &to_hex(&self.event_hash))?;
-        map.serialize_entry("tier", "hot")?;
-        map.end()
+        serialize_located(&self.stored, self.tier, serializer)
     }
+}
+
+fn serialize_located<S: Serializer>(
+    stored: &StoredEvent,
+    tier: StorageTier,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let event = &stored.event;
+    let mut map = serializer.serialize_map(None)?;
+    map.serialize_entry("event_id", &event.event_id)?;
+    map.serialize_entry("timestamp", &format_timestamp(event.timestamp_ns))?;
+    map.serialize_entry("tenant_id", &event.tenant_id)?;
+    map.serialize_entry("actor_id", &event.actor_id)?;
+    map.serialize_entry("actor_type", event.actor_type.as_str())?;
+    map.serialize_entry("action", &event.action)?;
+    map.serialize_entry("resource_type", &event.resource_type)?;
+    map.serialize_entry("resource_id", &event.resource_id)?;
+    map.serialize_entry("outcome", event.outcome.as_str())?;
+    map.serialize_entry("ip_address", &event.ip_address)?;
+    map.serialize_entry("user_agent", &event.user_agent)?;
+    map.serialize_entry("request_id", &event.request_id)?;
+    for (name, text) in [("changes", &event.changes), ("metadata", &event.metadata)] {
+        match text {
+            Some(text) => {
+                let raw: &RawValue =
+                    serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+                map.serialize_entry(name, raw)?;
+            }
+            None => map.serialize_entry(name, &Option::<()>::None)?,
+        }
+    }
+    map.serialize_entry("seq", &stored.seq)?;
+    map.serialize_entry("received_at", &format_timestamp(stored.received_at_ns))?;
+    map.serialize_entry("prev_hash", &to_hex(&stored.prev_hash))?;
+    map.serialize_entry("event_hash", &to_hex(&stored.event_hash))?;
+    map.serialize_entry("tier", tier.as_str())?;
+    map.end()
 }
 
 fn to_hex(bytes: &[u8; 32]) -> String {

@@ -99,6 +99,28 @@ const FIELDS: &[&str] = &[
 /// Validates one submitted event. `now_ns` is the server's clock reading (nanoseconds since the
 /// epoch), used for the clock-skew and age limits.
 pub fn validate_event(value: Value, now_ns: i64) -> Result<SubmittedEvent, Vec<FieldError>> {
+    validate(value, now_ns, true)
+}
+
+/// Validates one event of a bulk import (`sealtrail import`): the same rules, except that
+/// history of any age is accepted (the live ingest path bounds the age, an import is for
+/// history) and `event_id` is required, so that running an interrupted import again never
+/// stores an event twice.
+pub fn validate_imported_event(
+    value: Value,
+    now_ns: i64,
+) -> Result<SubmittedEvent, Vec<FieldError>> {
+    let submitted = validate(value, now_ns, false)?;
+    if submitted.event_id.is_none() {
+        return Err(vec![FieldError::new(
+            "event_id",
+            "is required in an import, so a rerun recognizes events already imported",
+        )]);
+    }
+    Ok(submitted)
+}
+
+fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent, Vec<FieldError>> {
     let Value::Object(mut object) = value else {
         return Err(vec![FieldError::new(
             "",
@@ -209,7 +231,9 @@ pub fn validate_event(value: Value, now_ns: i64) -> Result<SubmittedEvent, Vec<F
             ));
             return None;
         }
-        if timestamp_ns < now_ns.saturating_sub(TIMESTAMP_AGE_DAYS_MAX * 86_400 * 1_000_000_000) {
+        if bound_age
+            && timestamp_ns < now_ns.saturating_sub(TIMESTAMP_AGE_DAYS_MAX * 86_400 * 1_000_000_000)
+        {
             fields.errors.push(FieldError::new(
                 "timestamp",
                 format!("is more than {TIMESTAMP_AGE_DAYS_MAX} days in the past"),

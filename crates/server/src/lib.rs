@@ -13,6 +13,7 @@ mod pipeline;
 mod problem;
 mod proofs;
 mod query;
+mod retention;
 mod spool;
 
 use std::future::Future;
@@ -54,6 +55,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("archive tier: {0}")]
+    Archive(#[from] sealtrail_archive::Error),
+    #[error("query engine: {0}")]
+    Query(#[from] sealtrail_query::Error),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -76,6 +81,11 @@ pub struct ServerConfig {
     pub witness_dir: Option<PathBuf>,
     /// How often checkpoints are cut for tenants whose log grew.
     pub checkpoint_interval: std::time::Duration,
+    /// Where the warm tier lives (Parquet files the lifecycle moved out of the hot store);
+    /// queries read it in place.
+    pub warm: sealtrail_archive::Location,
+    /// Where the cold tier lives, if one is configured.
+    pub cold: Option<sealtrail_archive::Location>,
     /// Capacity of the async queue in events (default
     /// [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX)).
     pub async_queue_events_max: usize,
@@ -100,6 +110,8 @@ impl std::fmt::Debug for ServerConfig {
 #[derive(Debug)]
 pub(crate) struct AppState {
     store: Arc<dyn HotStore>,
+    /// Reads across the hot store and the archive tiers.
+    query: Arc<sealtrail_query::QueryEngine>,
     pipeline: Pipeline,
     auth: Authenticator,
     checkpointer: Arc<Checkpointer>,
@@ -150,8 +162,20 @@ pub async fn run(
         config.async_queue_events_max.max(1),
     );
 
+    let warm = sealtrail_archive::Tier::open(&config.warm)?;
+    let cold = config
+        .cold
+        .as_ref()
+        .map(sealtrail_archive::Tier::open)
+        .transpose()?;
+    let query = Arc::new(sealtrail_query::QueryEngine::new(
+        store.clone(),
+        Some(warm),
+        cold,
+    )?);
     let state = Arc::new(AppState {
         auth: Authenticator::new(admin_token_hash, store.clone()),
+        query,
         store,
         pipeline,
         checkpointer: checkpointer.clone(),
@@ -194,7 +218,13 @@ fn router(state: Arc<AppState>) -> Router {
             post(ingest::post_events).get(query::list_events),
         )
         .route("/v1/events/{event_id}", get(query::get_event))
+        .route("/v1/query", post(query::run_sql))
+        .route("/v1/export", get(query::export))
         .route("/v1/keys", post(keys::create_key))
+        .route(
+            "/v1/tenants/{tenant_id}/retention",
+            get(retention::get_retention).put(retention::put_retention),
+        )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
         .route(
             "/v1/tenants/{tenant_id}/checkpoint",

@@ -5,7 +5,8 @@
 
 use axum::Json;
 use sealtrail_model::limits::{
-    BATCH_EVENTS_MAX, BODY_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
+    BATCH_EVENTS_MAX, BODY_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SQL_ROWS_MAX,
+    SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
 };
 use serde_json::{json, Value};
 
@@ -134,6 +135,25 @@ fn build() -> Value {
                     }
                 }
             },
+            "/v1/query": {"post": {
+                "summary": "Read-only SQL over one table, events, holding only the caller's tenant across every tier.",
+                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL."),
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sql"], "additionalProperties": false,
+                    "properties": {"sql": {"type": "string"}, "tenant_id": {"type": "string", "description": "Required for the platform admin."}}}}}},
+                "responses": {
+                    "200": {"description": "The result.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "columns": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string"}}}},
+                        "rows": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer"}, "truncated": {"type": "boolean"}}}}}},
+                    "400": problem("The SQL does not parse, names something other than events, is not a read, or ran out of time (field sql)."),
+                    "401": problem("No valid key."), "403": problem("Wrong tenant or role.")
+                }
+            }},
+            "/v1/export": {"get": {
+                "summary": "Every event of one tenant with timestamp in [from, to), in seq order, streamed as NDJSON from every tier.",
+                "parameters": [query_param("tenant_id", "Required for the platform admin."), query_param("from", "RFC 3339, inclusive."), query_param("to", "RFC 3339, exclusive.")],
+                "responses": {"200": {"description": "One StoredEvent JSON object per line.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+                    "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
+            }},
             "/v1/events/{event_id}": {"get": {
                 "summary": "One stored event.",
                 "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string"}}, query_param("tenant_id", "Required for the platform admin.")],
@@ -179,7 +199,27 @@ fn build() -> Value {
                     "properties": {"tenant_id": {"type": "string"}, "role": {"enum": ["ingest", "reader", "admin"]}}}}}},
                 "responses": {"201": {"description": "The new key."}, "400": problem("Bad tenant_id or role."),
                     "401": problem("No valid key."), "403": problem("Not allowed to create keys for this tenant.")}
-            }}
+            }},
+            "/v1/tenants/{tenant_id}/retention": {
+                "parameters": [{"name": "tenant_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "put": {
+                    "summary": "Set a tenant's retention and legal hold (platform admin). Expired cold files are deleted by the lifecycle, each under a signed deletion record, unless legal_hold is true.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["legal_hold"],
+                        "properties": {
+                            "retention_days": {"type": "integer", "minimum": 1, "maximum": sealtrail_model::limits::RETENTION_DAYS_MAX},
+                            "retention_years": {"type": "integer", "minimum": 1, "maximum": sealtrail_model::limits::RETENTION_YEARS_MAX,
+                                "description": format!("Counted as {} days per year.", sealtrail_model::limits::RETENTION_YEAR_DAYS)},
+                            "legal_hold": {"type": "boolean"}},
+                        "description": "Exactly one of retention_days or retention_years."}}}},
+                    "responses": {"200": {"description": "The stored policy."}, "400": problem("A field is missing or invalid; each error names its field. Nothing is stored."),
+                        "401": problem("No valid key."), "403": problem("Not the platform admin.")}
+                },
+                "get": {
+                    "summary": "A tenant's retention policy (platform admin).",
+                    "responses": {"200": {"description": "The policy."}, "401": problem("No valid key."),
+                        "403": problem("Not the platform admin."), "404": problem("No policy: events are kept indefinitely.")}
+                }
+            }
         }
     })
 }

@@ -148,3 +148,15 @@ impl From<sealtrail_hot::Error> for ApiError {
         ApiError::internal(error)
     }
 }
+
+impl From<sealtrail_query::Error> for ApiError {
+    fn from(error: sealtrail_query::Error) -> Self {
+        match error {
+            sealtrail_query::Error::Timeout { .. } => {
+                ApiError::invalid_field("sql", error.to_string())
+            }
+            error if error.is_client_error() => ApiError::invalid_field("sql", error.to_string()),
+            error => ApiError::internal(error),
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! `GET /v1/events` and `GET /v1/events/{event_id}`.
+//! `GET /v1/events`, `GET /v1/events/{event_id}`, `POST /v1/query` and `GET /v1/export`: reads
+//! across every tier through [`sealtrail_query::QueryEngine`].
 //!
 //! Pages are ordered by `seq`, the order in which the tenant's log received its events, and the
 //! cursor is the last `seq` returned. New events always get a higher `seq`, so paging never skips
@@ -8,14 +9,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use futures::TryStreamExt;
 use sealtrail_hot::{EventQuery, Order};
-use sealtrail_model::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX};
-use sealtrail_model::{check_tenant_id, parse_timestamp, StoredEvent};
-use serde::Serialize;
+use sealtrail_model::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SQL_TEXT_BYTES_MAX};
+use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
+use sealtrail_query::SqlResult;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
 use crate::problem::ApiError;
@@ -26,7 +32,7 @@ const CURSOR_VERSION: &str = "c1";
 /// One page of `GET /v1/events`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Page {
-    events: Vec<StoredEvent>,
+    events: Vec<LocatedEvent>,
     next_cursor: Option<String>,
 }
 
@@ -122,10 +128,12 @@ pub(crate) async fn list_events(
     let order = query.order;
     // One extra row tells whether another page exists without a second round trip.
     query.limit = limit + 1;
-    let mut events = state.store.query(query).await?;
+    let mut events = state.query.page(query).await?;
     let next_cursor = if events.len() > limit {
         events.truncate(limit);
-        events.last().map(|last| encode_cursor(last.seq, order))
+        events
+            .last()
+            .map(|last| encode_cursor(last.stored.seq, order))
     } else {
         None
     };
@@ -140,17 +148,89 @@ pub(crate) async fn get_event(
     principal: Principal,
     Path(event_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<StoredEvent>, ApiError> {
+) -> Result<Json<LocatedEvent>, ApiError> {
     if let Some(unknown) = params.keys().find(|name| *name != "tenant_id") {
         return Err(ApiError::invalid_field(unknown, "unknown query parameter"));
     }
     let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
-    match state.store.get_event(&tenant_id, &event_id).await? {
+    match state.query.event(&tenant_id, &event_id).await? {
         Some(stored) => Ok(Json(stored)),
         None => Err(ApiError::NotFound(format!(
             "no event {event_id} in tenant {tenant_id}"
         ))),
     }
+}
+
+/// The body of `POST /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    /// Required for a platform-admin key; a tenant key may omit it.
+    tenant_id: Option<String>,
+}
+
+/// `POST /v1/query`: read-only SQL over the caller's tenant's `events`, across every tier.
+pub(crate) async fn run_sql(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<Json<SqlResult>, ApiError> {
+    let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::invalid_field(
+            "body",
+            format!("must be a JSON object {{\"sql\": \"...\"}}: {error}"),
+        )
+    })?;
+    if request.sql.trim().is_empty() {
+        return Err(ApiError::invalid_field("sql", "must not be empty"));
+    }
+    if request.sql.len() > SQL_TEXT_BYTES_MAX {
+        return Err(ApiError::invalid_field(
+            "sql",
+            format!("must be at most {SQL_TEXT_BYTES_MAX} bytes"),
+        ));
+    }
+    let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
+    Ok(Json(state.query.sql(&tenant_id, &request.sql).await?))
+}
+
+/// `GET /v1/export`: every event of a tenant with `timestamp` in `[from, to)`, in `seq` order,
+/// streamed as NDJSON.
+pub(crate) async fn export(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut from_ns = None;
+    let mut to_ns = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "tenant_id" => {}
+            "from" => from_ns = Some(timestamp_param("from", value)?),
+            "to" => to_ns = Some(timestamp_param("to", value)?),
+            other => return Err(ApiError::invalid_field(other, "unknown query parameter")),
+        }
+    }
+    if let (Some(from_ns), Some(to_ns)) = (from_ns, to_ns) {
+        if from_ns >= to_ns {
+            return Err(ApiError::invalid_field(
+                "to",
+                "must be later than from (the range is half-open)",
+            ));
+        }
+    }
+    let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
+    let chunks = state
+        .query
+        .export(tenant_id, from_ns, to_ns)
+        .map_ok(Bytes::from);
+    let mut response = Body::from_stream(chunks).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
 }
 
 /// The tenant a read is about: the `tenant_id` parameter, which a tenant-bound key may omit.

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sealtrail_archive::{Location, MigrationPolicy, MigrationStep, S3Location, Tier};
-use sealtrail_model::limits::HOT_RETENTION_DAYS_DEFAULT;
+use sealtrail_model::limits::{HOT_RETENTION_DAYS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT};
 
 /// Crash-test hook: when set to `after-write`, `after-verify` or `mid-delete`, the process exits
-/// at that step of the first file's migration, as a crash would leave it.
+/// at that step of the first file's migration, as a crash would leave it; `cold-after-write`,
+/// `cold-after-verify` and `cold-mid-delete` do the same in the warm → cold compaction, and
+/// `retention-after-record` after the first deletion record is written.
 const FAULT_INJECT_ENV: &str = "SEALTRAIL_FAULT_INJECT";
 /// Exit status of an injected crash, so tests can tell it from a real failure.
 const FAULT_INJECT_EXIT: i32 = 86;
@@ -34,16 +36,22 @@ struct RunArgs {
     /// Data directory of the hot store.
     #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
     data_dir: PathBuf,
-    /// Events whose timestamp is older than this many days move to the warm tier.
-    #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS", default_value_t = HOT_RETENTION_DAYS_DEFAULT)]
     /// PostgreSQL hot tier (`postgres://…`), as for `serve`; without it the SQLite store in the
     /// data directory. On PostgreSQL the run may go on while servers ingest, and whole monthly
     /// partitions whose rows are all archived are dropped.
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
+    /// Events whose timestamp is older than this many days move to the warm tier.
+    #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS", default_value_t = HOT_RETENTION_DAYS_DEFAULT)]
     hot_retention_days: u32,
     #[command(flatten)]
     warm: WarmArgs,
+    /// Warm files whose newest event is older than this many days are compacted into the cold
+    /// tier.
+    #[arg(long, env = "SEALTRAIL_WARM_RETENTION_DAYS", default_value_t = WARM_RETENTION_DAYS_DEFAULT)]
+    warm_retention_days: u32,
+    #[command(flatten)]
+    cold: ColdArgs,
     /// The current time (RFC 3339), for tests; default: the system clock.
     #[arg(long, hide = true)]
     now: Option<String>,
@@ -100,6 +108,63 @@ impl WarmArgs {
     }
 }
 
+/// Where the cold tier lives: `<data-dir>/cold` by default; with a warm S3 bucket, the same
+/// bucket under `--cold-s3-prefix`; or another bucket. Endpoint, region and credentials are the
+/// warm tier's.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ColdArgs {
+    /// Cold tier directory (default: `<data-dir>/cold`).
+    #[arg(long, env = "SEALTRAIL_COLD_DIR", conflicts_with = "cold_s3_bucket")]
+    cold_dir: Option<PathBuf>,
+    /// S3-compatible bucket of the cold tier (default: the warm tier's bucket, if any).
+    #[arg(long, env = "SEALTRAIL_COLD_S3_BUCKET")]
+    cold_s3_bucket: Option<String>,
+    /// Key prefix of the cold tier inside its bucket.
+    #[arg(long, env = "SEALTRAIL_COLD_S3_PREFIX", default_value = "cold")]
+    cold_s3_prefix: String,
+}
+
+impl ColdArgs {
+    pub(crate) fn location(&self, warm: &WarmArgs, data_dir: &Path) -> Location {
+        let bucket = match (&self.cold_dir, &self.cold_s3_bucket, &warm.s3_bucket) {
+            (Some(dir), _, _) => return Location::Local(dir.clone()),
+            (None, Some(bucket), _) | (None, None, Some(bucket)) => bucket,
+            (None, None, None) => return Location::Local(data_dir.join("cold")),
+        };
+        Location::S3(S3Location {
+            bucket: bucket.clone(),
+            prefix: self.cold_s3_prefix.clone(),
+            endpoint: warm.s3_endpoint.clone(),
+            region: warm.s3_region.clone(),
+        })
+    }
+
+    /// The cold tier `verify` reads: none when its directory does not exist.
+    pub(crate) fn tier_to_verify(
+        &self,
+        warm: &WarmArgs,
+        data_dir: &Path,
+    ) -> anyhow::Result<Option<Tier>> {
+        let location = self.location(warm, data_dir);
+        if let Location::Local(dir) = &location {
+            if !dir.exists() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(
+            Tier::open(&location).context("opening the cold tier")?,
+        ))
+    }
+}
+
+/// Ends the process when `SEALTRAIL_FAULT_INJECT` names `step`, as a crash there would.
+fn fault_point(inject: Option<&str>, step: &str) {
+    if inject == Some(step) {
+        eprintln!("{FAULT_INJECT_ENV}: exiting at {step}");
+        std::process::exit(FAULT_INJECT_EXIT);
+    }
+}
+
 pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
     let LifecycleCommand::Run(args) = args.command;
     let now_ns = match &args.now {
@@ -150,5 +215,14 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             report.orphans_removed
         );
     }
+    super::retention::run_cold_and_retention(
+        &runtime,
+        &args.data_dir,
+        &args.warm.location(&args.data_dir),
+        &args.cold.location(&args.warm, &args.data_dir),
+        args.warm_retention_days,
+        now_ns,
+        &|step| fault_point(std::env::var(FAULT_INJECT_ENV).ok().as_deref(), step),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

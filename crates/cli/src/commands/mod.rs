@@ -1,8 +1,10 @@
 //! Command-line entry: parses flags and dispatches to a subcommand.
 
 mod bundle;
+mod import;
 mod keys;
 mod lifecycle;
+mod retention;
 mod serve;
 mod store;
 mod verify;
@@ -33,6 +35,10 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Move events between tiers (hot to warm).
     Lifecycle(lifecycle::LifecycleArgs),
+    /// A tenant's retention policy and legal hold (server stopped).
+    Retention(retention::RetentionArgs),
+    /// Bulk-load history from an NDJSON file, chaining each tenant's events as it goes.
+    Import(import::ImportArgs),
 }
 
 pub(crate) fn startup() -> ExitCode {
@@ -51,6 +57,8 @@ pub(crate) fn startup() -> ExitCode {
         Command::VerifyBundle(args) => bundle::run_verify_bundle(args),
         Command::Keys(args) => keys::run(args),
         Command::Lifecycle(args) => lifecycle::run(args),
+        Command::Retention(args) => retention::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(code) => code,

@@ -43,6 +43,10 @@ pub(crate) struct ServeArgs {
     /// Seconds between checkpoints of tenants whose log grew [default: 10]
     #[arg(long, env = "SEALTRAIL_CHECKPOINT_INTERVAL_SECS")]
     checkpoint_interval_secs: Option<u64>,
+    #[command(flatten)]
+    warm: super::lifecycle::WarmArgs,
+    #[command(flatten)]
+    cold: super::lifecycle::ColdArgs,
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`);
@@ -76,15 +80,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => read_config(path)?,
         None => ConfigFile::default(),
     };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| DATA_DIR_DEFAULT.into());
     let config = ServerConfig {
+        warm: args.warm.location(&data_dir),
+        cold: Some(args.cold.location(&args.warm, &data_dir)),
         listen: args
             .listen
             .or(file.listen)
             .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("default address parses")),
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+        data_dir,
         async_queue_events_max: args
             .async_queue_events_max
             .or(file.async_queue_events_max)

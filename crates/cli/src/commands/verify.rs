@@ -1,5 +1,6 @@
-//! `sealtrail verify`: offline verification of a data directory: every tenant's hash chain, its
-//! stored Merkle tiles, and its signed checkpoints. With `--database-url`, the PostgreSQL hot
+//! `sealtrail verify`: offline verification of a data directory: every tenant's hash chain
+//! across the hot, warm and cold tiers, its stored Merkle tiles, its signed checkpoints, and the
+//! signed deletion records of any prefix removed by retention. With `--database-url`, the PostgreSQL hot
 //! tier's chains instead, through the store trait (`sealtrail_hot::verify_store`).
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub(crate) struct VerifyArgs {
     /// The warm tier whose files continue each chain (SQLite only).
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
+    /// The cold tier, and the signed deletion records of each tenant's deleted prefix.
+    #[command(flatten)]
+    cold: super::lifecycle::ColdArgs,
 }
 
 /// The verifier key: the one given, else the one of the data directory's signing key.
@@ -50,16 +54,23 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(url) => verify_postgres(url, args.tenant.as_deref())?,
         None => {
             let key = checkpoint_key(args.key.as_deref(), &args.data_dir)?;
-            let tiers = args.warm.tiers_to_verify(&args.data_dir)?;
+            let warm = args.warm.tiers_to_verify(&args.data_dir)?.pop();
+            let cold = args.cold.tier_to_verify(&args.warm, &args.data_dir)?;
             let report = sealtrail_archive::verify_sqlite_tiers(
                 &args.data_dir,
                 args.tenant.as_deref(),
                 &key,
-                &tiers,
+                warm.as_ref(),
+                cold.as_ref(),
             )?;
             // Archive damage first: it explains the chain fault that follows it.
             for fault in &report.faults {
                 println!("FAILED  tenant {}: {fault}", fault.tenant_id);
+            }
+            for (tenant_id, last_seq, records) in &report.deletions {
+                println!(
+                    "deleted tenant {tenant_id}: seq 1-{last_seq} removed by retention under {records} signed deletion records"
+                );
             }
             archive_faults = report.faults.len();
             report.tenants

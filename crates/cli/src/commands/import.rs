@@ -1,0 +1,172 @@
+//! `sealtrail import FILE.ndjson`: bulk-loads history into the hot store, one event (format v1)
+//! per line, chaining each tenant's events in file order as it goes.
+//!
+//! The whole file is validated first, so a file with a bad line imports nothing and the error
+//! names the line, field and reason. Then events are appended in large group commits, parsing
+//! the next group while the store commits the previous one. Every line must carry its
+//! `event_id`: an interrupted import is finished by running it again, and events already stored
+//! are recognized by id, never stored twice. Runs with the server stopped (it takes the data
+//! directory's lock), or against PostgreSQL with `--database-url`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sealtrail_hot::{AppendOutcome, AppendRequest};
+use sealtrail_model::limits::{
+    GROUP_COMMIT_EVENTS_MAX, IMPORT_LINE_BYTES_MAX, IMPORT_REQUEST_EVENTS,
+};
+use sealtrail_model::{validate_imported_event, PendingEvent};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// NDJSON file of events (format v1, one per line, each with `event_id`); `-` for stdin is
+    /// not supported because the file is read twice (validated, then imported).
+    file: PathBuf,
+    /// Data directory of the hot store.
+    #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
+    data_dir: PathBuf,
+    /// PostgreSQL hot tier (`postgres://…`) instead of the data directory's SQLite store.
+    #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Calls `each` with every non-empty line and its 1-based number.
+fn for_each_line(
+    file: &PathBuf,
+    mut each: impl FnMut(usize, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.with_context(|| format!("{}: line {number}", file.display()))?;
+        if line.len() > IMPORT_LINE_BYTES_MAX {
+            bail!("line {number}: longer than {IMPORT_LINE_BYTES_MAX} bytes");
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        each(number, &line)?;
+    }
+    Ok(())
+}
+
+/// Parses and validates one line.
+fn parse(number: usize, line: &str, now_ns: i64) -> anyhow::Result<PendingEvent> {
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|error| anyhow::anyhow!("line {number}: not JSON: {error}"))?;
+    let submitted = validate_imported_event(value, now_ns).map_err(|errors| {
+        let reasons: Vec<String> = errors
+            .iter()
+            .map(|error| format!("{}: {}", error.field, error.reason))
+            .collect();
+        anyhow::anyhow!("line {number}: {}", reasons.join("; "))
+    })?;
+    Ok(submitted.complete(now_ns, || unreachable!("imports require event_id")))
+}
+
+pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let checked_at = now_ns();
+    let mut total = 0u64;
+    for_each_line(&args.file, |number, line| {
+        parse(number, line, checked_at)?;
+        total += 1;
+        Ok(())
+    })?;
+    eprintln!("{}: {total} valid events; importing", args.file.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let store = runtime.block_on(super::store::open_hot_store(
+        &args.data_dir,
+        args.database_url.as_deref(),
+    ))?;
+    // The store commits one group while this thread parses the next.
+    let (groups, mut receiver) = mpsc::channel::<(usize, Vec<AppendRequest>)>(2);
+    let committer = runtime.spawn(async move {
+        let mut stored = 0u64;
+        while let Some((first_line, group)) = receiver.recv().await {
+            let events: u64 = group.iter().map(|request| request.len() as u64).sum();
+            let outcomes = store.append(Arc::new(group)).await?;
+            for outcome in outcomes {
+                if let AppendOutcome::Conflict { event_id, .. } = outcome {
+                    bail!(
+                        "event_id {event_id} (in the group starting at line {first_line}) is \
+                         already stored with different content; nothing of its group was \
+                         imported"
+                    );
+                }
+            }
+            stored += events;
+        }
+        anyhow::Ok(stored)
+    });
+    let mut group: Vec<AppendRequest> = Vec::new();
+    let mut request: AppendRequest = Vec::with_capacity(IMPORT_REQUEST_EVENTS);
+    let mut group_events = 0;
+    let mut group_first_line = 1;
+    let mut received_at = now_ns();
+    let sent = for_each_line(&args.file, |number, line| {
+        if group_events == 0 {
+            group_first_line = number;
+            received_at = now_ns();
+        }
+        request.push(parse(number, line, received_at)?);
+        group_events += 1;
+        if request.len() == IMPORT_REQUEST_EVENTS {
+            group.push(std::mem::replace(
+                &mut request,
+                Vec::with_capacity(IMPORT_REQUEST_EVENTS),
+            ));
+        }
+        if group_events >= GROUP_COMMIT_EVENTS_MAX {
+            if !request.is_empty() {
+                group.push(std::mem::take(&mut request));
+            }
+            groups
+                .blocking_send((group_first_line, std::mem::take(&mut group)))
+                .map_err(|_| anyhow::anyhow!("the store stopped accepting events"))?;
+            group_events = 0;
+        }
+        Ok(())
+    });
+    if sent.is_ok() {
+        if !request.is_empty() {
+            group.push(request);
+        }
+        if !group.is_empty() {
+            // A closed channel means the committer failed; its error is reported below.
+            let _ = groups.blocking_send((group_first_line, group));
+        }
+    }
+    drop(groups);
+    let stored = runtime
+        .block_on(committer)
+        .context("the import's commit task")??;
+    sent?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "imported {stored} events in {seconds:.1} s ({:.0} events/s, validation included)",
+        stored as f64 / seconds.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,37 @@
+use datafusion::error::DataFusionError;
+
+/// Why a read failed. [`Error::is_client_error`] tells the caller's mistakes (bad SQL, a query
+/// over its limits) from the service's failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("hot store: {0}")]
+    Hot(#[from] sealtrail_hot::Error),
+    #[error("archive: {0}")]
+    Archive(#[from] sealtrail_archive::Error),
+    #[error("query engine: {0}")]
+    Engine(#[from] DataFusionError),
+    /// The SQL does not parse, names something that does not exist, or is not a read.
+    #[error("{0}")]
+    InvalidSql(String),
+    /// The query ran out of time.
+    #[error("the query did not finish within {millis} ms")]
+    Timeout { millis: u64 },
+    /// A file the manifests record is not in storage (`sealtrail verify` names the damage).
+    #[error("archived file {path} is recorded but missing; run `sealtrail verify`")]
+    MissingFile { path: String },
+    /// The reader went away (a client closed its export).
+    #[error("the reader went away")]
+    Cancelled,
+    /// An archived file does not decode as events (the message names the file and `seq`).
+    #[error("archived file {path}: {reason}")]
+    Decode { path: String, reason: String },
+}
+
+impl Error {
+    /// True when the request, not the service, is at fault.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Error::InvalidSql(_) | Error::Timeout { .. })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

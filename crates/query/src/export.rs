@@ -1,0 +1,171 @@
+//! Export: every event of a tenant in a time range, in `seq` order, as NDJSON (one API event
+//! object per line, the same bytes `GET /v1/events` returns for it).
+//!
+//! The export streams: files are read one after another, each as one ordered partition, and
+//! lines go to the client in chunks through a bounded channel, so memory stays at a few
+//! chunks and a file's row group whatever the range, and a slow client slows the reader
+//! instead of filling memory.
+
+use std::sync::Arc;
+
+use datafusion::prelude::{col, lit};
+use futures::{Stream, StreamExt};
+use sealtrail_model::limits::{ARCHIVE_SCAN_EVENTS, EXPORT_CHUNKS_IN_FLIGHT, EXPORT_CHUNK_BYTES};
+use sealtrail_model::{LocatedEvent, StorageTier, StoredEvent};
+use tokio::sync::mpsc;
+
+use crate::files::ArchivedFile;
+use crate::page::decode;
+use crate::{Error, QueryEngine, Result};
+
+/// One piece of the NDJSON body: whole lines only.
+pub type Chunk = Vec<u8>;
+
+impl QueryEngine {
+    /// Streams the tenant's events with `timestamp` in `[from_ns, to_ns)` as NDJSON chunks.
+    /// An error ends the stream with that error (the HTTP layer then aborts the response, so a
+    /// client can never mistake a cut export for a complete one).
+    pub fn export(
+        self: &Arc<Self>,
+        tenant_id: String,
+        from_ns: Option<i64>,
+        to_ns: Option<i64>,
+    ) -> impl Stream<Item = Result<Chunk>> + Send + 'static {
+        let (sender, receiver) = mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut out = Output {
+                sender: sender.clone(),
+                buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES + 4_096),
+            };
+            let result = engine
+                .export_into(&tenant_id, from_ns, to_ns, &mut out)
+                .await;
+            let result = match result {
+                Ok(()) => out.flush().await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                // The receiver may be gone (client disconnected): nothing left to tell.
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        })
+    }
+
+    async fn export_into(
+        &self,
+        tenant_id: &str,
+        from_ns: Option<i64>,
+        to_ns: Option<i64>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let files = self.archived_files(tenant_id).await?;
+        let archived_through = files.last().map_or(0, |file| file.last_seq);
+        for file in files
+            .iter()
+            .filter(|file| file.may_hold_time(from_ns, to_ns))
+        {
+            self.export_file(file, from_ns, to_ns, out).await?;
+        }
+        let mut after = archived_through;
+        loop {
+            let page = self
+                .hot
+                .scan_events(tenant_id, after, ARCHIVE_SCAN_EVENTS)
+                .await?;
+            let Some(last) = page.last().map(|stored| stored.seq) else {
+                break;
+            };
+            let full = page.len() == ARCHIVE_SCAN_EVENTS;
+            for stored in page {
+                if in_range(&stored, from_ns, to_ns) {
+                    out.line(stored, StorageTier::Hot).await?;
+                }
+            }
+            if !full {
+                break;
+            }
+            after = last;
+        }
+        Ok(())
+    }
+
+    /// One file's events in the range, in `seq` order: a single partition keeps the file's
+    /// row order, so no sort is needed.
+    async fn export_file(
+        &self,
+        file: &ArchivedFile,
+        from_ns: Option<i64>,
+        to_ns: Option<i64>,
+        out: &mut Output,
+    ) -> Result<()> {
+        let session = self.session(1);
+        let Some(table) = self.tier_tables(&[file]).await?.pop() else {
+            return Ok(());
+        };
+        let mut frame = session.read_table(table)?;
+        let instant = |ns| {
+            lit(datafusion::common::ScalarValue::TimestampNanosecond(
+                Some(ns),
+                Some("UTC".into()),
+            ))
+        };
+        if let Some(from_ns) = from_ns {
+            frame = frame.filter(col("timestamp").gt_eq(instant(from_ns)))?;
+        }
+        if let Some(to_ns) = to_ns {
+            frame = frame.filter(col("timestamp").lt(instant(to_ns)))?;
+        }
+        let mut stream = frame.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            for stored in decode(&[batch?])? {
+                out.line(stored, file.tier).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn in_range(stored: &StoredEvent, from_ns: Option<i64>, to_ns: Option<i64>) -> bool {
+    let timestamp = stored.event.timestamp_ns;
+    from_ns.is_none_or(|from| timestamp >= from) && to_ns.is_none_or(|to| timestamp < to)
+}
+
+/// The chunked NDJSON writer.
+struct Output {
+    sender: mpsc::Sender<Result<Chunk>>,
+    buffer: Vec<u8>,
+}
+
+impl Output {
+    async fn line(&mut self, stored: StoredEvent, tier: StorageTier) -> Result<()> {
+        serde_json::to_writer(&mut self.buffer, &LocatedEvent { stored, tier }).map_err(
+            |error| Error::Decode {
+                path: "export".to_owned(),
+                reason: error.to_string(),
+            },
+        )?;
+        self.buffer.push(b'\n');
+        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(EXPORT_CHUNK_BYTES + 4_096),
+        );
+        self.sender
+            .send(Ok(chunk))
+            .await
+            .map_err(|_| Error::Cancelled)
+    }
+}
