@@ -209,3 +209,59 @@ fn reads_are_the_same_in_every_tier_and_bad_requests_are_refused() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"], json!([{"n": 30}]));
 }
+
+#[test]
+fn the_server_moves_old_events_on_its_lifecycle_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start_with(
+        &data_dir,
+        &["--lifecycle-interval-secs", "1"],
+        &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    let key = server.create_key("acme", "ingest");
+    let now = now_ns();
+    let events: Vec<Value> = (0..40)
+        .map(|index: i64| {
+            let mut event = common::event("acme", &format!("acme-{index:04}"));
+            event["timestamp"] = json!(sealtrail_model::format_timestamp(
+                now - 100 * DAY_NS + index * 60 * 3_600_000_000_000
+            ));
+            event
+        })
+        .collect();
+    let (status, body) = post_json(&server.url("/v1/events"), &key, &Value::Array(events));
+    assert_eq!(status, 201, "{body}");
+    let reader = server.create_key("acme", "reader");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let tiers = loop {
+        let (_, tiers) = all_pages(&server, &reader, "limit=100");
+        if tiers.contains(&"warm".to_owned()) {
+            break tiers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event reached the warm tier: {tiers:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // Events of the last 30 days stay hot; the 40 events are all still there, each once.
+    assert_eq!(tiers.len(), 40);
+    assert!(tiers.contains(&"hot".to_owned()), "{tiers:?}");
+    // The tree stays provable: a checkpoint over both tiers, and an archived event's proof,
+    // whose leaves now come from the Parquet files.
+    let (status, checkpoint) = post_json(
+        &server.url("/v1/tenants/acme/checkpoint"),
+        &reader,
+        &json!({}),
+    );
+    assert!(status == 200 || status == 201, "{checkpoint}");
+    let (status, proof) = get(
+        &server.url("/v1/tenants/acme/proofs/inclusion?event_id=acme-0000&tree_size=40"),
+        &reader,
+    );
+    assert_eq!(status, 200, "{proof}");
+    assert!(server.signal_and_wait("TERM").success());
+    let (code, report) = common::verify(&data_dir, None);
+    assert_eq!(code, 0, "{report}");
+}

@@ -145,3 +145,6 @@ pub const RETENTION_YEAR_DAYS: u32 = 366;
 pub const IMPORT_REQUEST_EVENTS: usize = 1_000;
 /// Longest line `sealtrail import` accepts, in bytes: the largest valid event fits.
 pub const IMPORT_LINE_BYTES_MAX: usize = 1024 * 1024;
+/// How often `sealtrail serve` runs the lifecycle (hot → warm → cold → retention), in seconds;
+/// `--lifecycle-interval-secs 0` turns the schedule off.
+pub const LIFECYCLE_INTERVAL_SECS_DEFAULT: u64 = 86_400;

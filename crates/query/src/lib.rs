@@ -22,6 +22,7 @@ mod error;
 mod export;
 mod files;
 mod hot_table;
+mod leaves;
 mod page;
 mod sql;
 

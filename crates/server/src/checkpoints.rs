@@ -1,4 +1,5 @@
-//! Signed checkpoints and Merkle proofs, served from the hot store's tiles.
+//! Signed checkpoints and Merkle proofs, served from the hot store's tiles (and, for events
+//! that moved to the warm or cold tier, their leaves read from the archive).
 //!
 //! A checkpoint is cut for every tenant whose log grew, every `checkpoint_interval`, on demand
 //! through the API, and once more at shutdown after the pipeline drained. Each is signed with
@@ -18,6 +19,7 @@ use sealtrail_ledger::{
     blocks_needed, root_at, sign_checkpoint, tenant_origin, Checkpoint, ConsistencyProof, Hash,
     InclusionProof, NodeRecorder, NodeSource, NoteSigner, TileSource,
 };
+use sealtrail_query::QueryEngine;
 use tokio::sync::Mutex;
 
 use crate::problem::ApiError;
@@ -27,6 +29,8 @@ use crate::{now_ns, Error, Result};
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     store: Arc<dyn HotStore>,
+    /// Reads tree nodes across tiers.
+    tiers: Arc<QueryEngine>,
     signer: NoteSigner,
     witness_dir: Option<PathBuf>,
     /// Tree size of each tenant's latest checkpoint, to skip tenants that did not grow.
@@ -36,11 +40,13 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     pub(crate) fn new(
         store: Arc<dyn HotStore>,
+        tiers: Arc<QueryEngine>,
         signer: NoteSigner,
         witness_dir: Option<PathBuf>,
     ) -> Self {
         Checkpointer {
             store,
+            tiers,
             signer,
             witness_dir,
             cut_sizes: Mutex::new(HashMap::new()),
@@ -82,7 +88,7 @@ impl Checkpointer {
             cut_sizes.insert(tenant_id.to_owned(), last);
             return Ok(None);
         }
-        let root_hash = tree_root_at(&*self.store, tenant_id, tree_size).await?;
+        let root_hash = tree_root_at(&self.tiers, tenant_id, tree_size).await?;
         let body = Checkpoint::new(tenant_origin(tenant_id), tree_size, root_hash);
         let note = sign_checkpoint(&body, &self.signer)
             .map_err(|error| Error::Task(format!("signing a checkpoint: {error}")))?;
@@ -126,7 +132,7 @@ fn write_witness(witness_dir: &Path, tenant_id: &str, checkpoint: &StoredCheckpo
 /// Runs `prove` twice: once to learn which nodes it reads, then over those nodes loaded from
 /// the store (a few block reads).
 async fn with_tiles<T, E>(
-    store: &dyn HotStore,
+    tiers: &QueryEngine,
     tenant_id: &str,
     prove: impl Fn(&dyn NodeSourceDyn) -> std::result::Result<T, E>,
 ) -> Result<std::result::Result<T, E>> {
@@ -137,7 +143,7 @@ async fn with_tiles<T, E>(
         source.insert_block(
             level,
             block,
-            store.merkle_block(tenant_id, level, block).await?,
+            tiers.merkle_block(tenant_id, level, block).await?,
         );
     }
     Ok(prove(&Loaded(&source)))
@@ -180,11 +186,11 @@ impl NodeSource for Adapter<'_> {
 
 /// The root of a tenant's tree at `tree_size`.
 pub(crate) async fn tree_root_at(
-    store: &dyn HotStore,
+    tiers: &QueryEngine,
     tenant_id: &str,
     tree_size: u64,
 ) -> Result<Hash> {
-    with_tiles(store, tenant_id, |source| {
+    with_tiles(tiers, tenant_id, |source| {
         root_at(&Adapter(source), tree_size)
     })
     .await?
@@ -193,12 +199,12 @@ pub(crate) async fn tree_root_at(
 
 /// The inclusion proof of leaf `leaf_index` in the tree of `tree_size`.
 pub(crate) async fn inclusion(
-    store: &dyn HotStore,
+    tiers: &QueryEngine,
     tenant_id: &str,
     leaf_index: u64,
     tree_size: u64,
 ) -> std::result::Result<InclusionProof, ApiError> {
-    with_tiles(store, tenant_id, |source| {
+    with_tiles(tiers, tenant_id, |source| {
         InclusionProof::generate(&Adapter(source), leaf_index, tree_size)
     })
     .await
@@ -208,12 +214,12 @@ pub(crate) async fn inclusion(
 
 /// The consistency proof from `first` to `second`.
 pub(crate) async fn consistency(
-    store: &dyn HotStore,
+    tiers: &QueryEngine,
     tenant_id: &str,
     first: u64,
     second: u64,
 ) -> std::result::Result<ConsistencyProof, ApiError> {
-    with_tiles(store, tenant_id, |source| {
+    with_tiles(tiers, tenant_id, |source| {
         ConsistencyProof::generate(&Adapter(source), first, second)
     })
     .await

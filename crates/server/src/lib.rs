@@ -8,6 +8,7 @@ mod auth;
 mod checkpoints;
 mod ingest;
 mod keys;
+mod lifecycle;
 mod openapi;
 mod pipeline;
 mod problem;
@@ -35,6 +36,7 @@ pub use auth::Principal;
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
 pub use checkpoints::{load_signer, SIGNING_KEY_FILE};
+pub use lifecycle::{load_retention_policy, LifecycleSchedule};
 use pipeline::Pipeline;
 use spool::Spool;
 
@@ -86,6 +88,9 @@ pub struct ServerConfig {
     pub warm: sealtrail_archive::Location,
     /// Where the cold tier lives, if one is configured.
     pub cold: Option<sealtrail_archive::Location>,
+    /// The lifecycle pass the server runs on a timer (hot → warm → cold → retention); `None`
+    /// leaves it to `sealtrail lifecycle run`.
+    pub lifecycle: Option<LifecycleSchedule>,
     /// Capacity of the async queue in events (default
     /// [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX)).
     pub async_queue_events_max: usize,
@@ -151,8 +156,30 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join(checkpoints::SIGNING_KEY_FILE));
     let signer = checkpoints::load_or_create_signer(&signing_key_path, &config.key_name)?;
+    let warm = sealtrail_archive::Tier::open(&config.warm)?;
+    let cold = config
+        .cold
+        .as_ref()
+        .map(sealtrail_archive::Tier::open)
+        .transpose()?;
+    let lifecycle_task = match (config.lifecycle, &cold) {
+        (Some(schedule), Some(cold)) => Some(tokio::spawn(lifecycle::run_schedule(
+            store.clone(),
+            warm.clone(),
+            cold.clone(),
+            load_signer(&signing_key_path)?,
+            schedule,
+        ))),
+        _ => None,
+    };
+    let query = Arc::new(sealtrail_query::QueryEngine::new(
+        store.clone(),
+        Some(warm),
+        cold,
+    )?);
     let checkpointer = Arc::new(Checkpointer::new(
         store.clone(),
+        query.clone(),
         signer,
         config.witness_dir.clone(),
     ));
@@ -162,17 +189,6 @@ pub async fn run(
         config.async_queue_events_max.max(1),
     );
 
-    let warm = sealtrail_archive::Tier::open(&config.warm)?;
-    let cold = config
-        .cold
-        .as_ref()
-        .map(sealtrail_archive::Tier::open)
-        .transpose()?;
-    let query = Arc::new(sealtrail_query::QueryEngine::new(
-        store.clone(),
-        Some(warm),
-        cold,
-    )?);
     let state = Arc::new(AppState {
         auth: Authenticator::new(admin_token_hash, store.clone()),
         query,
@@ -199,6 +215,10 @@ pub async fn run(
     tracing::info!("stopped accepting; draining the ingest pipeline");
     state.pipeline.shutdown().await?;
     checkpoint_task.abort();
+    // Every lifecycle step is crash-safe; an interrupted pass is finished by the next one.
+    if let Some(task) = lifecycle_task {
+        task.abort();
+    }
     // Seal: the last checkpoint covers every event accepted before shutdown.
     let sealed = checkpointer.cut_all().await?;
     tracing::info!(

@@ -136,10 +136,11 @@ pub(crate) async fn get_inclusion(
         ));
     }
     let stored = state
-        .store
-        .get_event(&tenant_id, event_id)
+        .query
+        .event(&tenant_id, event_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no event {event_id} in tenant {tenant_id}")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no event {event_id} in tenant {tenant_id}")))?
+        .stored;
     if stored.seq > tree_size {
         return Err(ApiError::invalid_field(
             "tree_size",
@@ -150,7 +151,7 @@ pub(crate) async fn get_inclusion(
         ));
     }
     Ok(Json(
-        inclusion(&*state.store, &tenant_id, stored.seq - 1, tree_size).await?,
+        inclusion(&state.query, &tenant_id, stored.seq - 1, tree_size).await?,
     ))
 }
 
@@ -179,7 +180,7 @@ pub(crate) async fn get_consistency(
         ));
     }
     Ok(Json(
-        consistency(&*state.store, &tenant_id, first, second).await?,
+        consistency(&state.query, &tenant_id, first, second).await?,
     ))
 }
 

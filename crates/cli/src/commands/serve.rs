@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX;
-use sealtrail_server::ServerConfig;
+use sealtrail_model::limits::{
+    ASYNC_QUEUE_EVENTS_MAX, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
+    WARM_RETENTION_DAYS_DEFAULT,
+};
+use sealtrail_server::{LifecycleSchedule, ServerConfig};
 use serde::Deserialize;
 
 const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
@@ -43,13 +46,24 @@ pub(crate) struct ServeArgs {
     /// Seconds between checkpoints of tenants whose log grew [default: 10]
     #[arg(long, env = "SEALTRAIL_CHECKPOINT_INTERVAL_SECS")]
     checkpoint_interval_secs: Option<u64>,
+    /// Seconds between the server's lifecycle passes (hot -> warm -> cold -> retention); 0 turns
+    /// them off [default: 86400]
+    #[arg(long, env = "SEALTRAIL_LIFECYCLE_INTERVAL_SECS")]
+    lifecycle_interval_secs: Option<u64>,
+    /// Events older than this many days move from the hot to the warm tier [default: 30]
+    #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS")]
+    hot_retention_days: Option<u32>,
+    /// Warm files older than this many days are compacted into the cold tier [default: 365]
+    #[arg(long, env = "SEALTRAIL_WARM_RETENTION_DAYS")]
+    warm_retention_days: Option<u32>,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     #[command(flatten)]
     cold: super::lifecycle::ColdArgs,
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
-    /// `checkpoint_interval_secs`);
+    /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
+    /// `warm_retention_days`);
     /// flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
@@ -67,6 +81,9 @@ struct ConfigFile {
     key_name: Option<String>,
     witness_dir: Option<PathBuf>,
     checkpoint_interval_secs: Option<u64>,
+    lifecycle_interval_secs: Option<u64>,
+    hot_retention_days: Option<u32>,
+    warm_retention_days: Option<u32>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -84,7 +101,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| DATA_DIR_DEFAULT.into());
+    let lifecycle_interval = args
+        .lifecycle_interval_secs
+        .or(file.lifecycle_interval_secs)
+        .unwrap_or(LIFECYCLE_INTERVAL_SECS_DEFAULT);
+    let lifecycle = (lifecycle_interval > 0).then(|| LifecycleSchedule {
+        interval: std::time::Duration::from_secs(lifecycle_interval),
+        hot_retention_days: args
+            .hot_retention_days
+            .or(file.hot_retention_days)
+            .unwrap_or(HOT_RETENTION_DAYS_DEFAULT),
+        warm_retention_days: args
+            .warm_retention_days
+            .or(file.warm_retention_days)
+            .unwrap_or(WARM_RETENTION_DAYS_DEFAULT),
+    });
     let config = ServerConfig {
+        lifecycle,
         warm: args.warm.location(&data_dir),
         cold: Some(args.cold.location(&args.warm, &data_dir)),
         listen: args
