@@ -223,12 +223,13 @@ fn main() -> anyhow::Result<()> {
                 "document.update" => {
                     let version = rng.below(40);
                     format!(
-                        r#","changes":{{"title":{{"new":"v{}","old":"v{version}"}}}}"#,
+                        r#","changes":{{"after":{{"title":"v{}"}},"before":{{"title":"v{version}"}}}}"#,
                         version + 1
                     )
                 }
                 "permission.grant" => {
-                    r#","changes":{"role":{"new":"editor","old":"viewer"}}"#.to_owned()
+                    r#","changes":{"after":{"role":"editor"},"before":{"role":"viewer"}}"#
+                        .to_owned()
                 }
                 _ => String::new(),
             };

@@ -19,11 +19,10 @@
 
 use bytes::Bytes;
 use sealtrail_hot::HotStore;
-use sealtrail_ledger::event_hash;
 use sealtrail_model::limits::{ARCHIVE_FILE_EVENTS_MAX, ARCHIVE_SCAN_EVENTS, WARM_ZSTD_LEVEL};
 use sealtrail_model::StoredEvent;
 
-use crate::tier::month_of;
+use crate::tier::{archived_files, month_of};
 use crate::{parquet_file, Error, Manifest, Result, Tier};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -69,18 +68,20 @@ pub struct TenantMigration {
 }
 
 /// Moves every tenant's events older than the policy's cutoff from the hot tier (any
-/// [`HotStore`]) to `warm`, then lets the store reclaim the space of what left
+/// [`HotStore`]) to `warm`, continuing each chain from wherever its archive ends (`warm`, or
+/// `cold` once compaction emptied the warm tier, or the last retention deletion), then lets the store reclaim the space of what left
 /// ([`HotStore::reclaim_archived`]: PostgreSQL drops whole partitions there). `on_step` is
 /// called at each [`MigrationStep`].
 pub async fn migrate_hot_to_warm(
     hot: &dyn HotStore,
     warm: &Tier,
+    cold: Option<&Tier>,
     policy: MigrationPolicy,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<Vec<TenantMigration>> {
     let mut reports = Vec::new();
     for (tenant_id, _head) in hot.chain_heads().await? {
-        reports.push(migrate_tenant(hot, warm, &tenant_id, policy, on_step).await?);
+        reports.push(migrate_tenant(hot, warm, cold, &tenant_id, policy, on_step).await?);
     }
     // Last: by now every tenant's due prefix is out of the hot tier, so a partition of the
     // past holds only archived rows exactly when every tenant's run reached past it. A crash
@@ -98,6 +99,7 @@ pub async fn migrate_hot_to_warm(
 async fn migrate_tenant(
     hot: &dyn HotStore,
     warm: &Tier,
+    cold: Option<&Tier>,
     tenant_id: &str,
     policy: MigrationPolicy,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
@@ -139,11 +141,20 @@ async fn migrate_tenant(
             .delete_events_through(tenant_id, manifest.last_seq)
             .await?;
     }
-    // Only files beyond the last manifest can be leftovers of an interrupted write; an
+    // Where the archive ends, in any tier: the last recorded file, else the end of what
+    // retention deleted (whose hash only the signed record holds; `verify` checks that link).
+    let last_file = archived_files(warm, cold, tenant_id).await?.pop();
+    let mut deleted_through = warm.deleted_through(tenant_id).await?;
+    if let Some(cold) = cold {
+        deleted_through = deleted_through.max(cold.deleted_through(tenant_id).await?);
+    }
+    let mut previous: Option<(u64, Option<String>)> = match &last_file {
+        Some(file) => Some((file.last_seq, Some(file.manifest.last_event_hash.clone()))),
+        None => (deleted_through > 0).then_some((deleted_through, None)),
+    };
+    // Only files beyond the archive's end can be leftovers of an interrupted write; an
     // unrecorded file inside the archived range is evidence for `verify`, so it stays.
-    let archived_through = manifests
-        .last()
-        .map_or(0, |(_, manifest)| manifest.last_seq);
+    let archived_through = previous.as_ref().map_or(0, |(last_seq, _)| *last_seq);
     for orphan in warm.orphan_files(tenant_id).await? {
         if first_seq_of(&orphan).is_none_or(|first_seq| first_seq <= archived_through) {
             continue;
@@ -159,10 +170,7 @@ async fn migrate_tenant(
     else {
         return Ok(report);
     };
-    // The chain must continue from the last archived file into the hot rows.
-    let mut previous = manifests
-        .last()
-        .map(|(_, manifest)| (manifest.last_seq, manifest.last_event_hash.clone()));
+    // The chain must continue from the end of the archive into the hot rows.
     let expected_first = previous.as_ref().map_or(1, |(last_seq, _)| last_seq + 1);
     if first != expected_first {
         return Err(Error::Mismatch {
@@ -207,7 +215,7 @@ async fn archive_chunk(
     hot: &dyn HotStore,
     warm: &Tier,
     events: &[StoredEvent],
-    previous: &mut Option<(u64, String)>,
+    previous: &mut Option<(u64, Option<String>)>,
     report: &mut TenantMigration,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<()> {
@@ -252,7 +260,10 @@ async fn archive_chunk(
         }
     }
     if let Some((previous_seq, previous_hash)) = previous.as_ref() {
-        if first.seq != previous_seq + 1 || hex::encode(first.prev_hash) != *previous_hash {
+        let links = previous_hash
+            .as_ref()
+            .is_none_or(|hash| hex::encode(first.prev_hash) == *hash);
+        if first.seq != previous_seq + 1 || !links {
             return Err(mismatch(
                 tenant_id,
                 first.seq,
@@ -272,7 +283,7 @@ async fn archive_chunk(
     on_step(MigrationStep::MidDelete);
     hot.delete_events_through(tenant_id, last.seq).await?;
 
-    *previous = Some((last.seq, manifest.last_event_hash.clone()));
+    *previous = Some((last.seq, Some(manifest.last_event_hash.clone())));
     report.files_written += 1;
     report.events_moved += events.len() as u64;
     report.bytes_written += file_bytes;
@@ -286,8 +297,8 @@ async fn archive_chunk(
     Ok(())
 }
 
-/// Decodes an archived file and checks it against its manifest and the chain rules within it
-/// (each recomputed `event_hash`, each `prev_hash` link). Returns its events.
+/// Decodes an archived file (recomputing each `event_hash`) and checks it against its manifest
+/// and the chain rule within it (each `prev_hash` links). Returns its events.
 pub(crate) fn check_file(
     tenant_id: &str,
     path: &object_store::path::Path,
@@ -306,21 +317,9 @@ pub(crate) fn check_file(
         return Err(mismatch(tenant_id, seq, path, &reason));
     }
     let mut previous: Option<&StoredEvent> = None;
+    // Decoding recomputed every `event_hash` from its row, so an altered row shows here as a
+    // broken link, or in the manifest's Merkle root and boundary hashes checked above.
     for stored in &events {
-        if event_hash(
-            &stored.event,
-            stored.seq,
-            stored.received_at_ns,
-            &stored.prev_hash,
-        ) != stored.event_hash
-        {
-            return Err(mismatch(
-                tenant_id,
-                stored.seq,
-                path,
-                "recomputed event_hash differs",
-            ));
-        }
         if previous.is_some_and(|before| before.event_hash != stored.prev_hash) {
             return Err(mismatch(
                 tenant_id,

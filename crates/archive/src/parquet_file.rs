@@ -6,6 +6,12 @@
 //! close to receipt order (ingest bounds the clock skew), the row-group statistics of
 //! `timestamp` still prune time ranges well. `changes` and `metadata` are kept as their
 //! canonical JSON text, byte for byte what was hashed.
+//!
+//! `event_hash` is not stored: it is a function of the row (the canonical encoding of its
+//! fields, `seq`, `received_at` and `prev_hash`), so [`decode`] recomputes it, as any verifier
+//! must anyway — a stored hash proves nothing until it is recomputed. Keeping it would cost 32
+//! incompressible bytes per event, a third of a warm file. `prev_hash` stays, so each row is
+//! linked to the one before without reading it.
 
 use std::sync::Arc;
 
@@ -62,7 +68,6 @@ pub fn event_schema() -> SchemaRef {
         text("changes", true),
         text("metadata", true),
         Field::new("prev_hash", DataType::FixedSizeBinary(32), false),
-        Field::new("event_hash", DataType::FixedSizeBinary(32), false),
     ]))
 }
 
@@ -96,13 +101,12 @@ fn writer_properties(
             .set_column_dictionary_enabled(ColumnPath::from(column), false)
             .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
-    // Hashes are incompressible and unique: dictionaries and statistics on them cost space and
+    // Hashes are incompressible and unique: a dictionary and statistics on them cost space and
     // buy nothing.
-    for column in ["prev_hash", "event_hash"] {
-        builder = builder
-            .set_column_dictionary_enabled(ColumnPath::from(column), false)
-            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
-    }
+    let prev_hash = ColumnPath::from("prev_hash");
+    builder = builder
+        .set_column_dictionary_enabled(prev_hash.clone(), false)
+        .set_column_statistics_enabled(prev_hash, EnabledStatistics::None);
     Ok(builder.build())
 }
 
@@ -111,7 +115,8 @@ fn bloom_filter_sizes(
     events: &[StoredEvent],
     row_group_events: usize,
 ) -> Vec<(&'static str, usize)> {
-    let fields: [(&'static str, fn(&StoredEvent) -> Option<&str>); 3] = [
+    type Lookup = fn(&StoredEvent) -> Option<&str>;
+    let fields: [(&'static str, Lookup); 3] = [
         ("actor_id", |stored| Some(stored.event.actor_id.as_str())),
         ("resource_id", |stored| stored.event.resource_id.as_deref()),
         ("request_id", |stored| stored.event.request_id.as_deref()),
@@ -176,7 +181,6 @@ pub fn to_batch(events: &[StoredEvent]) -> Result<RecordBatch, arrow_schema::Arr
         optional(|stored| stored.event.changes.as_deref()),
         optional(|stored| stored.event.metadata.as_deref()),
         hash(|stored| &stored.prev_hash)?,
-        hash(|stored| &stored.event_hash)?,
     ];
     RecordBatch::try_new(event_schema(), columns)
 }
@@ -248,7 +252,6 @@ pub fn decode_batch(batch: &RecordBatch, events: &mut Vec<StoredEvent>) -> Resul
     let timestamps = column::<TimestampNanosecondArray>(batch, 3)?;
     let received = column::<TimestampNanosecondArray>(batch, 4)?;
     let prev_hashes = column::<FixedSizeBinaryArray>(batch, 16)?;
-    let event_hashes = column::<FixedSizeBinaryArray>(batch, 17)?;
     let optional = |array: &StringArray, row: usize| -> Option<String> {
         (!array.is_null(row)).then(|| array.value(row).to_owned())
     };
@@ -258,12 +261,10 @@ pub fn decode_batch(batch: &RecordBatch, events: &mut Vec<StoredEvent>) -> Resul
             seq,
             reason: reason.to_owned(),
         };
-        let hash = |array: &FixedSizeBinaryArray| -> Result<[u8; 32], DecodeError> {
-            array
-                .value(row)
-                .try_into()
-                .map_err(|_| bad("hash is not 32 bytes"))
-        };
+        let prev_hash: [u8; 32] = prev_hashes
+            .value(row)
+            .try_into()
+            .map_err(|_| bad("prev_hash is not 32 bytes"))?;
         let event = Event {
             event_id: event_ids.value(row).to_owned(),
             timestamp_ns: timestamps.value(row),
@@ -281,12 +282,14 @@ pub fn decode_batch(batch: &RecordBatch, events: &mut Vec<StoredEvent>) -> Resul
             changes: optional(changes, row),
             metadata: optional(metadata, row),
         };
+        let received_at_ns = received.value(row);
+        let event_hash = sealtrail_ledger::event_hash(&event, seq, received_at_ns, &prev_hash);
         events.push(StoredEvent {
             event,
             seq,
-            received_at_ns: received.value(row),
-            prev_hash: hash(prev_hashes)?,
-            event_hash: hash(event_hashes)?,
+            received_at_ns,
+            prev_hash,
+            event_hash,
         });
     }
     Ok(())

@@ -122,7 +122,7 @@ fn setup() -> Setup {
             hot_retention_days: 30,
             now_ns: NOW_NS,
         };
-        migrate_hot_to_warm(&store, &warm, policy, &mut |_| {})
+        migrate_hot_to_warm(&store, &warm, None, policy, &mut |_| {})
             .await
             .unwrap();
         let policy = CompactionPolicy {

@@ -309,7 +309,7 @@ fn lifecycle_compacts_warm_into_cold_and_verify_passes() {
     // Cold files are at the higher zstd level, still open Parquet with the same schema.
     let output = Command::new("python3")
         .arg("-c")
-        .arg("import sys, pyarrow.parquet as pq; f = pq.ParquetFile(sys.argv[1]); print(f.metadata.row_group(0).column(0).compression, f.schema_arrow.field('event_hash').type)")
+        .arg("import sys, pyarrow.parquet as pq; f = pq.ParquetFile(sys.argv[1]); print(f.metadata.row_group(0).column(0).compression, f.schema_arrow.field('prev_hash').type)")
         .arg(&cold[0])
         .output()
         .expect("python3 with pyarrow");

@@ -359,8 +359,7 @@ print(t.column("seq")[0].as_py(), t.column("tenant_id")[0].as_py())
         "seq:int64,tenant_id:string,event_id:string,timestamp:timestamp[ns, tz=UTC],\
 received_at:timestamp[ns, tz=UTC],actor_id:string,actor_type:string,action:string,\
 resource_type:string,resource_id:string,outcome:string,ip_address:string,user_agent:string,\
-request_id:string,changes:string,metadata:string,prev_hash:fixed_size_binary[32],\
-event_hash:fixed_size_binary[32]"
+request_id:string,changes:string,metadata:string,prev_hash:fixed_size_binary[32]"
     );
     assert!(lines[1].parse::<u64>().unwrap() > 0);
     assert_eq!(lines[2], "True ZSTD");

@@ -140,7 +140,7 @@ async fn lifecycle_drops_whole_archived_partitions_and_chains_verify_across_tier
         hot_retention_days: 1,
         now_ns: now_ns + NS_PER_DAY,
     };
-    let reports = migrate_hot_to_warm(&store, &warm, policy, &mut |_| {})
+    let reports = migrate_hot_to_warm(&store, &warm, None, policy, &mut |_| {})
         .await
         .unwrap();
     let moved: BTreeMap<&str, u64> = reports
@@ -170,7 +170,7 @@ async fn lifecycle_drops_whole_archived_partitions_and_chains_verify_across_tier
     );
 
     // A second run finds nothing to move and nothing more to drop; the chain continues.
-    let again = migrate_hot_to_warm(&store, &warm, policy, &mut |_| {})
+    let again = migrate_hot_to_warm(&store, &warm, None, policy, &mut |_| {})
         .await
         .unwrap();
     assert!(again.iter().all(|report| report.events_moved == 0));

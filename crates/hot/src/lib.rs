@@ -63,6 +63,28 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+impl EventQuery {
+    /// Every event of a tenant, newest first, in pages of
+    /// [`QUERY_LIMIT_DEFAULT`](sealtrail_model::limits::QUERY_LIMIT_DEFAULT): no filter, no
+    /// cursor.
+    pub fn for_tenant(tenant_id: &str) -> Self {
+        EventQuery {
+            tenant_id: tenant_id.to_owned(),
+            actor_id: None,
+            action: None,
+            resource_type: None,
+            resource_id: None,
+            request_id: None,
+            outcome: None,
+            from_ns: None,
+            to_ns: None,
+            order: Order::Desc,
+            after_seq: None,
+            limit: sealtrail_model::limits::QUERY_LIMIT_DEFAULT,
+        }
+    }
+}
+
 /// What the store knows of an already stored `event_id`, for idempotency checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingEvent {

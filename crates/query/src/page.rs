@@ -89,18 +89,8 @@ impl QueryEngine {
         }
         let files: Vec<&ArchivedFile> = files.iter().rev().collect();
         let query = EventQuery {
-            tenant_id: tenant_id.to_owned(),
-            actor_id: None,
-            action: None,
-            resource_type: None,
-            resource_id: None,
-            request_id: None,
-            outcome: None,
-            from_ns: None,
-            to_ns: None,
-            order: Order::Desc,
-            after_seq: None,
             limit: 1,
+            ..EventQuery::for_tenant(tenant_id)
         };
         let mut found = Vec::new();
         let bound = col("event_id").eq(lit(event_id));

@@ -65,18 +65,8 @@ async fn ingest(store: &SqliteStore, tenant_id: &str, count: u64, days: i64) {
 
 fn query(tenant_id: &str) -> EventQuery {
     EventQuery {
-        tenant_id: tenant_id.to_owned(),
-        actor_id: None,
-        action: None,
-        resource_type: None,
-        resource_id: None,
-        request_id: None,
-        outcome: None,
-        from_ns: None,
-        to_ns: None,
-        order: Order::Desc,
-        after_seq: None,
         limit: 100,
+        ..EventQuery::for_tenant(tenant_id)
     }
 }
 
@@ -204,7 +194,7 @@ async fn answers_are_identical_before_and_after_each_migration() {
         hot_retention_days: 30,
         now_ns: NOW_NS,
     };
-    let moved: u64 = migrate_hot_to_warm(&*store, &warm, policy, &mut |_| {})
+    let moved: u64 = migrate_hot_to_warm(&*store, &warm, None, policy, &mut |_| {})
         .await
         .unwrap()
         .iter()
@@ -277,7 +267,7 @@ async fn sql_cannot_leave_the_tenant() {
         hot_retention_days: 30,
         now_ns: NOW_NS,
     };
-    migrate_hot_to_warm(&*store, &warm, policy, &mut |_| {})
+    migrate_hot_to_warm(&*store, &warm, None, policy, &mut |_| {})
         .await
         .unwrap();
     let engine = QueryEngine::new(store.clone(), Some(warm), None).unwrap();

@@ -243,8 +243,11 @@ pub(crate) async fn run_checkpointer(checkpointer: Arc<Checkpointer>, interval: 
 /// File name of the signing key inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "checkpoint-signing.key";
 
+/// Name of a newly created signing key, shown in every signature line.
+pub const DEFAULT_KEY_NAME: &str = "sealtrail";
+
 /// Loads the note signing key from `path`, or creates it there (mode 0600) on first start.
-pub(crate) fn load_or_create_signer(path: &Path, key_name: &str) -> Result<NoteSigner> {
+pub fn load_or_create_signer(path: &Path, key_name: &str) -> Result<NoteSigner> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,

@@ -35,7 +35,7 @@ use sealtrail_model::limits::GROUP_COMMIT_EVENTS_MAX;
 pub use auth::Principal;
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
-pub use checkpoints::{load_signer, SIGNING_KEY_FILE};
+pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGNING_KEY_FILE};
 pub use lifecycle::{load_retention_policy, LifecycleSchedule};
 use pipeline::Pipeline;
 use spool::Spool;

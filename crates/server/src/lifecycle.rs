@@ -83,12 +83,13 @@ async fn run_pass(
         hot_retention_days: schedule.hot_retention_days,
         now_ns,
     };
-    let moved: u64 = sealtrail_archive::migrate_hot_to_warm(store, warm, migration, &mut |_| {})
-        .await
-        .map_err(|error| format!("hot -> warm: {error}"))?
-        .iter()
-        .map(|report| report.events_moved)
-        .sum();
+    let moved: u64 =
+        sealtrail_archive::migrate_hot_to_warm(store, warm, Some(cold), migration, &mut |_| {})
+            .await
+            .map_err(|error| format!("hot -> warm: {error}"))?
+            .iter()
+            .map(|report| report.events_moved)
+            .sum();
     let compaction = CompactionPolicy {
         warm_retention_days: schedule.warm_retention_days,
         now_ns,

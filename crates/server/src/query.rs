@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::TryStreamExt;
 use sealtrail_hot::{EventQuery, Order};
-use sealtrail_model::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SQL_TEXT_BYTES_MAX};
+use sealtrail_model::limits::{QUERY_LIMIT_MAX, SQL_TEXT_BYTES_MAX};
 use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
 use sealtrail_query::SqlResult;
 use serde::{Deserialize, Serialize};
@@ -42,20 +42,7 @@ pub(crate) async fn list_events(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page>, ApiError> {
     let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
-    let mut query = EventQuery {
-        tenant_id,
-        actor_id: None,
-        action: None,
-        resource_type: None,
-        resource_id: None,
-        request_id: None,
-        outcome: None,
-        from_ns: None,
-        to_ns: None,
-        order: Order::Desc,
-        after_seq: None,
-        limit: QUERY_LIMIT_DEFAULT,
-    };
+    let mut query = EventQuery::for_tenant(&tenant_id);
     let mut cursor = None;
     for (name, value) in &params {
         let slot = match name.as_str() {

@@ -200,8 +200,11 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             super::store::open_hot_store(&args.data_dir, args.database_url.as_deref()).await?;
         let warm =
             Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
+        let cold = Tier::open(&args.cold.location(&args.warm, &args.data_dir))
+            .context("opening the cold tier")?;
         let reports =
-            sealtrail_archive::migrate_hot_to_warm(&*hot, &warm, policy, &mut on_step).await?;
+            sealtrail_archive::migrate_hot_to_warm(&*hot, &warm, Some(&cold), policy, &mut on_step)
+                .await?;
         anyhow::Ok(reports)
     })?;
     for report in &reports {

@@ -146,8 +146,13 @@ pub(crate) fn run_cold_and_retention(
     now_ns: i64,
     fault_point: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<()> {
-    let signer = sealtrail_server::load_signer(&data_dir.join(sealtrail_server::SIGNING_KEY_FILE))
-        .context("loading the checkpoint signing key, which signs deletion records")?;
+    // The data directory's checkpoint key signs deletion records; a directory filled by
+    // `sealtrail import` alone gets its key here, as `serve` would create it on first start.
+    let signer = sealtrail_server::load_or_create_signer(
+        &data_dir.join(sealtrail_server::SIGNING_KEY_FILE),
+        sealtrail_server::DEFAULT_KEY_NAME,
+    )
+    .context("loading the checkpoint signing key, which signs deletion records")?;
     let warm = Tier::open(warm).context("opening the warm tier")?;
     let cold = Tier::open(cold).context("opening the cold tier")?;
     let policy = CompactionPolicy {

@@ -15,7 +15,6 @@ use serde::Deserialize;
 
 const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
 const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
-const KEY_NAME_DEFAULT: &str = "sealtrail";
 const CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 10;
 
 #[derive(Debug, Args)]
@@ -133,7 +132,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         key_name: args
             .key_name
             .or(file.key_name)
-            .unwrap_or_else(|| KEY_NAME_DEFAULT.into()),
+            .unwrap_or_else(|| sealtrail_server::DEFAULT_KEY_NAME.into()),
         witness_dir: args.witness_dir.or(file.witness_dir),
         checkpoint_interval: std::time::Duration::from_secs(
             args.checkpoint_interval_secs

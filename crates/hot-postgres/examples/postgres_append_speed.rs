@@ -1,6 +1,6 @@
 //! Measures the PostgreSQL store's group commit alone (no HTTP, no parsing), with the CPU it
 //! costs this process and the PostgreSQL server per event:
-//! `cargo run --release -p sealtrail-hot-postgres --example append_speed [groups]`.
+//! `cargo run --release -p sealtrail-hot-postgres --example postgres_append_speed [groups]`.
 //! Uses a fresh database (see `sealtrail_hot_postgres::testing`), dropped at the end.
 
 use std::sync::Arc;
