@@ -66,22 +66,9 @@ pub(crate) async fn load_policy(
     store: &dyn HotStore,
     tenant_id: &str,
 ) -> anyhow::Result<Option<RetentionPolicy>> {
-    let Some(bytes) = store
-        .setting(&RetentionPolicy::setting_name(tenant_id))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("the stored retention policy of {tenant_id} is not JSON"))?;
-    match RetentionPolicy::from_json(&value) {
-        Ok(policy) => Ok(Some(policy)),
-        Err(errors) => bail!(
-            "the stored retention policy of {tenant_id} is invalid: {}: {}",
-            errors[0].field,
-            errors[0].reason
-        ),
-    }
+    sealtrail_server::load_retention_policy(store, tenant_id)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
