@@ -82,7 +82,7 @@ def main():
         return lines
 
     def duck_rows(text):
-        return duck.execute(text).fetch_arrow_table().num_rows
+        return duck.execute(text).to_arrow_table().num_rows
 
     def duck_export():
         with tempfile.TemporaryDirectory() as scratch:
