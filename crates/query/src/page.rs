@@ -4,7 +4,8 @@
 //! Descending pages start in the hot store (the newest events) and continue into the archive
 //! below the archived prefix; ascending pages do the reverse. Archived files are visited
 //! newest-first (or oldest-first) in rounds of doubling size, so a page that the first files
-//! fill never opens the rest of a tenant's history, and a page never holds more than its own
+//! fill never opens the rest of a tenant's history (lookups by `request_id` or `resource_id`
+//! read every candidate file in one round instead), and a page never holds more than its own
 //! rows: DataFusion keeps only the top `limit` rows of a round while it scans.
 
 use datafusion::arrow::array::RecordBatch;
@@ -118,7 +119,15 @@ impl QueryEngine {
         let ascending = query.order == Order::Asc;
         let target = page.len() + wanted;
         let mut start = 0;
-        let mut round = QUERY_FILES_FIRST_ROUND.max(1);
+        // A lookup by an identifier with a bloom filter matches a handful of rows anywhere in
+        // the history: one query over every file (one plan, the bloom filters skipping row
+        // groups) beats rounds that would re-plan it up to log2(files) times.
+        let lookup = query.request_id.is_some() || query.resource_id.is_some();
+        let mut round = if lookup {
+            files.len().max(1)
+        } else {
+            QUERY_FILES_FIRST_ROUND.max(1)
+        };
         while start < files.len() && page.len() < target {
             let window = &files[start..files.len().min(start + round)];
             let session = self.session(num_partitions());
