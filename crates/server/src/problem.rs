@@ -151,12 +151,12 @@ impl From<sealtrail_hot::Error> for ApiError {
 
 impl From<sealtrail_query::Error> for ApiError {
     fn from(error: sealtrail_query::Error) -> Self {
-        match error {
-            sealtrail_query::Error::Timeout { .. } => {
-                ApiError::invalid_field("sql", error.to_string())
-            }
-            error if error.is_client_error() => ApiError::invalid_field("sql", error.to_string()),
-            error => ApiError::internal(error),
+        // The caller's SQL at fault (it does not plan, is not a read, or ran out of time) is a
+        // 400 about the `sql` field; anything else is the service's failure.
+        if error.is_client_error() {
+            ApiError::invalid_field("sql", error.to_string())
+        } else {
+            ApiError::internal(error)
         }
     }
 }

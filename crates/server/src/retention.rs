@@ -76,20 +76,13 @@ pub(crate) async fn get_retention(
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&principal)?;
     check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-    let Some(bytes) = state
-        .store
-        .setting(&RetentionPolicy::setting_name(&tenant_id))
-        .await?
-    else {
-        return Err(ApiError::NotFound(format!(
-            "tenant {tenant_id} has no retention policy; its events are kept indefinitely"
-        )));
-    };
-    let policy = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|value| RetentionPolicy::from_json(&value).ok())
+    let policy = crate::lifecycle::load_retention_policy(&*state.store, &tenant_id)
+        .await
+        .map_err(ApiError::internal)?
         .ok_or_else(|| {
-            ApiError::internal(format!("stored retention policy of {tenant_id} is invalid"))
+            ApiError::NotFound(format!(
+                "tenant {tenant_id} has no retention policy; its events are kept indefinitely"
+            ))
         })?;
     Ok(response(&tenant_id, &policy))
 }
