@@ -1099,17 +1099,9 @@ fn stored_events(rows: Vec<Row>) -> sealtrail_hot::Result<Vec<StoredEvent>> {
 fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut conditions = vec!["tenant_id = $1".to_owned(), NOT_ARCHIVED.to_owned()];
     let mut values: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.tenant_id.clone())];
-    let exact = [
-        ("actor_id", &query.actor_id),
-        ("action", &query.action),
-        ("resource_type", &query.resource_type),
-        ("resource_id", &query.resource_id),
-        ("request_id", &query.request_id),
-        ("outcome", &query.outcome),
-    ];
-    for (column, value) in exact {
+    for (column, value) in query.exact_filters() {
         if let Some(value) = value {
-            values.push(Box::new(value.clone()));
+            values.push(Box::new(value.to_owned()));
             conditions.push(format!("{column} = ${}", values.len()));
         }
     }

@@ -206,18 +206,9 @@ fn assert_chain(tenant_id: &str, events: &[StoredEvent]) {
 
 fn query(tenant_id: &str) -> EventQuery {
     EventQuery {
-        tenant_id: tenant_id.to_owned(),
-        actor_id: None,
-        action: None,
-        resource_type: None,
-        resource_id: None,
-        request_id: None,
-        outcome: None,
-        from_ns: None,
-        to_ns: None,
         order: Order::Asc,
-        after_seq: None,
         limit: 1_000,
+        ..EventQuery::for_tenant(tenant_id)
     }
 }
 

@@ -83,6 +83,19 @@ impl EventQuery {
             limit: sealtrail_model::limits::QUERY_LIMIT_DEFAULT,
         }
     }
+
+    /// The exact-match filters with their column names, for a backend to turn into its own
+    /// predicates.
+    pub fn exact_filters(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("actor_id", self.actor_id.as_deref()),
+            ("action", self.action.as_deref()),
+            ("resource_type", self.resource_type.as_deref()),
+            ("resource_id", self.resource_id.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+            ("outcome", self.outcome.as_deref()),
+        ]
+    }
 }
 
 /// What the store knows of an already stored `event_id`, for idempotency checks.

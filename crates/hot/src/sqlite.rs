@@ -592,18 +592,10 @@ pub(crate) fn select_events_sql(filter: &str) -> String {
 fn run_query(conn: &Connection, query: &EventQuery) -> Result<Vec<StoredEvent>> {
     let mut conditions = vec!["tenant_id = ?".to_owned()];
     let mut values: Vec<rusqlite::types::Value> = vec![query.tenant_id.clone().into()];
-    let exact = [
-        ("actor_id", &query.actor_id),
-        ("action", &query.action),
-        ("resource_type", &query.resource_type),
-        ("resource_id", &query.resource_id),
-        ("request_id", &query.request_id),
-        ("outcome", &query.outcome),
-    ];
-    for (column, value) in exact {
+    for (column, value) in query.exact_filters() {
         if let Some(value) = value {
             conditions.push(format!("{column} = ?"));
-            values.push(value.clone().into());
+            values.push(value.to_owned().into());
         }
     }
     if let Some(from_ns) = query.from_ns {

@@ -165,16 +165,9 @@ impl QueryEngine {
 /// The `GET /v1/events` filters as DataFusion predicates.
 fn filters(query: &EventQuery) -> Vec<Expr> {
     let mut predicates = Vec::new();
-    for (column, value) in [
-        ("actor_id", &query.actor_id),
-        ("action", &query.action),
-        ("resource_type", &query.resource_type),
-        ("resource_id", &query.resource_id),
-        ("request_id", &query.request_id),
-        ("outcome", &query.outcome),
-    ] {
+    for (column, value) in query.exact_filters() {
         if let Some(value) = value {
-            predicates.push(col(column).eq(lit(value.as_str())));
+            predicates.push(col(column).eq(lit(value)));
         }
     }
     if let Some(from_ns) = query.from_ns {
