@@ -42,6 +42,11 @@ pub const CLOCK_SKEW_SECS_MAX: i64 = 300;
 /// belongs in a bulk import, not the live ingest path.
 pub const TIMESTAMP_AGE_DAYS_MAX: i64 = 366;
 
+/// Largest `seq` and tree size the API accepts (in a cursor, `tree_size`, `first`, `second`):
+/// SQLite, PostgreSQL and Parquet all store them as signed 64-bit integers, so a larger
+/// number would wrap to a negative one. A log never comes near it.
+pub const SEQ_MAX: u64 = i64::MAX as u64;
+
 /// Default page size of `GET /v1/events`.
 pub const QUERY_LIMIT_DEFAULT: usize = 100;
 /// Largest page size of `GET /v1/events`.

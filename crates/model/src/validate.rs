@@ -282,7 +282,7 @@ fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent
 
 #[derive(Clone, Copy)]
 enum Charset {
-    /// Any characters except control characters.
+    /// Any characters except control, format and separator characters (see [`invisible_char`]).
     Printable,
     /// `[A-Za-z0-9_.:-]`, for verbs and type names that end up in dashboards and alert rules.
     Verb,
@@ -325,9 +325,14 @@ impl Fields<'_> {
             Some(format!("must be at most {chars_max} characters"))
         } else {
             match charset {
-                Charset::Printable if text.chars().any(char::is_control) => {
-                    Some("must not contain control characters".to_owned())
-                }
+                Charset::Printable => invisible_char(&text).map(|(position, c)| {
+                    format!(
+                        "must not contain control, format or line/paragraph separator \
+                         characters (Unicode Cc, Cf, Zl, Zp); found U+{:04X} at character \
+                         {position}",
+                        u32::from(c)
+                    )
+                }),
                 Charset::Verb
                     if !text.bytes().all(|b| {
                         b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
@@ -398,6 +403,49 @@ impl Fields<'_> {
         }
         Some(text)
     }
+}
+
+/// The first character (1-based position, character) of `text` that an identifier must not
+/// hold: a control character (general category Cc), a format character (Cf: bidirectional
+/// overrides and isolates such as U+202E, zero-width spaces and joiners, the byte-order mark,
+/// invisible operators, tag characters), or a line or paragraph separator (Zl U+2028, Zp
+/// U+2029). They render as nothing or reorder the text around them, so an identifier holding
+/// one can be made to look like another (`admin\u{202E}nimda`) in a console, a dashboard or a
+/// report. Surrogates (Cs) cannot occur in a Rust string.
+fn invisible_char(text: &str) -> Option<(usize, char)> {
+    text.chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() || is_format_or_separator(*c))
+        .map(|(index, c)| (index + 1, c))
+}
+
+/// Whether `c` is in general category Cf, Zl or Zp (Unicode 16.0; the list changes rarely, and
+/// a character added later is at worst accepted until this table learns it).
+fn is_format_or_separator(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// Depth of a JSON value: a scalar is 0, an object or array is one more than its deepest member.
@@ -479,6 +527,70 @@ mod tests {
             fields,
             ["colour", "outcome", "ip_address", "changes.during"]
         );
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_every_identifier_field() {
+        // Right-to-left override, zero-width space, line separator, and more of their kind.
+        let invisible = [
+            '\u{202E}',
+            '\u{200B}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{200D}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+            '\u{0085}',
+            '\u{0007}',
+        ];
+        let fields = [
+            "event_id",
+            "tenant_id",
+            "actor_id",
+            "action",
+            "resource_type",
+            "resource_id",
+            "user_agent",
+            "request_id",
+        ];
+        for c in invisible {
+            for field in fields {
+                let mut value = minimal();
+                value[field] = json!(format!("adm{c}in"));
+                let errors = errors_of(value);
+                assert_eq!(
+                    errors.len(),
+                    1,
+                    "{field} with U+{:04X}: {errors:?}",
+                    u32::from(c)
+                );
+                assert_eq!(errors[0].0, field, "U+{:04X}", u32::from(c));
+            }
+            let mut value = minimal();
+            value["actor_id"] = json!(format!("admin{c}"));
+            let reason = &errors_of(value)[0].1;
+            assert!(
+                reason.contains(&format!("U+{:04X} at character 6", u32::from(c))),
+                "{reason}"
+            );
+        }
+        // Imports apply the same rule.
+        let mut value = minimal();
+        value["event_id"] = json!("e\u{202E}1");
+        let errors = validate_imported_event(value, NOW).unwrap_err();
+        assert_eq!(errors[0].field, "event_id");
+    }
+
+    #[test]
+    fn visible_unicode_stays_accepted_in_identifiers() {
+        let mut value = minimal();
+        value["actor_id"] = json!("zoë@exämple.com 山田 \u{05D0}\u{05D1}");
+        value["resource_id"] = json!("doc/ünïcode — ok");
+        value["user_agent"] = json!("Mozilla/5.0 (X11; Linux x86_64) 🦀");
+        let event = validate_event(value, NOW).unwrap();
+        assert_eq!(event.actor_id, "zoë@exämple.com 山田 \u{05D0}\u{05D1}");
     }
 
     #[test]
