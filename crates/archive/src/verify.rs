@@ -4,17 +4,21 @@
 //! Merkle tiles and the signed checkpoints are checked as one log no matter where each event
 //! lives. A missing prefix is accepted only when signed deletion records cover it: the verifier
 //! then starts from the head and Merkle frontier they state.
+//!
+//! Every manifest field a reader relies on is recomputed from the file's rows, not only the
+//! ones that vouch for integrity: the time range prunes reads by time, so a shifted range hides
+//! the file's events from them as surely as a deleted file would.
 
 use std::path::Path;
 
-use sealtrail_hot::{ArchivedEvents, TenantReport};
+use sealtrail_hot::{ArchivedEvents, TenantReport, Witness};
 use sealtrail_ledger::{ChainHead, MerkleFrontier, NoteVerifier};
 use sealtrail_model::StoredEvent;
 
 use crate::lifecycle::check_file;
 use crate::retention::deleted_prefix;
 use crate::tier::{archived_files, ArchiveTier, ArchivedFile};
-use crate::{Error, Result, Tier};
+use crate::{Error, Manifest, Result, Tier};
 
 /// A damaged, missing or misplaced archived file, naming the first `seq` it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +186,19 @@ impl<'tiers> TierReader<'tiers> {
                 }
                 Err(other) => return Err(other),
             };
-            match check_file(tenant_id, &file.path, bytes, &file.manifest) {
+            let checked = check_file(tenant_id, &file.path, bytes.clone(), &file.manifest)
+                .and_then(
+                    |events| match reader_fields_disagree(&file, &bytes, &events) {
+                        Some(reason) => Err(Error::Mismatch {
+                            tenant_id: tenant_id.to_owned(),
+                            seq: file.first_seq,
+                            path: file.manifest_path.to_string(),
+                            reason,
+                        }),
+                        None => Ok(events),
+                    },
+                );
+            match checked {
                 Ok(events) => {
                     for stored in events {
                         if !feed(stored) {
@@ -202,7 +218,61 @@ impl<'tiers> TierReader<'tiers> {
     }
 }
 
+/// The first manifest field that readers use and that differs from what the file's rows say
+/// (`check_file` has compared the integrity fields): its names, its size, its time range.
+fn reader_fields_disagree(
+    file: &ArchivedFile,
+    bytes: &[u8],
+    events: &[StoredEvent],
+) -> Option<String> {
+    let manifest = &file.manifest;
+    let described = Manifest::describe(&manifest.file, events, bytes)?;
+    let (file_name, manifest_name) = Tier::file_names(manifest.first_seq, manifest.last_seq);
+    let stored_manifest_name = file.manifest_path.filename().unwrap_or_default();
+    let fields: [(&str, String, String); 6] = [
+        ("format", manifest.format.clone(), described.format),
+        ("file", manifest.file.clone(), file_name),
+        (
+            "manifest name",
+            stored_manifest_name.to_owned(),
+            manifest_name,
+        ),
+        (
+            "file_bytes",
+            manifest.file_bytes.to_string(),
+            described.file_bytes.to_string(),
+        ),
+        (
+            "timestamp_min_ns",
+            manifest.timestamp_min_ns.to_string(),
+            described.timestamp_min_ns.to_string(),
+        ),
+        (
+            "timestamp_max_ns",
+            manifest.timestamp_max_ns.to_string(),
+            described.timestamp_max_ns.to_string(),
+        ),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, stated, actual)| stated != actual)
+        .map(|(field, stated, actual)| {
+            format!("manifest field {field} says {stated}, but the file's rows say {actual} (manifest altered; reads that rely on it would miss events)")
+        })
+}
+
 impl ArchivedEvents for TierReader<'_> {
+    fn tenants(&mut self) -> Vec<String> {
+        let mut tenants = Vec::new();
+        for tier in [self.warm, self.cold].into_iter().flatten() {
+            match self.runtime.block_on(tier.tenants()) {
+                Ok(found) => tenants.extend(found),
+                Err(error) => self.report(error),
+            }
+        }
+        tenants
+    }
+
     fn feed(&mut self, tenant_id: &str, feed: &mut dyn FnMut(StoredEvent) -> bool) {
         if self.error.is_some() {
             return;
@@ -248,12 +318,34 @@ pub fn verify_sqlite_tiers(
     warm: Option<&Tier>,
     cold: Option<&Tier>,
 ) -> Result<TiersReport> {
+    verify_sqlite_tiers_witnessed(
+        data_dir,
+        only_tenant,
+        checkpoint_key,
+        warm,
+        cold,
+        &Witness::default(),
+    )
+}
+
+/// [`verify_sqlite_tiers`], also replaying the checkpoints of `witness` against each tenant's
+/// tree and verifying every tenant the store, the tiers or the witness knows. MUST NOT be
+/// called from inside an async runtime.
+pub fn verify_sqlite_tiers_witnessed(
+    data_dir: &Path,
+    only_tenant: Option<&str>,
+    checkpoint_key: &NoteVerifier,
+    warm: Option<&Tier>,
+    cold: Option<&Tier>,
+    witness: &Witness,
+) -> Result<TiersReport> {
     let mut reader = TierReader::new(warm, cold, checkpoint_key.clone())?;
-    let tenants = sealtrail_hot::verify_sqlite_across_tiers(
+    let tenants = sealtrail_hot::verify_sqlite_witnessed(
         data_dir,
         only_tenant,
         checkpoint_key,
         &mut reader,
+        witness,
     )?;
     if let Some(error) = reader.error {
         return Err(error);

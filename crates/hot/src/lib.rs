@@ -20,7 +20,8 @@ pub use bundle::export_bundle_sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 pub use verify::{
-    verify_sqlite, verify_sqlite_across_tiers, verify_store, ArchivedEvents, TenantReport,
+    verify_sqlite, verify_sqlite_across_tiers, verify_sqlite_witnessed, verify_store,
+    verify_store_witnessed, ArchivedEvents, TenantFault, TenantReport, Witness,
 };
 
 /// One client request's events: committed together or not at all.

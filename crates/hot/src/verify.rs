@@ -1,8 +1,14 @@
 //! Verification of the hot tier: re-checks every tenant's chain from the stored rows, trusting
 //! nothing but the ledger's rules. [`verify_sqlite`] reads a data directory offline, with no
 //! server running; [`verify_store`] checks any [`HotStore`] backend through the trait.
+//!
+//! A tenant is verified if anything knows it: a chain head, an event, a tile or a checkpoint in
+//! the store, an archived file or deletion record ([`ArchivedEvents::tenants`]), or a checkpoint
+//! kept by a [`Witness`]. A tenant whose hot rows were removed while its other traces remain
+//! therefore fails, instead of going unlisted. The recorded chain head must be exactly the last
+//! event: ahead of it the log was truncated, behind it the store would hand out a `seq` again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -25,68 +31,250 @@ pub struct TenantReport {
     /// Events checked before the verdict.
     pub events_checked: u64,
     /// The verified head, or the first fault.
-    pub verdict: std::result::Result<ChainHead, ChainFault>,
+    pub verdict: std::result::Result<ChainHead, TenantFault>,
+}
+
+/// Why a tenant's log is not intact: a fault of the chain or tree rules, or of the store's
+/// record of where the chain ends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantFault {
+    #[error(transparent)]
+    Chain(#[from] ChainFault),
+    /// The recorded head is behind the last stored event, so the store's next write would reuse
+    /// `seq` (and fail on every attempt).
+    #[error("seq {seq}: chain head rolled back (it records seq {recorded}, but the log holds events through seq {last}); the store would assign seq {seq} again")]
+    HeadBehindLog { seq: u64, recorded: u64, last: u64 },
+    /// Events exist (hot or archived) but the store records no head: the tenant's hot rows were
+    /// removed, and the store would restart its chain at seq 1.
+    #[error("seq {seq}: chain head missing (the log holds events through seq {seq}, but the store records no head for this tenant)")]
+    HeadMissing { seq: u64 },
+    /// A fault found by a checkpoint kept in the witness directory.
+    #[error("{fault} (witness checkpoint {path})")]
+    Witnessed { fault: ChainFault, path: String },
+}
+
+impl TenantFault {
+    /// The first `seq` that fails.
+    pub fn seq(&self) -> u64 {
+        match self {
+            TenantFault::Chain(fault) | TenantFault::Witnessed { fault, .. } => fault.seq(),
+            TenantFault::HeadBehindLog { seq, .. } | TenantFault::HeadMissing { seq } => *seq,
+        }
+    }
+}
+
+/// Signed checkpoints kept outside the data directory by a witness, as the server writes them
+/// (`<dir>/<tenant_id>/<tree_size, 20 digits>.checkpoint`, create-new). Replaying them against
+/// the log catches what the store's own checkpoints cannot: a truncation that also removed the
+/// later checkpoints, or a history rewritten and re-signed in place.
+#[derive(Debug, Clone, Default)]
+pub struct Witness {
+    /// Per tenant: `(tree_size, note, path)`, ascending by tree size.
+    checkpoints: BTreeMap<String, Vec<(u64, String, String)>>,
+}
+
+impl Witness {
+    /// Reads every checkpoint under `dir`. A file whose name is not `<tree_size>.checkpoint` is
+    /// not the server's and is reported, never skipped: the witness is only useful if whole.
+    pub fn read(dir: &Path) -> Result<Witness> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io { path, source }
+        };
+        let mut checkpoints = BTreeMap::new();
+        for tenant_dir in std::fs::read_dir(dir).map_err(io(dir))? {
+            let tenant_dir = tenant_dir.map_err(io(dir))?.path();
+            let tenant_id = tenant_dir
+                .file_name()
+                .and_then(|name| name.to_str())
+                .filter(|_| tenant_dir.is_dir())
+                .ok_or_else(|| Error::Io {
+                    path: tenant_dir.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "not a tenant directory of a witness",
+                    ),
+                })?
+                .to_owned();
+            let mut tenant_checkpoints = Vec::new();
+            for file in std::fs::read_dir(&tenant_dir).map_err(io(&tenant_dir))? {
+                let path = file.map_err(io(&tenant_dir))?.path();
+                let tree_size = path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(|name| name.strip_suffix(".checkpoint"))
+                    .and_then(|digits| digits.parse::<u64>().ok())
+                    .ok_or_else(|| Error::Io {
+                        path: path.display().to_string(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "not a witness checkpoint (<tree_size>.checkpoint)",
+                        ),
+                    })?;
+                let note = std::fs::read(&path).map_err(io(&path))?;
+                // A note that is not text cannot verify; the signature check says so.
+                let note = String::from_utf8_lossy(&note).into_owned();
+                tenant_checkpoints.push((tree_size, note, path.display().to_string()));
+            }
+            tenant_checkpoints.sort_by_key(|(tree_size, _, _)| *tree_size);
+            checkpoints.insert(tenant_id, tenant_checkpoints);
+        }
+        Ok(Witness { checkpoints })
+    }
+
+    /// Tenants with a directory in the witness.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.checkpoints.keys().map(String::as_str)
+    }
+
+    /// Checkpoints held, across tenants.
+    pub fn checkpoint_count(&self) -> usize {
+        self.checkpoints.values().map(Vec::len).sum()
+    }
+
+    /// A tenant's witnessed checkpoints, opened with `checkpoint_key`.
+    fn opened(&self, tenant_id: &str, checkpoint_key: &NoteVerifier) -> Vec<CheckpointToCheck> {
+        self.checkpoints
+            .get(tenant_id)
+            .into_iter()
+            .flatten()
+            .map(|(tree_size, note, path)| CheckpointToCheck {
+                tree_size: *tree_size,
+                opened: open_note(tenant_id, *tree_size, note, checkpoint_key),
+                witness: Some(path.clone()),
+            })
+            .collect()
+    }
+}
+
+/// A signed checkpoint to hold the rebuilt tree against.
+struct CheckpointToCheck {
+    tree_size: u64,
+    /// The opened checkpoint, or why it failed to open.
+    opened: std::result::Result<Checkpoint, String>,
+    /// Where the witness keeps it; `None` for the store's own.
+    witness: Option<String>,
+}
+
+impl CheckpointToCheck {
+    /// Checks it against the tree of its size, whose root is `root`.
+    fn check(&self, root: [u8; 32]) -> Option<TenantFault> {
+        let fault = match &self.opened {
+            Err(reason) => ChainFault::CheckpointInvalid {
+                seq: self.tree_size,
+                reason: reason.clone(),
+            },
+            Ok(checkpoint) if checkpoint.root_hash != root => ChainFault::CheckpointMismatch {
+                seq: self.tree_size,
+            },
+            Ok(_) => return None,
+        };
+        Some(self.attribute(fault))
+    }
+
+    /// Names the witness file when the fault comes from one.
+    fn attribute(&self, fault: ChainFault) -> TenantFault {
+        match &self.witness {
+            Some(path) => TenantFault::Witnessed {
+                fault,
+                path: path.clone(),
+            },
+            None => TenantFault::Chain(fault),
+        }
+    }
+}
+
+/// Opens a checkpoint note of `tenant_id` stored as tree size `tree_size`.
+fn open_note(
+    tenant_id: &str,
+    tree_size: u64,
+    note: &str,
+    checkpoint_key: &NoteVerifier,
+) -> std::result::Result<Checkpoint, String> {
+    open_checkpoint(
+        note,
+        std::slice::from_ref(checkpoint_key),
+        &tenant_origin(tenant_id),
+    )
+    .map_err(|error| error.to_string())
+    .and_then(|checkpoint| {
+        if checkpoint.tree_size == tree_size {
+            Ok(checkpoint)
+        } else {
+            Err(format!("its body says tree size {}", checkpoint.tree_size))
+        }
+    })
 }
 
 /// The stored Merkle data of one tenant, checked against the tree rebuilt from its events.
 struct MerkleCheck {
     frontier: MerkleFrontier,
-    tiles: HashMap<(u8, u64), [u8; 32]>,
-    /// Signed checkpoints, ascending by tree size, already opened (or the reason they failed).
-    checkpoints: Vec<(u64, Result<Checkpoint, String>)>,
+    /// The store's tiles; `None` when they are not checked (a store read through the trait).
+    tiles: Option<HashMap<(u8, u64), [u8; 32]>>,
+    /// Signed checkpoints (the store's and the witness's), ascending by tree size.
+    checkpoints: Vec<CheckpointToCheck>,
     next_checkpoint: usize,
 }
 
 impl MerkleCheck {
+    fn new(
+        tiles: Option<HashMap<(u8, u64), [u8; 32]>>,
+        mut checkpoints: Vec<CheckpointToCheck>,
+    ) -> Self {
+        // Stable: at one tree size the store's checkpoint is checked before the witness's.
+        checkpoints.sort_by_key(|checkpoint| checkpoint.tree_size);
+        MerkleCheck {
+            frontier: MerkleFrontier::new(),
+            tiles,
+            checkpoints,
+            next_checkpoint: 0,
+        }
+    }
+
     /// Adds the next leaf; returns the first disagreement with a stored tile or checkpoint.
-    fn append(&mut self, seq: u64, event_hash: [u8; 32]) -> Option<ChainFault> {
+    fn append(&mut self, seq: u64, event_hash: [u8; 32]) -> Option<TenantFault> {
         let mut fault = None;
         let tiles = &self.tiles;
         self.frontier.append_with(event_hash, |subtree| {
-            if fault.is_none()
-                && subtree.level > 0
-                && subtree.level % TILE_HEIGHT == 0
-                && tiles.get(&(subtree.level, subtree.index)) != Some(&subtree.hash)
-            {
-                fault = Some(ChainFault::TileMismatch {
-                    seq,
-                    level: subtree.level,
-                    index: subtree.index,
-                });
+            if let Some(tiles) = tiles {
+                if fault.is_none()
+                    && subtree.level > 0
+                    && subtree.level % TILE_HEIGHT == 0
+                    && tiles.get(&(subtree.level, subtree.index)) != Some(&subtree.hash)
+                {
+                    fault = Some(ChainFault::TileMismatch {
+                        seq,
+                        level: subtree.level,
+                        index: subtree.index,
+                    });
+                }
             }
         });
-        if fault.is_some() {
-            return fault;
+        if let Some(fault) = fault {
+            return Some(fault.into());
         }
-        while let Some((tree_size, opened)) = self.checkpoints.get(self.next_checkpoint) {
-            if *tree_size != seq {
+        while let Some(checkpoint) = self.checkpoints.get(self.next_checkpoint) {
+            if checkpoint.tree_size != seq {
                 break;
             }
             self.next_checkpoint += 1;
-            match opened {
-                Err(reason) => {
-                    return Some(ChainFault::CheckpointInvalid {
-                        seq,
-                        reason: reason.clone(),
-                    })
-                }
-                Ok(checkpoint) if checkpoint.root_hash != self.frontier.root() => {
-                    return Some(ChainFault::CheckpointMismatch { seq })
-                }
-                Ok(_) => {}
+            if let Some(fault) = checkpoint.check(self.frontier.root()) {
+                return Some(fault);
             }
         }
         None
     }
 
     /// A checkpoint beyond the last event means events were removed from the end.
-    fn finish(&self, last_seq: u64) -> Option<ChainFault> {
+    fn finish(&self, last_seq: u64) -> Option<TenantFault> {
         self.checkpoints
             .get(self.next_checkpoint)
-            .map(|(tree_size, _)| ChainFault::CheckpointBeyondLog {
-                seq: last_seq + 1,
-                tree_size: *tree_size,
-                found: last_seq,
+            .map(|checkpoint| {
+                checkpoint.attribute(ChainFault::CheckpointBeyondLog {
+                    seq: last_seq + 1,
+                    tree_size: checkpoint.tree_size,
+                    found: last_seq,
+                })
             })
     }
 }
@@ -97,17 +285,19 @@ struct TenantCheck {
     verifier: ChainVerifier,
     merkle: Option<MerkleCheck>,
     events_checked: u64,
-    fault: Option<ChainFault>,
+    fault: Option<TenantFault>,
 }
 
 impl TenantCheck {
-    fn new() -> Self {
-        TenantCheck {
+    fn new(merkle: Option<MerkleCheck>) -> Self {
+        let mut check = TenantCheck {
             verifier: ChainVerifier::new(),
-            merkle: None,
+            merkle,
             events_checked: 0,
             fault: None,
-        }
+        };
+        check.settle(MerkleFrontier::new(), 0);
+        check
     }
 
     /// Continues after a deleted prefix ending at `head`, whose tree is `frontier`. Checkpoints
@@ -115,48 +305,50 @@ impl TenantCheck {
     /// checked against the frontier's root.
     fn start_after(&mut self, head: ChainHead, frontier: MerkleFrontier) {
         self.verifier = ChainVerifier::continuing(head);
-        if let Some(merkle) = self.merkle.as_mut() {
-            while let Some((tree_size, opened)) = merkle.checkpoints.get(merkle.next_checkpoint) {
-                if *tree_size > head.seq {
-                    break;
-                }
-                merkle.next_checkpoint += 1;
-                if *tree_size == head.seq {
-                    let fault = match opened {
-                        Err(reason) => Some(ChainFault::CheckpointInvalid {
-                            seq: head.seq,
-                            reason: reason.clone(),
-                        }),
-                        Ok(checkpoint) if checkpoint.root_hash != frontier.root() => {
-                            Some(ChainFault::CheckpointMismatch { seq: head.seq })
-                        }
-                        Ok(_) => None,
-                    };
-                    if fault.is_some() && self.fault.is_none() {
-                        self.fault = fault;
-                    }
+        self.settle(frontier, head.seq);
+    }
+
+    /// Sets the tree to `frontier` (of size `tree_size`), passing the checkpoints up to that
+    /// size; one of exactly that size is checked against the frontier's root.
+    fn settle(&mut self, frontier: MerkleFrontier, tree_size: u64) {
+        let Some(merkle) = self.merkle.as_mut() else {
+            return;
+        };
+        while let Some(checkpoint) = merkle.checkpoints.get(merkle.next_checkpoint) {
+            if checkpoint.tree_size > tree_size {
+                break;
+            }
+            merkle.next_checkpoint += 1;
+            if checkpoint.tree_size == tree_size {
+                let fault = checkpoint.check(frontier.root());
+                if fault.is_some() && self.fault.is_none() {
+                    self.fault = fault;
                 }
             }
-            merkle.frontier = frontier;
         }
+        merkle.frontier = frontier;
     }
 
     /// Checks the next event (or a row that failed to decode); returns false once a fault is
     /// found, since every later link depends on this one.
     fn feed(&mut self, row: Result<StoredEvent>) -> Result<bool> {
         let checked = match row {
-            Ok(stored) => self.verifier.check(&stored).and_then(|()| {
-                match self
-                    .merkle
-                    .as_mut()
-                    .and_then(|merkle| merkle.append(stored.seq, stored.event_hash))
-                {
-                    Some(fault) => Err(fault),
-                    None => Ok(()),
-                }
-            }),
+            Ok(stored) => self
+                .verifier
+                .check(&stored)
+                .map_err(TenantFault::from)
+                .and_then(|()| {
+                    match self
+                        .merkle
+                        .as_mut()
+                        .and_then(|merkle| merkle.append(stored.seq, stored.event_hash))
+                    {
+                        Some(fault) => Err(fault),
+                        None => Ok(()),
+                    }
+                }),
             // A row that no longer decodes was edited.
-            Err(Error::Corrupt { seq, .. }) => Err(ChainFault::ContentChanged { seq }),
+            Err(Error::Corrupt { seq, .. }) => Err(ChainFault::ContentChanged { seq }.into()),
             Err(other) => return Err(other),
         };
         match checked {
@@ -180,9 +372,10 @@ impl TenantCheck {
         prev_hash: [u8; 32],
         event_hash: [u8; 32],
     ) -> bool {
-        let mut checked =
-            self.verifier
-                .check_view(view, seq, received_at_ns, &prev_hash, &event_hash);
+        let mut checked = self
+            .verifier
+            .check_view(view, seq, received_at_ns, &prev_hash, &event_hash)
+            .map_err(TenantFault::from);
         if checked.is_ok() {
             if let Some(fault) = self
                 .merkle
@@ -204,7 +397,17 @@ impl TenantCheck {
         }
     }
 
-    fn finish(self, tenant_id: String, recorded: Option<ChainHead>) -> TenantReport {
+    /// The verdict. `recorded` is the chain head read before the events (a log that ends short
+    /// of it was truncated); `recorded_after` is the head read after them (a log that goes past
+    /// it has a head rolled back). A store read in one snapshot passes the same head twice; a
+    /// live store read in several transactions passes both, since a concurrent write moves the
+    /// head forward between them but never back.
+    fn finish(
+        self,
+        tenant_id: String,
+        recorded: Option<ChainHead>,
+        recorded_after: Option<ChainHead>,
+    ) -> TenantReport {
         let last_seq = self.verifier.head().seq;
         let verdict = match self.fault {
             Some(fault) => Err(fault),
@@ -214,7 +417,20 @@ impl TenantCheck {
                 .and_then(|merkle| merkle.finish(last_seq))
             {
                 Some(fault) => Err(fault),
-                None => self.verifier.finish(recorded),
+                None => self
+                    .verifier
+                    .finish(recorded)
+                    .map_err(TenantFault::from)
+                    .and_then(|head| match recorded_after {
+                        _ if head.seq == 0 => Ok(head),
+                        None => Err(TenantFault::HeadMissing { seq: head.seq }),
+                        Some(after) if after.seq < head.seq => Err(TenantFault::HeadBehindLog {
+                            seq: after.seq + 1,
+                            recorded: after.seq,
+                            last: head.seq,
+                        }),
+                        Some(_) => Ok(head),
+                    }),
             },
         };
         TenantReport {
@@ -225,27 +441,51 @@ impl TenantCheck {
     }
 }
 
+/// The tenants to verify: every one in `known` (any order, repeats allowed), or just
+/// `only_tenant`, which is checked even if nothing knows it.
 fn select_tenants(
-    mut tenants: Vec<(String, Option<ChainHead>)>,
+    known: impl IntoIterator<Item = String>,
     only_tenant: Option<&str>,
-) -> Vec<(String, Option<ChainHead>)> {
-    if let Some(only) = only_tenant {
-        tenants.retain(|(tenant, _)| tenant == only);
-        if tenants.is_empty() {
-            tenants.push((only.to_owned(), None));
-        }
+) -> Vec<String> {
+    match only_tenant {
+        Some(only) => vec![only.to_owned()],
+        None => known
+            .into_iter()
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect(),
     }
-    tenants
 }
 
-/// Verifies every tenant (or just `only_tenant`) of any hot store.
+/// Verifies every tenant (or just `only_tenant`) of any hot store. Chains only: the store's
+/// tiles and checkpoints are not read through the trait.
 pub async fn verify_store(
     store: &dyn HotStore,
     only_tenant: Option<&str>,
 ) -> Result<Vec<TenantReport>> {
+    verify_store_witnessed(store, only_tenant, None).await
+}
+
+/// [`verify_store`], also replaying a witness's checkpoints (opened with the key given beside
+/// it) against each tenant's tree, and verifying every tenant the witness knows.
+pub async fn verify_store_witnessed(
+    store: &dyn HotStore,
+    only_tenant: Option<&str>,
+    witness: Option<(&Witness, &NoteVerifier)>,
+) -> Result<Vec<TenantReport>> {
+    let heads: HashMap<String, Option<ChainHead>> =
+        store.tenant_heads().await?.into_iter().collect();
+    let known = heads.keys().cloned().chain(
+        witness
+            .into_iter()
+            .flat_map(|(witness, _)| witness.tenants().map(str::to_owned)),
+    );
     let mut reports = Vec::new();
-    for (tenant_id, recorded) in select_tenants(store.tenant_heads().await?, only_tenant) {
-        let mut check = TenantCheck::new();
+    for tenant_id in select_tenants(known.collect::<Vec<_>>(), only_tenant) {
+        let recorded = heads.get(&tenant_id).copied().flatten();
+        let merkle =
+            witness.map(|(witness, key)| MerkleCheck::new(None, witness.opened(&tenant_id, key)));
+        let mut check = TenantCheck::new(merkle);
         let mut after_seq = 0;
         'scan: loop {
             let rows = match store
@@ -277,7 +517,19 @@ pub async fn verify_store(
             }
             after_seq = last;
         }
-        reports.push(check.finish(tenant_id, recorded));
+        // Read again after the scan: a live store's head only moves forward meanwhile, so a head
+        // still behind the scanned events was rolled back.
+        let recorded_after = if recorded.is_some_and(|head| head.seq >= check.verifier.head().seq) {
+            recorded
+        } else {
+            store
+                .tenant_heads()
+                .await?
+                .into_iter()
+                .find(|(tenant, _)| *tenant == tenant_id)
+                .and_then(|(_, head)| head)
+        };
+        reports.push(check.finish(tenant_id, recorded, recorded_after));
     }
     Ok(reports)
 }
@@ -488,11 +740,13 @@ impl RowBatch {
     }
 }
 
-/// Loads a tenant's stored tiles and checkpoints, opening each checkpoint with the key.
+/// Loads a tenant's stored tiles and checkpoints, opening each checkpoint with the key, and
+/// adds the witness's checkpoints of the tenant.
 fn load_merkle(
     conn: &Connection,
     tenant_id: &str,
     checkpoint_key: &NoteVerifier,
+    witness: &Witness,
 ) -> Result<MerkleCheck> {
     let mut tiles = HashMap::new();
     let mut statement =
@@ -510,27 +764,17 @@ fn load_merkle(
         "SELECT tree_size, note FROM checkpoints WHERE tenant_id = ?1 ORDER BY tree_size",
     )?;
     let mut rows = statement.query(params![tenant_id])?;
-    let origin = tenant_origin(tenant_id);
     while let Some(row) = rows.next()? {
         let tree_size = row.get::<_, i64>(0)? as u64;
         let note: String = row.get(1)?;
-        let opened = open_checkpoint(&note, std::slice::from_ref(checkpoint_key), &origin)
-            .map_err(|error| error.to_string())
-            .and_then(|checkpoint| {
-                if checkpoint.tree_size == tree_size {
-                    Ok(checkpoint)
-                } else {
-                    Err(format!("its body says tree size {}", checkpoint.tree_size))
-                }
-            });
-        checkpoints.push((tree_size, opened));
+        checkpoints.push(CheckpointToCheck {
+            tree_size,
+            opened: open_note(tenant_id, tree_size, &note, checkpoint_key),
+            witness: None,
+        });
     }
-    Ok(MerkleCheck {
-        frontier: MerkleFrontier::new(),
-        tiles,
-        checkpoints,
-        next_checkpoint: 0,
-    })
+    checkpoints.extend(witness.opened(tenant_id, checkpoint_key));
+    Ok(MerkleCheck::new(Some(tiles), checkpoints))
 }
 
 /// Every tenant with events or a chain head. A tenant whose rows were all deleted still has a
@@ -544,20 +788,36 @@ pub(crate) fn tenant_heads(conn: &Connection) -> Result<Vec<(String, Option<Chai
     };
     let mut heads = Vec::with_capacity(tenants.len());
     for tenant_id in tenants {
-        let head = conn
-            .query_row(
-                "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
-                [&tenant_id],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
-            )
-            .optional()?
-            .map(|(seq, hash)| ChainHead {
-                seq: seq as u64,
-                hash: hash.try_into().unwrap_or([0xff; 32]),
-            });
+        let head = recorded_head(conn, &tenant_id)?;
         heads.push((tenant_id, head));
     }
     Ok(heads)
+}
+
+/// A tenant's recorded chain head, if its row exists.
+fn recorded_head(conn: &Connection, tenant_id: &str) -> Result<Option<ChainHead>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
+            [tenant_id],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?
+        .map(|(seq, hash)| ChainHead {
+            seq: seq as u64,
+            hash: hash.try_into().unwrap_or([0xff; 32]),
+        }))
+}
+
+/// Every tenant the store knows in any table: chain heads, events, tiles, checkpoints. A tenant
+/// whose events, head and tiles were removed is still named by its checkpoints.
+fn stored_tenants(conn: &Connection) -> Result<Vec<String>> {
+    let mut statement = conn.prepare(
+        "SELECT tenant_id FROM chain_heads UNION SELECT tenant_id FROM events \
+         UNION SELECT tenant_id FROM merkle_tiles UNION SELECT tenant_id FROM checkpoints",
+    )?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A tenant's events that left the hot tier (the warm and cold tiers of `sealtrail-archive`),
@@ -568,6 +828,12 @@ pub trait ArchivedEvents {
     /// there and report the damage its own way: the verifier then names the first `seq` it did
     /// not receive.
     fn feed(&mut self, tenant_id: &str, feed: &mut dyn FnMut(StoredEvent) -> bool);
+
+    /// Every tenant the archive knows (by its files or its deletion records), so that a tenant
+    /// absent from the hot store is still verified. The default: none.
+    fn tenants(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Where `tenant_id`'s log starts when its oldest events were deleted under verified,
     /// contiguous signed deletion records: the chain head and Merkle frontier after the last
@@ -589,6 +855,28 @@ pub fn verify_sqlite_across_tiers(
     checkpoint_key: &NoteVerifier,
     archived: &mut dyn ArchivedEvents,
 ) -> Result<Vec<TenantReport>> {
+    verify_sqlite_witnessed(
+        data_dir,
+        only_tenant,
+        checkpoint_key,
+        archived,
+        &Witness::default(),
+    )
+}
+
+/// [`verify_sqlite_across_tiers`], also replaying the checkpoints of `witness` (opened with
+/// `checkpoint_key`) against each tenant's tree, and verifying every tenant that the store, the
+/// archive or the witness knows.
+///
+/// Each tenant is read in one SQLite read transaction (its head, tiles, checkpoints and hot
+/// rows from one snapshot), so a server writing meanwhile cannot make a sound log look broken.
+pub fn verify_sqlite_witnessed(
+    data_dir: &Path,
+    only_tenant: Option<&str>,
+    checkpoint_key: &NoteVerifier,
+    archived: &mut dyn ArchivedEvents,
+    witness: &Witness,
+) -> Result<Vec<TenantReport>> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
         return Err(Error::Io {
@@ -603,21 +891,49 @@ pub fn verify_sqlite_across_tiers(
         &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    let known: Vec<String> = if only_tenant.is_some() {
+        Vec::new()
+    } else {
+        let mut known = stored_tenants(&conn)?;
+        known.extend(archived.tenants());
+        known.extend(witness.tenants().map(str::to_owned));
+        known
+    };
     let mut reports = Vec::new();
-    for (tenant_id, recorded) in select_tenants(tenant_heads(&conn)?, only_tenant) {
-        let mut check = TenantCheck::new();
-        check.merkle = Some(load_merkle(&conn, &tenant_id, checkpoint_key)?);
-        if let Some((head, frontier)) = archived.deleted_prefix(&tenant_id) {
-            check.start_after(head, frontier);
-        }
-        archived.feed(&tenant_id, &mut |stored| {
-            matches!(check.feed(Ok(stored)), Ok(true))
-        });
-        if check.fault.is_none() {
-            let archived_through = check.verifier.head().seq;
-            check = check_hot_rows(&conn, &tenant_id, archived_through, check)?;
-        }
-        reports.push(check.finish(tenant_id, recorded));
+    for tenant_id in select_tenants(known, only_tenant) {
+        conn.execute_batch("BEGIN")?;
+        let report = verify_sqlite_tenant(&conn, tenant_id, checkpoint_key, archived, witness);
+        conn.execute_batch("COMMIT")?;
+        reports.push(report?);
     }
     Ok(reports)
+}
+
+/// One tenant of [`verify_sqlite_witnessed`], inside a read transaction of `conn`.
+fn verify_sqlite_tenant(
+    conn: &Connection,
+    tenant_id: String,
+    checkpoint_key: &NoteVerifier,
+    archived: &mut dyn ArchivedEvents,
+    witness: &Witness,
+) -> Result<TenantReport> {
+    // The first read starts the snapshot: every later read of this tenant sees the same state.
+    let recorded = recorded_head(conn, &tenant_id)?;
+    let mut check = TenantCheck::new(Some(load_merkle(
+        conn,
+        &tenant_id,
+        checkpoint_key,
+        witness,
+    )?));
+    if let Some((head, frontier)) = archived.deleted_prefix(&tenant_id) {
+        check.start_after(head, frontier);
+    }
+    archived.feed(&tenant_id, &mut |stored| {
+        matches!(check.feed(Ok(stored)), Ok(true))
+    });
+    if check.fault.is_none() {
+        let archived_through = check.verifier.head().seq;
+        check = check_hot_rows(conn, &tenant_id, archived_through, check)?;
+    }
+    Ok(check.finish(tenant_id, recorded, recorded))
 }

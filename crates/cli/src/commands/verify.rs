@@ -1,19 +1,27 @@
 //! `sealtrail verify`: offline verification of a data directory: every tenant's hash chain
-//! across the hot, warm and cold tiers, its stored Merkle tiles, its signed checkpoints, and the
-//! signed deletion records of any prefix removed by retention. With `--database-url`, the PostgreSQL hot
-//! tier's chains instead, through the store trait (`sealtrail_hot::verify_store`).
+//! across the hot, warm and cold tiers, its stored Merkle tiles, its signed checkpoints, the
+//! signed deletion records of any prefix removed by retention, and the checkpoints a witness
+//! directory kept. With `--database-url`, the PostgreSQL hot tier's chains instead, through the
+//! store trait (`sealtrail_hot::verify_store_witnessed`), with the witness's checkpoints.
+//!
+//! Tenants are enumerated from everything that knows them (the store's tables, the archive's
+//! files and deletion records, the witness), so a tenant whose hot rows were removed is
+//! reported, not skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use serde::Deserialize;
+
+const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// Data directory to check.
-    #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
-    data_dir: PathBuf,
+    /// Data directory to check [default: ./sealtrail-data]
+    #[arg(long, env = "SEALTRAIL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Check only this tenant.
     #[arg(long)]
     tenant: Option<String>,
@@ -23,9 +31,22 @@ pub(crate) struct VerifyArgs {
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
     /// Verifier key checkpoints must be signed with (`name+keyid+base64`). Default: derived from
-    /// the data directory's signing key. An auditor passes the published key instead.
+    /// the server's signing key (`--signing-key`). An auditor passes the published key instead.
     #[arg(long)]
     key: Option<String>,
+    /// The server's checkpoint signing key file, from which the verifier key is derived when
+    /// `--key` is not given [default: <data-dir>/checkpoint-signing.key]
+    #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Witness directory whose checkpoints are replayed against the log (the server's
+    /// `--witness-dir`): a truncation that also removed the later checkpoints, or a history
+    /// rewritten and re-signed, disagrees with them. Default: the configured witness, if any.
+    #[arg(long, env = "SEALTRAIL_WITNESS_DIR")]
+    witness: Option<PathBuf>,
+    /// The server's TOML config file; `data_dir`, `database_url`, `signing_key` and
+    /// `witness_dir` are read from it (other settings are ignored); flags and env win.
+    #[arg(long, env = "SEALTRAIL_CONFIG")]
+    config: Option<PathBuf>,
     /// The warm tier whose files continue each chain (SQLite only).
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
@@ -34,34 +55,90 @@ pub(crate) struct VerifyArgs {
     cold: super::lifecycle::ColdArgs,
 }
 
-/// The verifier key: the one given, else the one of the data directory's signing key.
-pub(crate) fn checkpoint_key(
+/// The settings `verify` shares with the server's config file. Unlike `serve`, unknown fields
+/// are accepted: they are the server's other settings.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    signing_key: Option<PathBuf>,
+    witness_dir: Option<PathBuf>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The verifier key: the one given, else the one of the signing key file.
+fn checkpoint_key(
     key: Option<&str>,
-    data_dir: &std::path::Path,
+    signing_key: &Path,
 ) -> anyhow::Result<sealtrail_ledger::NoteVerifier> {
     match key {
         Some(text) => Ok(sealtrail_ledger::NoteVerifier::parse(text.trim())?),
-        None => Ok(sealtrail_server::load_signer(
-            &data_dir.join(sealtrail_server::SIGNING_KEY_FILE),
-        )?
-        .verifier()),
+        None => Ok(sealtrail_server::load_signer(signing_key)
+            .with_context(|| {
+                format!(
+                    "reading the signing key {} (or pass the verifier key with --key)",
+                    signing_key.display()
+                )
+            })?
+            .verifier()),
     }
 }
 
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| DATA_DIR_DEFAULT.into());
+    let database_url = args.database_url.or(file.database_url);
+    let signing_key = args
+        .signing_key
+        .or(file.signing_key)
+        .unwrap_or_else(|| data_dir.join(sealtrail_server::SIGNING_KEY_FILE));
+    let witness = match args.witness.or(file.witness_dir) {
+        Some(dir) => {
+            let witness = sealtrail_hot::Witness::read(&dir)
+                .with_context(|| format!("reading the witness directory {}", dir.display()))?;
+            println!(
+                "witness {}: {} checkpoints of {} tenants",
+                dir.display(),
+                witness.checkpoint_count(),
+                witness.tenants().count()
+            );
+            Some(witness)
+        }
+        None => None,
+    };
     let mut archive_faults = 0;
-    let reports = match &args.database_url {
-        Some(url) => verify_postgres(url, args.tenant.as_deref())?,
+    let reports = match &database_url {
+        Some(url) => {
+            let key = match (&witness, &args.key) {
+                // Checkpoints are only read from a witness here; without one no key is needed.
+                (None, None) => None,
+                _ => Some(checkpoint_key(args.key.as_deref(), &signing_key)?),
+            };
+            let witness = witness.as_ref().zip(key.as_ref());
+            verify_postgres(url, args.tenant.as_deref(), witness)?
+        }
         None => {
-            let key = checkpoint_key(args.key.as_deref(), &args.data_dir)?;
-            let warm = args.warm.tiers_to_verify(&args.data_dir)?.pop();
-            let cold = args.cold.tier_to_verify(&args.warm, &args.data_dir)?;
-            let report = sealtrail_archive::verify_sqlite_tiers(
-                &args.data_dir,
+            let key = checkpoint_key(args.key.as_deref(), &signing_key)?;
+            let warm = args.warm.tiers_to_verify(&data_dir)?.pop();
+            let cold = args.cold.tier_to_verify(&args.warm, &data_dir)?;
+            let report = sealtrail_archive::verify::verify_sqlite_tiers_witnessed(
+                &data_dir,
                 args.tenant.as_deref(),
                 &key,
                 warm.as_ref(),
                 cold.as_ref(),
+                &witness.unwrap_or_default(),
             )?;
             // Archive damage first: it explains the chain fault that follows it.
             for fault in &report.faults {
@@ -106,11 +183,12 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Chains of the PostgreSQL hot tier, through the same trait the server uses. Merkle tiles and
-/// checkpoints are not re-checked here: `verify_store` checks chains only.
+/// Chains of the PostgreSQL hot tier, through the same trait the server uses, and the witness's
+/// checkpoints against each tree. The store's own tiles and checkpoints are not re-checked here.
 fn verify_postgres(
     url: &str,
     only_tenant: Option<&str>,
+    witness: Option<(&sealtrail_hot::Witness, &sealtrail_ledger::NoteVerifier)>,
 ) -> anyhow::Result<Vec<sealtrail_hot::TenantReport>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,7 +196,7 @@ fn verify_postgres(
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let store = super::store::open_existing_postgres(url).await?;
-        Ok(sealtrail_hot::verify_store(&store, only_tenant).await?)
+        Ok(sealtrail_hot::verify_store_witnessed(&store, only_tenant, witness).await?)
     })
 }
 
