@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sealtrail_ledger::{ConsistencyProof, InclusionProof};
 use sealtrail_model::check_tenant_id;
+use sealtrail_model::limits::SEQ_MAX;
 
 use crate::auth::Principal;
 use crate::checkpoints::{consistency, inclusion};
@@ -48,13 +49,52 @@ fn size_param(
     }
     match params.get(name) {
         None => Ok(None),
+        // Tree sizes are stored as signed 64-bit integers: a larger number would wrap.
         Some(text) => match text.parse::<u64>() {
-            Ok(size) if size > 0 => Ok(Some(size)),
+            Ok(size) if (1..=SEQ_MAX).contains(&size) => Ok(Some(size)),
             _ => Err(ApiError::invalid_field(
                 name,
-                "must be a positive integer tree size",
+                format!("must be a positive integer tree size, at most {SEQ_MAX}"),
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_tree_size_beyond_the_stored_range_is_refused_naming_its_field() {
+        for name in ["tree_size", "first", "second"] {
+            for text in [
+                "18446744073709551615",
+                "9223372036854775808",
+                "0",
+                "-1",
+                "x",
+            ] {
+                let result = size_param(&params(&[(name, text)]), name, &[name]);
+                match result {
+                    Err(ApiError::Invalid { errors, .. }) => {
+                        assert_eq!(errors[0].field, name, "{name}={text}")
+                    }
+                    other => panic!("{name}={text}: expected a 400, got {other:?}"),
+                }
+            }
+            let largest = SEQ_MAX.to_string();
+            assert_eq!(
+                size_param(&params(&[(name, &largest)]), name, &[name]).unwrap(),
+                Some(SEQ_MAX)
+            );
+        }
     }
 }
 

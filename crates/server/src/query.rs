@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::TryStreamExt;
 use sealtrail_hot::{EventQuery, Order};
-use sealtrail_model::limits::{QUERY_LIMIT_MAX, SQL_TEXT_BYTES_MAX};
+use sealtrail_model::limits::{QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX};
 use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
 use sealtrail_query::SqlResult;
 use serde::{Deserialize, Serialize};
@@ -276,5 +276,67 @@ fn decode_cursor(cursor: &str, order: Order) -> Result<u64, ApiError> {
             "was issued for the other order; keep order unchanged while paging",
         ));
     }
-    seq.parse().map_err(|_| invalid())
+    // A `seq` is stored as a signed 64-bit integer everywhere; a larger number would wrap to a
+    // negative one and read the log from its start.
+    match seq.parse::<u64>() {
+        Ok(seq) if seq <= SEQ_MAX => Ok(seq),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected_field(result: Result<u64, ApiError>) -> String {
+        match result {
+            Err(ApiError::Invalid { errors, .. }) => errors[0].field.clone(),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    fn raw_cursor(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    #[test]
+    fn a_cursor_round_trips() {
+        for seq in [0, 1, 255, SEQ_MAX] {
+            for order in [Order::Asc, Order::Desc] {
+                assert_eq!(
+                    decode_cursor(&encode_cursor(seq, order), order).unwrap(),
+                    seq
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_beyond_the_stored_seq_range_is_refused_not_wrapped() {
+        for seq in [
+            "18446744073709551615",
+            "9223372036854775808",
+            "-1",
+            "+1",
+            "1e3",
+            "",
+        ] {
+            let cursor = raw_cursor(&format!("c1.a.{seq}"));
+            assert_eq!(
+                rejected_field(decode_cursor(&cursor, Order::Asc)),
+                "cursor",
+                "{seq}"
+            );
+        }
+        let cursor = raw_cursor("c1.d.18446744073709551615");
+        assert_eq!(
+            rejected_field(decode_cursor(&cursor, Order::Desc)),
+            "cursor"
+        );
+        // The plain text form of a cursor is not a cursor either.
+        assert_eq!(
+            rejected_field(decode_cursor("c1.a.18446744073709551615", Order::Asc)),
+            "cursor"
+        );
+    }
 }
