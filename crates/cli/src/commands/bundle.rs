@@ -10,11 +10,14 @@ use clap::Args;
 use sealtrail_ledger::{verify_bundle, Bundle, NoteVerifier};
 use serde_json::Value;
 
+use super::outln;
+
 #[derive(Debug, Args)]
 pub(crate) struct BundleArgs {
     /// Data directory of the (embedded) hot store.
     #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
     data_dir: PathBuf,
+    /// Tenant whose events (and the checkpoints covering them) the bundle holds.
     #[arg(long)]
     tenant: String,
     /// RFC 3339; events with timestamp >= from.
@@ -57,7 +60,7 @@ pub(crate) fn run_bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
     } else {
         write_dir(&args.out, &bundle)?;
     }
-    println!(
+    outln!(
         "bundle of tenant {}: seq {}..={} ({} events), {} checkpoint(s) -> {}",
         bundle.tenant_id,
         bundle.first_seq,
@@ -65,7 +68,7 @@ pub(crate) fn run_bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         bundle.events.len(),
         bundle.checkpoints.len(),
         args.out.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -144,14 +147,14 @@ pub(crate) fn run_verify_bundle(args: VerifyBundleArgs) -> anyhow::Result<ExitCo
     let bundle = read_bundle(&args.bundle)?;
     match verify_bundle(&bundle, &key) {
         Ok(report) => {
-            println!(
+            outln!(
                 "ok      tenant {}: {} events, seq {}..={}, included in signed tree(s) of size {:?}",
                 report.tenant_id, report.events, report.first_seq, report.last_seq, report.checkpoints
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Err(fault) => {
-            println!("FAILED  tenant {}: {fault}", bundle.tenant_id);
+            outln!("FAILED  tenant {}: {fault}", bundle.tenant_id)?;
             Ok(ExitCode::from(1))
         }
     }

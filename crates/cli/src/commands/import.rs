@@ -8,6 +8,7 @@
 //! are recognized by id, never stored twice. Runs with the server stopped (it takes the data
 //! directory's lock), or against PostgreSQL with `--database-url`.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -103,22 +104,31 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     // The store commits one group while this thread parses the next.
     let (groups, mut receiver) = mpsc::channel::<(usize, Vec<AppendRequest>)>(2);
     let committer = runtime.spawn(async move {
-        let mut stored = 0u64;
+        let mut counts = ImportCounts::default();
+        let mut newest_seq: HashMap<String, u64> = store
+            .chain_heads()
+            .await?
+            .into_iter()
+            .map(|(tenant_id, head)| (tenant_id, head.seq))
+            .collect();
         while let Some((first_line, group)) = receiver.recv().await {
-            let events: u64 = group.iter().map(|request| request.len() as u64).sum();
             let outcomes = store.append(Arc::new(group)).await?;
             for outcome in outcomes {
-                if let AppendOutcome::Conflict { event_id, .. } = outcome {
-                    bail!(
+                match outcome {
+                    AppendOutcome::Conflict { event_id, .. } => bail!(
                         "event_id {event_id} (in the group starting at line {first_line}) is \
                          already stored with different content; nothing of its group was \
                          imported"
-                    );
+                    ),
+                    AppendOutcome::Committed(receipts) => {
+                        for receipt in receipts {
+                            counts.count(&mut newest_seq, &receipt.tenant_id, receipt.seq);
+                        }
+                    }
                 }
             }
-            stored += events;
         }
-        anyhow::Ok(stored)
+        anyhow::Ok(counts)
     });
     let mut group: Vec<AppendRequest> = Vec::new();
     let mut request: AppendRequest = Vec::with_capacity(IMPORT_REQUEST_EVENTS);
@@ -159,14 +169,73 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(groups);
-    let stored = runtime
+    let counts = runtime
         .block_on(committer)
         .context("the import's commit task")??;
     sent?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "imported {stored} events in {seconds:.1} s ({:.0} events/s, validation included)",
-        stored as f64 / seconds.max(1e-9)
+        "imported {} new events; {} already present (same event_id and content, kept as \
+         stored); {:.1} s ({:.0} events/s, validation included)",
+        counts.imported,
+        counts.already_present,
+        seconds,
+        (counts.imported + counts.already_present) as f64 / seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an import did with the events of its file.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ImportCounts {
+    /// Events this run stored.
+    imported: u64,
+    /// Events whose `event_id` was already stored with the same content (an earlier run, or an
+    /// earlier line of the same file): answered with the stored receipt, stored nothing.
+    already_present: u64,
+}
+
+impl ImportCounts {
+    /// Counts one receipt. The store gives each tenant's new events increasing `seq`s above
+    /// every stored one, and an event already stored keeps its earlier `seq`, so a receipt is
+    /// new exactly when its `seq` is above the newest seen so far (the chain head at the start,
+    /// then this run's receipts).
+    fn count(&mut self, newest_seq: &mut HashMap<String, u64>, tenant_id: &str, seq: u64) {
+        let newest = newest_seq.get(tenant_id).copied().unwrap_or(0);
+        if seq > newest {
+            self.imported += 1;
+            newest_seq.insert(tenant_id.to_owned(), seq);
+        } else {
+            self.already_present += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_at_or_below_the_newest_seq_are_already_present() {
+        let mut newest_seq = HashMap::from([("t1".to_owned(), 2)]);
+        let mut counts = ImportCounts::default();
+        // t1 had seq 1..=2; this run stores 3 and 4, meets seq 1 again, and repeats its own 3.
+        for (tenant_id, seq) in [
+            ("t1", 1),
+            ("t1", 3),
+            ("t2", 1),
+            ("t1", 4),
+            ("t1", 3),
+            ("t2", 1),
+        ] {
+            counts.count(&mut newest_seq, tenant_id, seq);
+        }
+        assert_eq!(
+            counts,
+            ImportCounts {
+                imported: 3,
+                already_present: 3
+            }
+        );
+    }
 }

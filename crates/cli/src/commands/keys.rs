@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::outln;
+
 #[derive(Debug, Args)]
 pub(crate) struct KeysArgs {
     #[command(subcommand)]
@@ -35,7 +37,7 @@ pub(crate) fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             let signer = sealtrail_server::load_signer(&path).map_err(|error| {
                 anyhow::anyhow!("{error} (the server creates the key on its first start)")
             })?;
-            println!("{}", signer.verifier().verifier_key());
+            outln!("{}", signer.verifier().verifier_key())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use sealtrail_archive::{Location, MigrationPolicy, MigrationStep, S3Location, Tier};
 use sealtrail_model::limits::{HOT_RETENTION_DAYS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT};
 
+use super::outln;
+
 /// Crash-test hook: when set to `after-write`, `after-verify` or `mid-delete`, the process exits
 /// at that step of the first file's migration, as a crash would leave it; `cold-after-write`,
 /// `cold-after-verify` and `cold-mid-delete` do the same in the warm → cold compaction, and
@@ -27,7 +29,7 @@ pub(crate) struct LifecycleArgs {
 
 #[derive(Debug, Subcommand)]
 enum LifecycleCommand {
-    /// Move events older than the hot retention to the warm tier, then exit.
+    /// Move due events hot → warm, compact due warm files into cold, apply retention, then exit.
     Run(RunArgs),
 }
 
@@ -208,7 +210,7 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(reports)
     })?;
     for report in &reports {
-        println!(
+        outln!(
             "tenant {}: {} events moved in {} files ({} bytes); {} leftover hot rows deleted, {} orphan files removed",
             report.tenant_id,
             report.events_moved,
@@ -216,7 +218,7 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             report.bytes_written,
             report.leftover_rows_deleted,
             report.orphans_removed
-        );
+        )?;
     }
     super::retention::run_cold_and_retention(
         &runtime,

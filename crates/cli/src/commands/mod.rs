@@ -9,13 +9,18 @@ mod serve;
 mod store;
 mod verify;
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
-/// Sealtrail: a tamper-evident audit trail service.
+/// Sealtrail: a tamper-evident audit log service. `serve` runs the HTTP API; `import` bulk-loads
+/// history; `lifecycle run` moves events hot → warm → cold and applies retention; `verify`,
+/// `bundle` and `verify-bundle` check the log offline; `keys` and `retention` manage the signing
+/// key and tenants' retention policies.
 #[derive(Debug, Parser)]
-#[command(name = "sealtrail", version, about)]
+#[command(name = "sealtrail", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
+    #[command(after_help = serve::ENVIRONMENT_HELP)]
     Serve(serve::ServeArgs),
     /// Re-check every tenant's chain, Merkle tiles and checkpoints offline (files, or a database).
     Verify(verify::VerifyArgs),
@@ -33,7 +39,7 @@ enum Command {
     VerifyBundle(bundle::VerifyBundleArgs),
     /// Signing keys.
     Keys(keys::KeysArgs),
-    /// Move events between tiers (hot to warm).
+    /// Run the lifecycle once: hot → warm, warm → cold compaction, then retention deletions.
     Lifecycle(lifecycle::LifecycleArgs),
     /// A tenant's retention policy and legal hold (server stopped).
     Retention(retention::RetentionArgs),
@@ -43,11 +49,15 @@ enum Command {
 
 pub(crate) fn startup() -> ExitCode {
     let cli = Cli::parse();
+    // Colour only for a person at a terminal: a log file, a pipe or a journal gets plain text,
+    // and NO_COLOR (https://no-color.org) turns it off everywhere.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEALTRAIL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
@@ -68,3 +78,32 @@ pub(crate) fn startup() -> ExitCode {
         }
     }
 }
+
+/// Set once stdout's reader has gone away (`sealtrail lifecycle run | head`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line of a command's output to stdout. A reader that stopped reading (a broken
+/// pipe) is not an error of the command: the line and every later one are dropped and the
+/// command finishes its work, because a lifecycle run or an import MUST NOT stop half-way, or
+/// panic, because `head` had seen enough. Any other write error is returned.
+pub(crate) fn write_stdout_line(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        result => result,
+    }
+}
+
+/// `println!` for command output, through [`write_stdout_line`]: `outln!(...)?` in a command.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::write_stdout_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;

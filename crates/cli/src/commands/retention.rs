@@ -12,6 +12,8 @@ use sealtrail_archive::{CompactionPolicy, CompactionStep, Location, RetentionSte
 use sealtrail_hot::{HotStore, SqliteStore};
 use sealtrail_model::{check_tenant_id, RetentionPolicy};
 
+use super::outln;
+
 #[derive(Debug, Args)]
 pub(crate) struct RetentionArgs {
     #[command(subcommand)]
@@ -31,6 +33,7 @@ struct SetArgs {
     /// Data directory of the hot store.
     #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
     data_dir: PathBuf,
+    /// Tenant whose policy this is.
     #[arg(long)]
     tenant: String,
     /// Keep archived events this many days.
@@ -50,6 +53,7 @@ struct ShowArgs {
     /// Data directory of the hot store.
     #[arg(long, env = "SEALTRAIL_DATA_DIR", default_value = "./sealtrail-data")]
     data_dir: PathBuf,
+    /// Tenant whose policy this is.
     #[arg(long)]
     tenant: String,
 }
@@ -101,7 +105,7 @@ pub(crate) fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
                     .await?;
                 anyhow::Ok(())
             })?;
-            println!("tenant {}: {}", args.tenant, policy.describe());
+            outln!("tenant {}: {}", args.tenant, policy.describe())?;
         }
         RetentionCommand::Show(args) => {
             check_tenant_id(&args.tenant)
@@ -115,7 +119,7 @@ pub(crate) fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
                 None => serde_json::json!({ "retention": "indefinite", "legal_hold": false }),
             };
             shown["tenant_id"] = args.tenant.clone().into();
-            println!("{shown}");
+            outln!("{shown}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -160,7 +164,7 @@ pub(crate) fn run_cold_and_retention(
         &mut on_compaction_step,
     ))?;
     for report in &compactions {
-        println!(
+        outln!(
             "tenant {}: warm -> cold: {} events compacted from {} warm files into {} cold files ({} bytes); {} leftover warm files deleted, {} orphan cold files removed",
             report.tenant_id,
             report.events_moved,
@@ -169,7 +173,7 @@ pub(crate) fn run_cold_and_retention(
             report.bytes_written,
             report.leftover_warm_files_deleted,
             report.orphans_removed
-        );
+        )?;
     }
     let retentions = runtime.block_on(async {
         // Every archived tenant is reported, so a hold or a missing policy is visible too.
@@ -207,14 +211,14 @@ pub(crate) fn run_cold_and_retention(
             Some(policy) if policy.legal_hold => format!("{}: on legal hold", policy.describe()),
             Some(policy) => policy.describe(),
         };
-        println!(
+        outln!(
             "tenant {}: retention ({policy}): {} events deleted in {} files under signed deletion records; {} leftover files deleted; deleted through seq {}",
             report.tenant_id,
             report.events_deleted,
             report.files_deleted,
             report.leftover_files_deleted,
             report.deleted_through
-        );
+        )?;
     }
     Ok(())
 }

@@ -17,6 +17,18 @@ const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
 const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
 const CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 10;
 
+/// The part of `serve --help` about settings read from the environment only.
+pub(super) const ENVIRONMENT_HELP: &str = "\
+Environment only (no flag, so a secret never shows in `ps`):
+  SEALTRAIL_ADMIN_TOKEN  Platform-admin bearer token (creates API keys: POST /v1/keys); unset,
+                         one is generated on first start and printed once (only its hash is
+                         stored)
+  SEALTRAIL_LOG          Log filter, e.g. `info` (default), `warn`, `sealtrail_server=debug`
+                         (tracing-subscriber EnvFilter syntax); logs go to stderr
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                         Credentials of an S3 warm or cold tier
+Every flag also reads the environment variable shown beside it.";
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Directory holding the hot store, the async spool and keys [default: ./sealtrail-data]
@@ -29,9 +41,14 @@ pub(crate) struct ServeArgs {
     /// directory is used.
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
-    /// Capacity of the async ingest queue, in events; when full, async ingest answers 503
-    /// [default: sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX]
-    #[arg(long, env = "SEALTRAIL_ASYNC_QUEUE_EVENTS_MAX")]
+    #[arg(
+        long,
+        env = "SEALTRAIL_ASYNC_QUEUE_EVENTS_MAX",
+        help = format!(
+            "Capacity of the async ingest queue, in events; when full, async ingest answers 503 \
+             [default: {ASYNC_QUEUE_EVENTS_MAX}]"
+        )
+    )]
     async_queue_events_max: Option<usize>,
     /// Checkpoint signing key file [default: <data-dir>/checkpoint-signing.key, created on first start]
     #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
@@ -45,15 +62,32 @@ pub(crate) struct ServeArgs {
     /// Seconds between checkpoints of tenants whose log grew [default: 10]
     #[arg(long, env = "SEALTRAIL_CHECKPOINT_INTERVAL_SECS")]
     checkpoint_interval_secs: Option<u64>,
-    /// Seconds between the server's lifecycle passes (hot -> warm -> cold -> retention); 0 turns
-    /// them off [default: 86400]
-    #[arg(long, env = "SEALTRAIL_LIFECYCLE_INTERVAL_SECS")]
+    #[arg(
+        long,
+        env = "SEALTRAIL_LIFECYCLE_INTERVAL_SECS",
+        help = format!(
+            "Seconds between the server's lifecycle passes (hot -> warm -> cold -> retention); 0 \
+             turns them off [default: {LIFECYCLE_INTERVAL_SECS_DEFAULT}]"
+        )
+    )]
     lifecycle_interval_secs: Option<u64>,
-    /// Events older than this many days move from the hot to the warm tier [default: 30]
-    #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS")]
+    #[arg(
+        long,
+        env = "SEALTRAIL_HOT_RETENTION_DAYS",
+        help = format!(
+            "Events older than this many days move from the hot to the warm tier \
+             [default: {HOT_RETENTION_DAYS_DEFAULT}]"
+        )
+    )]
     hot_retention_days: Option<u32>,
-    /// Warm files older than this many days are compacted into the cold tier [default: 365]
-    #[arg(long, env = "SEALTRAIL_WARM_RETENTION_DAYS")]
+    #[arg(
+        long,
+        env = "SEALTRAIL_WARM_RETENTION_DAYS",
+        help = format!(
+            "Warm files older than this many days are compacted into the cold tier \
+             [default: {WARM_RETENTION_DAYS_DEFAULT}]"
+        )
+    )]
     warm_retention_days: Option<u32>,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
@@ -152,21 +186,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let store = super::store::open_hot_store(&config.data_dir, database_url.as_deref()).await?;
-        sealtrail_server::run(config, store, shutdown_signal()).await?;
+        sealtrail_server::run(config, store, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutdown requested");
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed here, before the
+/// server listens, not when the future is first polled: a signal sent as soon as the address is
+/// printed MUST be an orderly shutdown, not the default action that kills the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+    })
 }

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+
+use super::outln;
 use serde::Deserialize;
 
 const DATA_DIR_DEFAULT: &str = "./sealtrail-data";
@@ -107,12 +109,12 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => {
             let witness = sealtrail_hot::Witness::read(&dir)
                 .with_context(|| format!("reading the witness directory {}", dir.display()))?;
-            println!(
+            outln!(
                 "witness {}: {} checkpoints of {} tenants",
                 dir.display(),
                 witness.checkpoint_count(),
                 witness.tenants().count()
-            );
+            )?;
             Some(witness)
         }
         None => None,
@@ -142,12 +144,12 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             )?;
             // Archive damage first: it explains the chain fault that follows it.
             for fault in &report.faults {
-                println!("FAILED  tenant {}: {fault}", fault.tenant_id);
+                outln!("FAILED  tenant {}: {fault}", fault.tenant_id)?;
             }
             for (tenant_id, last_seq, records) in &report.deletions {
-                println!(
+                outln!(
                     "deleted tenant {tenant_id}: seq 1-{last_seq} removed by retention under {records} signed deletion records"
-                );
+                )?;
             }
             archive_faults = report.faults.len();
             report.tenants
@@ -156,16 +158,16 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for report in &reports {
         match &report.verdict {
-            Ok(head) => println!(
+            Ok(head) => outln!(
                 "ok      tenant {}: {} events, head seq {} hash {}",
                 report.tenant_id,
                 report.events_checked,
                 head.seq,
                 hex_string(&head.hash)
-            ),
+            )?,
             Err(fault) => {
                 failed += 1;
-                println!("FAILED  tenant {}: {fault}", report.tenant_id);
+                outln!("FAILED  tenant {}: {fault}", report.tenant_id)?;
             }
         }
     }
@@ -175,10 +177,10 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         failed = 1;
     }
     if failed > 0 {
-        println!("{failed} of {} tenants failed verification", reports.len());
+        outln!("{failed} of {} tenants failed verification", reports.len())?;
         Ok(ExitCode::from(1))
     } else {
-        println!("all {} tenants intact", reports.len());
+        outln!("all {} tenants intact", reports.len())?;
         Ok(ExitCode::SUCCESS)
     }
 }
