@@ -15,7 +15,6 @@ mod schema;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tiles;
 
 pub use error::{Database, Error, Result};
 pub use store::PostgresStore;

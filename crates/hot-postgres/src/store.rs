@@ -19,7 +19,9 @@ use sealtrail_hot::{
     ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, ExistingEvent, HotStore, Order, Role,
     StoredCheckpoint,
 };
-use sealtrail_ledger::{content_digest, ChainHead, Hash, MerkleFrontier, GENESIS_HASH, TILE_WIDTH};
+use sealtrail_ledger::{
+    content_digest, ChainHead, Hash, MerkleFrontier, PartialBlock, Tile, GENESIS_HASH, TILE_WIDTH,
+};
 use sealtrail_model::limits::{
     POSTGRES_COMMIT_LANES, POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
     POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX,
@@ -32,7 +34,6 @@ use tokio_postgres::{NoTls, Row};
 use crate::error::{Database, Error, Result};
 use crate::plan::{plan_group, GroupPlan, StoredKeys};
 use crate::schema::{self, Month, ALL_TENANTS};
-use crate::tiles::{self, Block, Tile};
 
 /// Columns of `events` in the order [`stored_event_from_row`] reads them (the SQLite store's
 /// order).
@@ -445,7 +446,8 @@ impl PostgresStore {
                     .try_into()
                     .map_err(|_| corrupt(&tenant_id, 0, "chain head hash is not 32 bytes"))?,
             };
-            let frontier = frontier.and_then(|bytes| tiles::decode_frontier(head.seq, &bytes));
+            let frontier =
+                frontier.and_then(|bytes| sealtrail_ledger::decode_frontier(head.seq, &bytes));
             frontiers.insert(tenant_id.clone(), frontier);
             heads.insert(tenant_id, head);
         }
@@ -567,7 +569,7 @@ impl PostgresStore {
                 .flatten()
                 .expect("every grown tenant has a frontier, stored or rebuilt");
             tiles.extend(
-                tiles::append_leaves(&mut frontier, &leaves)
+                sealtrail_ledger::append_leaves(&mut frontier, &leaves)
                     .into_iter()
                     .map(|tile| (tenant, tile)),
             );
@@ -584,10 +586,10 @@ impl PostgresStore {
         trees: &[(&str, u64)],
     ) -> sealtrail_hot::Result<Vec<(String, MerkleFrontier)>> {
         let db = |source| self.db(source);
-        let blocks: Vec<(&str, Block)> = trees
+        let blocks: Vec<(&str, PartialBlock)> = trees
             .iter()
             .flat_map(|(tenant, size)| {
-                tiles::partial_blocks(*size)
+                sealtrail_ledger::partial_blocks(*size)
                     .into_iter()
                     .map(move |block| (*tenant, block))
             })
@@ -647,7 +649,7 @@ impl PostgresStore {
         trees
             .iter()
             .map(|(tenant, size)| {
-                let frontier = tiles::rebuild_frontier(*size, |level| {
+                let frontier = sealtrail_ledger::rebuild_frontier(*size, |level| {
                     stored
                         .get(&((*tenant).to_owned(), level))
                         .cloned()
@@ -745,7 +747,7 @@ impl PostgresStore {
                 let frontier = frontiers
                     .get(tenant.as_str())
                     .expect("every moved head grew, so its frontier was advanced");
-                tiles::encode_frontier(frontier)
+                sealtrail_ledger::encode_frontier(frontier)
             })
             .collect();
         let empty_tenants: Vec<&str> = unmoved.iter().map(|(tenant, _)| tenant.as_str()).collect();

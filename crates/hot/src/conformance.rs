@@ -59,7 +59,8 @@ macro_rules! conformance_tests {
             api_keys_round_trip,
             settings_are_set_once,
             settings_can_be_replaced,
-            retention_deletes_a_prefix_only
+            retention_deletes_a_prefix_only,
+            tiles_complete_after_their_leaves_left
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1093,4 +1094,58 @@ pub async fn retention_deletes_a_prefix_only(fixture: &dyn Fixture) {
     store.reclaim_archived().await.expect("reclaim succeeds");
     assert_eq!(seqs(&all_events(&*store, "acme").await), vec![21]);
     assert_eq!(all_events(&*store, "beta").await.len(), 5);
+}
+
+/// The tree keeps growing after the leaves of its partly filled tile left the hot tier (the
+/// lifecycle moved them to the archive): completing that tile, and the level-16 tile above it,
+/// needs no leaf read back. Before frontiers were kept beside the heads, the next group that
+/// completed such a tile failed for good.
+pub async fn tiles_complete_after_their_leaves_left(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut all_leaves = Vec::new();
+    let mut counter = 0u64;
+    let mut grow = |events: u64| -> Vec<PendingEvent> {
+        (0..events)
+            .map(|_| {
+                counter += 1;
+                test_event("acme", &format!("e{counter}"), counter)
+            })
+            .collect()
+    };
+    // 100 events, all of them archived: the hot tier is empty, the first tile a quarter full.
+    let first = append(&*store, vec![grow(100)]).await;
+    all_leaves.extend(receipts(&first[0]).iter().map(|receipt| receipt.event_hash));
+    assert_eq!(store.delete_events_through("acme", 100).await.unwrap(), 100);
+    // Then groups that complete tile 8/0 and others, archiving again in between.
+    for (events, archive_through) in [(155u64, 200u64), (1u64, 256), (700, 900), (65_000, 0)] {
+        let outcomes = append(&*store, vec![grow(events)]).await;
+        let AppendOutcome::Committed(receipts) = &outcomes[0] else {
+            panic!("appending {events} events after archiving: {outcomes:?}");
+        };
+        all_leaves.extend(receipts.iter().map(|receipt| receipt.event_hash));
+        if archive_through > 0 {
+            store
+                .delete_events_through("acme", archive_through)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(all_leaves.len(), 65_956);
+    // Every stored tile matches the tree of all leaves, archived or not.
+    let level_8: Vec<[u8; 32]> = all_leaves.chunks_exact(256).map(tree_root).collect();
+    for (block, expected) in level_8.chunks(256).enumerate() {
+        assert_eq!(
+            store.merkle_block("acme", 8, block as u64).await.unwrap(),
+            expected,
+            "level 8 block {block}"
+        );
+    }
+    assert_eq!(
+        store.merkle_block("acme", 16, 0).await.unwrap(),
+        vec![tree_root(&level_8[..256])],
+        "the level-16 tile"
+    );
+    let heads: BTreeMap<String, ChainHead> =
+        store.chain_heads().await.unwrap().into_iter().collect();
+    assert_eq!(heads["acme"].seq, 65_956);
 }

@@ -4,7 +4,6 @@
 //! PostgreSQL for production). The pipeline above it owns batching and backpressure; a store owns
 //! atomicity, durability and the tenant chains. API boundary: nothing above this crate sees SQL.
 
-mod bundle;
 pub mod conformance;
 mod error;
 mod sqlite;
@@ -16,7 +15,6 @@ use async_trait::async_trait;
 use sealtrail_ledger::ChainHead;
 use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 
-pub use bundle::export_bundle_sqlite;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 pub use verify::{
@@ -223,6 +221,20 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
         tenant_id: &str,
         tree_size: Option<u64>,
     ) -> Result<Option<StoredCheckpoint>>;
+
+    /// The smallest checkpoint with `tree_size >= min_tree_size` (the first signed tree that
+    /// covers an event). The default answers the latest when it is large enough; a store that
+    /// can search its checkpoints does better.
+    async fn first_checkpoint_covering(
+        &self,
+        tenant_id: &str,
+        min_tree_size: u64,
+    ) -> Result<Option<StoredCheckpoint>> {
+        Ok(self
+            .checkpoint(tenant_id, None)
+            .await?
+            .filter(|latest| latest.tree_size >= min_tree_size))
+    }
 
     /// Reads a named server setting (such as the admin token's hash).
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;

@@ -13,9 +13,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sealtrail_ledger::{
-    completed_tiles, content_digest, tree_root, ChainHead, ChainLink, TILE_HEIGHT, TILE_WIDTH,
+    append_leaves, content_digest, decode_frontier, encode_frontier, partial_blocks,
+    rebuild_frontier, ChainHead, ChainLink, Hash, MerkleFrontier, TILE_WIDTH,
 };
-use sealtrail_model::limits::{HOT_READ_CONNECTIONS_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS};
+use sealtrail_model::limits::{
+    HOT_READ_CONNECTIONS_MAX, WAL_BYTES_SOFT_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS,
+    WAL_TRUNCATE_WAIT_MILLIS,
+};
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
 
 use crate::{
@@ -89,6 +93,12 @@ CREATE TABLE checkpoints (
     PRIMARY KEY (tenant_id, tree_size)
 ) WITHOUT ROWID;
 "#,
+    // The tree's compact range beside its head (one hash per set bit of `seq`, largest subtree
+    // first), so completing a tile never reads leaves back: they may have left for the archive.
+    // NULL in rows written before this migration; rebuilt from stored nodes on first use.
+    r#"
+ALTER TABLE chain_heads ADD COLUMN frontier BLOB;
+"#,
 ];
 
 const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
@@ -110,10 +120,10 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
-    /// Held for the life of the store: the OS releases it if the process dies.
-    _lock: File,
-    /// Dropping this stops the checkpoint thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Held for the life of a writable store: the OS releases it if the process dies.
+    _lock: Option<File>,
+    /// Dropping this stops the checkpoint thread (a writable store's only).
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -122,6 +132,8 @@ struct Writer {
     /// Cached chain heads. This process is the only writer (the lock file guarantees it), so the
     /// cache is exact; it is dropped whenever a transaction fails.
     heads: HashMap<String, ChainHead>,
+    /// Cached Merkle frontiers, at the size of the cached head; dropped with the heads.
+    frontiers: HashMap<String, MerkleFrontier>,
 }
 
 impl SqliteStore {
@@ -157,7 +169,11 @@ impl SqliteStore {
         // stall every ~1000th commit; a background connection does it instead (PASSIVE never
         // blocks the writer or readers).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint lets the WAL restart, cut the file back to this size.
+        conn.pragma_update(None, "journal_size_limit", WAL_BYTES_SOFT_MAX as i64)?;
         migrate(&mut conn)?;
+        // Start with an empty WAL: a previous run's (however large) is folded in and truncated.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         let checkpointer = start_checkpointer(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -165,10 +181,38 @@ impl SqliteStore {
                 writer: Mutex::new(Writer {
                     conn,
                     heads: HashMap::new(),
+                    frontiers: HashMap::new(),
                 }),
                 readers: Mutex::new(Vec::new()),
-                _lock: lock,
-                _checkpointer: checkpointer,
+                _lock: Some(lock),
+                _checkpointer: Some(checkpointer),
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only, beside a running server (no lock, no
+    /// migration, no WAL checkpoints): for offline exports such as `sealtrail bundle`. Every
+    /// write fails.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        let conn = open_reader(&path)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Writer {
+                    conn,
+                    heads: HashMap::new(),
+                    frontiers: HashMap::new(),
+                }),
+                readers: Mutex::new(Vec::new()),
+                _lock: None,
+                _checkpointer: None,
             }),
         })
     }
@@ -215,9 +259,13 @@ impl SqliteStore {
 }
 
 /// Starts the thread that checkpoints the WAL every [`WAL_CHECKPOINT_INTERVAL_MILLIS`] until
-/// the returned sender is dropped.
+/// the returned sender is dropped: passively (never blocking the writer) while the WAL is small,
+/// and truncating it once it passes [`WAL_BYTES_SOFT_MAX`], which a passive checkpoint cannot
+/// do while commits keep arriving.
 fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_millis(WAL_TRUNCATE_WAIT_MILLIS))?;
+    let wal_path = wal_path(path);
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -226,9 +274,18 @@ fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(interval)
             {
-                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
-                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                let wal_bytes = std::fs::metadata(&wal_path).map_or(0, |meta| meta.len());
+                let mode = if wal_bytes > WAL_BYTES_SOFT_MAX {
+                    "TRUNCATE"
+                } else {
+                    "PASSIVE"
+                };
+                let checkpoint = format!("PRAGMA wal_checkpoint({mode})");
+                match conn.query_row(&checkpoint, [], |row| row.get::<_, i64>(0)) {
+                    Ok(0) => {}
+                    // Busy: the writer or a reader held on past the wait; next interval.
+                    Ok(_) => tracing::debug!(wal_bytes, mode, "WAL checkpoint was busy"),
+                    Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retrying"),
                 }
             }
         })
@@ -237,6 +294,13 @@ fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
             source,
         })?;
     Ok(stop)
+}
+
+/// The WAL file beside a database file.
+pub(crate) fn wal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
@@ -272,13 +336,55 @@ impl Writer {
                 |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
             )
             .optional()?
-            .map(|(seq, hash)| ChainHead {
-                seq: seq as u64,
-                hash: hash.try_into().unwrap_or([0xff; 32]),
-            })
+            .map(|(seq, hash)| decode_head(tenant_id, seq, hash))
+            .transpose()?
             .unwrap_or_default();
         self.heads.insert(tenant_id.to_owned(), head);
         Ok(head)
+    }
+
+    /// The tenant's Merkle frontier at its committed head: cached, else stored beside the head,
+    /// else rebuilt from the stored nodes of the partly filled blocks (rows written before
+    /// frontiers were stored). Call only outside a group's changes to that tenant, or before them.
+    fn frontier(&mut self, tenant_id: &str) -> Result<MerkleFrontier> {
+        if let Some(frontier) = self.frontiers.get(tenant_id) {
+            return Ok(frontier.clone());
+        }
+        let stored = self
+            .conn
+            .query_row(
+                "SELECT seq, frontier FROM chain_heads WHERE tenant_id = ?1",
+                [tenant_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)),
+            )
+            .optional()?;
+        let frontier = match stored {
+            None => MerkleFrontier::new(),
+            Some((seq, Some(bytes))) => {
+                decode_frontier(seq as u64, &bytes).ok_or_else(|| Error::Corrupt {
+                    tenant_id: tenant_id.to_owned(),
+                    seq: seq as u64,
+                    reason: "the stored Merkle frontier does not match the tree size".into(),
+                })?
+            }
+            Some((seq, None)) => rebuild_stored_frontier(&self.conn, tenant_id, seq as u64)?,
+        };
+        self.frontiers
+            .insert(tenant_id.to_owned(), frontier.clone());
+        Ok(frontier)
+    }
+
+    /// Writes the tenant's frontier beside its head if the row has none yet.
+    fn store_frontier(&mut self, tenant_id: &str) -> Result<()> {
+        let frontier = self.frontier(tenant_id)?;
+        if frontier.tree_size() == 0 {
+            return Ok(());
+        }
+        self.conn.execute(
+            "UPDATE chain_heads SET frontier = ?2 WHERE tenant_id = ?1 AND frontier IS NULL",
+            params![tenant_id, encode_frontier(&frontier)],
+        )?;
+        Ok(())
     }
 
     fn append(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
@@ -299,8 +405,9 @@ impl Writer {
     }
 
     fn abort(&mut self) {
-        // The cached heads may describe rows that were never committed.
+        // The cached heads and frontiers may describe rows that were never committed.
         self.heads.clear();
+        self.frontiers.clear();
         if let Err(error) = self.conn.execute_batch("ROLLBACK") {
             tracing::warn!(%error, "rollback after a failed append also failed");
         }
@@ -308,34 +415,73 @@ impl Writer {
 
     fn append_in_transaction(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut touched: HashMap<String, ChainHead> = HashMap::new();
-        // Tree size of each tenant before this group, to know which tiles it completes.
+        // Each grown tenant's frontier, advanced by the leaves this group appends, in `seq`
+        // order. Read before the group changes the tenant's head, so it is the committed one.
+        let mut frontiers: HashMap<String, MerkleFrontier> = HashMap::new();
         let mut sizes_before: HashMap<String, u64> = HashMap::new();
         for request in batch {
             for pending in request {
-                if !sizes_before.contains_key(&pending.event.tenant_id) {
-                    let head = self.head(&pending.event.tenant_id)?;
-                    sizes_before.insert(pending.event.tenant_id.clone(), head.seq);
+                if !frontiers.contains_key(&pending.event.tenant_id) {
+                    let frontier = self.frontier(&pending.event.tenant_id)?;
+                    sizes_before.insert(pending.event.tenant_id.clone(), frontier.tree_size());
+                    frontiers.insert(pending.event.tenant_id.clone(), frontier);
                 }
             }
             let outcome = self.append_request(request)?;
             if let AppendOutcome::Committed(receipts) = &outcome {
                 for receipt in receipts {
-                    touched.insert(receipt.tenant_id.clone(), self.heads[&receipt.tenant_id]);
+                    let frontier = frontiers
+                        .get_mut(&receipt.tenant_id)
+                        .expect("every tenant of the request has a frontier");
+                    // New events take the next `seq`; a retried one keeps its stored place.
+                    if receipt.seq == frontier.tree_size() + 1 {
+                        for tile in append_leaves(frontier, &[receipt.event_hash]) {
+                            self.conn
+                                .prepare_cached(
+                                    "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) \
+                                     VALUES (?1, ?2, ?3, ?4)",
+                                )?
+                                .execute(params![
+                                    receipt.tenant_id,
+                                    tile.level,
+                                    tile.index as i64,
+                                    &tile.hash[..]
+                                ])?;
+                        }
+                    }
                 }
             }
             outcomes.push(outcome);
         }
         let mut update = self.conn.prepare_cached(
-            "INSERT INTO chain_heads (tenant_id, seq, head_hash) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, head_hash = excluded.head_hash",
+            "INSERT INTO chain_heads (tenant_id, seq, head_hash, frontier) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, head_hash = excluded.head_hash, \
+             frontier = excluded.frontier",
         )?;
-        for (tenant_id, head) in &touched {
-            update.execute(params![tenant_id, head.seq as i64, &head.hash[..]])?;
-        }
-        drop(update);
-        for (tenant_id, head) in &touched {
-            write_completed_tiles(&self.conn, tenant_id, sizes_before[tenant_id], head.seq)?;
+        for (tenant_id, frontier) in frontiers {
+            // A tenant whose requests all conflicted keeps its head as it was (or none).
+            if frontier.tree_size() == sizes_before[&tenant_id] {
+                continue;
+            }
+            let head = self.heads[&tenant_id];
+            if frontier.tree_size() != head.seq {
+                return Err(Error::Corrupt {
+                    tenant_id,
+                    seq: head.seq,
+                    reason: format!(
+                        "the Merkle frontier has {} leaves but the chain head is at seq {}",
+                        frontier.tree_size(),
+                        head.seq
+                    ),
+                });
+            }
+            update.execute(params![
+                tenant_id,
+                head.seq as i64,
+                &head.hash[..],
+                encode_frontier(&frontier)
+            ])?;
+            self.frontiers.insert(tenant_id, frontier);
         }
         Ok(outcomes)
     }
@@ -400,37 +546,41 @@ impl Writer {
     }
 }
 
-/// Stores the Merkle tiles a tenant's tree completed when it grew from `old_size` to
-/// `new_size` leaves, each computed from the 256 stored nodes of the level below.
-fn write_completed_tiles(
+/// A stored chain head; a hash that is not 32 bytes is corruption, never a default.
+fn decode_head(tenant_id: &str, seq: i64, hash: Vec<u8>) -> Result<ChainHead> {
+    Ok(ChainHead {
+        seq: seq as u64,
+        hash: hash.try_into().map_err(|_| Error::Corrupt {
+            tenant_id: tenant_id.to_owned(),
+            seq: seq as u64,
+            reason: "the chain head's hash is not 32 bytes".into(),
+        })?,
+    })
+}
+
+/// Rebuilds a tenant's frontier at `tree_size` from the stored nodes of its partly filled
+/// blocks (for heads stored before frontiers were). Fails, naming the level, when some of those
+/// nodes are gone: leaves archived by a version that did not keep the frontier first.
+fn rebuild_stored_frontier(
     conn: &Connection,
     tenant_id: &str,
-    old_size: u64,
-    new_size: u64,
-) -> Result<()> {
-    for (level, index) in completed_tiles(old_size, new_size) {
-        let children = read_block(conn, tenant_id, level - TILE_HEIGHT, index)?;
-        if children.len() as u64 != TILE_WIDTH {
-            return Err(Error::Corrupt {
-                tenant_id: tenant_id.to_owned(),
-                seq: new_size,
-                reason: format!(
-                    "tile level {level} index {index} has {} of {TILE_WIDTH} children",
-                    children.len()
-                ),
-            });
-        }
-        conn.prepare_cached(
-            "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            tenant_id,
-            level,
-            index as i64,
-            &tree_root(&children)[..]
-        ])?;
+    tree_size: u64,
+) -> Result<MerkleFrontier> {
+    let mut nodes: HashMap<u8, Vec<Hash>> = HashMap::new();
+    for block in partial_blocks(tree_size) {
+        let stored = read_block(conn, tenant_id, block.level, block.first / TILE_WIDTH)?;
+        nodes.insert(block.level, stored);
     }
-    Ok(())
+    rebuild_frontier(tree_size, |level| nodes.get(&level).cloned().unwrap_or_default()).map_err(
+        |missing| Error::Corrupt {
+            tenant_id: tenant_id.to_owned(),
+            seq: tree_size,
+            reason: format!(
+                "the Merkle frontier must be rebuilt, but level {} holds {} of the {} stored nodes it needs",
+                missing.level, missing.found, missing.expected
+            ),
+        },
+    )
 }
 
 /// Block `block` of a stored Merkle level: up to 256 consecutive stored nodes. Level 0 is the
@@ -506,8 +656,23 @@ fn insert_event(
         &link.prev_hash[..],
         &link.event_hash[..],
         &digest[..],
-    ])?;
-    Ok(changed == 1)
+    ]);
+    match changed {
+        Ok(changed) => Ok(changed == 1),
+        // The only other unique key is `(tenant_id, seq)`: the recorded head is behind the
+        // stored log. That is this tenant's corruption, not a store failure.
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(Error::Corrupt {
+                tenant_id: event.tenant_id.clone(),
+                seq: link.seq,
+                reason: "an event is already stored at this seq: the chain head is behind the log"
+                    .into(),
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn existing_event(
@@ -528,18 +693,24 @@ fn existing_event(
             ))
         })
         .optional()?;
-    Ok(
-        found.map(|(digest, timestamp_ns, seq, hash)| ExistingEvent {
-            content_digest: digest.try_into().unwrap_or([0; 32]),
-            timestamp_ns,
-            receipt: EventReceipt {
-                event_id: event_id.to_owned(),
-                tenant_id: tenant_id.to_owned(),
-                seq: seq as u64,
-                event_hash: hash.try_into().unwrap_or([0; 32]),
-            },
-        }),
-    )
+    let Some((digest, timestamp_ns, seq, hash)) = found else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| Error::Corrupt {
+        tenant_id: tenant_id.to_owned(),
+        seq: seq as u64,
+        reason: format!("the stored {what} is not 32 bytes"),
+    };
+    Ok(Some(ExistingEvent {
+        content_digest: digest.try_into().map_err(|_| corrupt("content digest"))?,
+        timestamp_ns,
+        receipt: EventReceipt {
+            event_id: event_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            seq: seq as u64,
+            event_hash: hash.try_into().map_err(|_| corrupt("event_hash"))?,
+        },
+    }))
 }
 
 /// Reads a row selected with [`EVENT_COLUMNS`]. A row that cannot be decoded is reported as
@@ -714,13 +885,8 @@ impl HotStore for SqliteStore {
             let mut heads = Vec::new();
             for row in rows {
                 let (tenant_id, seq, hash) = row?;
-                heads.push((
-                    tenant_id,
-                    ChainHead {
-                        seq: seq as u64,
-                        hash: hash.try_into().unwrap_or([0xff; 32]),
-                    },
-                ));
+                let head = decode_head(&tenant_id, seq, hash)?;
+                heads.push((tenant_id, head));
             }
             Ok(heads)
         })
@@ -756,6 +922,20 @@ impl HotStore for SqliteStore {
         .await
     }
 
+    async fn first_checkpoint_covering(
+        &self,
+        tenant_id: &str,
+        min_tree_size: u64,
+    ) -> Result<Option<StoredCheckpoint>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let sql = "SELECT tenant_id, tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
+                       AND tree_size >= ?2 ORDER BY tree_size LIMIT 1";
+            read_checkpoint(conn, sql, params![tenant_id, min_tree_size as i64])
+        })
+        .await
+    }
+
     async fn checkpoint(
         &self,
         tenant_id: &str,
@@ -763,22 +943,9 @@ impl HotStore for SqliteStore {
     ) -> Result<Option<StoredCheckpoint>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
-            let sql = "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
+            let sql = "SELECT tenant_id, tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
                        AND (?2 IS NULL OR tree_size = ?2) ORDER BY tree_size DESC LIMIT 1";
-            let found = conn
-                .prepare_cached(sql)?
-                .query_row(params![tenant_id, tree_size.map(|size| size as i64)], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, String>(2)?, row.get::<_, i64>(3)?))
-                })
-                .optional()?;
-            Ok(found.and_then(|(tree_size, root_hash, note, created_at_ns)| {
-                Some(StoredCheckpoint {
-                    tree_size: tree_size as u64,
-                    root_hash: root_hash.try_into().ok()?,
-                    note,
-                    created_at_ns,
-                })
-            }))
+            read_checkpoint(conn, sql, params![tenant_id, tree_size.map(|size| size as i64)])
         })
         .await
     }
@@ -968,12 +1135,60 @@ impl SqliteStore {
     pub async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64> {
         let tenant_id = tenant_id.to_owned();
         self.write(move |writer| {
-            let deleted = writer.conn.execute(
-                "DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2",
-                params![tenant_id, last_seq as i64],
-            )?;
-            Ok(deleted as u64)
+            // The frontier is what lets the tree grow once its partly filled tile's leaves are
+            // gone: store it (rebuilding it from those leaves) before they go.
+            writer.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let deleted = writer.store_frontier(&tenant_id).and_then(|()| {
+                Ok(writer.conn.execute(
+                    "DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2",
+                    params![tenant_id, last_seq as i64],
+                )?)
+            });
+            match deleted.and_then(|deleted| {
+                writer.conn.execute_batch("COMMIT")?;
+                Ok(deleted)
+            }) {
+                Ok(deleted) => Ok(deleted as u64),
+                Err(error) => {
+                    writer.abort();
+                    Err(error)
+                }
+            }
         })
         .await
     }
+}
+
+/// The one checkpoint `sql` selects (columns: tree size, root hash, note, creation time). A
+/// root hash that is not 32 bytes is corruption, not a missing checkpoint.
+fn read_checkpoint(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<StoredCheckpoint>> {
+    let found = conn
+        .prepare_cached(sql)?
+        .query_row(params, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((tenant_id, tree_size, root_hash, note, created_at_ns)) = found else {
+        return Ok(None);
+    };
+    Ok(Some(StoredCheckpoint {
+        tree_size: tree_size as u64,
+        root_hash: root_hash.try_into().map_err(|_| Error::Corrupt {
+            tenant_id,
+            seq: tree_size as u64,
+            reason: "the checkpoint's root hash is not 32 bytes".into(),
+        })?,
+        note,
+        created_at_ns,
+    }))
 }

@@ -13,6 +13,7 @@ mod chain;
 mod checkpoint;
 mod deletion;
 mod encoding;
+mod frontier;
 mod merkle;
 mod note;
 mod proof_json;
@@ -32,6 +33,10 @@ pub use deletion::{
 pub use encoding::{
     canonical_bytes, content_digest, encode_canonical, event_hash, event_hash_of_view, EventView,
     FORMAT_TAG,
+};
+pub use frontier::{
+    append_leaves, decode_frontier, encode_frontier, partial_blocks, rebuild_frontier,
+    MissingNodes, PartialBlock, Tile,
 };
 pub use merkle::{
     consistency_proof, inclusion_proof, leaf_hash, node_hash, root_at, root_from_inclusion_proof,

@@ -22,6 +22,12 @@ pub enum Error {
     /// The reader went away (a client closed its export).
     #[error("the reader went away")]
     Cancelled,
+    /// A request that cannot be answered as asked: `field` names the argument at fault.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// Stored data contradicts itself (a proof over stored nodes fails, a `seq` is missing).
+    #[error("stored data is inconsistent: {0}; run `sealtrail verify`")]
+    Corrupt(String),
     /// An archived file does not decode as events (the message names the file and `seq`).
     #[error("archived file {path}: {reason}")]
     Decode { path: String, reason: String },
@@ -30,7 +36,10 @@ pub enum Error {
 impl Error {
     /// True when the request, not the service, is at fault.
     pub fn is_client_error(&self) -> bool {
-        matches!(self, Error::InvalidSql(_) | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::InvalidSql(_) | Error::Timeout { .. } | Error::Invalid { .. }
+        )
     }
 }
 

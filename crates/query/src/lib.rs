@@ -13,11 +13,13 @@
 //! - [`QueryEngine::sql`]: read-only SQL over one table, `events`, which holds only the caller's
 //!   tenant (see `sql.rs` for why no SQL can reach another tenant).
 //! - [`QueryEngine::export`]: every event of a time range in `seq` order, streamed as NDJSON.
+//! - [`QueryEngine::bundle`]: a proof bundle of a time range, for `sealtrail bundle`.
 //!
 //! Hot rows at or below `A` (left for a moment by an interrupted migration, whose manifest is
 //! written before the hot rows are deleted) are never returned: the archive is authoritative for
 //! its range, so no event is ever seen twice.
 
+mod bundle;
 mod error;
 mod export;
 mod files;

@@ -14,6 +14,7 @@ mod pipeline;
 mod problem;
 mod proofs;
 mod query;
+mod rejections;
 mod retention;
 mod spool;
 
@@ -30,7 +31,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use sealtrail_hot::HotStore;
-use sealtrail_model::limits::GROUP_COMMIT_EVENTS_MAX;
 
 pub use auth::Principal;
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
@@ -150,7 +150,7 @@ pub async fn run(
 
     let spool_dir = config.data_dir.join("spool");
     let (spool, leftovers) = Spool::open(&spool_dir)?;
-    replay_spool(&*store, &spool, leftovers).await?;
+    let refused = pipeline::replay_spool(&*store, &spool, leftovers).await?;
     let signing_key_path = config
         .signing_key_path
         .clone()
@@ -187,6 +187,7 @@ pub async fn run(
         store.clone(),
         Arc::new(spool),
         config.async_queue_events_max.max(1),
+        refused,
     );
 
     let state = Arc::new(AppState {
@@ -244,6 +245,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/retention",
             get(retention::get_retention).put(retention::put_retention),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/rejected-events",
+            get(rejections::list),
         )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
         .route(
@@ -316,37 +321,4 @@ async fn resolve_admin_token(
          To choose the token yourself, set SEALTRAIL_ADMIN_TOKEN before starting.\n"
     );
     Ok(hash)
-}
-
-/// Commits requests an earlier process accepted asynchronously. Replay is idempotent: every
-/// spooled event carries its final `event_id`, so one already committed is not stored twice.
-async fn replay_spool(
-    store: &dyn HotStore,
-    spool: &Spool,
-    leftovers: spool::Leftovers,
-) -> Result<()> {
-    let mut paths = Vec::new();
-    let mut replayed = 0usize;
-    for (path, requests) in leftovers {
-        let mut group = Vec::new();
-        let mut events = 0;
-        for request in requests {
-            events += request.len();
-            replayed += request.len();
-            group.push(request);
-            if events >= GROUP_COMMIT_EVENTS_MAX {
-                store.append(Arc::new(std::mem::take(&mut group))).await?;
-                events = 0;
-            }
-        }
-        if !group.is_empty() {
-            store.append(Arc::new(group)).await?;
-        }
-        paths.push(path);
-    }
-    spool.remove_replayed(&paths)?;
-    if replayed > 0 {
-        tracing::info!(events = replayed, "replayed the async spool");
-    }
-    Ok(())
 }

@@ -31,6 +31,7 @@ use sealtrail_model::limits::{
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::rejections::{self, Rejection};
 use crate::spool::{Spool, SpoolTicket};
 use crate::{Error, Result};
 
@@ -84,18 +85,41 @@ impl std::fmt::Debug for Job {
 
 impl Pipeline {
     /// Starts one writer task per commit lane of the store, and the spool's fsync task.
+    /// `refused` are spooled requests that [`replay_spool`] could not commit: they are queued
+    /// first, each on its lane, and retried like any refused async request.
     pub(crate) fn start(
         store: Arc<dyn HotStore>,
         spool: Arc<Spool>,
         async_queue_events_max: usize,
+        refused: Vec<(AppendRequest, SpoolTicket)>,
     ) -> Self {
         // A store answering 0 still gets one writer: the pipeline must always make progress.
         let lane_count = store.commit_lanes().max(1);
         let healthy: Arc<[AtomicBool]> = (0..lane_count).map(|_| AtomicBool::new(true)).collect();
         let mut lanes = Vec::with_capacity(lane_count);
         let mut writers = Vec::with_capacity(lane_count);
+        // The previous run's leftovers hold room of their own, so the queue bound of this run
+        // is unchanged by them.
+        let leftover_events: usize = refused
+            .iter()
+            .map(|(request, _)| request.len().max(1))
+            .sum();
+        let leftover_permits = Arc::new(Semaphore::new(leftover_events));
         for lane in 0..lane_count {
             let (jobs, receiver) = mpsc::unbounded_channel();
+            for (request, ticket) in &refused {
+                if lane_of(request, lane_count) == lane {
+                    let _permit = leftover_permits
+                        .clone()
+                        .try_acquire_many_owned(permits_for(request))
+                        .expect("room was made for every leftover");
+                    let _ = jobs.send(Job::Append {
+                        request: request.clone(),
+                        reply: Reply::Async(*ticket),
+                        _permit,
+                    });
+                }
+            }
             lanes.push(jobs);
             writers.push(tokio::spawn(run_writer(
                 store.clone(),
@@ -212,6 +236,86 @@ impl Pipeline {
     }
 }
 
+/// Commits requests an earlier process accepted asynchronously, before serving. Replay is
+/// idempotent: every spooled event carries its final `event_id`, so one already committed is
+/// not stored twice. A request the store refuses does not stop the start: it is written to the
+/// new spool (and synced) before the old segments go, and returned for the pipeline to retry.
+pub(crate) async fn replay_spool(
+    store: &dyn HotStore,
+    spool: &Spool,
+    leftovers: crate::spool::Leftovers,
+) -> Result<Vec<(AppendRequest, SpoolTicket)>> {
+    let mut paths = Vec::new();
+    let mut replayed = 0usize;
+    let mut refused = Vec::new();
+    for (path, requests) in leftovers {
+        let mut group = Vec::new();
+        let mut events = 0;
+        for request in requests {
+            events += request.len();
+            replayed += request.len();
+            group.push(request);
+            if events >= GROUP_COMMIT_EVENTS_MAX {
+                refused.extend(replay_group(store, std::mem::take(&mut group)).await);
+                events = 0;
+            }
+        }
+        if !group.is_empty() {
+            refused.extend(replay_group(store, group).await);
+        }
+        paths.push(path);
+    }
+    let mut kept = Vec::with_capacity(refused.len());
+    for request in refused {
+        let ticket = spool.append(&request)?;
+        kept.push((request, ticket));
+    }
+    spool.sync()?;
+    spool.remove_replayed(&paths)?;
+    if replayed > 0 {
+        tracing::info!(
+            events = replayed,
+            refused_requests = kept.len(),
+            "replayed the async spool"
+        );
+    }
+    Ok(kept)
+}
+
+/// Commits one replayed group; on failure, each request alone. Conflicts are recorded like
+/// those of live async requests. Returns the requests the store refused.
+async fn replay_group(store: &dyn HotStore, group: Vec<AppendRequest>) -> Vec<AppendRequest> {
+    let mut committed = Vec::new();
+    let mut refused = Vec::new();
+    let group = Arc::new(group);
+    match store.append(group.clone()).await {
+        Ok(outcomes) => committed.extend(group.iter().cloned().zip(outcomes)),
+        Err(_) => {
+            let group = Arc::try_unwrap(group).unwrap_or_else(|shared| (*shared).clone());
+            for request in group {
+                match store.append(Arc::new(vec![request.clone()])).await {
+                    Ok(mut outcomes) => {
+                        let outcome = outcomes.pop().expect("one outcome per request");
+                        committed.push((request, outcome));
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            %error,
+                            events = request.len(),
+                            "a spooled request cannot be committed yet; it stays spooled"
+                        );
+                        refused.push(request);
+                    }
+                }
+            }
+        }
+    }
+    for (request, outcome) in committed {
+        record_conflict(store, &request, &outcome).await;
+    }
+    refused
+}
+
 /// The lane of a request among `lane_count`: a hash of its first event's `tenant_id` (a request
 /// with several tenants goes by its first; an empty one to lane 0). `DefaultHasher::new()` has
 /// fixed keys, so a tenant keeps its lane for the life of the process.
@@ -242,6 +346,9 @@ async fn run_spool_sync(spool: Arc<Spool>) {
     }
 }
 
+/// An async request waiting in the spool for the store to accept it; it keeps its queue room.
+type Queued = (AppendRequest, SpoolTicket, OwnedSemaphorePermit);
+
 async fn run_writer(
     store: Arc<dyn HotStore>,
     spool: Arc<Spool>,
@@ -249,9 +356,32 @@ async fn run_writer(
     healthy: Arc<[AtomicBool]>,
     lane: usize,
 ) {
+    // Async requests the store refused on their own (one tenant's chain it cannot extend, say).
+    // They stay spooled and are retried with growing pauses *beside* new work, never in front
+    // of it: one request the store cannot take must not stall the lane, shutdown or restart.
+    let mut parked: Vec<Queued> = Vec::new();
+    let mut parked_attempts = 0u32;
+    let mut retry_at = tokio::time::Instant::now();
     let mut shutdown = None;
     while shutdown.is_none() {
-        let Some(first) = receiver.recv().await else {
+        let first = if parked.is_empty() {
+            receiver.recv().await
+        } else {
+            tokio::select! {
+                job = receiver.recv() => job,
+                () = tokio::time::sleep_until(retry_at) => {
+                    let retry = std::mem::take(&mut parked)
+                        .into_iter()
+                        .map(|(request, ticket, permit)| (request, Reply::Async(ticket), permit))
+                        .collect();
+                    parked = commit_group(&*store, &spool, retry, &healthy[lane]).await;
+                    parked_attempts = if parked.is_empty() { 0 } else { parked_attempts + 1 };
+                    retry_at = tokio::time::Instant::now() + retry_pause(parked_attempts);
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else {
             break;
         };
         let mut jobs = Vec::new();
@@ -278,7 +408,27 @@ async fn run_writer(
             }
         }
         if !jobs.is_empty() {
-            commit_group(&*store, &spool, jobs, &healthy[lane]).await;
+            let refused = commit_group(&*store, &spool, jobs, &healthy[lane]).await;
+            if !refused.is_empty() && parked.is_empty() {
+                retry_at = tokio::time::Instant::now() + retry_pause(parked_attempts);
+            }
+            parked.extend(refused);
+        }
+    }
+    if !parked.is_empty() {
+        // One last try; whatever the store still refuses stays in the spool for the next start.
+        let retry = parked
+            .into_iter()
+            .map(|(request, ticket, permit)| (request, Reply::Async(ticket), permit))
+            .collect();
+        let left = commit_group(&*store, &spool, retry, &healthy[lane]).await;
+        if !left.is_empty() {
+            tracing::warn!(
+                lane,
+                requests = left.len(),
+                "the store still refuses these async requests; they stay in the spool and are \
+                 retried on the next start"
+            );
         }
     }
     if let Some(done) = shutdown {
@@ -286,79 +436,135 @@ async fn run_writer(
     }
 }
 
-/// Commits one group. If the store fails, sync callers are told at once (nothing of theirs was
-/// written) and the async requests are retried, with growing pauses, until the store accepts
-/// them: an acknowledged async event is never dropped, and the full queue pushes back on
-/// new async requests meanwhile.
+/// The pause before retry `attempt` of parked async requests.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_millis((50u64 << attempt.min(5)).min(RETRY_PAUSE_MILLIS_MAX))
+}
+
+/// Commits one group and answers its callers; returns the async requests the store refused,
+/// still spooled, for the caller to retry later.
+///
+/// If the group fails as a whole, each request is retried alone, so a request the store cannot
+/// take (a tenant whose chain it cannot extend) fails only itself: sync callers are told (nothing
+/// of theirs was written), async requests come back to be retried. An acknowledged async event is
+/// never dropped.
 async fn commit_group(
     store: &dyn HotStore,
     spool: &Spool,
     jobs: Vec<(AppendRequest, Reply, OwnedSemaphorePermit)>,
     healthy: &AtomicBool,
-) {
+) -> Vec<Queued> {
     let mut batch = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     for (request, reply, permit) in jobs {
         batch.push(request);
         replies.push((reply, permit));
     }
-    let mut batch = Arc::new(batch);
-    let mut attempt = 0u32;
-    let outcomes = loop {
-        match store.append(batch.clone()).await {
-            Ok(outcomes) => {
+    let batch = Arc::new(batch);
+    let error = match store.append(batch.clone()).await {
+        Ok(outcomes) => {
+            healthy.store(true, Ordering::Relaxed);
+            for ((reply, _permit), (outcome, request)) in replies
+                .into_iter()
+                .zip(outcomes.into_iter().zip(batch.iter()))
+            {
+                answer(store, spool, reply, request, outcome).await;
+            }
+            return Vec::new();
+        }
+        Err(error) => error,
+    };
+    let requests = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+    // A group of one already failed alone: its error is the answer, without asking again.
+    let mut group_error = Some(error).filter(|_| requests.len() == 1);
+    let mut refused = Vec::new();
+    for (request, (reply, permit)) in requests.into_iter().zip(replies) {
+        let result = match group_error.take() {
+            Some(error) => Err(error),
+            None => store.append(Arc::new(vec![request.clone()])).await,
+        };
+        match result {
+            Ok(mut outcomes) => {
                 healthy.store(true, Ordering::Relaxed);
-                break outcomes;
+                let outcome = outcomes.pop().expect("one outcome per request");
+                answer(store, spool, reply, &request, outcome).await;
             }
             Err(error) => {
-                healthy.store(false, Ordering::Relaxed);
-                tracing::error!(%error, attempt, "group commit failed; nothing of it was stored");
-                let requests = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-                let mut kept = Vec::new();
-                let mut kept_replies = Vec::new();
-                for (request, (reply, permit)) in requests.into_iter().zip(replies) {
-                    match reply {
-                        Reply::Sync(sender) => {
-                            let _ = sender.send(Err(error.to_string()));
-                        }
-                        Reply::Async(ticket) => {
-                            kept.push(request);
-                            kept_replies.push((Reply::Async(ticket), permit));
-                        }
+                // A fault confined to one tenant's stored log leaves the store ready for others.
+                if !matches!(error, sealtrail_hot::Error::Corrupt { .. }) {
+                    healthy.store(false, Ordering::Relaxed);
+                }
+                let reason = error.to_string();
+                let tenant_id = request
+                    .first()
+                    .map(|pending| pending.event.tenant_id.clone());
+                tracing::error!(
+                    error = %reason,
+                    tenant_id = tenant_id.as_deref().unwrap_or(""),
+                    events = request.len(),
+                    "commit failed; nothing of the request was stored"
+                );
+                match reply {
+                    Reply::Sync(sender) => {
+                        let _ = sender.send(Err(reason));
                     }
+                    Reply::Async(ticket) => refused.push((request, ticket, permit)),
                 }
-                if kept.is_empty() {
-                    return;
-                }
-                batch = Arc::new(kept);
-                replies = kept_replies;
-                attempt += 1;
-                let pause_millis = (50u64 << attempt.min(5)).min(RETRY_PAUSE_MILLIS_MAX);
-                tokio::time::sleep(Duration::from_millis(pause_millis)).await;
             }
         }
+    }
+    refused
+}
+
+/// Answers one committed request's caller: the outcome to a sync caller; for an async one,
+/// records a refusal where the sender can find it (the caller is gone), then retires its
+/// spool record.
+async fn answer(
+    store: &dyn HotStore,
+    spool: &Spool,
+    reply: Reply,
+    request: &AppendRequest,
+    outcome: AppendOutcome,
+) {
+    match reply {
+        Reply::Sync(sender) => {
+            let _ = sender.send(Ok(outcome));
+        }
+        Reply::Async(ticket) => {
+            // The spool record goes only after the refusal is recorded: a crash in between
+            // replays the request, which is refused and recorded again.
+            record_conflict(store, request, &outcome).await;
+            if let Err(error) = spool.committed(ticket) {
+                tracing::error!(%error, "cannot retire a spool segment");
+            }
+        }
+    }
+}
+
+/// Records an async request's refusal at commit (its sender is gone) for
+/// `GET /v1/tenants/{tenant_id}/rejected-events`; nothing for a committed request.
+async fn record_conflict(store: &dyn HotStore, request: &AppendRequest, outcome: &AppendOutcome) {
+    let AppendOutcome::Conflict { index, event_id } = outcome else {
+        return;
     };
-    for (((reply, _permit), outcome), request) in
-        replies.into_iter().zip(outcomes).zip(batch.iter())
-    {
-        match reply {
-            Reply::Sync(sender) => {
-                let _ = sender.send(Ok(outcome));
-            }
-            Reply::Async(ticket) => {
-                if let AppendOutcome::Conflict { index, event_id } = &outcome {
-                    tracing::warn!(
-                        index,
-                        event_id = %event_id,
-                        tenant_id = %request[*index].event.tenant_id,
-                        "async request rejected at commit: event_id reused with different content"
-                    );
-                }
-                if let Err(error) = spool.committed(ticket) {
-                    tracing::error!(%error, "cannot retire a spool segment");
-                }
-            }
-        }
+    let tenant_id = &request[*index].event.tenant_id;
+    tracing::warn!(
+        index,
+        event_id = %event_id,
+        tenant_id = %tenant_id,
+        "async request rejected at commit: event_id reused with different content"
+    );
+    let rejection = Rejection {
+        event_id: event_id.clone(),
+        index: *index,
+        request_events: request.len(),
+        reason: "event_id is already stored with different content; nothing of the request was \
+                 stored"
+            .into(),
+        rejected_at: sealtrail_model::format_timestamp(crate::now_ns()),
+    };
+    if let Err(error) = rejections::record(store, tenant_id, rejection).await {
+        tracing::error!(?error, "cannot record an async rejection");
     }
 }
 
@@ -583,7 +789,12 @@ mod tests {
         let (spool, leftovers) = Spool::open(dir.path()).unwrap();
         assert!(leftovers.is_empty());
         let store = Arc::new(SlowStore::new(4));
-        let pipeline = Arc::new(Pipeline::start(store.clone(), Arc::new(spool), 1_000));
+        let pipeline = Arc::new(Pipeline::start(
+            store.clone(),
+            Arc::new(spool),
+            1_000,
+            Vec::new(),
+        ));
 
         // Async requests first, one per tenant, so every lane has queued work at shutdown.
         let tenants: Vec<String> = (0..16).map(|tenant| format!("tenant-{tenant}")).collect();

@@ -5,8 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use clap::Args;
+use sealtrail_hot::{HotStore, SqliteStore};
 use sealtrail_ledger::{verify_bundle, Bundle, NoteVerifier};
 use serde_json::Value;
 
@@ -20,6 +23,13 @@ pub(crate) struct BundleArgs {
     /// Tenant whose events (and the checkpoints covering them) the bundle holds.
     #[arg(long)]
     tenant: String,
+    /// PostgreSQL hot tier to read instead of the data directory's SQLite store.
+    #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(flatten)]
+    warm: super::lifecycle::WarmArgs,
+    #[command(flatten)]
+    cold: super::lifecycle::ColdArgs,
     /// RFC 3339; events with timestamp >= from.
     #[arg(long)]
     from: Option<String>,
@@ -49,12 +59,31 @@ fn instant(name: &str, text: Option<&str>) -> anyhow::Result<Option<i64>> {
 }
 
 pub(crate) fn run_bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
-    let bundle = sealtrail_hot::export_bundle_sqlite(
-        &args.data_dir,
-        &args.tenant,
-        instant("from", args.from.as_deref())?,
-        instant("to", args.to.as_deref())?,
-    )?;
+    let from_ns = instant("from", args.from.as_deref())?;
+    let to_ns = instant("to", args.to.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Events and leaves are read from whichever tier holds them, so a range that reaches into
+    // the warm or cold tier bundles like a hot one.
+    let bundle = runtime.block_on(async {
+        let hot: Arc<dyn HotStore> = match args.database_url.as_deref() {
+            Some(url) => Arc::new(super::store::open_existing_postgres(url).await?),
+            None => Arc::new(
+                SqliteStore::open_read_only(&args.data_dir)
+                    .with_context(|| format!("opening {}", args.data_dir.display()))?,
+            ),
+        };
+        let warm = args
+            .warm
+            .tiers_to_verify(&args.data_dir)?
+            .into_iter()
+            .next();
+        let cold = args.cold.tier_to_verify(&args.warm, &args.data_dir)?;
+        let engine = sealtrail_query::QueryEngine::new(hot, warm, cold)?;
+        anyhow::Ok(engine.bundle(&args.tenant, from_ns, to_ns).await?)
+    })?;
     if args.out.extension().is_some_and(|ext| ext == "json") {
         fs::write(&args.out, serde_json::to_vec_pretty(&bundle)?)?;
     } else {

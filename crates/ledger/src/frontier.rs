@@ -1,35 +1,36 @@
-//! The Merkle tiles a group commit completes, computed in memory from each tenant's frontier.
+//! The Merkle frontier a writer keeps beside each chain head, and the tiles a group completes.
 //!
-//! The store keeps every complete subtree at levels 8, 16, 24, … (`merkle_tiles`), written in the
-//! same transaction as the events that complete it (the `HotStore::merkle_block` contract). To
-//! know a tile's hash when its last leaf arrives, a writer needs the tree's compact range (its
-//! [`MerkleFrontier`]: one hash per set bit of the tree size). `chain_heads` keeps it beside the
-//! head it belongs to, so a group reads it with the head lock and writes it back with the new
-//! head: no leaf or tile is read back on the write path, however many tenants a group touches.
+//! A store keeps every complete subtree at levels 8, 16, 24, … (the tiles of [`crate::tiles`]),
+//! written in the same transaction as the events that complete it. To know a tile's hash when
+//! its last leaf arrives, a writer needs the tree's compact range (its [`MerkleFrontier`]: one
+//! hash per set bit of the tree size). Stores keep it beside the chain head it belongs to and
+//! write it back with the new head, so no leaf or tile is ever read back on the write path: the
+//! leaves of a partly filled tile may already have left the hot tier for the archive.
 //! A missing or malformed stored frontier is rebuilt from the stored nodes of the partly filled
 //! block at each stored level (at most 255 nodes per level). Pure: the caller does the reading.
 
-use sealtrail_ledger::{Hash, MerkleFrontier, TILE_HEIGHT, TILE_WIDTH};
+use crate::merkle::{Hash, MerkleFrontier};
+use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
 
 /// Stored nodes of `level` with index in `[first, end)`: the filled part of the last, partly
 /// filled block of that level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Block {
-    pub(crate) level: u8,
-    pub(crate) first: u64,
-    pub(crate) end: u64,
+pub struct PartialBlock {
+    pub level: u8,
+    pub first: u64,
+    pub end: u64,
 }
 
 /// A tile to store: the node at `level` (a multiple of [`TILE_HEIGHT`]) and `index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tile {
-    pub(crate) level: u8,
-    pub(crate) index: u64,
-    pub(crate) hash: Hash,
+pub struct Tile {
+    pub level: u8,
+    pub index: u64,
+    pub hash: Hash,
 }
 
 /// The stored frontier's bytes: the compact range's hashes, largest subtree first.
-pub(crate) fn encode_frontier(frontier: &MerkleFrontier) -> Vec<u8> {
+pub fn encode_frontier(frontier: &MerkleFrontier) -> Vec<u8> {
     frontier
         .subtrees()
         .flat_map(|subtree| subtree.hash)
@@ -38,7 +39,7 @@ pub(crate) fn encode_frontier(frontier: &MerkleFrontier) -> Vec<u8> {
 
 /// The frontier of a tree of `tree_size` leaves from its stored bytes; `None` if they do not
 /// have one hash per set bit of `tree_size`.
-pub(crate) fn decode_frontier(tree_size: u64, bytes: &[u8]) -> Option<MerkleFrontier> {
+pub fn decode_frontier(tree_size: u64, bytes: &[u8]) -> Option<MerkleFrontier> {
     let hashes: Vec<Hash> = bytes
         .chunks(32)
         .map(|chunk| chunk.try_into().ok())
@@ -48,14 +49,14 @@ pub(crate) fn decode_frontier(tree_size: u64, bytes: &[u8]) -> Option<MerkleFron
 
 /// The partly filled blocks whose stored nodes rebuild the frontier of `tree_size` leaves, from
 /// level 0 up.
-pub(crate) fn partial_blocks(tree_size: u64) -> Vec<Block> {
+pub fn partial_blocks(tree_size: u64) -> Vec<PartialBlock> {
     let mut blocks = Vec::new();
     let mut level = 0u8;
     while u32::from(level) < u64::BITS && tree_size >> level > 0 {
         let end = tree_size >> level;
         let first = end / TILE_WIDTH * TILE_WIDTH;
         if first < end {
-            blocks.push(Block { level, first, end });
+            blocks.push(PartialBlock { level, first, end });
         }
         level += TILE_HEIGHT;
     }
@@ -64,17 +65,17 @@ pub(crate) fn partial_blocks(tree_size: u64) -> Vec<Block> {
 
 /// Why a frontier could not be rebuilt: a block's stored nodes are not all there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MissingNodes {
-    pub(crate) level: u8,
-    pub(crate) expected: u64,
-    pub(crate) found: u64,
+pub struct MissingNodes {
+    pub level: u8,
+    pub expected: u64,
+    pub found: u64,
 }
 
 /// Rebuilds the frontier of `tree_size` leaves from the stored nodes of [`partial_blocks`]:
 /// `nodes(level)` returns those of the block at `level`, in index order. The compact range of a
 /// partly filled block (which starts at a multiple of 256) is exactly the part of the tree's
 /// compact range between its level and the next stored level.
-pub(crate) fn rebuild_frontier(
+pub fn rebuild_frontier(
     tree_size: u64,
     nodes: impl Fn(u8) -> Vec<Hash>,
 ) -> Result<MerkleFrontier, MissingNodes> {
@@ -100,7 +101,7 @@ pub(crate) fn rebuild_frontier(
 }
 
 /// Appends `leaves` to `frontier` and returns the tiles they complete, bottom up per leaf.
-pub(crate) fn append_leaves(frontier: &mut MerkleFrontier, leaves: &[Hash]) -> Vec<Tile> {
+pub fn append_leaves(frontier: &mut MerkleFrontier, leaves: &[Hash]) -> Vec<Tile> {
     let mut tiles = Vec::new();
     for leaf in leaves {
         frontier.append_with(*leaf, |subtree| {
@@ -119,7 +120,8 @@ pub(crate) fn append_leaves(frontier: &mut MerkleFrontier, leaves: &[Hash]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sealtrail_ledger::{completed_tiles, leaf_hash, MemoryTree};
+    use crate::merkle::{leaf_hash, MemoryTree};
+    use crate::tiles::completed_tiles;
     use std::collections::HashMap;
 
     fn leaves(count: u64) -> Vec<Hash> {
@@ -217,12 +219,12 @@ mod tests {
         assert_eq!(
             partial_blocks(300),
             vec![
-                Block {
+                PartialBlock {
                     level: 0,
                     first: 256,
                     end: 300
                 },
-                Block {
+                PartialBlock {
                     level: 8,
                     first: 0,
                     end: 1
