@@ -60,44 +60,6 @@ fn size_param(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn a_tree_size_beyond_the_stored_range_is_refused_naming_its_field() {
-        for name in ["tree_size", "first", "second"] {
-            for text in [
-                "18446744073709551615",
-                "9223372036854775808",
-                "0",
-                "-1",
-                "x",
-            ] {
-                let result = size_param(&params(&[(name, text)]), name, &[name]);
-                match result {
-                    Err(ApiError::Invalid { errors, .. }) => {
-                        assert_eq!(errors[0].field, name, "{name}={text}")
-                    }
-                    other => panic!("{name}={text}: expected a 400, got {other:?}"),
-                }
-            }
-            let largest = SEQ_MAX.to_string();
-            assert_eq!(
-                size_param(&params(&[(name, &largest)]), name, &[name]).unwrap(),
-                Some(SEQ_MAX)
-            );
-        }
-    }
-}
-
 /// `GET /v1/tenants/{tenant_id}/checkpoint[?tree_size=N]`: the signed note as is.
 pub(crate) async fn get_checkpoint(
     State(state): State<Arc<AppState>>,
@@ -234,4 +196,42 @@ pub(crate) async fn get_verifier_key(
         format!("{}\n", state.checkpointer.verifier_key()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_tree_size_beyond_the_stored_range_is_refused_naming_its_field() {
+        for name in ["tree_size", "first", "second"] {
+            for text in [
+                "18446744073709551615",
+                "9223372036854775808",
+                "0",
+                "-1",
+                "x",
+            ] {
+                let result = size_param(&params(&[(name, text)]), name, &[name]);
+                match result {
+                    Err(ApiError::Invalid { errors, .. }) => {
+                        assert_eq!(errors[0].field, name, "{name}={text}")
+                    }
+                    other => panic!("{name}={text}: expected a 400, got {other:?}"),
+                }
+            }
+            let largest = SEQ_MAX.to_string();
+            assert_eq!(
+                size_param(&params(&[(name, &largest)]), name, &[name]).unwrap(),
+                Some(SEQ_MAX)
+            );
+        }
+    }
 }

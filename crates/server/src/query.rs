@@ -278,6 +278,10 @@ fn decode_cursor(cursor: &str, order: Order) -> Result<u64, ApiError> {
     }
     // A `seq` is stored as a signed 64-bit integer everywhere; a larger number would wrap to a
     // negative one and read the log from its start.
+    // Only the digits this endpoint writes: no sign, no leading '+'.
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
     match seq.parse::<u64>() {
         Ok(seq) if seq <= SEQ_MAX => Ok(seq),
         _ => Err(invalid()),
