@@ -592,6 +592,7 @@ mod tests {
         running: AtomicUsize,
         most_running: AtomicUsize,
         seqs: std::sync::Mutex<HashMap<String, u64>>,
+        settings: std::sync::Mutex<HashMap<String, Vec<u8>>>,
     }
 
     impl SlowStore {
@@ -601,6 +602,7 @@ mod tests {
                 running: AtomicUsize::new(0),
                 most_running: AtomicUsize::new(0),
                 seqs: std::sync::Mutex::new(HashMap::new()),
+                settings: std::sync::Mutex::new(HashMap::new()),
             }
         }
     }
@@ -618,6 +620,16 @@ mod tests {
             let outcomes = batch
                 .iter()
                 .map(|request| {
+                    // An `event_id` named `conflict-…` is "stored with other content".
+                    if let Some(index) = request
+                        .iter()
+                        .position(|pending| pending.event.event_id.starts_with("conflict-"))
+                    {
+                        return AppendOutcome::Conflict {
+                            index,
+                            event_id: request[index].event.event_id.clone(),
+                        };
+                    }
                     AppendOutcome::Committed(
                         request
                             .iter()
@@ -713,8 +725,8 @@ mod tests {
             Ok(None)
         }
 
-        async fn setting(&self, _name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
-            Ok(None)
+        async fn setting(&self, name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
+            Ok(self.settings.lock().unwrap().get(name).cloned())
         }
 
         async fn set_setting_if_absent(
@@ -725,7 +737,8 @@ mod tests {
             Ok(false)
         }
 
-        async fn set_setting(&self, _name: &str, _value: Vec<u8>) -> sealtrail_hot::Result<()> {
+        async fn set_setting(&self, name: &str, value: Vec<u8>) -> sealtrail_hot::Result<()> {
+            self.settings.lock().unwrap().insert(name.to_owned(), value);
             Ok(())
         }
 
@@ -835,6 +848,38 @@ mod tests {
             );
         }
         // Every spooled request was committed, so shutdown left no segment to replay.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_async_request_refused_at_commit_is_recorded_for_its_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path()).unwrap();
+        let store = Arc::new(SlowStore::new(1));
+        let pipeline = Pipeline::start(store.clone(), Arc::new(spool), 1_000, Vec::new());
+        let mut refused = request("acme", 0, 3);
+        refused[1].event.event_id = "conflict-1".into();
+        pipeline.submit_async(refused).unwrap();
+        pipeline.submit_async(request("acme", 10, 2)).unwrap();
+        pipeline.shutdown().await.unwrap();
+
+        let stored = store
+            .setting("async_rejections/acme")
+            .await
+            .unwrap()
+            .expect("the refusal is recorded");
+        let rejections: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(rejections["total"], 1);
+        let rejected = &rejections["rejected"][0];
+        assert_eq!(rejected["event_id"], "conflict-1");
+        assert_eq!(rejected["index"], 1);
+        assert_eq!(rejected["request_events"], 3);
+        assert!(rejected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("different content"));
+        // The other request committed, and the refused one left the spool: it is answered.
+        assert_eq!(store.seqs.lock().unwrap().get("acme"), Some(&2));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
