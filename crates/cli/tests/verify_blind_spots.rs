@@ -222,6 +222,25 @@ fn a_chain_head_rolled_back_behind_the_log_is_named() {
 }
 
 #[test]
+fn a_merkle_frontier_that_is_not_the_tree_of_the_log_is_named() {
+    let (_dir, data_dir, _witness) = witnessed();
+    let copy = copy_data(&data_dir);
+    // Same length (one hash per set bit of 600), other bytes: the next tiles would be wrong.
+    sql(
+        copy.path(),
+        "UPDATE chain_heads SET frontier = zeroblob(length(frontier)) WHERE tenant_id = 't-a'",
+    );
+    let (code, output) = verify_dir(copy.path(), &[]);
+    assert_eq!(code, 1, "{output}");
+    assert_one_failure(
+        &output,
+        "t-a",
+        "seq 600: the Merkle frontier stored beside the chain head does not match the tree of the log",
+        "tampered frontier",
+    );
+}
+
+#[test]
 fn a_manifest_whose_time_range_was_shifted_is_named() {
     const FIVE_YEARS_NS: i64 = 5 * 365 * 86_400 * 1_000_000_000;
     let dir = tempfile::tempdir().unwrap();
@@ -458,9 +477,15 @@ fn rewrite_and_resign(data_dir: &Path, tenant: &str, seq: u64) {
             .unwrap();
         }
     }
+    // The frontier beside the head too, as the store keeps it, so nothing but a witness can
+    // tell the rewrite apart.
+    let frontier_bytes: Vec<u8> = frontier
+        .subtrees()
+        .flat_map(|subtree| subtree.hash)
+        .collect();
     conn.execute(
-        "UPDATE chain_heads SET seq = ?1, head_hash = ?2 WHERE tenant_id = ?3",
-        rusqlite::params![head.seq as i64, &head.hash[..], tenant],
+        "UPDATE chain_heads SET seq = ?1, head_hash = ?2, frontier = ?3 WHERE tenant_id = ?4",
+        rusqlite::params![head.seq as i64, &head.hash[..], frontier_bytes, tenant],
     )
     .unwrap();
 }

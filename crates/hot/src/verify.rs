@@ -13,8 +13,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use sealtrail_ledger::{
-    open_checkpoint, tenant_origin, ChainFault, ChainHead, ChainVerifier, Checkpoint, EventView,
-    MerkleFrontier, NoteVerifier, TILE_HEIGHT,
+    decode_frontier, open_checkpoint, tenant_origin, ChainFault, ChainHead, ChainVerifier,
+    Checkpoint, EventView, MerkleFrontier, NoteVerifier, TILE_HEIGHT,
 };
 use sealtrail_model::StoredEvent;
 
@@ -48,6 +48,10 @@ pub enum TenantFault {
     /// removed, and the store would restart its chain at seq 1.
     #[error("seq {seq}: chain head missing (the log holds events through seq {seq}, but the store records no head for this tenant)")]
     HeadMissing { seq: u64 },
+    /// The Merkle frontier stored beside the head is not the tree of the log: the next tiles the
+    /// store completes from it would be wrong.
+    #[error("seq {seq}: the Merkle frontier stored beside the chain head does not match the tree of the log")]
+    FrontierMismatch { seq: u64 },
     /// A fault found by a checkpoint kept in the witness directory.
     #[error("{fault} (witness checkpoint {path})")]
     Witnessed { fault: ChainFault, path: String },
@@ -58,7 +62,9 @@ impl TenantFault {
     pub fn seq(&self) -> u64 {
         match self {
             TenantFault::Chain(fault) | TenantFault::Witnessed { fault, .. } => fault.seq(),
-            TenantFault::HeadBehindLog { seq, .. } | TenantFault::HeadMissing { seq } => *seq,
+            TenantFault::HeadBehindLog { seq, .. }
+            | TenantFault::HeadMissing { seq }
+            | TenantFault::FrontierMismatch { seq } => *seq,
         }
     }
 }
@@ -935,5 +941,36 @@ fn verify_sqlite_tenant(
         let archived_through = check.verifier.head().seq;
         check = check_hot_rows(conn, &tenant_id, archived_through, check)?;
     }
-    Ok(check.finish(tenant_id, recorded, recorded))
+    let frontier_fault = match (
+        &check.merkle,
+        recorded,
+        recorded_frontier(conn, &tenant_id)?,
+    ) {
+        (Some(merkle), Some(head), Some(bytes))
+            if check.fault.is_none() && head.seq == check.verifier.head().seq =>
+        {
+            let matches = decode_frontier(head.seq, &bytes)
+                .is_some_and(|stored| stored.root() == merkle.frontier.root());
+            (!matches).then_some(TenantFault::FrontierMismatch { seq: head.seq })
+        }
+        _ => None,
+    };
+    let mut report = check.finish(tenant_id, recorded, recorded);
+    if let (Ok(_), Some(fault)) = (&report.verdict, frontier_fault) {
+        report.verdict = Err(fault);
+    }
+    Ok(report)
+}
+
+/// The Merkle frontier stored beside a tenant's head, if the store keeps one (a database
+/// written before frontiers were stored has no such column).
+fn recorded_frontier(conn: &Connection, tenant_id: &str) -> Result<Option<Vec<u8>>> {
+    let Ok(mut statement) = conn.prepare("SELECT frontier FROM chain_heads WHERE tenant_id = ?1")
+    else {
+        return Ok(None);
+    };
+    Ok(statement
+        .query_row([tenant_id], |row| row.get::<_, Option<Vec<u8>>>(0))
+        .optional()?
+        .flatten())
 }
