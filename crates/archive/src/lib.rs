@@ -28,7 +28,10 @@ pub mod verify;
 
 pub use cold::{migrate_warm_to_cold, CompactionPolicy, CompactionStep, TenantCompaction};
 pub use error::{Error, Result};
-pub use lifecycle::{migrate_hot_to_warm, MigrationPolicy, MigrationStep, TenantMigration};
+pub use lifecycle::{
+    migrate_hot_to_warm, migrate_hot_to_warm_expiring, HeldBack, MigrationPolicy, MigrationStep,
+    TenantMigration,
+};
 pub use manifest::{Manifest, MANIFEST_FORMAT};
 pub use retention::{apply_retention, deleted_prefix, RetentionStep, TenantRetention};
 pub use tier::{

@@ -16,9 +16,13 @@
 //! and the Parquet file is an orphan that the next run deletes; after it, the next run re-checks
 //! the file against whatever hot rows of its range remain and finishes step 4 (idempotent).
 //! New files start after the last manifest, so no `seq` range is ever archived twice.
+//!
+//! Only a `seq` prefix moves: an event older than the cutoff whose `seq` comes after a younger
+//! hot event (history imported after live events) stays hot until that event is due too, and
+//! the run's report says so ([`HeldBack`]) rather than silently moving nothing.
 
 use bytes::Bytes;
-use sealtrail_hot::HotStore;
+use sealtrail_hot::{EventQuery, HotStore, Order};
 use sealtrail_model::limits::{ARCHIVE_FILE_EVENTS_MAX, ARCHIVE_SCAN_EVENTS, WARM_ZSTD_LEVEL};
 use sealtrail_model::StoredEvent;
 
@@ -65,6 +69,70 @@ pub struct TenantMigration {
     /// Hot rows deleted while finishing an interrupted run.
     pub leftover_rows_deleted: u64,
     pub orphans_removed: u64,
+    /// Set when hot events older than the cutoff stay hot after the run: only a `seq` prefix
+    /// of the hot tier moves (the archive is always the chain's prefix), so an old event behind
+    /// a younger one waits for it. This happens when history is imported after live events.
+    pub held_back: Option<HeldBack>,
+}
+
+/// Why a tenant's events older than the cutoff stayed hot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBack {
+    /// The first hot event (lowest `seq`), which is not older than the cutoff.
+    pub first_hot_seq: u64,
+    pub first_hot_timestamp_ns: i64,
+    /// The lowest `seq` of a hot event older than the cutoff.
+    pub first_older_seq: u64,
+    /// The cutoff of the run: events with a timestamp before it were due to move.
+    pub cutoff_ns: i64,
+}
+
+impl HeldBack {
+    /// The reason in words, for the operator (`lifecycle run` prints it).
+    pub fn describe(&self) -> String {
+        format!(
+            "events older than the cutoff {cutoff} stay hot from seq {older} on, because the \
+             lifecycle moves only a seq prefix of the hot tier and seq {first} ({first_time}) \
+             is not older than the cutoff; they move once every event before them is (history \
+             imported after live events is appended behind them)",
+            cutoff = sealtrail_model::format_timestamp(self.cutoff_ns),
+            older = self.first_older_seq,
+            first = self.first_hot_seq,
+            first_time = sealtrail_model::format_timestamp(self.first_hot_timestamp_ns),
+        )
+    }
+}
+
+/// After a tenant's run: whether hot events older than `cutoff_ns` remain behind a younger one.
+async fn held_back(
+    hot: &dyn HotStore,
+    tenant_id: &str,
+    cutoff_ns: i64,
+) -> Result<Option<HeldBack>> {
+    let Some(first_hot_seq) = hot.first_hot_seq(tenant_id).await? else {
+        return Ok(None);
+    };
+    let mut query = EventQuery::for_tenant(tenant_id);
+    query.to_ns = Some(cutoff_ns);
+    query.order = Order::Asc;
+    query.limit = 1;
+    let Some(older) = hot.query(query).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(first) = hot
+        .events_in_seq_range(tenant_id, first_hot_seq, first_hot_seq)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(HeldBack {
+        first_hot_seq,
+        first_hot_timestamp_ns: first.event.timestamp_ns,
+        first_older_seq: older.seq,
+        cutoff_ns,
+    }))
 }
 
 /// Moves every tenant's events older than the policy's cutoff from the hot tier (any
@@ -79,9 +147,30 @@ pub async fn migrate_hot_to_warm(
     policy: MigrationPolicy,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<Vec<TenantMigration>> {
+    migrate_hot_to_warm_expiring(hot, warm, cold, policy, &[], on_step).await
+}
+
+/// [`migrate_hot_to_warm`], and also, for each `(tenant_id, cutoff_ns)` of `expiring`, that
+/// tenant's events older than `cutoff_ns` even when they are younger than the hot retention:
+/// the retention cutoffs of tenants whose retention is shorter than the hot retention, so that
+/// expired events leave the hot tier through the same checked files as any other, and
+/// retention ([`crate::apply_retention`]) deletes them there under signed records.
+pub async fn migrate_hot_to_warm_expiring(
+    hot: &dyn HotStore,
+    warm: &Tier,
+    cold: Option<&Tier>,
+    policy: MigrationPolicy,
+    expiring: &[(String, i64)],
+    on_step: &mut (dyn FnMut(MigrationStep) + Send),
+) -> Result<Vec<TenantMigration>> {
     let mut reports = Vec::new();
     for (tenant_id, _head) in hot.chain_heads().await? {
-        reports.push(migrate_tenant(hot, warm, cold, &tenant_id, policy, on_step).await?);
+        let cutoff_ns = expiring
+            .iter()
+            .filter(|(expiring_tenant, _)| *expiring_tenant == tenant_id)
+            .map(|(_, cutoff_ns)| *cutoff_ns)
+            .fold(policy.cutoff_ns(), i64::max);
+        reports.push(migrate_tenant(hot, warm, cold, &tenant_id, cutoff_ns, on_step).await?);
     }
     // Last: by now every tenant's due prefix is out of the hot tier, so a partition of the
     // past holds only archived rows exactly when every tenant's run reached past it. A crash
@@ -101,7 +190,7 @@ async fn migrate_tenant(
     warm: &Tier,
     cold: Option<&Tier>,
     tenant_id: &str,
-    policy: MigrationPolicy,
+    cutoff_ns: i64,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<TenantMigration> {
     let mut report = TenantMigration {
@@ -164,10 +253,8 @@ async fn migrate_tenant(
         report.orphans_removed += 1;
     }
 
-    let Some((first, last)) = hot
-        .hot_prefix_older_than(tenant_id, policy.cutoff_ns())
-        .await?
-    else {
+    let Some((first, last)) = hot.hot_prefix_older_than(tenant_id, cutoff_ns).await? else {
+        report.held_back = held_back(hot, tenant_id, cutoff_ns).await?;
         return Ok(report);
     };
     // The chain must continue from the end of the archive into the hot rows.
@@ -207,6 +294,7 @@ async fn migrate_tenant(
     if !chunk.is_empty() {
         archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
     }
+    report.held_back = held_back(hot, tenant_id, cutoff_ns).await?;
     Ok(report)
 }
 

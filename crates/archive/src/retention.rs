@@ -1,13 +1,19 @@
-//! Retention: deleting a tenant's expired cold files, provably.
+//! Retention: deleting a tenant's expired events, provably, in every tier.
 //!
-//! Only cold files are deleted, only whole files, and only as a `seq` prefix of the tenant's log
-//! (oldest first): the first file not due — or not cold, or a tenant under legal hold — stops
-//! it. A file is due when its newest event is older than the tenant's retention. For each file:
+//! Retention deletes archived files, warm or cold, only whole files, and only as a `seq` prefix
+//! of the tenant's log (oldest first): the first file not due, or a tenant under legal hold,
+//! stops it. A file is due when its newest event is older than the tenant's retention. Expired
+//! events still in the hot tier are first archived by the lifecycle
+//! ([`crate::migrate_hot_to_warm_expiring`]: read back, checked, recorded like any other file)
+//! and then deleted here, so every deletion, whatever tier it left, goes through the same
+//! checks and the same signed record. For each file:
 //!
 //! 1. read it and check it against its manifest and the end of the deleted prefix (the chain
 //!    must continue from the last deletion record);
 //! 2. write a signed deletion record (`sealtrail_ledger::DeletionRecord`) of its range, with the
-//!    Merkle frontier of the whole deleted prefix and the policy that permitted it;
+//!    Merkle frontier of the whole deleted prefix and the policy that permitted it. Records are
+//!    always written to the cold tier, where `verify` reads them, whichever tier the file was
+//!    in;
 //! 3. delete the Parquet file, then its manifest.
 //!
 //! A crash after step 2 leaves a file inside a recorded range: readers and `verify` skip it and
@@ -36,7 +42,7 @@ pub enum RetentionStep {
 pub struct TenantRetention {
     pub tenant_id: String,
     pub policy: Option<RetentionPolicy>,
-    /// Cold files deleted now, each under its own signed record.
+    /// Archived files (warm or cold) deleted now, each under its own signed record.
     pub files_deleted: u64,
     pub events_deleted: u64,
     /// Files of already recorded ranges deleted while finishing an interrupted run.
@@ -78,7 +84,7 @@ pub async fn deleted_prefix(
     })
 }
 
-/// Applies each tenant's policy (`None`: keep forever) to its cold files at `now_ns`, signing
+/// Applies each tenant's policy (`None`: keep forever) to its archived files at `now_ns`, signing
 /// deletion records with `signer` (the checkpoint key). `on_step` is called at each
 /// [`RetentionStep`].
 pub async fn apply_retention(
@@ -118,13 +124,16 @@ async fn retain_tenant(
             MerkleFrontier::new(),
         ),
     };
-    // Finish step 3 of an interrupted run: files inside the recorded prefix. A recorded
-    // deletion is complete in meaning once signed, so this runs even under a legal hold.
-    for (path, manifest) in cold.manifests(tenant_id).await? {
-        if manifest.last_seq <= head.seq {
-            cold.delete(&Tier::file_of(&path, &manifest)).await?;
-            cold.delete(&path).await?;
-            report.leftover_files_deleted += 1;
+    // Finish step 3 of an interrupted run: files inside the recorded prefix, in either tier. A
+    // recorded deletion is complete in meaning once signed, so this runs even under a legal
+    // hold.
+    for tier in [cold, warm] {
+        for (path, manifest) in tier.manifests(tenant_id).await? {
+            if manifest.last_seq <= head.seq {
+                tier.delete(&Tier::file_of(&path, &manifest)).await?;
+                tier.delete(&path).await?;
+                report.leftover_files_deleted += 1;
+            }
         }
     }
     report.deleted_through = head.seq;
@@ -133,16 +142,18 @@ async fn retain_tenant(
     };
     let cutoff_ns = policy.cutoff_ns(now_ns);
     for file in archived_files(warm, Some(cold), tenant_id).await? {
-        let due = file.tier == ArchiveTier::Cold
-            && file.manifest.timestamp_max_ns < cutoff_ns
-            && file.first_seq == head.seq + 1;
+        let due = file.manifest.timestamp_max_ns < cutoff_ns && file.first_seq == head.seq + 1;
         if !due {
             break;
         }
+        let tier = match file.tier {
+            ArchiveTier::Cold => cold,
+            ArchiveTier::Warm => warm,
+        };
         let events = check_file(
             tenant_id,
             &file.path,
-            cold.get(&file.path).await?,
+            tier.get(&file.path).await?,
             &file.manifest,
         )?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
@@ -178,8 +189,8 @@ async fn retain_tenant(
         )
         .await?;
         on_step(RetentionStep::AfterRecord);
-        cold.delete(&file.path).await?;
-        cold.delete(&file.manifest_path).await?;
+        tier.delete(&file.path).await?;
+        tier.delete(&file.manifest_path).await?;
         head = sealtrail_ledger::ChainHead {
             seq: last.seq,
             hash: last.event_hash,
@@ -191,7 +202,8 @@ async fn retain_tenant(
             first_seq = first.seq,
             last_seq = last.seq,
             policy = %policy.describe(),
-            "deleted an expired cold file under a signed deletion record"
+            tier = file.tier.as_str(),
+            "deleted an expired archived file under a signed deletion record"
         );
     }
     report.deleted_through = head.seq;

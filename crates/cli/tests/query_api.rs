@@ -11,11 +11,25 @@ use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
+/// The fixed instant these tests run at (the server's test clock, `SEALTRAIL_TEST_NOW`, and
+/// `lifecycle run --now`), so which months the events span, and which of them move, never
+/// depend on the date the tests run.
+const NOW: &str = "2026-03-01T00:00:30Z";
+
 fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
+    sealtrail_model::parse_timestamp(NOW).unwrap()
+}
+
+/// The server on the test clock at [`NOW`].
+fn start_server(data_dir: &std::path::Path, extra_args: &[&str]) -> Server {
+    Server::start_with(
+        data_dir,
+        extra_args,
+        &[
+            ("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN),
+            (sealtrail_server::TEST_NOW_ENV, NOW),
+        ],
+    )
 }
 
 fn without_tier(mut value: Value) -> Value {
@@ -98,7 +112,7 @@ fn answers(server: &Server, key: &str) -> (Vec<Value>, Vec<String>) {
 fn reads_are_the_same_in_every_tier_and_bad_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let server = Server::start(&data_dir);
+    let server = start_server(&data_dir, &[]);
     let now = now_ns();
     for (tenant, count) in [("acme", 120), ("globex", 30)] {
         let key = server.create_key(tenant, "ingest");
@@ -181,7 +195,7 @@ fn reads_are_the_same_in_every_tier_and_bad_requests_are_refused() {
 
     // Move everything older than 30 days to the warm tier, then ask again.
     let output = Command::new(env!("CARGO_BIN_EXE_sealtrail"))
-        .args(["lifecycle", "run", "--data-dir"])
+        .args(["lifecycle", "run", "--now", NOW, "--data-dir"])
         .arg(&data_dir)
         .env("SEALTRAIL_LOG", "warn")
         .output()
@@ -191,7 +205,7 @@ fn reads_are_the_same_in_every_tier_and_bad_requests_are_refused() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let server = Server::start(&data_dir);
+    let server = start_server(&data_dir, &[]);
     let (after, tiers) = answers(&server, &reader);
     for (index, (before, after)) in before.iter().zip(&after).enumerate() {
         assert_eq!(before, after, "answer {index} changed after hot -> warm");
@@ -214,11 +228,7 @@ fn reads_are_the_same_in_every_tier_and_bad_requests_are_refused() {
 fn the_server_moves_old_events_on_its_lifecycle_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let server = Server::start_with(
-        &data_dir,
-        &["--lifecycle-interval-secs", "1"],
-        &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)],
-    );
+    let server = start_server(&data_dir, &["--lifecycle-interval-secs", "1"]);
     let key = server.create_key("acme", "ingest");
     let now = now_ns();
     let events: Vec<Value> = (0..40)

@@ -6,6 +6,7 @@
 
 mod auth;
 mod checkpoints;
+mod clock;
 mod ingest;
 mod keys;
 mod lifecycle;
@@ -23,7 +24,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -36,7 +36,8 @@ pub use auth::Principal;
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
 pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGNING_KEY_FILE};
-pub use lifecycle::{load_retention_policy, LifecycleSchedule};
+pub use clock::TEST_NOW_ENV;
+pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
 use spool::Spool;
 
@@ -122,12 +123,10 @@ pub(crate) struct AppState {
     checkpointer: Arc<Checkpointer>,
 }
 
-/// The server's clock, in nanoseconds since the Unix epoch.
+/// The server's clock, in nanoseconds since the Unix epoch (a test may start it at a fixed
+/// instant: [`TEST_NOW_ENV`]).
 pub(crate) fn now_ns() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since_epoch.as_nanos()).expect("clock before 2262")
+    clock::now_ns()
 }
 
 /// Runs the server on an opened hot store until `shutdown` resolves, then drains and exits.

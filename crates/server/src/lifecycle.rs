@@ -2,7 +2,8 @@
 //! steps as `sealtrail lifecycle run` — hot → warm, warm → cold, then retention with signed
 //! deletion records — on the server's own store, so a running service keeps its hot tier small
 //! without being stopped. Each step is crash-safe on its own (see `sealtrail_archive`), so a
-//! shutdown or crash in the middle of a pass is finished by the next one.
+//! shutdown or crash in the middle of a pass is finished by the next one. "Now" is the
+//! server's clock (`crate::clock`), which tests start at a fixed instant.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,29 @@ pub async fn load_retention_policy(
         })
 }
 
+/// The retention cutoff of every hot tenant whose policy may delete (a policy and no legal
+/// hold), for [`sealtrail_archive::migrate_hot_to_warm_expiring`]: retention applies in every
+/// tier, so events that expire while still hot leave it for the archive first, and retention
+/// deletes them there under signed records.
+pub async fn retention_cutoffs(
+    store: &dyn HotStore,
+    now_ns: i64,
+) -> Result<Vec<(String, i64)>, String> {
+    let mut cutoffs = Vec::new();
+    for (tenant_id, _head) in store
+        .chain_heads()
+        .await
+        .map_err(|error| error.to_string())?
+    {
+        if let Some(policy) = load_retention_policy(store, &tenant_id).await? {
+            if !policy.legal_hold {
+                cutoffs.push((tenant_id, policy.cutoff_ns(now_ns)));
+            }
+        }
+    }
+    Ok(cutoffs)
+}
+
 /// Runs passes until the task is aborted. A failed pass is logged and retried at the next
 /// interval: nothing it did is lost, and nothing half-done is visible to readers.
 pub(crate) async fn run_schedule(
@@ -83,13 +107,23 @@ async fn run_pass(
         hot_retention_days: schedule.hot_retention_days,
         now_ns,
     };
-    let moved: u64 =
-        sealtrail_archive::migrate_hot_to_warm(store, warm, Some(cold), migration, &mut |_| {})
-            .await
-            .map_err(|error| format!("hot -> warm: {error}"))?
-            .iter()
-            .map(|report| report.events_moved)
-            .sum();
+    let expiring = retention_cutoffs(store, now_ns).await?;
+    let migrations = sealtrail_archive::migrate_hot_to_warm_expiring(
+        store,
+        warm,
+        Some(cold),
+        migration,
+        &expiring,
+        &mut |_| {},
+    )
+    .await
+    .map_err(|error| format!("hot -> warm: {error}"))?;
+    for report in &migrations {
+        if let Some(held_back) = &report.held_back {
+            tracing::info!(tenant_id = %report.tenant_id, "{}", held_back.describe());
+        }
+    }
+    let moved: u64 = migrations.iter().map(|report| report.events_moved).sum();
     let compaction = CompactionPolicy {
         warm_retention_days: schedule.warm_retention_days,
         now_ns,

@@ -43,7 +43,9 @@ struct RunArgs {
     /// partitions whose rows are all archived are dropped.
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
-    /// Events whose timestamp is older than this many days move to the warm tier.
+    /// Events whose timestamp is older than this many days move to the warm tier, as a `seq`
+    /// prefix of each tenant's hot events: an old event behind a younger one (history imported
+    /// after live events) stays hot until the younger one is due too, and the run says so.
     #[arg(long, env = "SEALTRAIL_HOT_RETENTION_DAYS", default_value_t = HOT_RETENTION_DAYS_DEFAULT)]
     hot_retention_days: u32,
     #[command(flatten)]
@@ -54,8 +56,10 @@ struct RunArgs {
     warm_retention_days: u32,
     #[command(flatten)]
     cold: ColdArgs,
-    /// The current time (RFC 3339), for tests; default: the system clock.
-    #[arg(long, hide = true)]
+    /// Test-only: the current time (RFC 3339), also read from `SEALTRAIL_TEST_NOW` (the
+    /// server's test clock, `sealtrail_server::TEST_NOW_ENV`), so a test's outcome does not
+    /// depend on the calendar date it runs on; default: the system clock.
+    #[arg(long, hide = true, env = sealtrail_server::TEST_NOW_ENV)]
     now: Option<String>,
 }
 
@@ -204,9 +208,20 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
         let cold = Tier::open(&args.cold.location(&args.warm, &args.data_dir))
             .context("opening the cold tier")?;
-        let reports =
-            sealtrail_archive::migrate_hot_to_warm(&*hot, &warm, Some(&cold), policy, &mut on_step)
-                .await?;
+        // Retention applies in every tier: events expired while still hot are archived now
+        // and deleted by the retention step below, under signed records.
+        let expiring = sealtrail_server::retention_cutoffs(&*hot, now_ns)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let reports = sealtrail_archive::migrate_hot_to_warm_expiring(
+            &*hot,
+            &warm,
+            Some(&cold),
+            policy,
+            &expiring,
+            &mut on_step,
+        )
+        .await?;
         anyhow::Ok(reports)
     })?;
     for report in &reports {
@@ -219,6 +234,9 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             report.leftover_rows_deleted,
             report.orphans_removed
         )?;
+        if let Some(held_back) = &report.held_back {
+            outln!("tenant {}: {}", report.tenant_id, held_back.describe())?;
+        }
     }
     super::retention::run_cold_and_retention(
         &runtime,
