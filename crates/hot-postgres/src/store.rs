@@ -144,6 +144,39 @@ struct Inner {
 }
 
 impl PostgresStore {
+    /// The one checkpoint `sql` selects (`$1` the tenant, `$2` a tree size; columns: tree size,
+    /// root hash, note, creation time). A malformed row is corruption, not a missing checkpoint.
+    async fn one_checkpoint(
+        &self,
+        tenant_id: &str,
+        sql: &str,
+        tree_size: Option<i64>,
+    ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
+        let db = |source| self.db(source);
+        let rows = self
+            .scoped_statement(tenant_id, Access::Read, sql, &[&tenant_id, &tree_size])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let size: i64 = row.try_get(0).map_err(db)?;
+        let root_hash: Vec<u8> = row.try_get(1).map_err(db)?;
+        let note: String = row.try_get(2).map_err(db)?;
+        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
+        let corrupt = |reason: &str| sealtrail_hot::Error::Corrupt {
+            tenant_id: tenant_id.to_owned(),
+            seq: size.max(0) as u64,
+            reason: format!("checkpoint row: {reason}"),
+        };
+        Ok(Some(StoredCheckpoint {
+            tree_size: u64::try_from(size).map_err(|_| corrupt("negative tree size"))?,
+            root_hash: <[u8; 32]>::try_from(root_hash)
+                .map_err(|_| corrupt("root hash is not 32 bytes"))?,
+            note,
+            created_at_ns,
+        }))
+    }
+
     /// Connects to `url`, applies pending migrations, and creates the `events` partitions of the
     /// current month and the months ahead. This is what `sealtrail serve` runs.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -1403,35 +1436,29 @@ impl HotStore for PostgresStore {
         tenant_id: &str,
         tree_size: Option<u64>,
     ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
-        let db = |source| self.db(source);
         let tree_size = tree_size.map(|size| i64::try_from(size).unwrap_or(i64::MAX));
-        let rows = self
-            .scoped_statement(
-                tenant_id,
-                Access::Read,
-                "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints \
-                 WHERE tenant_id = $1 AND ($2::int8 IS NULL OR tree_size = $2) \
-                 ORDER BY tree_size DESC LIMIT 1",
-                &[&tenant_id, &tree_size],
-            )
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let size: i64 = row.try_get(0).map_err(db)?;
-        let root_hash: Vec<u8> = row.try_get(1).map_err(db)?;
-        let note: String = row.try_get(2).map_err(db)?;
-        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
-        // As in the SQLite store, a malformed row is no checkpoint.
-        Ok(u64::try_from(size)
-            .ok()
-            .zip(<[u8; 32]>::try_from(root_hash).ok())
-            .map(|(tree_size, root_hash)| StoredCheckpoint {
-                tree_size,
-                root_hash,
-                note,
-                created_at_ns,
-            }))
+        self.one_checkpoint(
+            tenant_id,
+            "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints \
+             WHERE tenant_id = $1 AND ($2::int8 IS NULL OR tree_size = $2) \
+             ORDER BY tree_size DESC LIMIT 1",
+            tree_size,
+        )
+        .await
+    }
+
+    async fn first_checkpoint_covering(
+        &self,
+        tenant_id: &str,
+        min_tree_size: u64,
+    ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
+        self.one_checkpoint(
+            tenant_id,
+            "SELECT tree_size, root_hash, note, created_at_ns FROM checkpoints \
+             WHERE tenant_id = $1 AND tree_size >= $2::int8 ORDER BY tree_size LIMIT 1",
+            Some(i64::try_from(min_tree_size).unwrap_or(i64::MAX)),
+        )
+        .await
     }
 
     async fn setting(&self, name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {

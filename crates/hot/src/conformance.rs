@@ -921,6 +921,22 @@ pub async fn checkpoints_are_append_only(fixture: &dyn Fixture) {
     );
     assert_eq!(store.checkpoint("acme", Some(7)).await.unwrap(), None);
     assert_eq!(store.checkpoint("beta", None).await.unwrap(), None);
+    // The first signed tree that covers an event (a bundle's earliest evidence).
+    for (min_tree_size, expected) in [(1, Some(5)), (5, Some(5)), (6, Some(10)), (11, None)] {
+        assert_eq!(
+            store
+                .first_checkpoint_covering("acme", min_tree_size)
+                .await
+                .unwrap()
+                .map(|found| found.tree_size),
+            expected,
+            "covering {min_tree_size}"
+        );
+    }
+    assert_eq!(
+        store.first_checkpoint_covering("beta", 1).await.unwrap(),
+        None
+    );
 }
 
 /// Keys are found by id exactly as inserted; an id is never reused.
