@@ -2,13 +2,17 @@
 //!
 //! A request is all or nothing: any invalid event rejects the whole request with every problem
 //! listed, and nothing of it is written.
+//!
+//! Also the one rule for the media type of request bodies ([`body_media_type`]), which the other
+//! endpoints with a JSON body apply through [`require_json_body`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sealtrail_hot::AppendOutcome;
@@ -49,8 +53,9 @@ pub(crate) async fn post_events(
             (other, _) => return Err(ApiError::invalid_field(other, "unknown query parameter")),
         }
     }
+    let media_type = body_media_type(&headers, &[JSON, NDJSON])?;
     let body = read_body(&headers, body).await?;
-    let values = parse_events(&headers, &body)?;
+    let values = parse_events(media_type, &body)?;
     drop(body);
     let received_at_ns = now_ns();
     let mut errors = Vec::new();
@@ -137,18 +142,64 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
-/// Splits the body into event values: NDJSON by content type, otherwise one object or an array.
-fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json");
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+/// The media type of a request body, one of `accepted`: the `Content-Type` essence (type and
+/// subtype, case-insensitive), whose only parameter that matters, `charset`, must be UTF-8. A
+/// body without `Content-Type` is read as JSON. Anything else is a 415.
+pub(crate) fn body_media_type(
+    headers: &HeaderMap,
+    accepted: &[&'static str],
+) -> Result<&'static str, ApiError> {
+    let refuse = |reason: String| {
+        ApiError::refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type", reason)
+    };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(JSON);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| refuse("is not visible ASCII".into()))?;
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(&media_type) = accepted.iter().find(|media_type| **media_type == essence) else {
+        return Err(refuse(format!(
+            "{text:?} is not accepted here; send {}",
+            accepted.join(" or ")
+        )));
+    };
+    for parameter in parts {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = value.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") {
+                return Err(refuse(format!(
+                    "charset {charset:?} is not accepted; bodies are UTF-8"
+                )));
+            }
+        }
+    }
+    Ok(media_type)
+}
+
+/// Middleware for endpoints whose body is one JSON document: any other media type is a 415,
+/// answered before the body is read.
+pub(crate) async fn require_json_body(request: Request, next: Next) -> Response {
+    match body_media_type(request.headers(), &[JSON]) {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Splits the body into event values: NDJSON by media type, otherwise one object or an array.
+fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
     let too_many = || {
         ApiError::TooLarge(format!(
             "a request may hold at most {BATCH_EVENTS_MAX} events"
         ))
     };
-    let values = if content_type.starts_with("application/x-ndjson") {
+    let values = if media_type == NDJSON {
         let mut values = Vec::new();
         for (line_number, line) in body.split(|byte| *byte == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -168,7 +219,7 @@ fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError
             values.push(value);
         }
         values
-    } else if content_type.starts_with("application/json") {
+    } else {
         match serde_json::from_slice(body) {
             Ok(Value::Array(values)) => values,
             Ok(value @ Value::Object(_)) => vec![value],
@@ -185,11 +236,6 @@ fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError
                 ))
             }
         }
-    } else {
-        return Err(ApiError::invalid_field(
-            "Content-Type",
-            "must be application/json or application/x-ndjson",
-        ));
     };
     if values.is_empty() {
         return Err(ApiError::invalid_field("body", "holds no events"));

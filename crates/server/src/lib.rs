@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -205,7 +206,7 @@ pub async fn run(
     let _ = std::io::stdout().flush();
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "serving");
 
-    axum::serve(listener, router(state.clone()))
+    axum::serve(problem::ProblemListener(listener), router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| Error::Io {
@@ -229,6 +230,8 @@ pub async fn run(
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    // Endpoints whose body is one JSON document refuse other media types with 415.
+    let json_body = || axum::middleware::from_fn(ingest::require_json_body);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -238,12 +241,12 @@ fn router(state: Arc<AppState>) -> Router {
             post(ingest::post_events).get(query::list_events),
         )
         .route("/v1/events/{event_id}", get(query::get_event))
-        .route("/v1/query", post(query::run_sql))
+        .route("/v1/query", post(query::run_sql).layer(json_body()))
         .route("/v1/export", get(query::export))
-        .route("/v1/keys", post(keys::create_key))
+        .route("/v1/keys", post(keys::create_key).layer(json_body()))
         .route(
             "/v1/tenants/{tenant_id}/retention",
-            get(retention::get_retention).put(retention::put_retention),
+            get(retention::get_retention).put(retention::put_retention.layer(json_body())),
         )
         .route(
             "/v1/tenants/{tenant_id}/rejected-events",
@@ -264,6 +267,8 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(not_found)
         .with_state(state)
+        // Outermost, so it sees every response, the router's own 405s included.
+        .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
 }
 
 async fn healthz() -> &'static str {
@@ -273,14 +278,23 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let store_ok = state.store.setting(ADMIN_TOKEN_SETTING).await.is_ok();
     if store_ok && state.pipeline.is_healthy() {
-        (StatusCode::OK, "ready")
+        (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        problem::ApiError::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service",
+            "not ready: the store is unreachable or the writer stopped",
+        )
+        .into_response()
     }
 }
 
-async fn not_found() -> problem::ApiError {
-    problem::ApiError::NotFound("no such endpoint; see /openapi.json".into())
+async fn not_found(uri: axum::http::Uri) -> problem::ApiError {
+    problem::ApiError::refused(
+        StatusCode::NOT_FOUND,
+        "path",
+        format!("no such endpoint: {}; see /openapi.json", uri.path()),
+    )
 }
 
 /// Returns the SHA-256 of the admin token: the configured one, else the stored hash of one

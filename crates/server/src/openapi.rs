@@ -1,12 +1,20 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 description of every endpoint.
 //!
 //! Written by hand (not derived) so it can say what a client needs to know, such as which limit
-//! a 413 refers to; tests check that every routed path appears here.
+//! a 413 refers to. Every bound in it is taken from `sealtrail_model::limits`, so the document
+//! and the server cannot drift apart: a schema accepts exactly the requests the server accepts
+//! (as far as JSON Schema can say it; the clock window of `timestamp` and the SQL language are
+//! described in words), and every response the server sends validates against its schema.
+//! `scripts/schemathesis` checks both directions against the real binary.
 
 use axum::Json;
 use sealtrail_model::limits::{
-    BATCH_EVENTS_MAX, BODY_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SQL_ROWS_MAX,
-    SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
+    ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX, CHANGES_BYTES_MAX,
+    CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
+    METADATA_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX,
+    RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
+    RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
+    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, USER_AGENT_CHARS_MAX,
 };
 use serde_json::{json, Value};
 
@@ -16,111 +24,239 @@ pub(crate) async fn document(_principal: Principal) -> Json<Value> {
     Json(build())
 }
 
+/// Code points a free-text identifier (`actor_id`, `resource_id`, `event_id`, …) must not hold:
+/// Unicode Cc, Cf, Zl and Zp, as `sealtrail_model::validate_event` refuses them. A unit test
+/// below checks this table against the validator for every code point.
+const IDENTIFIER_FORBIDDEN: &[(u32, u32)] = &[
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// One code point in a regular-expression character class: `\uXXXX` in the Basic Multilingual
+/// Plane (ECMA 262 and Python alike), the character itself above it (neither dialect shares an
+/// escape for astral code points).
+fn class_char(code: u32) -> String {
+    if code <= 0xFFFF {
+        format!("\\u{code:04X}")
+    } else {
+        char::from_u32(code)
+            .expect("the table holds only scalar values")
+            .to_string()
+    }
+}
+
+/// The `pattern` of a free-text identifier: no character of [`IDENTIFIER_FORBIDDEN`].
+fn printable_pattern() -> String {
+    let class: String = IDENTIFIER_FORBIDDEN
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                class_char(first)
+            } else {
+                format!("{}-{}", class_char(first), class_char(last))
+            }
+        })
+        .collect();
+    format!("^[^{class}]*$")
+}
+
+/// `tenant_id` as `sealtrail_model::check_tenant_id` accepts it.
+fn tenant_id_schema() -> Value {
+    json!({"type": "string", "pattern": format!("^[A-Za-z0-9_.-]{{1,{TENANT_ID_CHARS_MAX}}}$")})
+}
+
+/// A free-text identifier of at most `chars_max` characters.
+fn text_schema(chars_max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": chars_max, "pattern": printable_pattern()})
+}
+
+/// `action` and `resource_type`: names that end up in dashboards and alert rules.
+fn verb_schema(chars_max: usize) -> Value {
+    json!({"type": "string", "pattern": format!("^[A-Za-z0-9_.:-]{{1,{chars_max}}}$")})
+}
+
+/// An optional field: the server treats `null` as not sent.
+fn nullable(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "null"}]})
+}
+
 fn problem(description: &str) -> Value {
     json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 }
 
-fn tenant_path() -> Value {
-    json!({"name": "tenant_id", "in": "path", "required": true, "schema": {"type": "string"}})
+fn json_body(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
-fn query_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+fn text_body(description: &str) -> Value {
+    json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
+}
+
+fn tenant_path() -> Value {
+    json!({"name": "tenant_id", "in": "path", "required": true, "schema": tenant_id_schema()})
+}
+
+fn tenant_query(description: &str) -> Value {
+    json!({"name": "tenant_id", "in": "query", "required": false, "description": description, "schema": tenant_id_schema()})
+}
+
+fn timestamp_query(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description,
+        "schema": {"type": "string", "format": "date-time"}})
+}
+
+/// A tree size or `seq` in a query parameter: positive and at most [`SEQ_MAX`].
+fn size_query(name: &str, required: bool, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": required, "description": description,
+        "schema": {"type": "integer", "minimum": 1, "maximum": SEQ_MAX}})
+}
+
+fn exact_filter(name: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": "Exact match.",
+        "schema": {"type": "string", "minLength": 1}})
+}
+
+fn event_v1_schema() -> Value {
+    let json_member = |bytes_max: usize| {
+        format!("A JSON object (or null: not sent) of at most {bytes_max} bytes as compact JSON, nested at most {JSON_DEPTH_MAX} levels deep (the field itself is level 1).")
+    };
+    json!({
+        "type": "object",
+        "description": format!("Event format v1. Fields that are null are treated as not sent. At most {BODY_BYTES_MAX} bytes per request."),
+        "additionalProperties": false,
+        "required": ["tenant_id", "actor_id", "action", "resource_type"],
+        "properties": {
+            "event_id": nullable(json!({"allOf": [text_schema(EVENT_ID_CHARS_MAX)], "description": "The client's idempotency key; the server assigns a UUIDv7 when absent."})),
+            "timestamp": nullable(json!({"type": "string", "format": "date-time",
+                "description": format!("RFC 3339 with offset; at most {CLOCK_SKEW_SECS_MAX} s ahead of the server's clock and at most {TIMESTAMP_AGE_DAYS_MAX} days behind it (older history goes through `sealtrail import`). Default: the time of receipt.")})),
+            "tenant_id": tenant_id_schema(),
+            "actor_id": text_schema(ACTOR_ID_CHARS_MAX),
+            "actor_type": {"enum": ["human", "service", "system", null], "default": "human"},
+            "action": verb_schema(ACTION_CHARS_MAX),
+            "resource_type": verb_schema(RESOURCE_TYPE_CHARS_MAX),
+            "resource_id": nullable(text_schema(RESOURCE_ID_CHARS_MAX)),
+            "outcome": {"enum": ["success", "failure", null], "default": "success"},
+            "ip_address": nullable(json!({"type": "string", "maxLength": IP_ADDRESS_CHARS_MAX,
+                "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}], "description": "IPv4 or IPv6 address."})),
+            "user_agent": nullable(text_schema(USER_AGENT_CHARS_MAX)),
+            "request_id": nullable(text_schema(REQUEST_ID_CHARS_MAX)),
+            "changes": {"type": ["object", "null"], "additionalProperties": false,
+                "properties": {"before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]}},
+                "description": json_member(CHANGES_BYTES_MAX)},
+            "metadata": {"type": ["object", "null"], "description": json_member(METADATA_BYTES_MAX)}
+        }
+    })
+}
+
+fn stored_event_schema() -> Value {
+    let hash = json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256, lowercase hex."});
+    let optional_text = json!({"type": ["string", "null"]});
+    json!({
+        "type": "object",
+        "description": "A stored event: every format v1 field (null when not sent), then its place in the tenant's chain and the tier it was read from.",
+        "additionalProperties": false,
+        "required": ["event_id", "timestamp", "tenant_id", "actor_id", "actor_type", "action", "resource_type",
+            "resource_id", "outcome", "ip_address", "user_agent", "request_id", "changes", "metadata",
+            "seq", "received_at", "prev_hash", "event_hash", "tier"],
+        "properties": {
+            "event_id": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "tenant_id": {"type": "string"},
+            "actor_id": {"type": "string"},
+            "actor_type": {"enum": ["human", "service", "system"]},
+            "action": {"type": "string"},
+            "resource_type": {"type": "string"},
+            "resource_id": optional_text,
+            "outcome": {"enum": ["success", "failure"]},
+            "ip_address": optional_text,
+            "user_agent": optional_text,
+            "request_id": optional_text,
+            "changes": {"type": ["object", "null"]},
+            "metadata": {"type": ["object", "null"]},
+            "seq": {"type": "integer", "minimum": 1, "description": "Position in the tenant's log, from 1, without gaps."},
+            "received_at": {"type": "string", "format": "date-time"},
+            "prev_hash": hash,
+            "event_hash": hash,
+            "tier": {"enum": ["hot", "warm", "cold"]}
+        }
+    })
 }
 
 fn build() -> Value {
-    let event_filters: Vec<Value> = [
-        ("tenant_id", "Tenant to read; optional for tenant-bound keys, required for the platform admin."),
-        ("actor_id", "Exact match."),
-        ("action", "Exact match."),
-        ("resource_type", "Exact match."),
-        ("resource_id", "Exact match."),
-        ("request_id", "Exact match."),
-        ("outcome", "success or failure."),
-        ("from", "RFC 3339; events with timestamp >= from."),
-        ("to", "RFC 3339; events with timestamp < to."),
-        ("order", "desc (default) or asc, by seq."),
-        ("cursor", "next_cursor of the previous page."),
-    ]
-    .iter()
-    .map(|(name, description)| query_param(name, description))
-    .chain([json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": QUERY_LIMIT_MAX, "default": QUERY_LIMIT_DEFAULT}})])
-    .collect();
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Sealtrail",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Tamper-evident audit trail service. Every /v1 endpoint needs `Authorization: Bearer <key>`."
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "description": "RFC 9457 problem details.",
-                    "properties": {
-                        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {"type": "array", "items": {"type": "object", "properties": {
-                            "index": {"type": "integer", "description": "Position of the event in the request."},
-                            "field": {"type": "string"}, "reason": {"type": "string"}}}}
-                    }
-                },
-                "EventV1": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["tenant_id", "actor_id", "action", "resource_type"],
-                    "properties": {
-                        "event_id": {"type": "string", "maxLength": 128},
-                        "timestamp": {"type": "string", "format": "date-time"},
-                        "tenant_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-                        "actor_id": {"type": "string", "maxLength": 256},
-                        "actor_type": {"enum": ["human", "service", "system"], "default": "human"},
-                        "action": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
-                        "resource_type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
-                        "resource_id": {"type": "string", "maxLength": 256},
-                        "outcome": {"enum": ["success", "failure"], "default": "success"},
-                        "ip_address": {"type": "string", "description": "IPv4 or IPv6 address."},
-                        "user_agent": {"type": "string", "maxLength": 512},
-                        "request_id": {"type": "string", "maxLength": 128},
-                        "changes": {"type": "object", "properties": {"before": {"type": "object"}, "after": {"type": "object"}}, "additionalProperties": false},
-                        "metadata": {"type": "object"}
-                    }
-                },
-                "StoredEvent": {
-                    "allOf": [{"$ref": "#/components/schemas/EventV1"}, {"type": "object", "properties": {
-                        "seq": {"type": "integer"}, "received_at": {"type": "string", "format": "date-time"},
-                        "prev_hash": {"type": "string", "description": "hex"}, "event_hash": {"type": "string", "description": "hex"},
-                        "tier": {"type": "string"}}}]
-                },
-                "Receipt": {"type": "object", "properties": {
-                    "event_id": {"type": "string"}, "tenant_id": {"type": "string"}, "seq": {"type": "integer"},
-                    "event_hash": {"type": "string"}}}
-            }
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness.", "security": [], "responses": {"200": {"description": "Alive."}}}},
-            "/readyz": {"get": {"summary": "Readiness: store reachable and writer running.", "security": [],
-                "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready."}}}},
-            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1 document."}, "401": problem("No valid key.")}}},
-            "/v1/events": {
+    let hash_base64 = json!({"type": "string", "contentEncoding": "base64"});
+    let mut event_filters = vec![tenant_query(
+        "Tenant to read; optional for tenant-bound keys, required for the platform admin.",
+    )];
+    event_filters.extend(
+        [
+            "actor_id",
+            "action",
+            "resource_type",
+            "resource_id",
+            "request_id",
+        ]
+        .map(exact_filter),
+    );
+    event_filters.extend([
+        json!({"name": "outcome", "in": "query", "required": false, "schema": {"enum": ["success", "failure"]}}),
+        timestamp_query("from", "RFC 3339; events with timestamp >= from."),
+        timestamp_query("to", "RFC 3339; events with timestamp < to; must be later than from."),
+        json!({"name": "order", "in": "query", "required": false, "description": "By seq.", "schema": {"enum": ["desc", "asc"], "default": "desc"}}),
+        json!({"name": "cursor", "in": "query", "required": false, "description": "next_cursor of the previous page, with the same order.", "schema": {"type": "string", "minLength": 1}}),
+        json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": QUERY_LIMIT_MAX, "default": QUERY_LIMIT_DEFAULT}}),
+    ]);
+    let events_array = json!({"type": "array", "minItems": 1, "maxItems": BATCH_EVENTS_MAX, "items": {"$ref": "#/components/schemas/EventV1"}});
+    let mut paths = serde_json::Map::new();
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness.", "security": [], "responses": {"200": text_body("Alive.")}}}));
+    paths.insert(
+        "/readyz".into(),
+        json!({"get": {"summary": "Readiness: store reachable and writer running.", "security": [],
+                "responses": {"200": text_body("Ready."), "503": problem("Not ready.")}}}),
+    );
+    paths.insert("/openapi.json".into(), json!({"get": {"summary": "This document.", "responses": {
+                "200": json_body("OpenAPI 3.1 document.", json!({"type": "object"})), "401": problem("No valid key.")}}}));
+    paths.insert("/v1/events".into(), json!({
                 "post": {
                     "summary": "Ingest one event, a JSON array of events, or NDJSON.",
-                    "description": format!("At most {BATCH_EVENTS_MAX} events and {BODY_BYTES_MAX} bytes per request. A request with any invalid event is rejected whole."),
-                    "parameters": [{"name": "durability", "in": "query", "schema": {"enum": ["sync", "async"], "default": "sync"},
+                    "description": format!("At most {BATCH_EVENTS_MAX} events and {BODY_BYTES_MAX} bytes per request. A request with any invalid event is rejected whole. A body without Content-Type is read as JSON."),
+                    "parameters": [{"name": "durability", "in": "query", "required": false, "schema": {"enum": ["sync", "async"], "default": "sync"},
                         "description": "sync: 201 after an fsynced commit. async: 202 after the events are spooled locally."}],
                     "requestBody": {"required": true, "content": {
-                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/EventV1"}, {"type": "array", "items": {"$ref": "#/components/schemas/EventV1"}}]}},
-                        "application/x-ndjson": {"schema": {"type": "string"}}}},
+                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/EventV1"}, events_array.clone()]}},
+                        "application/x-ndjson": {"schema": events_array, "description": "One event (EventV1) per line."}}},
                     "responses": {
-                        "201": {"description": "Committed.", "content": {"application/json": {"schema": {"type": "object", "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}}}}}},
-                        "202": {"description": "Accepted and spooled."},
+                        "201": json_body("Committed.", json!({"type": "object", "additionalProperties": false, "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}}})),
+                        "202": json_body("Accepted and spooled.", json!({"type": "object", "additionalProperties": false, "required": ["accepted", "results"],
+                            "properties": {"accepted": {"type": "integer", "minimum": 1}, "results": {"type": "array", "items": {
+                                "type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id"],
+                                "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}}}}}})),
                         "400": problem("Invalid events; each listed with index, field and reason."),
                         "401": problem("No valid key."), "403": problem("Key not allowed for this tenant or role."),
                         "409": problem("event_id reused with different content."),
                         "413": problem("Too many events or too many bytes."),
+                        "415": problem("The body's Content-Type is not one this endpoint reads."),
                         "503": problem("Queue full: retry after the Retry-After header.")
                     }
                 },
@@ -128,98 +264,206 @@ fn build() -> Value {
                     "summary": "Page through one tenant's events, newest first by default.",
                     "parameters": event_filters,
                     "responses": {
-                        "200": {"description": "A page.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "200": json_body("A page.", json!({"type": "object", "additionalProperties": false, "required": ["events", "next_cursor"], "properties": {
                             "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
-                            "next_cursor": {"type": ["string", "null"]}}}}}},
+                            "next_cursor": {"type": ["string", "null"]}}})),
                         "400": problem("Bad filter; the parameter is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")
                     }
                 }
-            },
-            "/v1/query": {"post": {
+            }));
+    paths.insert("/v1/query".into(), json!({"post": {
                 "summary": "Read-only SQL over one table, events, holding only the caller's tenant across every tier.",
                 "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL."),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sql"], "additionalProperties": false,
-                    "properties": {"sql": {"type": "string"}, "tenant_id": {"type": "string", "description": "Required for the platform admin."}}}}}},
+                    "properties": {
+                        "sql": {"type": "string", "minLength": 1, "maxLength": SQL_TEXT_BYTES_MAX, "pattern": "\\S",
+                            "description": format!("Not blank; at most {SQL_TEXT_BYTES_MAX} bytes of UTF-8.")},
+                        "tenant_id": nullable(json!({"allOf": [tenant_id_schema()], "description": "Required for the platform admin."}))}}}}},
                 "responses": {
-                    "200": {"description": "The result.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "200": json_body("The result.", json!({"type": "object", "required": ["columns", "rows", "row_count", "truncated"], "properties": {
                         "columns": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string"}}}},
-                        "rows": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer"}, "truncated": {"type": "boolean"}}}}}},
+                        "rows": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer", "minimum": 0}, "truncated": {"type": "boolean"}}})),
                     "400": problem("The SQL does not parse, names something other than events, is not a read, or ran out of time (field sql)."),
-                    "401": problem("No valid key."), "403": problem("Wrong tenant or role.")
+                    "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")
                 }
-            }},
-            "/v1/export": {"get": {
+            }}));
+    paths.insert("/v1/export".into(), json!({"get": {
                 "summary": "Every event of one tenant with timestamp in [from, to), in seq order, streamed as NDJSON from every tier.",
-                "parameters": [query_param("tenant_id", "Required for the platform admin."), query_param("from", "RFC 3339, inclusive."), query_param("to", "RFC 3339, exclusive.")],
+                "parameters": [tenant_query("Required for the platform admin."),
+                    timestamp_query("from", "RFC 3339, inclusive."), timestamp_query("to", "RFC 3339, exclusive; must be later than from.")],
                 "responses": {"200": {"description": "One StoredEvent JSON object per line.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
                     "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
-            }},
-            "/v1/events/{event_id}": {"get": {
+            }}));
+    paths.insert("/v1/events/{event_id}".into(), json!({"get": {
                 "summary": "One stored event.",
-                "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string"}}, query_param("tenant_id", "Required for the platform admin.")],
-                "responses": {"200": {"description": "The event.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}}},
+                "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}},
+                    tenant_query("Required for the platform admin.")],
+                "responses": {"200": json_body("The event.", json!({"$ref": "#/components/schemas/StoredEvent"})),
+                    "400": problem("Bad tenant_id or an unknown query parameter; it is named."),
                     "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such event.")}
-            }},
-            "/v1/verifier-key": {"get": {
+            }}));
+    paths.insert("/v1/verifier-key".into(), json!({"get": {
                 "summary": "The C2SP note verifier key (name+keyid+base64) every checkpoint is signed with.",
-                "responses": {"200": {"description": "The key.", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem("No valid key.")}
-            }},
-            "/v1/tenants/{tenant_id}/checkpoint": {
+                "responses": {"200": text_body("The key."), "401": problem("No valid key.")}
+            }}));
+    paths.insert("/v1/tenants/{tenant_id}/checkpoint".into(), json!({
                 "get": {
                     "summary": "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note), or the one cut at tree_size.",
-                    "parameters": [tenant_path(), {"name": "tree_size", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
-                    "responses": {"200": {"description": "The note as is.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        "400": problem("Bad tree_size."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such checkpoint.")}
+                    "parameters": [tenant_path(), size_query("tree_size", false, "The tree size the checkpoint was cut at.")],
+                    "responses": {"200": text_body("The note as is."),
+                        "400": problem("Bad tenant_id or tree_size; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No such checkpoint.")}
                 },
                 "post": {
                     "summary": "Cut a checkpoint now (if the log grew) and return the latest.",
                     "parameters": [tenant_path()],
-                    "responses": {"201": {"description": "The note.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "responses": {"201": text_body("The note."), "400": problem("Bad tenant_id; it is named."),
                         "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No events.")}
                 }
-            },
-            "/v1/tenants/{tenant_id}/proofs/inclusion": {"get": {
+            }));
+    paths.insert("/v1/tenants/{tenant_id}/proofs/inclusion".into(), json!({"get": {
                 "summary": "RFC 9162 inclusion proof of an event in the tree of tree_size (default: the latest checkpoint's size).",
                 "parameters": [tenant_path(), {"name": "event_id", "in": "query", "required": true, "schema": {"type": "string"}},
-                    {"name": "tree_size", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
-                "responses": {"200": {"description": "{leaf_index, tree_size, leaf_hash, hashes: [base64]}"},
-                    "400": problem("Bad size: 0, larger than the tree, or before the event."), "401": problem("No valid key."),
+                    size_query("tree_size", false, "At least the event's seq and at most the tenant's tree size.")],
+                "responses": {"200": json_body("The proof.", json!({"type": "object", "additionalProperties": false,
+                        "required": ["leaf_index", "tree_size", "leaf_hash", "hashes"], "properties": {
+                            "leaf_index": {"type": "integer", "minimum": 0}, "tree_size": {"type": "integer", "minimum": 1},
+                            "leaf_hash": hash_base64.clone(), "hashes": {"type": "array", "items": hash_base64.clone()}}})),
+                    "400": problem("Bad size: larger than the tree, or before the event; or bad tenant_id."), "401": problem("No valid key."),
                     "403": problem("Wrong tenant or role."), "404": problem("No such event.")}
-            }},
-            "/v1/tenants/{tenant_id}/proofs/consistency": {"get": {
+            }}));
+    paths.insert("/v1/tenants/{tenant_id}/proofs/consistency".into(), json!({"get": {
                 "summary": "RFC 9162 consistency proof from tree size first to second.",
-                "parameters": [tenant_path(), {"name": "first", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 1}},
-                    {"name": "second", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 1}}],
-                "responses": {"200": {"description": "{hashes: [base64]}"}, "400": problem("Bad sizes: 0, first > second, or larger than the tree."),
+                "parameters": [tenant_path(), size_query("first", true, "At most second."),
+                    size_query("second", true, "At most the tenant's tree size.")],
+                "responses": {"200": json_body("The proof.", json!({"type": "object", "additionalProperties": false, "required": ["hashes"],
+                        "properties": {"hashes": {"type": "array", "items": hash_base64.clone()}}})),
+                    "400": problem("Bad sizes: first > second, or larger than the tree; or bad tenant_id."),
                     "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
-            }},
-            "/v1/keys": {"post": {
+            }}));
+    paths.insert("/v1/keys".into(), json!({"post": {
                 "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once.",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id", "role"],
-                    "properties": {"tenant_id": {"type": "string"}, "role": {"enum": ["ingest", "reader", "admin"]}}}}}},
-                "responses": {"201": {"description": "The new key."}, "400": problem("Bad tenant_id or role."),
-                    "401": problem("No valid key."), "403": problem("Not allowed to create keys for this tenant.")}
-            }},
-            "/v1/tenants/{tenant_id}/retention": {
-                "parameters": [{"name": "tenant_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "additionalProperties": false,
+                    "properties": {"tenant_id": tenant_id_schema(), "role": {"enum": ["ingest", "reader", "admin"]}}}}}},
+                "responses": {"201": json_body("The new key.", json!({"type": "object", "required": ["key", "key_id", "tenant_id", "role", "created_at"],
+                        "properties": {"key": {"type": "string"}, "key_id": {"type": "string"}, "tenant_id": {"type": "string"},
+                            "role": {"enum": ["ingest", "reader", "admin"]}, "created_at": {"type": "string", "format": "date-time"}}})),
+                    "400": problem("Bad tenant_id or role."), "401": problem("No valid key."),
+                    "403": problem("Not allowed to create keys for this tenant."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
+            }}));
+    paths.insert("/v1/tenants/{tenant_id}/rejected-events".into(), json!({"get": {
+        "summary": "Async requests the store refused after their 202 (an event_id already stored with other content): the most recent ones, oldest first, and how many in all.",
+        "parameters": [tenant_path()],
+        "responses": {"200": json_body("The tenant's refusals.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "total", "rejected"], "properties": {
+                    "tenant_id": {"type": "string"}, "total": {"type": "integer", "minimum": 0},
+                    "rejected": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                        "required": ["event_id", "index", "request_events", "reason", "rejected_at"], "properties": {
+                            "event_id": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
+                            "request_events": {"type": "integer", "minimum": 1}, "reason": {"type": "string"},
+                            "rejected_at": {"type": "string", "format": "date-time"}}}}}})),
+            "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+            "403": problem("Wrong tenant or role.")}
+    }}));
+    paths.insert("/v1/tenants/{tenant_id}/retention".into(), json!({
+                "parameters": [tenant_path()],
                 "put": {
                     "summary": "Set a tenant's retention and legal hold (platform admin). Expired cold files are deleted by the lifecycle, each under a signed deletion record, unless legal_hold is true.",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["legal_hold"],
-                        "properties": {
-                            "retention_days": {"type": "integer", "minimum": 1, "maximum": sealtrail_model::limits::RETENTION_DAYS_MAX},
-                            "retention_years": {"type": "integer", "minimum": 1, "maximum": sealtrail_model::limits::RETENTION_YEARS_MAX,
-                                "description": format!("Counted as {} days per year.", sealtrail_model::limits::RETENTION_YEAR_DAYS)},
-                            "legal_hold": {"type": "boolean"}},
-                        "description": "Exactly one of retention_days or retention_years."}}}},
-                    "responses": {"200": {"description": "The stored policy."}, "400": problem("A field is missing or invalid; each error names its field. Nothing is stored."),
-                        "401": problem("No valid key."), "403": problem("Not the platform admin.")}
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "description": "Exactly one of retention_days or retention_years.",
+                        "oneOf": [
+                            {"type": "object", "additionalProperties": false, "required": ["retention_days", "legal_hold"], "properties": {
+                                "retention_days": {"type": "integer", "minimum": 1, "maximum": RETENTION_DAYS_MAX},
+                                "legal_hold": {"type": "boolean"}}},
+                            {"type": "object", "additionalProperties": false, "required": ["retention_years", "legal_hold"], "properties": {
+                                "retention_years": {"type": "integer", "minimum": 1, "maximum": RETENTION_YEARS_MAX,
+                                    "description": format!("Counted as {RETENTION_YEAR_DAYS} days per year.")},
+                                "legal_hold": {"type": "boolean"}}}
+                        ]}}}},
+                    "responses": {"200": json_body("The stored policy.", json!({"$ref": "#/components/schemas/RetentionPolicy"})),
+                        "400": problem("A field is missing or invalid; each error names its field. Nothing is stored."),
+                        "401": problem("No valid key."), "403": problem("Not the platform admin."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
                 },
                 "get": {
                     "summary": "A tenant's retention policy (platform admin).",
-                    "responses": {"200": {"description": "The policy."}, "401": problem("No valid key."),
+                    "responses": {"200": json_body("The policy.", json!({"$ref": "#/components/schemas/RetentionPolicy"})),
+                        "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
                         "403": problem("Not the platform admin."), "404": problem("No policy: events are kept indefinitely.")}
                 }
+            }));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sealtrail",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Tamper-evident audit trail service. Every /v1 endpoint needs `Authorization: Bearer <key>`. Every error is an RFC 9457 application/problem+json document naming the field or reason."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457 problem details.",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
+                            "index": {"type": "integer", "description": "Position of the event in the request."},
+                            "field": {"type": "string"}, "reason": {"type": "string"}}}}
+                    }
+                },
+                "EventV1": event_v1_schema(),
+                "StoredEvent": stored_event_schema(),
+                "Receipt": {"type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id", "seq", "event_hash"],
+                    "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1},
+                        "event_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                "RetentionPolicy": {"type": "object", "additionalProperties": false, "required": ["tenant_id", "legal_hold"],
+                    "properties": {"tenant_id": {"type": "string"}, "retention_days": {"type": "integer"},
+                        "retention_years": {"type": "integer"}, "legal_hold": {"type": "boolean"}}}
             }
-        }
+        },
+        "security": [{"bearer": []}],
+        "paths": Value::Object(paths)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealtrail_model::validate_event;
+
+    fn forbidden(code: u32) -> bool {
+        IDENTIFIER_FORBIDDEN
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&code))
+    }
+
+    /// The pattern the document publishes refuses exactly what the validator refuses.
+    #[test]
+    fn identifier_pattern_matches_the_validator_for_every_code_point() {
+        let now_ns = 1_790_000_000_000_000_000;
+        for code in (0..=0x10FFFF).filter(|code| !(0xD800..=0xDFFF).contains(code)) {
+            let character = char::from_u32(code).unwrap();
+            let event = json!({"tenant_id": "acme", "actor_id": format!("a{character}"),
+                "action": "login", "resource_type": "session"});
+            assert_eq!(
+                validate_event(event, now_ns).is_err(),
+                forbidden(code),
+                "U+{code:04X}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_come_from_the_limits_module() {
+        let document = build();
+        let event = &document["components"]["schemas"]["EventV1"]["properties"];
+        assert_eq!(event["actor_id"]["maxLength"], ACTOR_ID_CHARS_MAX);
+        assert_eq!(
+            event["tenant_id"]["pattern"],
+            format!("^[A-Za-z0-9_.-]{{1,{TENANT_ID_CHARS_MAX}}}$")
+        );
+        assert!(printable_pattern().starts_with("^[^\\u0000-\\u001F\\u007F-\\u009F"));
+    }
 }

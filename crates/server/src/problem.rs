@@ -2,11 +2,26 @@
 //!
 //! Internal errors are logged with their detail and answered with a generic message, so a client
 //! never sees paths, SQL or other internals.
+//!
+//! Three layers make sure no error leaves the server in another shape: handlers return
+//! [`ApiError`]; [`problem_for_bare_errors`] rewrites every other error response the router
+//! produces (axum's 405, extractor rejections, body-limit 413s) into a problem document that
+//! keeps its status and headers; and [`ProblemListener`] rewrites the bodiless responses hyper
+//! answers by itself, before any handler runs, to requests it cannot parse (400, 414, 431).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sealtrail_model::limits::RETRY_AFTER_SECS;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 /// One invalid item of a request: which event (for ingest), which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,6 +53,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// A request the router refused before any handler ran (wrong method, unreadable path or
+    /// query string, …): its status is kept and its reason passed on.
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        detail: String,
+        errors: Vec<InvalidItem>,
+    },
     #[error("{0}")]
     Overloaded(String),
     #[error("internal error")]
@@ -58,6 +81,21 @@ impl ApiError {
         }
     }
 
+    /// An error about the request as a whole (its method, path, media type, …), kept with its
+    /// own status; `field` names the part of the request at fault.
+    pub fn refused(status: StatusCode, field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        ApiError::Refused {
+            status,
+            detail: reason.clone(),
+            errors: vec![InvalidItem {
+                index: None,
+                field: field.to_owned(),
+                reason,
+            }],
+        }
+    }
+
     /// Logs an operating failure and hides its detail from the client.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");
@@ -66,6 +104,7 @@ impl ApiError {
 
     fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
+            ApiError::Refused { status, .. } => refused_kind(*status),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::Invalid { .. } => (
@@ -113,17 +152,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.status_and_kind();
         let errors: &[InvalidItem] = match &self {
-            ApiError::Invalid { errors, .. } | ApiError::Conflict { errors, .. } => errors,
+            ApiError::Invalid { errors, .. }
+            | ApiError::Conflict { errors, .. }
+            | ApiError::Refused { errors, .. } => errors,
             _ => &[],
         };
-        let problem = Problem {
-            kind: format!("https://sealtrail.dev/problems/{kind}"),
-            title,
-            status: status.as_u16(),
-            detail: self.to_string(),
-            errors,
-        };
-        let body = serde_json::to_vec(&problem).expect("a problem document always serializes");
+        let body = problem_json(status, kind, title, self.to_string(), errors);
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -140,6 +174,246 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// The RFC 9457 document of one failure.
+fn problem_json(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    errors: &[InvalidItem],
+) -> Vec<u8> {
+    let problem = Problem {
+        kind: format!("https://sealtrail.dev/problems/{kind}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    serde_json::to_vec(&problem).expect("a problem document always serializes")
+}
+
+/// The problem type and title of a status the router or hyper answered with.
+fn refused_kind(status: StatusCode) -> (StatusCode, &'static str, &'static str) {
+    let (kind, title) = match status {
+        StatusCode::BAD_REQUEST => ("invalid-request", "Invalid request"),
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "Request too large"),
+        StatusCode::URI_TOO_LONG => ("uri-too-long", "URI too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ("header-fields-too-large", "Request header fields too large")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Service unavailable"),
+        status if status.is_server_error() => ("internal", "Internal error"),
+        _ => ("invalid-request", "Request refused"),
+    };
+    (status, kind, title)
+}
+
+/// Longest body of a bare error response that is quoted as the problem's detail.
+const BARE_ERROR_BYTES_MAX: usize = 4 * 1024;
+
+/// Middleware: every error response that is not already a problem document becomes one, with
+/// its status and headers (such as `Allow` on a 405) kept and its text as the detail. These are
+/// axum's own answers: a method the path does not have, a path or query string that does not
+/// decode, a body over the extractor's limit.
+pub(crate) async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BARE_ERROR_BYTES_MAX)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let (detail, field) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                format!("{path} does not accept {method}; it accepts {allowed}"),
+                "method",
+            )
+        }
+        _ if text.starts_with("Failed to deserialize query string") => (text, "query"),
+        _ if text.contains("path") || text.contains("URL") => (text, "path"),
+        _ if text.is_empty() => (
+            status
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_owned(),
+            "request",
+        ),
+        _ => (text, "body"),
+    };
+    let (_, kind, title) = refused_kind(status);
+    let errors = [InvalidItem {
+        index: None,
+        field: field.to_owned(),
+        reason: detail.clone(),
+    }];
+    let body = if method == Method::HEAD {
+        Vec::new()
+    } else {
+        problem_json(status, kind, title, detail, &errors)
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The listener the server accepts on: plain TCP, with every connection wrapped in
+/// [`ProblemIo`].
+#[derive(Debug)]
+pub(crate) struct ProblemListener(pub(crate) TcpListener);
+
+impl axum::serve::Listener for ProblemListener {
+    type Io = ProblemIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        (
+            ProblemIo {
+                stream,
+                replacement: None,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connection whose bodiless automatic error responses become problem documents.
+///
+/// hyper answers a request it cannot parse (a malformed request line or header: 400; a target
+/// over its limit: 414; header fields over its limit: 431) with a bare status line and no body,
+/// and closes the connection; no handler or middleware ever sees the request. Those are the only
+/// error responses without a `content-type` (the router's all carry one), so a write of exactly
+/// such a head is replaced by a complete problem response. Vectored writes are turned off so
+/// hyper hands over each response head in one contiguous buffer.
+#[derive(Debug)]
+pub(crate) struct ProblemIo {
+    stream: TcpStream,
+    /// The replacement being written: its bytes, how many are written, and the length of the
+    /// buffer it replaces (reported to hyper once all of it is written).
+    replacement: Option<(Vec<u8>, usize, usize)>,
+}
+
+/// The problem response that replaces `head` when it is one of hyper's automatic error answers.
+fn automatic_error_replacement(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let header_end = text.find("\r\n\r\n")?;
+    if header_end + 4 != text.len() {
+        return None;
+    }
+    let status_line = text.lines().next()?;
+    let code = status_line.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    let status = StatusCode::from_bytes(code.as_bytes()).ok()?;
+    let detail = match status {
+        StatusCode::BAD_REQUEST => "the request line or a header field is not valid HTTP/1.1",
+        StatusCode::URI_TOO_LONG => "the request target is longer than the server reads",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "the request's header fields are larger or more numerous than the server reads"
+        }
+        _ => return None,
+    };
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("\r\ncontent-type:") {
+        return None;
+    }
+    let (_, kind, title) = refused_kind(status);
+    let errors = [InvalidItem {
+        index: None,
+        field: "request".into(),
+        reason: detail.into(),
+    }];
+    let body = problem_json(status, kind, title, detail.into(), &errors);
+    let mut response = format!("{status_line}\r\n");
+    for line in text[..header_end].lines().skip(1) {
+        if !line.to_ascii_lowercase().starts_with("content-length:") {
+            response.push_str(line);
+            response.push_str("\r\n");
+        }
+    }
+    response.push_str(&format!(
+        "content-type: application/problem+json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = response.into_bytes();
+    bytes.extend_from_slice(&body);
+    Some(bytes)
+}
+
+impl AsyncRead for ProblemIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(context, buf)
+    }
+}
+
+impl AsyncWrite for ProblemIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.replacement.is_none() {
+            match automatic_error_replacement(buf) {
+                Some(bytes) => this.replacement = Some((bytes, 0, buf.len())),
+                None => return Pin::new(&mut this.stream).poll_write(context, buf),
+            }
+        }
+        loop {
+            let (bytes, written, replaced) = this
+                .replacement
+                .as_mut()
+                .expect("set above or by an earlier call");
+            if *written == bytes.len() {
+                let replaced = *replaced;
+                this.replacement = None;
+                return Poll::Ready(Ok(replaced));
+            }
+            let count = ready!(Pin::new(&mut this.stream).poll_write(context, &bytes[*written..]))?;
+            if count == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += count;
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
     }
 }
 
