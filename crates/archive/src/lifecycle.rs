@@ -2,7 +2,11 @@
 //!
 //! Per tenant, the events older than `hot_retention_days` are taken as a contiguous `seq`
 //! prefix of the hot rows (the hot tier never gets a gap) and moved in files of at most
-//! `ARCHIVE_FILE_EVENTS_MAX` events, one tenant-month per file. For each file, in this order:
+//! `ARCHIVE_FILE_EVENTS_MAX` events, one tenant-month per file when timestamps advance with `seq`.
+//! A file is cut where a later month begins, never where an earlier one reappears: history whose
+//! timestamps alternate between months (an import out of order) still makes large files, each
+//! in the directory of its first event's month, its manifest recording the true time range that
+//! reads prune by. For each file, in this order:
 //!
 //! 1. write the Parquet file;
 //! 2. read it back and check it against the hot rows (every field of every event, recomputed
@@ -271,6 +275,8 @@ async fn migrate_tenant(
     }
 
     let mut chunk: Vec<StoredEvent> = Vec::new();
+    // The latest month among the open file's events.
+    let mut chunk_month: Option<String> = None;
     let mut after_seq = first - 1;
     while after_seq < last {
         let limit = ARCHIVE_SCAN_EVENTS.min((last - after_seq) as usize);
@@ -279,13 +285,16 @@ async fn migrate_tenant(
             break;
         };
         for stored in page {
+            let month = month_of(stored.event.timestamp_ns);
             let full = chunk.len() >= ARCHIVE_FILE_EVENTS_MAX;
-            let new_month = chunk.last().is_some_and(|open| {
-                month_of(open.event.timestamp_ns) != month_of(stored.event.timestamp_ns)
-            });
-            if full || new_month {
+            let later_month = chunk_month.as_ref().is_some_and(|open| month > *open);
+            if full || later_month {
                 archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
                 chunk.clear();
+                chunk_month = None;
+            }
+            if chunk_month.as_ref().is_none_or(|open| month > *open) {
+                chunk_month = Some(month);
             }
             chunk.push(stored);
         }

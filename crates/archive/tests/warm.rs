@@ -140,3 +140,54 @@ fn migration_empties_the_old_prefix_and_verify_spans_both_tiers() {
     let report = verify_sqlite_tiers(&data_dir, None, &key, None, None).unwrap();
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap_err().seq(), 1);
 }
+
+#[test]
+fn history_whose_timestamps_alternate_between_months_still_makes_large_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let warm = Tier::open(&Location::Local(dir.path().join("warm"))).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // 2,000 events in `seq` order whose timestamps alternate between two months (an import
+    // of two sources interleaved), all older than the cutoff.
+    let october_ns = 1_759_363_200 * 1_000_000_000; // 2025-10-02
+    let november_ns = 1_762_041_600 * 1_000_000_000; // 2025-11-02
+    let now_ns = november_ns + 90 * DAY_NS;
+    let mut head = ChainHead::default();
+    let events: Vec<StoredEvent> = (0..2_000u64)
+        .map(|index| {
+            let base = if index.is_multiple_of(2) {
+                october_ns
+            } else {
+                november_ns
+            };
+            let timestamp_ns = base + index as i64 * 1_000_000_000;
+            head.append(event("acme", index, timestamp_ns), now_ns - DAY_NS)
+        })
+        .collect();
+    let reports = runtime.block_on(async {
+        let store = SqliteStore::open(&data_dir).unwrap();
+        let request: Vec<PendingEvent> = events
+            .iter()
+            .map(|stored| PendingEvent {
+                event: stored.event.clone(),
+                received_at_ns: stored.received_at_ns,
+                timestamp_supplied: true,
+            })
+            .collect();
+        store.append(Arc::new(vec![request])).await.unwrap();
+        let policy = MigrationPolicy {
+            hot_retention_days: 30,
+            now_ns,
+        };
+        migrate_hot_to_warm(&store, &warm, None, policy, &mut |_| {})
+            .await
+            .unwrap()
+    });
+    assert_eq!(reports[0].events_moved, 2_000);
+    // October's first event, then everything else from November on: never one file per event.
+    assert_eq!(reports[0].files_written, 2, "{reports:?}");
+    let key = NoteSigner::from_seed("test", &[7; 32]).unwrap().verifier();
+    let report = verify_sqlite_tiers(&data_dir, None, &key, Some(&warm), None).unwrap();
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+    assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 2_000);
+}
