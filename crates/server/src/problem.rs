@@ -324,6 +324,11 @@ pub(crate) struct ProblemIo {
 
 /// The problem response that replaces `head` when it is one of hyper's automatic error answers.
 fn automatic_error_replacement(head: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every response passes here: bodies and ordinary heads leave at once.
+    const AUTOMATIC_HEAD_BYTES_MAX: usize = 512;
+    if head.len() > AUTOMATIC_HEAD_BYTES_MAX || !head.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?;
     let header_end = text.find("\r\n\r\n")?;
     if header_end + 4 != text.len() {
