@@ -75,15 +75,12 @@ fn seq_summary(server: &Server, reader: &str) -> (u64, u64, u64) {
     )
 }
 
-#[test]
-fn a_tenant_archived_inside_a_tile_keeps_ingesting_through_restart_verify_and_bundle() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
+/// Imports 100 events of 90 days ago for [`TENANT`] and moves them all to the warm tier: the
+/// hot tier is empty and the first 256-leaf tile is 100 leaves full, all of them archived. Ages,
+/// not dates, decide what moves, so the outcome is the same on any calendar day.
+fn archive_a_partial_tile(dir: &Path, data_dir: &Path) {
     let data = data_dir.to_str().unwrap();
 
-    // 100 events of 90 days ago, imported, then all moved to the warm tier: the hot tier is
-    // empty and the first 256-leaf tile is 100 leaves full, all of them archived. Ages, not
-    // dates, decide what moves, so the outcome is the same on any calendar day.
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -98,13 +95,21 @@ fn a_tenant_archived_inside_a_tile_keeps_ingesting_through_restart_verify_and_bu
             format!("{event}\n")
         })
         .collect();
-    let history_file = dir.path().join("history.ndjson");
+    let history_file = dir.join("history.ndjson");
     std::fs::write(&history_file, history).unwrap();
     let (code, output) = sealtrail(&["import", "--data-dir", data, history_file.to_str().unwrap()]);
     assert_eq!(code, 0, "{output}");
     let (code, output) = sealtrail(&["lifecycle", "run", "--data-dir", data]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("100 events moved"), "{output}");
+}
+
+#[test]
+fn a_tenant_archived_inside_a_tile_keeps_ingesting_through_restart_verify_and_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    archive_a_partial_tile(dir.path(), &data_dir);
 
     let server = serve(&data_dir);
     let ingest = server.create_key(TENANT, "ingest");
@@ -287,4 +292,46 @@ fn a_tenant_the_store_cannot_extend_stalls_no_other_tenant_shutdown_or_restart()
     );
     let (code, output) = sealtrail(&["verify", "--data-dir", data_dir.to_str().unwrap()]);
     assert_ne!(code, 0, "verify reports the rolled-back head: {output}");
+}
+
+/// A data directory written before frontiers were kept beside the heads, in which the lifecycle
+/// already archived a partly filled tile's leaves (the wedged state of earlier versions): the
+/// lifecycle and the server restore the frontier from the archive, and ingest continues.
+#[test]
+fn a_data_dir_wedged_by_an_earlier_version_heals_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    archive_a_partial_tile(dir.path(), &data_dir);
+    let forget_frontier = || {
+        let conn = rusqlite::Connection::open(data_dir.join("hot.sqlite3")).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE chain_heads SET frontier = NULL WHERE tenant_id = ?1",
+                [TENANT],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    };
+
+    forget_frontier();
+    let (code, output) = sealtrail(&["lifecycle", "run", "--data-dir", data]);
+    assert_eq!(
+        code, 0,
+        "the lifecycle restores the frontier first: {output}"
+    );
+
+    forget_frontier();
+    let server = serve(&data_dir);
+    let ingest = server.create_key(TENANT, "ingest");
+    let (status, body) = post_json(
+        &server.url("/v1/events"),
+        &ingest,
+        &events(TENANT, "up", 156),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(seqs(&body), (101..=256).collect::<Vec<_>>());
+    assert!(server.signal_and_wait("TERM").success());
+    let (code, output) = sealtrail(&["verify", "--data-dir", data]);
+    assert_eq!(code, 0, "{output}");
 }

@@ -12,7 +12,7 @@ mod verify;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sealtrail_ledger::ChainHead;
+use sealtrail_ledger::{ChainHead, MerkleFrontier};
 use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 
 pub use error::{Error, Result};
@@ -234,6 +234,19 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
             .checkpoint(tenant_id, None)
             .await?
             .filter(|latest| latest.tree_size >= min_tree_size))
+    }
+
+    /// Tenants whose chain head has no stored Merkle frontier, with the head's `seq`: heads
+    /// written before frontiers were kept. A store that always keeps one has none (the default).
+    async fn heads_without_frontier(&self) -> Result<Vec<(String, u64)>> {
+        Ok(Vec::new())
+    }
+
+    /// Stores the frontier of a head that has none, rebuilt by the caller from wherever the
+    /// leaves live (the archive, for leaves the lifecycle moved before frontiers were kept).
+    /// MUST store nothing unless the head is still at `frontier.tree_size()` without a frontier.
+    async fn restore_frontier(&self, _tenant_id: &str, _frontier: MerkleFrontier) -> Result<()> {
+        Ok(())
     }
 
     /// Reads a named server setting (such as the admin token's hash).

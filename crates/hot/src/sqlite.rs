@@ -134,6 +134,8 @@ struct Writer {
     heads: HashMap<String, ChainHead>,
     /// Cached Merkle frontiers, at the size of the cached head; dropped with the heads.
     frontiers: HashMap<String, MerkleFrontier>,
+    /// The WAL beside the database, whose size the writer keeps under [`WAL_BYTES_SOFT_MAX`].
+    wal_path: PathBuf,
 }
 
 impl SqliteStore {
@@ -171,17 +173,20 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint lets the WAL restart, cut the file back to this size.
         conn.pragma_update(None, "journal_size_limit", WAL_BYTES_SOFT_MAX as i64)?;
+        // How long the writer waits for readers when it truncates the WAL (`bound_wal`).
+        conn.busy_timeout(std::time::Duration::from_millis(WAL_TRUNCATE_WAIT_MILLIS))?;
         migrate(&mut conn)?;
         // Start with an empty WAL: a previous run's (however large) is folded in and truncated.
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         let checkpointer = start_checkpointer(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                path,
+                path: path.clone(),
                 writer: Mutex::new(Writer {
                     conn,
                     heads: HashMap::new(),
                     frontiers: HashMap::new(),
+                    wal_path: wal_path(&path),
                 }),
                 readers: Mutex::new(Vec::new()),
                 _lock: Some(lock),
@@ -204,11 +209,12 @@ impl SqliteStore {
         let conn = open_reader(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                path,
+                path: path.clone(),
                 writer: Mutex::new(Writer {
                     conn,
                     heads: HashMap::new(),
                     frontiers: HashMap::new(),
+                    wal_path: wal_path(&path),
                 }),
                 readers: Mutex::new(Vec::new()),
                 _lock: None,
@@ -259,13 +265,11 @@ impl SqliteStore {
 }
 
 /// Starts the thread that checkpoints the WAL every [`WAL_CHECKPOINT_INTERVAL_MILLIS`] until
-/// the returned sender is dropped: passively (never blocking the writer) while the WAL is small,
-/// and truncating it once it passes [`WAL_BYTES_SOFT_MAX`], which a passive checkpoint cannot
-/// do while commits keep arriving.
+/// the returned sender is dropped. PASSIVE never blocks the writer or readers, but under
+/// sustained commits it cannot restart the WAL; the writer itself truncates it once it passes
+/// [`WAL_BYTES_SOFT_MAX`] ([`Writer::bound_wal`]).
 fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_millis(WAL_TRUNCATE_WAIT_MILLIS))?;
-    let wal_path = wal_path(path);
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -274,18 +278,9 @@ fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(interval)
             {
-                let wal_bytes = std::fs::metadata(&wal_path).map_or(0, |meta| meta.len());
-                let mode = if wal_bytes > WAL_BYTES_SOFT_MAX {
-                    "TRUNCATE"
-                } else {
-                    "PASSIVE"
-                };
-                let checkpoint = format!("PRAGMA wal_checkpoint({mode})");
-                match conn.query_row(&checkpoint, [], |row| row.get::<_, i64>(0)) {
-                    Ok(0) => {}
-                    // Busy: the writer or a reader held on past the wait; next interval.
-                    Ok(_) => tracing::debug!(wal_bytes, mode, "WAL checkpoint was busy"),
-                    Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retrying"),
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
                 }
             }
         })
@@ -387,11 +382,34 @@ impl Writer {
         Ok(())
     }
 
+    /// After a commit: once the WAL has grown past [`WAL_BYTES_SOFT_MAX`], copies it into the
+    /// database and truncates it. Done by the writer between its own transactions, the only
+    /// moment no write can be in progress, so it cannot be starved the way a background
+    /// checkpoint is under sustained commits; it waits at most [`WAL_TRUNCATE_WAIT_MILLIS`] for
+    /// readers of older snapshots. The commit is durable already: a failure here is only logged.
+    fn bound_wal(&self) {
+        let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |meta| meta.len());
+        if wal_bytes <= WAL_BYTES_SOFT_MAX {
+            return;
+        }
+        let truncated = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+        match truncated {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!(wal_bytes, "readers kept the WAL from being truncated"),
+            Err(error) => tracing::warn!(%error, wal_bytes, "WAL truncation failed"),
+        }
+    }
+
     fn append(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         match self.append_in_transaction(batch) {
             Ok(outcomes) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(outcomes),
+                Ok(()) => {
+                    self.bound_wal();
+                    Ok(outcomes)
+                }
                 Err(error) => {
                     self.abort();
                     Err(error.into())
@@ -918,6 +936,39 @@ impl HotStore for SqliteStore {
                 ],
             )?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn heads_without_frontier(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT tenant_id, seq FROM chain_heads WHERE frontier IS NULL AND seq > 0 \
+                 ORDER BY tenant_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn restore_frontier(&self, tenant_id: &str, frontier: MerkleFrontier) -> Result<()> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            writer.conn.execute(
+                "UPDATE chain_heads SET frontier = ?3 \
+                 WHERE tenant_id = ?1 AND seq = ?2 AND frontier IS NULL",
+                params![
+                    tenant_id,
+                    frontier.tree_size() as i64,
+                    encode_frontier(&frontier)
+                ],
+            )?;
+            // The cache is rebuilt from the stored row on next use.
+            writer.frontiers.remove(&tenant_id);
+            Ok(())
         })
         .await
     }

@@ -75,13 +75,14 @@ pub const SPOOL_FSYNC_INTERVAL_MILLIS: u64 = 50;
 pub const HOT_READ_CONNECTIONS_MAX: usize = 4;
 /// How often the hot store's background thread checkpoints the SQLite WAL, in milliseconds.
 pub const WAL_CHECKPOINT_INTERVAL_MILLIS: u64 = 500;
-/// Size of the SQLite WAL above which the background checkpoint stops being passive: it waits
-/// for the writer's current commit, copies every frame and truncates the file (a pause of one
-/// checkpoint for ingest), so sustained load cannot grow the WAL without bound. Also the size
-/// the WAL is cut back to after an ordinary checkpoint (`journal_size_limit`).
+/// Size of the SQLite WAL above which the writer, right after a commit, copies every frame into
+/// the database and truncates the file (a pause of one checkpoint for ingest), so sustained load
+/// cannot grow the WAL without bound: the background checkpoint is passive and cannot restart
+/// the WAL while commits keep arriving. Also the size the WAL is cut back to after an ordinary
+/// checkpoint (`journal_size_limit`).
 pub const WAL_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;
-/// How long a truncating WAL checkpoint waits for the writer and readers, in milliseconds,
-/// before it gives up until the next interval.
+/// How long a truncating WAL checkpoint waits for readers of older snapshots, in milliseconds,
+/// before it gives up until the next commit.
 pub const WAL_TRUNCATE_WAIT_MILLIS: u64 = 2_000;
 
 /// Connections each process keeps to the PostgreSQL hot tier; the group-commit writer and the

@@ -6,11 +6,11 @@
 //! after its events move to the warm or cold tier.
 
 use datafusion::prelude::{col, lit};
-use sealtrail_ledger::TILE_HEIGHT;
+use sealtrail_ledger::{partial_blocks, rebuild_frontier, MerkleFrontier, TILE_HEIGHT, TILE_WIDTH};
 
 use crate::files::ArchivedFile;
 use crate::page::decode;
-use crate::{QueryEngine, Result};
+use crate::{Error, QueryEngine, Result};
 
 impl QueryEngine {
     /// Block `block` of stored Merkle level `level`, as [`sealtrail_hot::HotStore::merkle_block`]
@@ -65,5 +65,53 @@ impl QueryEngine {
             leaves.extend(hot.iter().map(|stored| stored.event_hash));
         }
         Ok(leaves)
+    }
+
+    /// Gives every chain head the hot store keeps without a Merkle frontier (written before
+    /// frontiers were kept) its frontier, rebuilt from the stored nodes wherever they live: the
+    /// leaves of a partly filled tile may already be in the archive, which left such a tenant
+    /// unable to complete that tile. Returns how many heads it repaired. Idempotent.
+    pub async fn restore_frontiers(&self) -> Result<usize> {
+        let mut restored = 0;
+        for (tenant_id, tree_size) in self.hot.heads_without_frontier().await? {
+            // One tenant whose nodes are missing must not keep the others' frontiers unrestored:
+            // it is logged, and its own writes will name it.
+            match self.restore_frontier(&tenant_id, tree_size).await {
+                Ok(()) => restored += 1,
+                Err(error) => tracing::error!(
+                    tenant_id,
+                    tree_size,
+                    %error,
+                    "cannot restore the Merkle frontier of a chain head; run `sealtrail verify`"
+                ),
+            }
+        }
+        Ok(restored)
+    }
+
+    async fn restore_frontier(&self, tenant_id: &str, tree_size: u64) -> Result<()> {
+        let mut nodes = std::collections::HashMap::new();
+        for block in partial_blocks(tree_size) {
+            let stored = self
+                .merkle_block(tenant_id, block.level, block.first / TILE_WIDTH)
+                .await?;
+            nodes.insert(block.level, stored);
+        }
+        let frontier: MerkleFrontier = rebuild_frontier(tree_size, |level| {
+            nodes.get(&level).cloned().unwrap_or_default()
+        })
+        .map_err(|gap| {
+            Error::Corrupt(format!(
+                "tenant {tenant_id}: level {} holds {} of the {} nodes its Merkle frontier needs",
+                gap.level, gap.found, gap.expected
+            ))
+        })?;
+        self.hot.restore_frontier(tenant_id, frontier).await?;
+        tracing::info!(
+            tenant_id,
+            tree_size,
+            "restored the Merkle frontier of a chain head"
+        );
+        Ok(())
     }
 }

@@ -177,6 +177,9 @@ pub async fn run(
         Some(warm),
         cold,
     )?);
+    // Heads written before frontiers were kept get theirs before any write needs it. A tenant
+    // whose frontier cannot be rebuilt is logged and fails its own writes only.
+    query.restore_frontiers().await?;
     let checkpointer = Arc::new(Checkpointer::new(
         store.clone(),
         query.clone(),

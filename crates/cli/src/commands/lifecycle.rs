@@ -208,6 +208,12 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
         let cold = Tier::open(&args.cold.location(&args.warm, &args.data_dir))
             .context("opening the cold tier")?;
+        // Heads written before frontiers were kept get theirs first: moving a partly filled
+        // tile's leaves needs it, and its leaves may already be archived.
+        sealtrail_query::QueryEngine::new(hot.clone(), Some(warm.clone()), Some(cold.clone()))?
+            .restore_frontiers()
+            .await
+            .context("restoring Merkle frontiers")?;
         // Retention applies in every tier: events expired while still hot are archived now
         // and deleted by the retention step below, under signed records.
         let expiring = sealtrail_server::retention_cutoffs(&*hot, now_ns)
