@@ -131,8 +131,31 @@ pub const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks an export may have in flight to a slow client before it waits: the bound on its memory.
 pub const EXPORT_CHUNKS_IN_FLIGHT: usize = 8;
 /// Memory all running queries may use together for sorts, joins and aggregations, in bytes. A
-/// query that needs more fails with a clear error instead of taking the service's memory.
+/// query that needs more fails with a clear error instead of taking the service's memory; no
+/// query spills to disk.
 pub const QUERY_MEMORY_BYTES_MAX: usize = 1024 * 1024 * 1024;
+/// Share of [`QUERY_MEMORY_BYTES_MAX`] DataFusion's memory pool accounts for. Its operators
+/// count less than they hold (hash tables and buffers grow by doubling, and the old buffer lives
+/// while the new one fills): with the whole bound as the pool, a `GROUP BY` over a cross join
+/// held 2.0 GB and a nested loop join 2.2 GB when the pool refused them. Half keeps the real
+/// use inside the bound.
+pub const QUERY_MEMORY_POOL_FRACTION: f64 = 0.5;
+/// Largest `POST /v1/query` response body, in bytes. Rows that would cross it are cut and the
+/// answer is marked `truncated`, like a result over [`SQL_ROWS_MAX`]: 10,000 rows of 64 KB made
+/// a 655 MB response before this bound.
+pub const SQL_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Rows per batch inside a `POST /v1/query` plan (DataFusion's `batch_size`). An event row may
+/// hold about 82 KB (`changes`, `metadata` and the other fields at their limits), and batches
+/// are held outside the memory pool while they move between operators, so this bounds each to
+/// about 40 MB.
+pub const SQL_BATCH_ROWS: usize = 512;
+/// Threads that run `POST /v1/query` and `GET /v1/export` work, on their own runtime at a lower
+/// scheduling priority: a heavy query can take this many cores, never the ones ingest's group
+/// commit and `GET /v1/events` run on.
+pub const QUERY_THREADS: usize = 1;
+/// `POST /v1/query` and `GET /v1/export` calls running at once across the process. Another one
+/// is answered 503 with Retry-After instead of queueing behind them.
+pub const QUERIES_CONCURRENT_MAX: usize = 2;
 
 /// Warm-tier files whose newest event is older than this many days are compacted into the
 /// cold tier by `sealtrail lifecycle run`, unless configured otherwise.

@@ -28,6 +28,13 @@ pub enum Error {
     /// Stored data contradicts itself (a proof over stored nodes fails, a `seq` is missing).
     #[error("stored data is inconsistent: {0}; run `sealtrail verify`")]
     Corrupt(String),
+    /// [`sealtrail_model::limits::QUERIES_CONCURRENT_MAX`] heavy reads (SQL, exports) are
+    /// running; the caller should retry in a moment (503 with Retry-After).
+    #[error("{running} queries and exports are running, the most at once; retry in a moment")]
+    Busy { running: usize },
+    /// A query task ended without an answer (it panicked or its runtime stopped).
+    #[error("query task: {0}")]
+    Task(String),
     /// An archived file does not decode as events (the message names the file and `seq`).
     #[error("archived file {path}: {reason}")]
     Decode { path: String, reason: String },

@@ -4,7 +4,8 @@
 //! The export streams: files are read one after another, each as one ordered partition, and
 //! lines go to the client in chunks through a bounded channel, so memory stays at a few
 //! chunks and a file's row group whatever the range, and a slow client slows the reader
-//! instead of filling memory.
+//! instead of filling memory. Exports run on the query runtime (see `executor.rs`) and count
+//! against [`sealtrail_model::limits::QUERIES_CONCURRENT_MAX`], like SQL.
 
 use std::sync::Arc;
 
@@ -24,16 +25,21 @@ pub type Chunk = Vec<u8>;
 impl QueryEngine {
     /// Streams the tenant's events with `timestamp` in `[from_ns, to_ns)` as NDJSON chunks.
     /// An error ends the stream with that error (the HTTP layer then aborts the response, so a
-    /// client can never mistake a cut export for a complete one).
+    /// client can never mistake a cut export for a complete one). [`Error::Busy`] before any
+    /// chunk when too many queries and exports are running.
     pub fn export(
         self: &Arc<Self>,
         tenant_id: String,
         from_ns: Option<i64>,
         to_ns: Option<i64>,
-    ) -> impl Stream<Item = Result<Chunk>> + Send + 'static {
+    ) -> Result<impl Stream<Item = Result<Chunk>> + Send + 'static> {
+        let permit = self.executor.admit()?;
         let (sender, receiver) = mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
         let engine = Arc::clone(self);
-        tokio::spawn(async move {
+        // Not awaited: the task ends when the export does or its reader goes away (a send
+        // fails), and the permit is held until then.
+        drop(self.executor.spawn(async move {
+            let _permit = permit;
             let mut out = Output {
                 sender: sender.clone(),
                 buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES + 4_096),
@@ -49,10 +55,11 @@ impl QueryEngine {
                 // The receiver may be gone (client disconnected): nothing left to tell.
                 let _ = sender.send(Err(error)).await;
             }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        })
+        }));
+        Ok(futures::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+        ))
     }
 
     async fn export_into(

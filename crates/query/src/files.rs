@@ -67,6 +67,19 @@ impl QueryEngine {
         &self,
         files: &[&ArchivedFile],
     ) -> Result<Vec<Arc<dyn TableProvider>>> {
+        Ok(self
+            .tier_tables_by_kind(files)
+            .await?
+            .into_iter()
+            .map(|(_, table)| table)
+            .collect())
+    }
+
+    /// [`QueryEngine::tier_tables`], each with the tier it reads.
+    pub(crate) async fn tier_tables_by_kind(
+        &self,
+        files: &[&ArchivedFile],
+    ) -> Result<Vec<(StorageTier, Arc<dyn TableProvider>)>> {
         let mut tables = Vec::new();
         for (kind, tier) in [
             (StorageTier::Cold, &self.cold),
@@ -104,7 +117,10 @@ impl QueryEngine {
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(event_schema());
-            tables.push(Arc::new(ListingTable::try_new(config)?) as Arc<dyn TableProvider>);
+            tables.push((
+                kind,
+                Arc::new(ListingTable::try_new(config)?) as Arc<dyn TableProvider>,
+            ));
         }
         Ok(tables)
     }

@@ -21,6 +21,7 @@
 
 mod bundle;
 mod error;
+mod executor;
 mod export;
 mod files;
 mod hot_table;
@@ -30,12 +31,14 @@ mod sql;
 
 use std::sync::Arc;
 
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sealtrail_archive::Tier;
 use sealtrail_hot::HotStore;
-use sealtrail_model::limits::QUERY_MEMORY_BYTES_MAX;
+use sealtrail_model::limits::{QUERY_MEMORY_BYTES_MAX, QUERY_MEMORY_POOL_FRACTION};
 use sealtrail_model::StorageTier;
 
 pub use error::{Error, Result};
@@ -50,14 +53,22 @@ pub struct QueryEngine {
     cold: Option<Tier>,
     /// Shared by every query's session: it holds the tiers' object stores.
     runtime: Arc<RuntimeEnv>,
+    /// Where SQL and exports run, and how many at once.
+    executor: executor::QueryExecutor,
 }
 
 impl QueryEngine {
     /// An engine over `hot` and whichever archive tiers are configured.
     pub fn new(hot: Arc<dyn HotStore>, warm: Option<Tier>, cold: Option<Tier>) -> Result<Self> {
+        // No spill files: a query over the memory bound fails instead of filling the disk.
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(QUERY_MEMORY_BYTES_MAX, 1.0)
+            .with_memory_limit(QUERY_MEMORY_BYTES_MAX, QUERY_MEMORY_POOL_FRACTION)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
+        let executor = executor::QueryExecutor::new()
+            .map_err(|error| Error::Engine(DataFusionError::IoError(error)))?;
         for (kind, tier) in [(StorageTier::Warm, &warm), (StorageTier::Cold, &cold)] {
             if let Some(tier) = tier {
                 let url = store_url(kind);
@@ -69,6 +80,7 @@ impl QueryEngine {
             warm,
             cold,
             runtime,
+            executor,
         })
     }
 

@@ -8,30 +8,63 @@
 //! `INSERT`) and statements (`SET`) are refused before planning. `UNION`s and subqueries can
 //! only ever reach `events` again.
 //!
-//! Each query runs under [`SQL_TIMEOUT_MILLIS`], returns at most [`SQL_ROWS_MAX`] rows (cut
-//! and marked `truncated`), and shares the engine's memory pool, so no query can take the
-//! service's memory.
+//! The table has the archived files' columns, then `event_hash` (the hot store's, or recomputed
+//! from an archived row as every archive read does) and `tier` (`hot`, `warm` or `cold`): the
+//! same values `GET /v1/events` returns for each event.
+//!
+//! Bounds, so that no query can take the service's memory or cores (every one in
+//! `sealtrail_model::limits`):
+//! - at most `QUERIES_CONCURRENT_MAX` queries and exports at once, on their own runtime at the
+//!   lowest priority (`executor.rs`), each cancelled after [`SQL_TIMEOUT_MILLIS`];
+//! - sorts, joins and aggregations share the engine's memory pool and never spill; the plan is
+//!   capped at [`SQL_ROWS_MAX`] + 1 rows, so an `ORDER BY` keeps only its top rows and a cross
+//!   join stops producing once the answer is full;
+//! - batches of [`SQL_BATCH_ROWS`] rows, so the rows moving between operators, outside the
+//!   pool, stay small;
+//! - the answer is written row by row and cut, marked `truncated`, before it would exceed
+//!   [`SQL_RESPONSE_BYTES_MAX`] bytes or [`SQL_ROWS_MAX`] rows.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::json::writer::{JsonArray, WriterBuilder};
+use arrow_array::builder::FixedSizeBinaryBuilder;
+use arrow_array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::{provider_as_source, ViewTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use sealtrail_archive::parquet_file::event_schema;
-use sealtrail_model::limits::{SQL_ROWS_MAX, SQL_TIMEOUT_MILLIS};
+use sealtrail_archive::parquet_file::{decode_batch, event_schema};
+use sealtrail_model::limits::{
+    SQL_BATCH_ROWS, SQL_RESPONSE_BYTES_MAX, SQL_ROWS_MAX, SQL_TIMEOUT_MILLIS,
+};
+use sealtrail_model::StorageTier;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::files::ArchivedFile;
-use crate::hot_table::HotPartition;
-use crate::page::num_partitions;
+use crate::hot_table::{hot_schema, HotPartition, EVENT_HASH_COLUMN};
 use crate::{Error, QueryEngine, Result};
+
+/// Rows encoded to JSON at a time while the answer is written: a few, so a batch of wide
+/// rows never becomes one large buffer before the byte bound is checked.
+const JSON_ROWS_PER_STEP: usize = 64;
+
+/// Bytes of the answer around `columns` and `rows`: the other keys and the largest
+/// `row_count`.
+const ANSWER_FRAME_BYTES: usize = 128;
 
 /// The answer to a SQL query.
 #[derive(Debug, Serialize)]
@@ -40,7 +73,8 @@ pub struct SqlResult {
     /// One JSON object per row, column name to value.
     pub rows: Box<RawValue>,
     pub row_count: usize,
-    /// True when the result had more than [`SQL_ROWS_MAX`] rows and was cut there.
+    /// True when the result had more than [`SQL_ROWS_MAX`] rows, or more than would fit in
+    /// [`SQL_RESPONSE_BYTES_MAX`] bytes, and was cut there.
     pub truncated: bool,
 }
 
@@ -53,16 +87,27 @@ pub struct SqlColumn {
 }
 
 impl QueryEngine {
-    /// Runs read-only `sql` over the tenant's `events` table.
+    /// Runs read-only `sql` over the tenant's `events` table. [`Error::Busy`] when
+    /// [`QUERIES_CONCURRENT_MAX`] queries and exports are running.
     pub async fn sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
+        let _permit = self.executor.admit()?;
         let millis = SQL_TIMEOUT_MILLIS;
         tokio::time::timeout(Duration::from_millis(millis), self.run_sql(tenant_id, sql))
             .await
             .unwrap_or(Err(Error::Timeout { millis }))
     }
 
+    /// Plans on the caller's runtime (reading manifests, cheap), then executes and writes the
+    /// answer on the query runtime.
     async fn run_sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
-        let session = self.session(num_partitions());
+        let session = self.session(1);
+        session
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .batch_size = SQL_BATCH_ROWS;
         session.register_table("events", self.events_table(tenant_id).await?)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
@@ -72,7 +117,7 @@ impl QueryEngine {
             .sql_with_options(sql, options)
             .await
             .map_err(|error| Error::InvalidSql(error.to_string()))?;
-        let columns = frame
+        let columns: Vec<SqlColumn> = frame
             .schema()
             .fields()
             .iter()
@@ -81,71 +126,209 @@ impl QueryEngine {
                 data_type: field.data_type().to_string(),
             })
             .collect();
-        let mut stream = frame.execute_stream().await.map_err(execution_error)?;
-        let mut batches = Vec::new();
-        let mut row_count = 0;
-        let mut truncated = false;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(execution_error)?;
-            let room = SQL_ROWS_MAX - row_count;
-            if batch.num_rows() > room {
-                batches.push(batch.slice(0, room));
-                row_count = SQL_ROWS_MAX;
-                truncated = true;
-                break;
-            }
-            row_count += batch.num_rows();
-            batches.push(batch);
-        }
-        drop(stream);
-        let mut json = Vec::new();
-        {
-            let mut writer = WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut json);
-            for batch in &batches {
-                writer.write(batch).map_err(DataFusionError::from)?;
-            }
-            writer.finish().map_err(DataFusionError::from)?;
-        }
-        if json.is_empty() {
-            json = b"[]".to_vec();
-        }
-        let rows = RawValue::from_string(String::from_utf8_lossy(&json).into_owned())
-            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        // One row more than an answer holds tells that it was cut; none beyond it is made.
+        let plan = frame
+            .limit(0, Some(SQL_ROWS_MAX + 1))
+            .map_err(execution_error)?
+            .create_physical_plan()
+            .await
+            .map_err(execution_error)?;
+        let task = session.task_ctx();
+        let columns_bytes = serde_json::to_vec(&columns)
+            .map_err(|error| DataFusionError::External(Box::new(error)))?
+            .len();
+        let rows_bytes_max =
+            SQL_RESPONSE_BYTES_MAX.saturating_sub(columns_bytes + ANSWER_FRAME_BYTES);
+        let rows = self
+            .executor
+            .run(async move {
+                let stream = execute_stream(plan, task).map_err(execution_error)?;
+                write_rows(stream, rows_bytes_max).await
+            })
+            .await?;
         Ok(SqlResult {
             columns,
-            rows,
-            row_count,
-            truncated,
+            rows: rows.json,
+            row_count: rows.count,
+            truncated: rows.truncated,
         })
     }
 
-    /// The tenant's `events`: its archived files, then its hot rows above them.
+    /// The tenant's `events`: its archived files, then its hot rows above them, each with its
+    /// `event_hash` and `tier`.
     async fn events_table(&self, tenant_id: &str) -> Result<Arc<dyn TableProvider>> {
         let files = self.archived_files(tenant_id).await?;
         let archived_through = files.last().map_or(0, |file| file.last_seq);
         let file_refs: Vec<&ArchivedFile> = files.iter().collect();
         let hot = StreamingTable::try_new(
-            event_schema(),
+            hot_schema(),
             vec![Arc::new(HotPartition::new(
                 Arc::clone(&self.hot),
                 tenant_id,
                 archived_through,
             ))],
         )?;
-        let mut plan = LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(hot)), None)?;
-        for (index, table) in self.tier_tables(&file_refs).await?.into_iter().enumerate() {
+        let mut hot_columns = event_columns();
+        hot_columns.push(col(EVENT_HASH_COLUMN));
+        hot_columns.push(tier_column(StorageTier::Hot));
+        let mut plan = LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(hot)), None)?
+            .project(hot_columns)?;
+        let event_hash = ScalarUDF::new_from_impl(EventHash::new());
+        for (index, (tier, table)) in self
+            .tier_tables_by_kind(&file_refs)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            let mut columns = event_columns();
+            columns.push(event_hash.call(event_columns()).alias(EVENT_HASH_COLUMN));
+            columns.push(tier_column(tier));
             let scan = LogicalPlanBuilder::scan(
                 format!("archive_{index}"),
                 provider_as_source(table),
                 None,
             )?
+            .project(columns)?
             .build()?;
             plan = plan.union(scan)?;
         }
         let plan = plan.build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+/// The columns of the event schema, in its order.
+fn event_columns() -> Vec<Expr> {
+    event_schema()
+        .fields()
+        .iter()
+        .map(|field| col(field.name()))
+        .collect()
+}
+
+fn tier_column(tier: StorageTier) -> Expr {
+    lit(tier.as_str()).alias("tier")
+}
+
+/// The rows of an answer as a JSON array.
+struct Rows {
+    json: Box<RawValue>,
+    count: usize,
+    truncated: bool,
+}
+
+/// Writes the stream's rows as a JSON array of at most `bytes_max` bytes and
+/// [`SQL_ROWS_MAX`] rows; a row that would cross either bound is left out, with every row
+/// after it, and the answer marked truncated. Stops reading (and so stops the plan) there.
+async fn write_rows(mut stream: SendableRecordBatchStream, bytes_max: usize) -> Result<Rows> {
+    let mut json = Vec::with_capacity(4_096);
+    json.push(b'[');
+    let mut count = 0;
+    let mut truncated = false;
+    let mut lines = Vec::new();
+    'batches: while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(execution_error)?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let step = JSON_ROWS_PER_STEP.min(batch.num_rows() - offset);
+            lines.clear();
+            let mut writer = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, LineDelimited>(&mut lines);
+            writer
+                .write(&batch.slice(offset, step))
+                .map_err(DataFusionError::from)?;
+            writer.finish().map_err(DataFusionError::from)?;
+            drop(writer);
+            offset += step;
+            for line in lines.split(|byte| *byte == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                // The row, its separating comma and the closing bracket must fit.
+                if count == SQL_ROWS_MAX || json.len() + line.len() + 2 > bytes_max {
+                    truncated = true;
+                    break 'batches;
+                }
+                if count > 0 {
+                    json.push(b',');
+                }
+                json.extend_from_slice(line);
+                count += 1;
+            }
+        }
+    }
+    drop(stream);
+    json.push(b']');
+    let text =
+        String::from_utf8(json).map_err(|error| DataFusionError::External(Box::new(error)))?;
+    let json =
+        RawValue::from_string(text).map_err(|error| DataFusionError::External(Box::new(error)))?;
+    Ok(Rows {
+        json,
+        count,
+        truncated,
+    })
+}
+
+/// `event_hash` of archived rows: Parquet files do not store it (see
+/// `sealtrail_archive::parquet_file`), so it is recomputed from the row, as every archive
+/// read does. Takes every column of the event schema, in order. Not registered by name:
+/// only the `events` view calls it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EventHash {
+    signature: Signature,
+}
+
+impl EventHash {
+    fn new() -> Self {
+        EventHash {
+            signature: Signature::any(event_schema().fields().len(), Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for EventHash {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "sealtrail_event_hash"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::FixedSizeBinary(32))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let schema = event_schema();
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let columns = arrays
+            .iter()
+            .zip(schema.fields())
+            .map(|(array, field)| cast(array, field.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(args.number_rows)),
+        )?;
+        let mut events = Vec::with_capacity(args.number_rows);
+        decode_batch(&batch, &mut events)
+            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+        let mut hashes = FixedSizeBinaryBuilder::with_capacity(events.len(), 32);
+        for stored in &events {
+            hashes.append_value(stored.event_hash)?;
+        }
+        Ok(ColumnarValue::Array(Arc::new(hashes.finish())))
     }
 }
 

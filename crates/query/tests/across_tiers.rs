@@ -138,7 +138,11 @@ async fn answers(engine: &Arc<QueryEngine>) -> Vec<Value> {
         out.push(serde_json::to_value(&result).unwrap());
     }
     let mut export = Vec::new();
-    let mut stream = Box::pin(engine.export("acme".into(), Some(NOW_NS - 80 * DAY_NS), None));
+    let mut stream = Box::pin(
+        engine
+            .export("acme".into(), Some(NOW_NS - 80 * DAY_NS), None)
+            .unwrap(),
+    );
     while let Some(chunk) = stream.next().await {
         export.extend(chunk.unwrap());
     }

@@ -179,7 +179,17 @@ pub(crate) async fn run_sql(
         ));
     }
     let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
-    Ok(Json(state.query.sql(&tenant_id, &request.sql).await?))
+    let result = state.query.sql(&tenant_id, &request.sql).await;
+    Ok(Json(result.map_err(heavy_read_error)?))
+}
+
+/// A query or export refused because too many are running is overload (503 with Retry-After),
+/// not the caller's mistake nor the service's failure.
+fn heavy_read_error(error: sealtrail_query::Error) -> ApiError {
+    match error {
+        sealtrail_query::Error::Busy { .. } => ApiError::Overloaded(error.to_string()),
+        other => other.into(),
+    }
 }
 
 /// `GET /v1/export`: every event of a tenant with `timestamp` in `[from, to)`, in `seq` order,
@@ -211,6 +221,7 @@ pub(crate) async fn export(
     let chunks = state
         .query
         .export(tenant_id, from_ns, to_ns)
+        .map_err(heavy_read_error)?
         .map_ok(Bytes::from);
     let mut response = Body::from_stream(chunks).into_response();
     response.headers_mut().insert(
