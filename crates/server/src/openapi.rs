@@ -11,10 +11,10 @@ use axum::Json;
 use sealtrail_model::limits::{
     ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX, CHANGES_BYTES_MAX,
     CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
-    METADATA_BYTES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX,
-    RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
-    RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
-    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, USER_AGENT_CHARS_MAX,
+    METADATA_BYTES_MAX, QUERIES_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
+    REQUEST_ID_CHARS_MAX, RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX,
+    RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX,
+    SQL_TIMEOUT_MILLIS, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, USER_AGENT_CHARS_MAX,
 };
 use serde_json::{json, Value};
 
@@ -284,7 +284,8 @@ fn build() -> Value {
                         "columns": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string"}}}},
                         "rows": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer", "minimum": 0}, "truncated": {"type": "boolean"}}})),
                     "400": problem("The SQL does not parse, names something other than events, is not a read, or ran out of time (field sql)."),
-                    "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")
+                    "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads."),
+                    "503": problem(&format!("{QUERIES_CONCURRENT_MAX} SQL queries and exports already run; retry after Retry-After seconds."))
                 }
             }}));
     paths.insert("/v1/export".into(), json!({"get": {
@@ -292,7 +293,8 @@ fn build() -> Value {
                 "parameters": [tenant_query("Required for the platform admin."),
                     timestamp_query("from", "RFC 3339, inclusive."), timestamp_query("to", "RFC 3339, exclusive; must be later than from.")],
                 "responses": {"200": {"description": "One StoredEvent JSON object per line.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-                    "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
+                    "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
+                    "503": problem(&format!("{QUERIES_CONCURRENT_MAX} SQL queries and exports already run; retry after Retry-After seconds."))}
             }}));
     paths.insert("/v1/events/{event_id}".into(), json!({"get": {
                 "summary": "One stored event.",
