@@ -394,7 +394,9 @@ impl Writer {
         }
         let truncated = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            });
         match truncated {
             Ok(0) => {}
             Ok(_) => tracing::warn!(wal_bytes, "readers kept the WAL from being truncated"),
