@@ -479,10 +479,7 @@ fn rewrite_and_resign(data_dir: &Path, tenant: &str, seq: u64) {
     }
     // The frontier beside the head too, as the store keeps it, so nothing but a witness can
     // tell the rewrite apart.
-    let frontier_bytes: Vec<u8> = frontier
-        .subtrees()
-        .flat_map(|subtree| subtree.hash)
-        .collect();
+    let frontier_bytes = sealtrail_ledger::encode_frontier(&frontier);
     conn.execute(
         "UPDATE chain_heads SET seq = ?1, head_hash = ?2, frontier = ?3 WHERE tenant_id = ?4",
         rusqlite::params![head.seq as i64, &head.hash[..], frontier_bytes, tenant],

@@ -179,20 +179,7 @@ impl SqliteStore {
         // Start with an empty WAL: a previous run's (however large) is folded in and truncated.
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         let checkpointer = start_checkpointer(&path)?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: path.clone(),
-                writer: Mutex::new(Writer {
-                    conn,
-                    heads: HashMap::new(),
-                    frontiers: HashMap::new(),
-                    wal_path: wal_path(&path),
-                }),
-                readers: Mutex::new(Vec::new()),
-                _lock: Some(lock),
-                _checkpointer: Some(checkpointer),
-            }),
-        })
+        Ok(Self::assemble(path, conn, Some(lock), Some(checkpointer)))
     }
 
     /// Opens an existing store for reading only, beside a running server (no lock, no
@@ -207,20 +194,31 @@ impl SqliteStore {
             });
         }
         let conn = open_reader(&path)?;
-        Ok(SqliteStore {
+        Ok(Self::assemble(path, conn, None, None))
+    }
+
+    /// The store over an opened database: `conn` is the writer connection (read-only for
+    /// [`open_read_only`](Self::open_read_only), which holds no lock and runs no checkpoints).
+    fn assemble(
+        path: PathBuf,
+        conn: Connection,
+        lock: Option<File>,
+        checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    ) -> Self {
+        SqliteStore {
             inner: Arc::new(Inner {
-                path: path.clone(),
                 writer: Mutex::new(Writer {
                     conn,
                     heads: HashMap::new(),
                     frontiers: HashMap::new(),
                     wal_path: wal_path(&path),
                 }),
+                path,
                 readers: Mutex::new(Vec::new()),
-                _lock: None,
-                _checkpointer: None,
+                _lock: lock,
+                _checkpointer: checkpointer,
             }),
-        })
+        }
     }
 
     /// Runs `work` on a pooled read connection on the blocking thread pool.
