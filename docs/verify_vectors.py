@@ -1,30 +1,148 @@
 #!/usr/bin/env python3
-"""An independent implementation of docs/FORMAT.md ("Canonical encoding, version 1"), written
-from the document alone, checked against docs/vectors/event-v1.json. Standard library only.
+"""An independent implementation of docs/FORMAT.md ("Canonical encoding, version 1", "Numbers",
+"JSON input rules"), written from the document alone, checked against docs/vectors/event-v1.json
+and docs/vectors/json-v1.json. Standard library only.
 
 Usage: python3 docs/verify_vectors.py   (exit status 0 when every vector matches)
 """
 import datetime
+import decimal
 import hashlib
 import json
+import math
 import pathlib
+import re
 import sys
 
 TAG = b"sealtrail.event.v1\n"
 
 
+class Refused(Exception):
+    """An input the document says the server refuses with 400; args[0] is the field path."""
+
+
+TIMESTAMP_FRACTION_DIGITS_MAX = 9
+
+
 def nanos(text):
     # RFC 3339 with up to 9 fractional digits; Python's datetime keeps only 6, so split them off.
+    # More digits, or a leap second, are refused rather than cut or moved.
+    if text[17:19] == "60":
+        raise Refused("timestamp")
     main, _, rest = text.partition(".")
     fraction = ""
     if rest:
-        digits = "".join(ch for ch in rest if ch.isdigit())
+        digits = re.match(r"[0-9]*", rest).group(0)
+        if len(digits) > TIMESTAMP_FRACTION_DIGITS_MAX:
+            raise Refused("timestamp")
         fraction = digits
-        suffix = rest[len(digits):]
-        main += suffix
-    moment = datetime.datetime.fromisoformat(main.replace("Z", "+00:00"))
+        main += rest[len(digits):]
+    moment = datetime.datetime.fromisoformat(main.replace("Z", "+00:00").replace("z", "+00:00"))
     whole = int(moment.timestamp())
     return whole * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+# --- JSON input and canonical JSON text (FORMAT.md "Numbers", "JSON input rules") ---------------
+
+INTEGER_MIN, INTEGER_MAX = -(2**63), 2**64 - 1
+
+
+class OutOfRange:
+    """An integer literal outside the 64-bit ranges, kept to be reported with its path."""
+
+
+class Repeated(dict):
+    """An object that named a key more than once; `repeated` lists those keys."""
+
+
+def parse_integer(literal):
+    if literal == "-0":
+        return -0.0  # The integer literal -0 is the double negative zero.
+    value = int(literal)
+    return value if INTEGER_MIN <= value <= INTEGER_MAX else OutOfRange()
+
+
+def parse_double(literal):
+    value = float(literal)  # The nearest double: Python's float() rounds correctly.
+    if math.isinf(value):
+        raise Refused("body")
+    return value
+
+
+def object_from_pairs(pairs):
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1}, key=keys.index)
+    result = Repeated(pairs) if repeated else dict(pairs)
+    if repeated:
+        result.repeated = repeated
+    return result
+
+
+def parse_input(text):
+    """Parses JSON as the server reads a request body."""
+    return json.loads(text, parse_int=parse_integer, parse_float=parse_double,
+                      object_pairs_hook=object_from_pairs)
+
+
+def refused_paths(value, path):
+    """Field paths the server names for a parsed input, in document order."""
+    found = []
+    if isinstance(value, OutOfRange):
+        found.append(path)
+    elif isinstance(value, dict):
+        for key in getattr(value, "repeated", []):
+            found.append(f"{path}.{key}" if path else key)
+        for key, inner in value.items():
+            found += refused_paths(inner, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found += refused_paths(inner, f"{path}[{index}]")
+    return found
+
+
+def shortest_digits(x):
+    """The shortest round-trip decimal of a positive double: (digits, E), x = d1.d2...dn * 10^E.
+    Python's repr gives exactly those digits (shortest, and nearest the exact value on a tie)."""
+    sign, digits, exponent = decimal.Decimal(repr(x)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    return text, exponent + len(text) - 1
+
+
+def double_text(x):
+    if x == 0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    digits, e = shortest_digits(abs(x))
+    n = len(digits)
+    if -5 <= e <= 15:
+        if n <= e + 1:
+            body = digits + "0" * (e + 1 - n) + ".0"
+        elif e >= 0:
+            body = digits[:e + 1] + "." + digits[e + 1:]
+        else:
+            body = "0." + "0" * (-e - 1) + digits
+    else:
+        body = digits[0] + ("." + digits[1:] if n > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e))
+    return sign + body
+
+
+def canonical_text(value):
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return double_text(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_text(item) for item in value) + "]"
+    members = sorted(value.items(), key=lambda member: member[0].encode("utf-8"))
+    return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical_text(v) for k, v in members) + "}"
 
 
 def u64(x):
@@ -45,9 +163,7 @@ def opt(text):
 
 
 def canonical_json(value):
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return None if value is None else canonical_text(value)
 
 
 def canonical_bytes(event):
@@ -73,11 +189,49 @@ def canonical_bytes(event):
     ])
 
 
-def main():
-    path = pathlib.Path(__file__).with_name("vectors") / "event-v1.json"
+def check_json_vectors(path):
+    """docs/vectors/json-v1.json: what each input is stored as, or the field it is refused at."""
+    vectors = json.loads(path.read_text(encoding="utf-8"))
     failures = 0
+    for case in vectors["canonical"]:
+        parsed = parse_input(case["input"])
+        got = canonical_text(parsed) if not refused_paths(parsed, "metadata") else None
+        ok = got == case["canonical"]
+        if not ok:
+            print(f"json {case['input']}: MISMATCH {got!r} != {case['canonical']!r}")
+        failures += not ok
+    for case in vectors["refused"]:
+        paths = refused_paths(parse_input(case["input"]), "metadata")
+        ok = paths == [case["field"]]
+        if not ok:
+            print(f"json {case['input']}: MISMATCH refused at {paths}, expected {case['field']}")
+        failures += not ok
+    for case in vectors["timestamps_accepted"]:
+        ok = nanos(case["input"]) == case["timestamp_ns"]
+        if not ok:
+            print(f"timestamp {case['input']}: MISMATCH {nanos(case['input'])}")
+        failures += not ok
+    for case in vectors["timestamps_refused"]:
+        try:
+            got = nanos(case["input"])
+        except Refused as refused:
+            got = refused.args[0]
+        ok = got == case["field"]
+        if not ok:
+            print(f"timestamp {case['input']}: MISMATCH {got}")
+        failures += not ok
+    total = sum(len(vectors[kind]) for kind in
+                ("canonical", "refused", "timestamps_accepted", "timestamps_refused"))
+    print(f"json-v1: {total - failures} of {total} ok")
+    return failures
+
+
+def main():
+    vectors_dir = pathlib.Path(__file__).with_name("vectors")
+    path = vectors_dir / "event-v1.json"
+    failures = check_json_vectors(vectors_dir / "json-v1.json")
     prev = "00" * 32
-    for number, vector in enumerate(json.loads(path.read_text(encoding="utf-8")), 1):
+    for number, vector in enumerate(parse_input(path.read_text(encoding="utf-8")), 1):
         event = vector["event"]
         data = canonical_bytes(event)
         digest = hashlib.sha256(b"\x00" + data).hexdigest()  # RFC 6962 leaf hash

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-ADMIN = "bench-admin-token-0123456789"
+ADMIN = "5ea17a11b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e"  # 32 bytes as hex: the server refuses weaker tokens
 WIDE_EVENTS = 600
 WIDE_CHANGES_BYTES = 30_000
 # Heavy queries: CPU-bound until their 30 s timeout, or cut by the row/byte/memory bounds.

@@ -11,24 +11,14 @@
 //! Run: `bench/ingest/run` (builds release, then runs this). Flags: `--seconds N` per scenario,
 //! `--clients N`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::json;
-
-const ADMIN_TOKEN: &str = "bench-admin-token";
-const TENANTS: usize = 50;
-/// Width of the unique part of each event_id, patched into pre-built bodies per request so the
-/// client spends its CPU on sending, not on building JSON.
-const ID_WIDTH: usize = 16;
-const ID_PLACEHOLDER: &str = "################";
+use sealtrail_bench_ingest::{cpu_model, rss_mib, start_server, Bodies, ADMIN_TOKEN};
 
 struct Options {
     seconds: u64,
@@ -168,134 +158,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn start_server(
-    binary: &str,
-    data_dir: &std::path::Path,
-    extra: &[String],
-) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("SEALTRAIL_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {binary} (build it with cargo build --release)"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if let Some(address) = line?.strip_prefix("sealtrail listening on ") {
-            let address = address.to_owned();
-            thread::spawn(move || for _ in lines {});
-            return Ok((child, address));
-        }
-    }
-    bail!("server exited before listening")
-}
-
-/// Pre-built request bodies with a placeholder in every event_id.
-struct Bodies {
-    templates: Vec<Vec<u8>>,
-    /// Byte offsets of the placeholders in each template.
-    slots: Vec<Vec<usize>>,
-}
-
-impl Bodies {
-    fn new(batch: usize, seed: u64) -> Bodies {
-        let mut rng = StdRng::seed_from_u64(seed);
-        // Zipf-like tenant weights: tenant k gets weight 1/(k+1).
-        let weights: Vec<f64> = (0..TENANTS).map(|k| 1.0 / (k as f64 + 1.0)).collect();
-        let total: f64 = weights.iter().sum();
-        let mut templates = Vec::new();
-        let mut slots = Vec::new();
-        for _ in 0..16 {
-            // A SaaS backend batches the events of many customers: each event draws its tenant.
-            let events: Vec<serde_json::Value> = (0..batch)
-                .map(|_| {
-                    let mut pick = rng.gen::<f64>() * total;
-                    let mut tenant = TENANTS - 1;
-                    for (k, weight) in weights.iter().enumerate() {
-                        if pick < *weight {
-                            tenant = k;
-                            break;
-                        }
-                        pick -= weight;
-                    }
-                    realistic_event(&mut rng, tenant)
-                })
-                .collect();
-            let text = serde_json::to_string(&events).unwrap();
-            let positions: Vec<usize> = text
-                .match_indices(ID_PLACEHOLDER)
-                .map(|(at, _)| at)
-                .collect();
-            assert_eq!(positions.len(), batch);
-            templates.push(text.into_bytes());
-            slots.push(positions);
-        }
-        Bodies { templates, slots }
-    }
-
-    /// A body with fresh, unique event ids.
-    fn fill(&self, choice: usize, counter: &AtomicU64) -> Vec<u8> {
-        let index = choice % self.templates.len();
-        let mut body = self.templates[index].clone();
-        for &at in &self.slots[index] {
-            let id = counter.fetch_add(1, Ordering::Relaxed);
-            let text = format!("{id:0width$x}", width = ID_WIDTH);
-            body[at..at + ID_WIDTH].copy_from_slice(text.as_bytes());
-        }
-        body
-    }
-}
-
-fn realistic_event(rng: &mut StdRng, tenant: usize) -> serde_json::Value {
-    const ACTIONS: [&str; 8] = [
-        "read",
-        "update",
-        "create",
-        "delete",
-        "login",
-        "export",
-        "role_assign",
-        "api_key_rotate",
-    ];
-    const RESOURCES: [&str; 5] = ["document", "user", "setting", "api_key", "session"];
-    const DEPARTMENTS: [&str; 5] = ["finance", "engineering", "sales", "legal", "support"];
-    let actor = rng.gen_range(0..500);
-    let action = ACTIONS[rng.gen_range(0..ACTIONS.len())];
-    let resource_type = RESOURCES[rng.gen_range(0..RESOURCES.len())];
-    let mut event = json!({
-        "event_id": format!("evt-{ID_PLACEHOLDER}"),
-        "tenant_id": format!("tenant-{tenant:02}"),
-        "actor_id": format!("user-{actor}@customer-{tenant:02}.example.com"),
-        "action": action,
-        "resource_type": resource_type,
-        "resource_id": format!("{resource_type}/{:08x}", rng.gen::<u32>()),
-        "outcome": if rng.gen_ratio(1, 20) { "failure" } else { "success" },
-        "ip_address": format!("10.{}.{}.{}", rng.gen::<u8>(), rng.gen::<u8>(), rng.gen::<u8>()),
-        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-        "request_id": format!("req-{:016x}", rng.gen::<u64>()),
-        "metadata": {"department": DEPARTMENTS[rng.gen_range(0..DEPARTMENTS.len())], "session": format!("s-{:08x}", rng.gen::<u32>()), "bytes": rng.gen_range(0..10_000_000)},
-    });
-    if action == "update" || action == "role_assign" {
-        event["changes"] = json!({"before": {"role": "viewer", "title": "Q3 plan"}, "after": {"role": "editor", "title": "Q3 plan v2"}});
-    }
-    event
-}
-
 #[derive(Debug, Clone, Default)]
 struct ScenarioResult {
     events: u64,
@@ -305,22 +167,6 @@ struct ScenarioResult {
     p50_ms: f64,
     p99_ms: f64,
     peak_rss_mib: f64,
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| {
-                    line.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<f64>().ok())
-                })
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 static EVENT_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -35,7 +35,8 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
+// 32 bytes as hex: the server refuses a weaker platform-admin token.
+const ADMIN_TOKEN: &str = "5ea17a11b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
 const TENANTS: usize = 50;
 const BATCH_EVENTS: usize = 1_000;
 /// Width of the unique part of each event_id, patched into pre-built batches.
@@ -133,6 +134,9 @@ fn run(options: &Options, runtime: &tokio::runtime::Runtime, bench: &Bench) -> a
     let status = server.wait()?;
     let verify = Command::new(&options.server)
         .args(["verify", "--database-url", &sealtrail_url])
+        // The node's data directory holds its signing key and warm tier.
+        .arg("--data-dir")
+        .arg(&data_dir)
         .output()?;
     let verdict = String::from_utf8_lossy(&verify.stdout);
     let _ = std::fs::remove_dir_all(&data_dir);

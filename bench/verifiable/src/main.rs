@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::EventStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{open_checkpoint, tenant_origin, InclusionProof, NoteVerifier};
 use sealtrail_model::{ActorType, Event, Outcome, PendingEvent};
 
@@ -25,7 +26,8 @@ use sealtrail_model::{ActorType, Event, Outcome, PendingEvent};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TENANT: &str = "big-tenant";
-const ADMIN_TOKEN: &str = "bench-admin-token";
+// 32 bytes as hex: the server refuses a weaker platform-admin token.
+const ADMIN_TOKEN: &str = "5ea17a11b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
 const PROOFS: usize = 2_000;
 
 fn main() -> anyhow::Result<()> {

@@ -37,4 +37,4 @@ pub use retention::{apply_retention, deleted_prefix, RetentionStep, TenantRetent
 pub use tier::{
     archived_files, ArchiveTier, ArchivedFile, Location, S3Location, StoredDeletionRecord, Tier,
 };
-pub use verify::{verify_sqlite_tiers, ArchiveFault, TierReader, TiersReport};
+pub use verify::{verify_tiers, verify_tiers_blocking, ArchiveFault, TierReader, TiersReport};

@@ -9,9 +9,8 @@
 //! ones that vouch for integrity: the time range prunes reads by time, so a shifted range hides
 //! the file's events from them as surely as a deleted file would.
 
-use std::path::Path;
-
-use sealtrail_hot::{ArchivedEvents, TenantReport, Witness};
+use async_trait::async_trait;
+use sealtrail_hot::{ArchivedEvents, LogSource, TenantReport, Witness};
 use sealtrail_ledger::{ChainHead, MerkleFrontier, NoteVerifier};
 use sealtrail_model::StoredEvent;
 
@@ -49,15 +48,13 @@ pub struct TiersReport {
     pub deletions: Vec<(String, u64, usize)>,
 }
 
-/// Reads archived events for the hot verifier. It owns a small runtime because the verifier is
-/// synchronous and object storage is not.
+/// Reads archived events for the log verifier.
 #[derive(Debug)]
 pub struct TierReader<'tiers> {
     warm: Option<&'tiers Tier>,
     cold: Option<&'tiers Tier>,
     /// Deletion records must verify under this key (the checkpoint key).
     deletion_key: NoteVerifier,
-    runtime: tokio::runtime::Runtime,
     faults: Vec<ArchiveFault>,
     deletions: Vec<(String, u64, usize)>,
     /// The first operating error (storage unreachable); verification cannot conclude after it.
@@ -65,26 +62,20 @@ pub struct TierReader<'tiers> {
 }
 
 impl<'tiers> TierReader<'tiers> {
-    /// A reader of the warm and cold tiers (either may be absent). MUST NOT be called from
-    /// inside an async runtime.
+    /// A reader of the warm and cold tiers (either may be absent).
     pub fn new(
         warm: Option<&'tiers Tier>,
         cold: Option<&'tiers Tier>,
         deletion_key: NoteVerifier,
-    ) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| Error::Runtime(error.to_string()))?;
-        Ok(TierReader {
+    ) -> Self {
+        TierReader {
             warm,
             cold,
             deletion_key,
-            runtime,
             faults: Vec::new(),
             deletions: Vec::new(),
             error: None,
-        })
+        }
     }
 
     /// Records a mismatch as a fault, or keeps an operating error.
@@ -110,11 +101,11 @@ impl<'tiers> TierReader<'tiers> {
     }
 
     /// A tenant's archived files across tiers, deduplicated (cold authoritative).
-    fn files(&self, tenant_id: &str) -> Result<Vec<ArchivedFile>> {
+    async fn files(&self, tenant_id: &str) -> Result<Vec<ArchivedFile>> {
         match (self.warm, self.cold) {
-            (Some(warm), cold) => self.runtime.block_on(archived_files(warm, cold, tenant_id)),
+            (Some(warm), cold) => archived_files(warm, cold, tenant_id).await,
             // Cold alone: no warm file can overlap it.
-            (None, Some(cold)) => self.runtime.block_on(archived_files(cold, None, tenant_id)),
+            (None, Some(cold)) => archived_files(cold, None, tenant_id).await,
             (None, None) => Ok(Vec::new()),
         }
         .map(|mut files| {
@@ -135,12 +126,12 @@ impl<'tiers> TierReader<'tiers> {
     }
 
     /// Feeds one tenant's archived events until a file fails or `feed` says stop.
-    fn feed_tenant(
+    async fn feed_tenant(
         &mut self,
         tenant_id: &str,
-        feed: &mut dyn FnMut(StoredEvent) -> bool,
+        feed: &mut (dyn FnMut(StoredEvent) -> bool + Send),
     ) -> Result<()> {
-        let files = match self.files(tenant_id) {
+        let files = match self.files(tenant_id).await {
             Ok(files) => files,
             Err(error @ Error::Mismatch { .. }) => {
                 self.report(error);
@@ -175,7 +166,7 @@ impl<'tiers> TierReader<'tiers> {
             let Some(tier) = self.tier(file.tier) else {
                 return Ok(());
             };
-            let bytes = match self.runtime.block_on(tier.get(&file.path)) {
+            let bytes = match tier.get(&file.path).await {
                 Ok(bytes) => bytes,
                 Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {
                     self.faults.push(fault(
@@ -261,11 +252,12 @@ fn reader_fields_disagree(
         })
 }
 
+#[async_trait]
 impl ArchivedEvents for TierReader<'_> {
-    fn tenants(&mut self) -> Vec<String> {
+    async fn tenants(&mut self) -> Vec<String> {
         let mut tenants = Vec::new();
         for tier in [self.warm, self.cold].into_iter().flatten() {
-            match self.runtime.block_on(tier.tenants()) {
+            match tier.tenants().await {
                 Ok(found) => tenants.extend(found),
                 Err(error) => self.report(error),
             }
@@ -273,23 +265,21 @@ impl ArchivedEvents for TierReader<'_> {
         tenants
     }
 
-    fn feed(&mut self, tenant_id: &str, feed: &mut dyn FnMut(StoredEvent) -> bool) {
+    async fn feed(&mut self, tenant_id: &str, feed: &mut (dyn FnMut(StoredEvent) -> bool + Send)) {
         if self.error.is_some() {
             return;
         }
-        if let Err(error) = self.feed_tenant(tenant_id, feed) {
+        if let Err(error) = self.feed_tenant(tenant_id, feed).await {
             self.error = Some(error);
         }
     }
 
-    fn deleted_prefix(&mut self, tenant_id: &str) -> Option<(ChainHead, MerkleFrontier)> {
+    async fn deleted_prefix(&mut self, tenant_id: &str) -> Option<(ChainHead, MerkleFrontier)> {
         let cold = self.cold?;
         if self.error.is_some() {
             return None;
         }
-        let found = self
-            .runtime
-            .block_on(deleted_prefix(cold, tenant_id, &self.deletion_key));
+        let found = deleted_prefix(cold, tenant_id, &self.deletion_key).await;
         match found {
             Ok(Some(prefix)) => {
                 self.deletions
@@ -306,47 +296,22 @@ impl ArchivedEvents for TierReader<'_> {
     }
 }
 
-/// Verifies the SQLite hot store under `data_dir` together with the archived tiers: each
-/// tenant's deleted prefix (signed deletion records, checked with `checkpoint_key`), its warm
-/// and cold files merged by `seq` (a warm file inside a cold range is a leftover and skipped),
-/// then its hot rows, as one chain and one tree. MUST NOT be called from inside an async
-/// runtime.
-pub fn verify_sqlite_tiers(
-    data_dir: &Path,
-    only_tenant: Option<&str>,
-    checkpoint_key: &NoteVerifier,
-    warm: Option<&Tier>,
-    cold: Option<&Tier>,
-) -> Result<TiersReport> {
-    verify_sqlite_tiers_witnessed(
-        data_dir,
-        only_tenant,
-        checkpoint_key,
-        warm,
-        cold,
-        &Witness::default(),
-    )
-}
-
-/// [`verify_sqlite_tiers`], also replaying the checkpoints of `witness` against each tenant's
-/// tree and verifying every tenant the store, the tiers or the witness knows. MUST NOT be
-/// called from inside an async runtime.
-pub fn verify_sqlite_tiers_witnessed(
-    data_dir: &Path,
+/// Verifies a hot store (any backend) together with the archived tiers: each tenant's deleted
+/// prefix (signed deletion records, checked with `checkpoint_key`), its warm and cold files
+/// merged by `seq` (a warm file inside a cold range is a leftover and skipped), then its hot
+/// rows from one snapshot, as one chain and one tree, also replaying the checkpoints of
+/// `witness`. Every tenant the store, the tiers or the witness knows is verified.
+pub async fn verify_tiers(
+    store: &dyn LogSource,
     only_tenant: Option<&str>,
     checkpoint_key: &NoteVerifier,
     warm: Option<&Tier>,
     cold: Option<&Tier>,
     witness: &Witness,
 ) -> Result<TiersReport> {
-    let mut reader = TierReader::new(warm, cold, checkpoint_key.clone())?;
-    let tenants = sealtrail_hot::verify_sqlite_witnessed(
-        data_dir,
-        only_tenant,
-        checkpoint_key,
-        &mut reader,
-        witness,
-    )?;
+    let mut reader = TierReader::new(warm, cold, checkpoint_key.clone());
+    let tenants =
+        sealtrail_hot::verify_log(store, only_tenant, checkpoint_key, &mut reader, witness).await?;
     if let Some(error) = reader.error {
         return Err(error);
     }
@@ -355,4 +320,27 @@ pub fn verify_sqlite_tiers_witnessed(
         faults: reader.faults,
         deletions: reader.deletions,
     })
+}
+
+/// [`verify_tiers`] from outside any async runtime (the CLI's and tests' entry), with no
+/// witness. MUST NOT be called from inside an async runtime.
+pub fn verify_tiers_blocking(
+    store: &dyn LogSource,
+    only_tenant: Option<&str>,
+    checkpoint_key: &NoteVerifier,
+    warm: Option<&Tier>,
+    cold: Option<&Tier>,
+) -> Result<TiersReport> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Error::Runtime(error.to_string()))?
+        .block_on(verify_tiers(
+            store,
+            only_tenant,
+            checkpoint_key,
+            warm,
+            cold,
+            &Witness::default(),
+        ))
 }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use sealtrail_archive::{
     apply_retention, archived_files, migrate_hot_to_warm, migrate_warm_to_cold,
-    verify_sqlite_tiers, ArchiveTier, CompactionPolicy, Location, MigrationPolicy, Tier,
+    verify_tiers_blocking, ArchiveTier, CompactionPolicy, Location, MigrationPolicy, Tier,
     TiersReport,
 };
-use sealtrail_hot::{AppendOutcome, HotStore, SqliteStore, StoredCheckpoint};
+use sealtrail_hot::{AppendOutcome, StoredCheckpoint};
+use sealtrail_hot::{CheckpointStore, EventStore};
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{
     sign_checkpoint, tenant_origin, tree_root, ChainHead, Checkpoint, NoteSigner,
 };
@@ -148,8 +150,8 @@ fn setup() -> Setup {
 }
 
 fn verify(setup: &Setup) -> TiersReport {
-    verify_sqlite_tiers(
-        &setup.data_dir,
+    verify_tiers_blocking(
+        &SqliteStore::open_read_only(&setup.data_dir).unwrap(),
         None,
         &signer().verifier(),
         Some(&setup.warm),
@@ -322,8 +324,8 @@ fn retention_deletes_an_expired_prefix_and_verify_accepts_the_signed_records() {
     assert_eq!(retain_again(&setup), deleted_through);
     // Without the key that signed them, the records vouch for nothing.
     let other = NoteSigner::from_seed("sealtrail-test", &[8; 32]).unwrap();
-    let report = verify_sqlite_tiers(
-        &setup.data_dir,
+    let report = verify_tiers_blocking(
+        &SqliteStore::open_read_only(&setup.data_dir).unwrap(),
         Some("acme"),
         &other.verifier(),
         Some(&setup.warm),

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use sealtrail_archive::{
-    migrate_hot_to_warm, parquet_file, verify_sqlite_tiers, Location, MigrationPolicy, Tier,
+    migrate_hot_to_warm, parquet_file, verify_tiers_blocking, Location, MigrationPolicy, Tier,
 };
-use sealtrail_hot::{AppendOutcome, HotStore, SqliteStore};
+use sealtrail_hot::AppendOutcome;
+use sealtrail_hot::EventStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{ChainHead, NoteSigner};
 use sealtrail_model::{ActorType, Event, Outcome, PendingEvent, StoredEvent};
 
@@ -132,12 +134,26 @@ fn migration_empties_the_old_prefix_and_verify_spans_both_tiers() {
         "one file per month: {reports:?}"
     );
     let key = NoteSigner::from_seed("test", &[7; 32]).unwrap().verifier();
-    let report = verify_sqlite_tiers(&data_dir, None, &key, Some(&warm), None).unwrap();
+    let report = verify_tiers_blocking(
+        &SqliteStore::open_read_only(&data_dir).unwrap(),
+        None,
+        &key,
+        Some(&warm),
+        None,
+    )
+    .unwrap();
     assert!(report.faults.is_empty(), "{:?}", report.faults);
     assert_eq!(report.tenants[0].events_checked, 3_000);
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 3_000);
     // Without the warm tier the chain is missing its start.
-    let report = verify_sqlite_tiers(&data_dir, None, &key, None, None).unwrap();
+    let report = verify_tiers_blocking(
+        &SqliteStore::open_read_only(&data_dir).unwrap(),
+        None,
+        &key,
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap_err().seq(), 1);
 }
 
@@ -187,7 +203,14 @@ fn history_whose_timestamps_alternate_between_months_still_makes_large_files() {
     // October's first event, then everything else from November on: never one file per event.
     assert_eq!(reports[0].files_written, 2, "{reports:?}");
     let key = NoteSigner::from_seed("test", &[7; 32]).unwrap().verifier();
-    let report = verify_sqlite_tiers(&data_dir, None, &key, Some(&warm), None).unwrap();
+    let report = verify_tiers_blocking(
+        &SqliteStore::open_read_only(&data_dir).unwrap(),
+        None,
+        &key,
+        Some(&warm),
+        None,
+    )
+    .unwrap();
     assert!(report.faults.is_empty(), "{:?}", report.faults);
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 2_000);
 }

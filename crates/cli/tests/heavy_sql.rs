@@ -149,11 +149,12 @@ fn heavy_queries_stay_inside_their_bounds() {
     );
 
     // Heavy queries fill every slot; another is answered 503 with Retry-After, and reads of
-    // `GET /v1/events` still answer promptly.
+    // `GET /v1/events` still answer promptly. Each heavy query is another tenant's: one tenant
+    // may run only QUERIES_PER_TENANT_CONCURRENT_MAX at once (429 beyond; operations.rs).
     let running: Vec<_> = (0..QUERIES_CONCURRENT_MAX)
-        .map(|_| {
+        .map(|holder| {
             let url = server.url("/v1/query");
-            let reader = reader.clone();
+            let reader = server.create_key(&format!("heavy-{holder}"), "reader");
             std::thread::spawn(move || loop {
                 // CPU-bound until the 30 s timeout, with no memory to speak of. A 503 (the
                 // probe below held a slot for a moment) is retried.

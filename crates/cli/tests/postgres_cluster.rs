@@ -96,9 +96,16 @@ fn start_clients(
 }
 
 /// Runs `sealtrail verify --database-url` and returns (exit code, stdout).
-fn verify_database(url: &str) -> (i32, String) {
+fn verify_database(url: &str, signing_key: &str, warm: &str, cold: &str) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_sealtrail"))
-        .args(["verify", "--database-url", url])
+        .args([
+            "verify",
+            "--database-url",
+            url,
+            "--signing-key",
+            signing_key,
+        ])
+        .args(["--warm-dir", warm, "--cold-dir", cold])
         .env_remove("SEALTRAIL_DATA_DIR")
         .output()
         .unwrap();
@@ -121,7 +128,20 @@ fn three_nodes_one_database_survive_a_sigkill_with_one_chain_per_tenant() {
     let key_dir = tempfile::tempdir().unwrap();
     let signing_key = key_dir.path().join("checkpoint-signing.key");
     let signing_key = signing_key.to_str().unwrap();
-    let args = ["--database-url", url.as_str(), "--signing-key", signing_key];
+    // Nodes of one database share one archive (a per-node directory is refused at start).
+    let warm = key_dir.path().join("warm");
+    let cold = key_dir.path().join("cold");
+    let (warm, cold) = (warm.to_str().unwrap(), cold.to_str().unwrap());
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--signing-key",
+        signing_key,
+        "--warm-dir",
+        warm,
+        "--cold-dir",
+        cold,
+    ];
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
     // Started one after another only so that the first creates the shared key file.
     let mut nodes: Vec<Option<Server>> = dirs
@@ -177,7 +197,7 @@ fn three_nodes_one_database_survive_a_sigkill_with_one_chain_per_tenant() {
         assert!(status.success(), "clean exit: {status:?}");
     }
 
-    let (code, output) = verify_database(&url);
+    let (code, output) = verify_database(&url, signing_key, warm, cold);
     assert_eq!(code, 0, "verify failed:\n{output}");
     assert!(
         output.contains(&format!("all {} tenants intact", TENANTS.len())),

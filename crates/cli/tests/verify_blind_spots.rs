@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use sealtrail_ledger::{
@@ -16,33 +15,6 @@ use sealtrail_ledger::{
 };
 use sealtrail_model::StoredEvent;
 use serde_json::{json, Value};
-
-/// Runs the binary with `args` and `env`; returns (exit code, stdout + stderr).
-fn sealtrail_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
-    command
-        .args(args)
-        .env("SEALTRAIL_LOG", "warn")
-        .env_remove("SEALTRAIL_WITNESS_DIR")
-        .env_remove("SEALTRAIL_CONFIG")
-        .env_remove("SEALTRAIL_SIGNING_KEY");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().expect("running sealtrail");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
-fn sealtrail(args: &[&str]) -> (i32, String) {
-    sealtrail_with_env(args, &[])
-}
 
 fn verify_dir(data_dir: &Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["verify", "--data-dir", data_dir.to_str().unwrap()];

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sealtrail_hot::HotStore;
+use sealtrail_hot::EventStore;
 use sealtrail_hot_postgres::testing::TestDatabase;
 use sealtrail_hot_postgres::PostgresStore;
 use sealtrail_model::{ActorType, Event, Outcome, PendingEvent};

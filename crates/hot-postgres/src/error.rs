@@ -65,21 +65,14 @@ impl Error {
     }
 }
 
-/// The hot-store trait speaks `sealtrail_hot::Error`, which has no PostgreSQL variant; a database
-/// failure is I/O with the database server, so it travels as [`sealtrail_hot::Error::Io`] with
-/// this error (and its source chain) inside.
+/// The hot-store trait speaks `sealtrail_hot::Error`: a database failure travels as its
+/// [`Backend`](sealtrail_hot::Error::Backend) variant with this error (and its source chain,
+/// SQLSTATE included) inside.
 impl From<Error> for sealtrail_hot::Error {
     fn from(error: Error) -> Self {
-        let path = match &error {
-            Error::Postgres { database, .. }
-            | Error::Pool { database, .. }
-            | Error::SchemaTooNew { database, .. }
-            | Error::SchemaNotMigrated { database, .. } => format!("postgresql {database}"),
-            Error::Url(_) | Error::PoolBuild(_) => "postgresql".to_owned(),
-        };
-        sealtrail_hot::Error::Io {
-            path,
-            source: std::io::Error::other(error),
+        sealtrail_hot::Error::Backend {
+            backend: "PostgreSQL",
+            source: Box::new(error),
         }
     }
 }

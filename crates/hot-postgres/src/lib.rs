@@ -15,6 +15,7 @@ mod schema;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod verify;
 
 pub use error::{Database, Error, Result};
 pub use store::PostgresStore;

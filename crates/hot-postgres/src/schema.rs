@@ -204,6 +204,14 @@ CREATE POLICY service_scope ON checkpoints
 -- lifecycle in the same transaction that removes rows; only ever grows.
 ALTER TABLE chain_heads ADD COLUMN archived_through_seq bigint NOT NULL DEFAULT 0;
 "#,
+}, Migration {
+    version: 3,
+    description: "api_keys.expires_at_ns and revoked_at_ns: keys may expire and be revoked",
+    sql: r#"
+-- NULL: the key never expires / was not revoked. A revocation is set once and never cleared.
+ALTER TABLE api_keys ADD COLUMN expires_at_ns bigint;
+ALTER TABLE api_keys ADD COLUMN revoked_at_ns bigint;
+"#,
 }];
 
 /// The schema version this build requires.

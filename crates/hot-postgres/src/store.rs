@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, ExistingEvent, HotStore, Order, Role,
-    StoredCheckpoint,
+    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, EventQuery, EventStore,
+    ExistingEvent, LifecycleStore, Order, Role, SettingsStore, StoredCheckpoint, TreeStore,
 };
 use sealtrail_ledger::{
     content_digest, ChainHead, Hash, MerkleFrontier, PartialBlock, Tile, GENESIS_HASH, TILE_WIDTH,
@@ -70,7 +70,7 @@ static MERKLE_LEAVES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     )
 });
 
-static SCAN_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static SCAN_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2 AND {NOT_ARCHIVED} \
          ORDER BY seq LIMIT $3"
@@ -79,7 +79,7 @@ static SCAN_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// Scopes the current transaction to a tenant, or to every tenant with [`ALL_TENANTS`]; the
 /// row-level security policies read this setting. `true`: local to the transaction.
-const SET_SCOPE: &str = "SELECT set_config('sealtrail.tenant_id', $1, true)";
+pub(crate) const SET_SCOPE: &str = "SELECT set_config('sealtrail.tenant_id', $1, true)";
 
 /// Creates the head row of a tenant never seen before, so that it can be locked like the others.
 /// Sorted input makes concurrent inserts of the same new tenants wait in one order.
@@ -100,14 +100,14 @@ const SELECT_STORED_KEYS: &str =
 
 /// The stored leaves (event hashes) of partly filled level-0 blocks, per tenant and seq range:
 /// read only to rebuild a frontier that is missing from `chain_heads`.
-const READ_LEAF_BLOCKS: &str = "SELECT r.tenant_id, e.event_hash \
+const READ_LEAF_BLOCKS: &str = "SELECT r.tenant_id, e.event_hash, e.seq \
      FROM unnest($1::text[], $2::int8[], $3::int8[]) AS r(tenant_id, first_seq, last_seq) \
      JOIN LATERAL (SELECT seq, event_hash FROM events AS e \
                    WHERE e.tenant_id = r.tenant_id AND e.seq BETWEEN r.first_seq AND r.last_seq) AS e ON true \
      ORDER BY r.tenant_id, e.seq";
 
 /// The stored nodes of partly filled blocks of levels 8, 16, …, per tenant, level and range.
-const READ_NODE_BLOCKS: &str = "SELECT r.tenant_id, r.level, t.hash \
+const READ_NODE_BLOCKS: &str = "SELECT r.tenant_id, r.level, t.hash, t.idx \
      FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[]) AS r(tenant_id, level, first_idx, end_idx) \
      JOIN merkle_tiles AS t ON t.tenant_id = r.tenant_id AND t.level = r.level \
           AND t.idx >= r.first_idx AND t.idx < r.end_idx \
@@ -124,6 +124,53 @@ const UPDATE_HEADS: &str = "UPDATE chain_heads AS h \
 /// Head rows created for this group whose tenant gained nothing (every request conflicted): a
 /// tenant without events has no head row, as in the SQLite store.
 const DELETE_EMPTY_HEADS: &str = "DELETE FROM chain_heads WHERE tenant_id = ANY($1) AND seq = 0";
+
+/// Opens pooled connections on the runtime that opened the store, and drives them there. The
+/// default connects on whichever runtime asks for a connection: one first needed by a pass on
+/// the lifecycle's own runtime would die with that runtime at shutdown while still pooled, and
+/// the next store call on it would fail.
+#[derive(Debug)]
+struct ConnectOnOpeningRuntime {
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl deadpool_postgres::Connect for ConnectOnOpeningRuntime {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        std::result::Result<
+            (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+            tokio_postgres::Error,
+        >,
+    > {
+        let pg_config = pg_config.clone();
+        let open = async move {
+            // The socket registers with the IO driver of the runtime that opens it, so the
+            // whole connect runs there, not only the task that drives it.
+            let (client, connection) = pg_config.connect(NoTls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "PostgreSQL connection ended");
+                }
+            });
+            Ok((client, task))
+        };
+        Box::pin(async move {
+            let Some(runtime) = &self.runtime else {
+                return open.await;
+            };
+            match runtime.spawn(open).await {
+                Ok(opened) => opened,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                // Cancelled: the store's runtime is shutting down, and with it every user of
+                // the pool. There is no connection to give, and no one left to give it to.
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
 
 /// The PostgreSQL hot store. Cheap to clone; every clone shares one connection pool.
 #[derive(Debug, Clone)]
@@ -163,15 +210,16 @@ impl PostgresStore {
         let root_hash: Vec<u8> = row.try_get(1).map_err(db)?;
         let note: String = row.try_get(2).map_err(db)?;
         let created_at_ns: i64 = row.try_get(3).map_err(db)?;
-        let corrupt = |reason: &str| sealtrail_hot::Error::Corrupt {
-            tenant_id: tenant_id.to_owned(),
-            seq: size.max(0) as u64,
-            reason: format!("checkpoint row: {reason}"),
-        };
+        let tree_size = u64::try_from(size).map_err(|_| {
+            corrupt(
+                tenant_id,
+                0,
+                &column_fault("tree_size of checkpoints", format!("negative ({size})")),
+            )
+        })?;
         Ok(Some(StoredCheckpoint {
-            tree_size: u64::try_from(size).map_err(|_| corrupt("negative tree size"))?,
-            root_hash: <[u8; 32]>::try_from(root_hash)
-                .map_err(|_| corrupt("root hash is not 32 bytes"))?,
+            tree_size,
+            root_hash: decode_hash(tenant_id, tree_size, "root_hash of checkpoints", root_hash)?,
             note,
             created_at_ns,
         }))
@@ -245,9 +293,11 @@ impl PostgresStore {
         }
         config.connect_timeout(Duration::from_secs(POSTGRES_CONNECT_TIMEOUT_SECS));
         config.keepalives(true);
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            NoTls,
+            ConnectOnOpeningRuntime {
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -279,11 +329,11 @@ impl PostgresStore {
     }
 
     /// The same, as the trait's error type.
-    fn db(&self, source: tokio_postgres::Error) -> sealtrail_hot::Error {
+    pub(crate) fn db(&self, source: tokio_postgres::Error) -> sealtrail_hot::Error {
         self.postgres(source).into()
     }
 
-    async fn client(&self) -> Result<Object> {
+    pub(crate) async fn client(&self) -> Result<Object> {
         self.inner.pool.get().await.map_err(|source| Error::Pool {
             database: self.inner.database.clone(),
             source,
@@ -354,7 +404,7 @@ impl PostgresStore {
     /// even if this future is dropped the COMMIT follows and the connection returns to the pool
     /// outside any transaction; a failure anywhere aborts the transaction, and the COMMIT then
     /// ends it as a rollback.
-    async fn scoped_statement(
+    pub(crate) async fn scoped_statement(
         &self,
         scope: &str,
         access: Access,
@@ -472,15 +522,23 @@ impl PostgresStore {
             let seq: i64 = row.try_get(1).map_err(db)?;
             let hash: Vec<u8> = row.try_get(2).map_err(db)?;
             let frontier: Option<Vec<u8>> = row.try_get(3).map_err(db)?;
-            let head = ChainHead {
-                seq: u64::try_from(seq)
-                    .map_err(|_| corrupt(&tenant_id, 0, "chain head seq is negative"))?,
-                hash: hash
-                    .try_into()
-                    .map_err(|_| corrupt(&tenant_id, 0, "chain head hash is not 32 bytes"))?,
-            };
-            let frontier =
-                frontier.and_then(|bytes| sealtrail_ledger::decode_frontier(head.seq, &bytes));
+            let head = decode_head(&tenant_id, seq, hash)?;
+            // NULL: a head written before frontiers were stored, rebuilt from the stored nodes.
+            // Bytes that do not decode are damage, reported as in the SQLite store.
+            let frontier = frontier
+                .map(|bytes| {
+                    sealtrail_ledger::decode_frontier(head.seq, &bytes).ok_or_else(|| {
+                        corrupt(
+                            &tenant_id,
+                            head.seq,
+                            &column_fault(
+                                "frontier of chain_heads",
+                                "does not match the tree size of the head",
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
             frontiers.insert(tenant_id.clone(), frontier);
             heads.insert(tenant_id, head);
         }
@@ -549,7 +607,7 @@ impl PostgresStore {
             .map_err(db)?
         {
             let tenant_id: String = row.try_get(0).map_err(db)?;
-            let existing = existing_from_row(&row, tenant_id.clone(), 1).map_err(db)?;
+            let existing = existing_from_row(&row, tenant_id.clone(), 1)?;
             stored
                 .entry(tenant_id)
                 .or_default()
@@ -668,15 +726,29 @@ impl PostgresStore {
         let mut stored: HashMap<(String, u8), Vec<Hash>> = HashMap::new();
         for row in leaf_rows {
             let tenant_id: String = row.try_get(0).map_err(db)?;
-            let hash = hash_column(&row, 1, &tenant_id)?;
+            let seq: i64 = row.try_get(2).map_err(db)?;
+            let bytes: Vec<u8> = row.try_get(1).map_err(db)?;
+            let hash = decode_hash(&tenant_id, sql_to_seq(seq), "event_hash", bytes)?;
             stored.entry((tenant_id, 0)).or_default().push(hash);
         }
         for row in node_rows {
             let tenant_id: String = row.try_get(0).map_err(db)?;
             let level: i16 = row.try_get(1).map_err(db)?;
-            let level = u8::try_from(level)
-                .map_err(|_| corrupt(&tenant_id, 0, "Merkle tile level out of range"))?;
-            let hash = hash_column(&row, 2, &tenant_id)?;
+            let index: i64 = row.try_get(3).map_err(db)?;
+            let level = u8::try_from(level).map_err(|_| {
+                corrupt(
+                    &tenant_id,
+                    0,
+                    &column_fault("level of merkle_tiles", format!("out of range ({level})")),
+                )
+            })?;
+            let bytes: Vec<u8> = row.try_get(2).map_err(db)?;
+            let hash = decode_hash(
+                &tenant_id,
+                tile_last_seq(level, sql_to_seq(index)),
+                &format!("hash of merkle_tiles (level {level}, index {index})"),
+                bytes,
+            )?;
             stored.entry((tenant_id, level)).or_default().push(hash);
         }
         trees
@@ -874,7 +946,7 @@ impl PostgresStore {
 
 /// Whether a scoped statement only reads (its transaction is then READ ONLY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     Read,
     Write,
 }
@@ -1001,7 +1073,7 @@ fn seq_to_sql(seq: u64) -> i64 {
     i64::try_from(seq).expect("seq fits in a bigint")
 }
 
-fn corrupt(tenant_id: &str, seq: u64, reason: &str) -> sealtrail_hot::Error {
+pub(crate) fn corrupt(tenant_id: &str, seq: u64, reason: &str) -> sealtrail_hot::Error {
     sealtrail_hot::Error::Corrupt {
         tenant_id: tenant_id.to_owned(),
         seq,
@@ -1017,13 +1089,10 @@ fn is_unique_violation<T>(result: &sealtrail_hot::Result<T>) -> bool {
 
 /// The SQLSTATE of a failed store call, if the database answered with one.
 fn sql_state<T>(result: &sealtrail_hot::Result<T>) -> Option<&SqlState> {
-    let Err(sealtrail_hot::Error::Io { source, .. }) = result else {
+    let Err(sealtrail_hot::Error::Backend { source, .. }) = result else {
         return None;
     };
-    source
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<Error>())
-        .and_then(Error::sql_state)
+    source.downcast_ref::<Error>().and_then(Error::sql_state)
 }
 
 /// Whether an append failed because no `events` partition covers a row ("no partition of
@@ -1032,85 +1101,171 @@ fn is_missing_partition<T>(result: &sealtrail_hot::Result<T>) -> bool {
     sql_state(result) == Some(&SqlState::CHECK_VIOLATION)
 }
 
-/// A 32-byte hash column; anything else is a corrupt row.
-fn hash_column(row: &Row, index: usize, tenant_id: &str) -> sealtrail_hot::Result<Hash> {
-    let bytes: Vec<u8> = row
-        .try_get(index)
-        .map_err(|error| corrupt(tenant_id, 0, &error.to_string()))?;
-    bytes
-        .try_into()
-        .map_err(|_| corrupt(tenant_id, 0, "stored hash is not 32 bytes"))
+/// A reason naming the stored column a value came from (`column actor_type: …`), so that
+/// an operator finds the damaged value.
+fn column_fault(column: &str, problem: impl std::fmt::Display) -> String {
+    format!("column {column}: {problem}")
 }
 
-/// Reads (event_id, seq, content_digest, timestamp_ns, event_hash) starting at column `first`.
+/// A stored hash of `column`; anything but 32 bytes is corruption, never a stand-in.
+fn decode_hash(
+    tenant_id: &str,
+    seq: u64,
+    column: &str,
+    bytes: Vec<u8>,
+) -> sealtrail_hot::Result<Hash> {
+    let length = bytes.len();
+    bytes.try_into().map_err(|_| {
+        corrupt(
+            tenant_id,
+            seq,
+            &column_fault(column, format!("{length} bytes, not 32")),
+        )
+    })
+}
+
+/// A stored chain head (`seq`, `head_hash` of `chain_heads`). A negative `seq` or a hash that is
+/// not 32 bytes is corruption, never a default: a stand-in head would be linked to or reported
+/// as if it were stored.
+pub(crate) fn decode_head(
+    tenant_id: &str,
+    seq: i64,
+    hash: Vec<u8>,
+) -> sealtrail_hot::Result<ChainHead> {
+    let seq = u64::try_from(seq).map_err(|_| {
+        corrupt(
+            tenant_id,
+            0,
+            &column_fault("seq of chain_heads", format!("negative ({seq})")),
+        )
+    })?;
+    Ok(ChainHead {
+        seq,
+        hash: decode_hash(tenant_id, seq, "head_hash of chain_heads", hash)?,
+    })
+}
+
+/// The last `seq` under the stored Merkle node `index` of `level`: `(index + 1) << level`.
+fn tile_last_seq(level: u8, index: u64) -> u64 {
+    index
+        .saturating_add(1)
+        .checked_shl(u32::from(level))
+        .unwrap_or(u64::MAX)
+}
+
+/// Columns of `event_ids` that [`existing_from_row`] reads, in order.
+const EXISTING_COLUMNS: [&str; 5] = [
+    "event_id",
+    "seq",
+    "content_digest",
+    "timestamp_ns",
+    "event_hash",
+];
+
+/// Reads (event_id, seq, content_digest, timestamp_ns, event_hash) of `event_ids` starting at
+/// column `first`. A value that does not decode is an error naming its column: a stand-in
+/// digest or hash would answer a retry with a made-up receipt or conflict.
 fn existing_from_row(
     row: &Row,
     tenant_id: String,
     first: usize,
-) -> std::result::Result<ExistingEvent, tokio_postgres::Error> {
-    let event_id: String = row.try_get(first)?;
-    let seq: i64 = row.try_get(first + 1)?;
-    let digest: Vec<u8> = row.try_get(first + 2)?;
-    let timestamp_ns: i64 = row.try_get(first + 3)?;
-    let hash: Vec<u8> = row.try_get(first + 4)?;
-    // A malformed digest or hash can only make a retry look like a conflict (409), never the
-    // reverse, so zeros are a safe stand-in; verification reports the row itself.
+) -> sealtrail_hot::Result<ExistingEvent> {
+    let fault = |seq: u64, offset: usize, problem: &dyn std::fmt::Display| {
+        corrupt(
+            &tenant_id,
+            seq,
+            &column_fault(
+                &format!("{} of event_ids", EXISTING_COLUMNS[offset]),
+                problem,
+            ),
+        )
+    };
+    let seq: i64 = row
+        .try_get(first + 1)
+        .map_err(|error| fault(0, 1, &error))?;
+    let seq = u64::try_from(seq).map_err(|_| fault(0, 1, &format!("negative ({seq})")))?;
+    let event_id: String = row.try_get(first).map_err(|error| fault(seq, 0, &error))?;
+    let digest: Vec<u8> = row
+        .try_get(first + 2)
+        .map_err(|error| fault(seq, 2, &error))?;
+    let timestamp_ns: i64 = row
+        .try_get(first + 3)
+        .map_err(|error| fault(seq, 3, &error))?;
+    let hash: Vec<u8> = row
+        .try_get(first + 4)
+        .map_err(|error| fault(seq, 4, &error))?;
+    let content_digest = decode_hash(&tenant_id, seq, "content_digest of event_ids", digest)?;
+    let event_hash = decode_hash(&tenant_id, seq, "event_hash of event_ids", hash)?;
     Ok(ExistingEvent {
-        content_digest: digest.try_into().unwrap_or([0; 32]),
+        content_digest,
         timestamp_ns,
         receipt: EventReceipt {
             event_id,
             tenant_id,
-            seq: u64::try_from(seq).unwrap_or(0),
-            event_hash: hash.try_into().unwrap_or([0; 32]),
+            seq,
+            event_hash,
         },
     })
 }
 
+/// The name of column `index` of [`EVENT_COLUMNS`].
+fn event_column(index: usize) -> &'static str {
+    EVENT_COLUMNS
+        .split(", ")
+        .nth(index)
+        .expect("an index into EVENT_COLUMNS")
+}
+
+/// Column `index` of a row selected with [`EVENT_COLUMNS`]; an error names the column.
+fn event_value<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    tenant_id: &str,
+    seq: u64,
+) -> sealtrail_hot::Result<T> {
+    row.try_get(index)
+        .map_err(|error| corrupt(tenant_id, seq, &column_fault(event_column(index), error)))
+}
+
 /// Reads a row selected with [`EVENT_COLUMNS`]. A row that cannot be decoded is reported as
-/// corrupt, never skipped: skipping would hide tampering.
-fn stored_event_from_row(row: &Row) -> sealtrail_hot::Result<StoredEvent> {
-    let tenant_id: String = row
-        .try_get(0)
-        .map_err(|error| corrupt("?", 0, &error.to_string()))?;
-    let seq: i64 = row
-        .try_get(1)
-        .map_err(|error| corrupt(&tenant_id, 0, &error.to_string()))?;
-    let seq = u64::try_from(seq).map_err(|_| corrupt(&tenant_id, 0, "negative seq"))?;
-    let column = |index: usize| -> sealtrail_hot::Result<String> {
-        row.try_get(index)
-            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
+/// corrupt, naming its tenant, `seq` and column, never skipped nor filled in: either would hide
+/// tampering.
+pub(crate) fn stored_event_from_row(row: &Row) -> sealtrail_hot::Result<StoredEvent> {
+    let tenant_id: String = event_value(row, 0, "?", 0)?;
+    let seq: i64 = event_value(row, 1, &tenant_id, 0)?;
+    let seq = u64::try_from(seq).map_err(|_| {
+        corrupt(
+            &tenant_id,
+            0,
+            &column_fault("seq", format!("negative ({seq})")),
+        )
+    })?;
+    let value = |index: usize| event_value::<String>(row, index, &tenant_id, seq);
+    let optional = |index: usize| event_value::<Option<String>>(row, index, &tenant_id, seq);
+    let number = |index: usize| event_value::<i64>(row, index, &tenant_id, seq);
+    let hash = |index: usize| {
+        let bytes: Vec<u8> = event_value(row, index, &tenant_id, seq)?;
+        decode_hash(&tenant_id, seq, event_column(index), bytes)
     };
-    let optional = |index: usize| -> sealtrail_hot::Result<Option<String>> {
-        row.try_get(index)
-            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
+    let unknown = |index: usize, text: &str| {
+        corrupt(
+            &tenant_id,
+            seq,
+            &column_fault(event_column(index), format!("unknown value {text:?}")),
+        )
     };
-    let number = |index: usize| -> sealtrail_hot::Result<i64> {
-        row.try_get(index)
-            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))
-    };
-    let hash = |index: usize, name: &str| -> sealtrail_hot::Result<[u8; 32]> {
-        let bytes: Vec<u8> = row
-            .try_get(index)
-            .map_err(|error| corrupt(&tenant_id, seq, &error.to_string()))?;
-        bytes
-            .try_into()
-            .map_err(|_| corrupt(&tenant_id, seq, &format!("{name} is not 32 bytes")))
-    };
-    let actor_type = column(6)?;
-    let outcome = column(10)?;
+    let actor_type = value(6)?;
+    let outcome = value(10)?;
     let event = Event {
-        event_id: column(2)?,
+        event_id: value(2)?,
         timestamp_ns: number(3)?,
         tenant_id: tenant_id.clone(),
-        actor_id: column(5)?,
-        actor_type: ActorType::parse(&actor_type)
-            .ok_or_else(|| corrupt(&tenant_id, seq, "unknown actor_type"))?,
-        action: column(7)?,
-        resource_type: column(8)?,
+        actor_id: value(5)?,
+        actor_type: ActorType::parse(&actor_type).ok_or_else(|| unknown(6, &actor_type))?,
+        action: value(7)?,
+        resource_type: value(8)?,
         resource_id: optional(9)?,
-        outcome: Outcome::parse(&outcome)
-            .ok_or_else(|| corrupt(&tenant_id, seq, "unknown outcome"))?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| unknown(10, &outcome))?,
         ip_address: optional(11)?,
         user_agent: optional(12)?,
         request_id: optional(13)?,
@@ -1121,8 +1276,8 @@ fn stored_event_from_row(row: &Row) -> sealtrail_hot::Result<StoredEvent> {
         event,
         seq,
         received_at_ns: number(4)?,
-        prev_hash: hash(16, "prev_hash")?,
-        event_hash: hash(17, "event_hash")?,
+        prev_hash: hash(16)?,
+        event_hash: hash(17)?,
     })
 }
 
@@ -1171,7 +1326,7 @@ fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) 
 }
 
 #[async_trait]
-impl HotStore for PostgresStore {
+impl EventStore for PostgresStore {
     async fn append(
         &self,
         batch: Arc<Vec<AppendRequest>>,
@@ -1211,8 +1366,7 @@ impl HotStore for PostgresStore {
             .await?;
         rows.iter()
             .map(|row| existing_from_row(row, tenant_id.to_owned(), 0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| self.db(source))
+            .collect()
     }
 
     async fn get_event(
@@ -1243,55 +1397,6 @@ impl HotStore for PostgresStore {
         stored_events(rows)
     }
 
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
-        self.scoped_statement(
-            &key.tenant_id,
-            Access::Write,
-            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &key.key_id,
-                &key.tenant_id,
-                &key.role.as_str(),
-                &&key.secret_hash[..],
-                &key.created_at_ns,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn find_api_key(&self, key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
-        let db = |source| self.db(source);
-        // Keys are looked up before the caller's tenant is known: the one cross-tenant read on
-        // the request path, by primary key.
-        let rows = self
-            .scoped_statement(
-                ALL_TENANTS,
-                Access::Read,
-                "SELECT tenant_id, role, secret_hash, created_at_ns FROM api_keys WHERE key_id = $1",
-                &[&key_id],
-            )
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let tenant_id: String = row.try_get(0).map_err(db)?;
-        let role: String = row.try_get(1).map_err(db)?;
-        let secret_hash: Vec<u8> = row.try_get(2).map_err(db)?;
-        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
-        // A malformed stored key authenticates nobody, as in the SQLite store.
-        Ok(Role::parse(&role)
-            .zip(<[u8; 32]>::try_from(secret_hash).ok())
-            .map(|(role, secret_hash)| ApiKeyRecord {
-                key_id: key_id.to_owned(),
-                tenant_id,
-                role,
-                secret_hash,
-                created_at_ns,
-            }))
-    }
-
     async fn tenant_heads(&self) -> sealtrail_hot::Result<Vec<(String, Option<ChainHead>)>> {
         let db = |source| self.db(source);
         // Both sources: a tenant whose rows were all deleted still has a head, and a tenant
@@ -1311,11 +1416,10 @@ impl HotStore for PostgresStore {
             let tenant_id: String = row.try_get(0).map_err(db)?;
             let seq: Option<i64> = row.try_get(1).map_err(db)?;
             let hash: Option<Vec<u8>> = row.try_get(2).map_err(db)?;
-            // A malformed head cannot match any chain, so verification reports it.
-            let head = seq.zip(hash).map(|(seq, hash)| ChainHead {
-                seq: u64::try_from(seq).unwrap_or(u64::MAX),
-                hash: hash.try_into().unwrap_or([0xff; 32]),
-            });
+            let head = seq
+                .zip(hash)
+                .map(|(seq, hash)| decode_head(&tenant_id, seq, hash))
+                .transpose()?;
             heads.push((tenant_id, head));
         }
         Ok(heads)
@@ -1355,16 +1459,14 @@ impl HotStore for PostgresStore {
             let tenant_id: String = row.try_get(0).map_err(db)?;
             let seq: i64 = row.try_get(1).map_err(db)?;
             let hash: Vec<u8> = row.try_get(2).map_err(db)?;
-            // As in the SQLite store: a malformed head matches no tree, so it surfaces later.
-            let head = ChainHead {
-                seq: u64::try_from(seq).unwrap_or(u64::MAX),
-                hash: hash.try_into().unwrap_or([0xff; 32]),
-            };
-            heads.push((tenant_id, head));
+            heads.push((tenant_id.clone(), decode_head(&tenant_id, seq, hash)?));
         }
         Ok(heads)
     }
+}
 
+#[async_trait]
+impl TreeStore for PostgresStore {
     async fn merkle_block(
         &self,
         tenant_id: &str,
@@ -1398,15 +1500,24 @@ impl HotStore for PostgresStore {
             .enumerate()
             .map(|(offset, row)| {
                 let bytes: Vec<u8> = row.try_get(0).map_err(db)?;
-                bytes.try_into().map_err(|_| sealtrail_hot::Error::Corrupt {
-                    tenant_id: tenant_id.to_owned(),
-                    seq: first + offset as u64 + 1,
-                    reason: "stored hash is not 32 bytes".into(),
-                })
+                let index = first + offset as u64;
+                if level == 0 {
+                    decode_hash(tenant_id, index + 1, "event_hash", bytes)
+                } else {
+                    decode_hash(
+                        tenant_id,
+                        tile_last_seq(level, index),
+                        &format!("hash of merkle_tiles (level {level}, index {index})"),
+                        bytes,
+                    )
+                }
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl CheckpointStore for PostgresStore {
     async fn insert_checkpoint(
         &self,
         tenant_id: &str,
@@ -1460,6 +1571,83 @@ impl HotStore for PostgresStore {
         )
         .await
     }
+}
+
+#[async_trait]
+impl SettingsStore for PostgresStore {
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
+        self.scoped_statement(
+            &key.tenant_id,
+            Access::Write,
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns, \
+             expires_at_ns, revoked_at_ns) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &key.key_id,
+                &key.tenant_id,
+                &key.role.as_str(),
+                &&key.secret_hash[..],
+                &key.created_at_ns,
+                &key.expires_at_ns,
+                &key.revoked_at_ns,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
+        let db = |source| self.db(source);
+        // Keys are looked up before the caller's tenant is known: the one cross-tenant read on
+        // the request path, by primary key.
+        let rows = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Read,
+                "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns \
+                 FROM api_keys WHERE key_id = $1",
+                &[&key_id],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let tenant_id: String = row.try_get(0).map_err(db)?;
+        let role: String = row.try_get(1).map_err(db)?;
+        let secret_hash: Vec<u8> = row.try_get(2).map_err(db)?;
+        let created_at_ns: i64 = row.try_get(3).map_err(db)?;
+        let expires_at_ns: Option<i64> = row.try_get(4).map_err(db)?;
+        let revoked_at_ns: Option<i64> = row.try_get(5).map_err(db)?;
+        // A malformed stored key authenticates nobody, as in the SQLite store.
+        Ok(Role::parse(&role)
+            .zip(<[u8; 32]>::try_from(secret_hash).ok())
+            .map(|(role, secret_hash)| ApiKeyRecord {
+                key_id: key_id.to_owned(),
+                tenant_id,
+                role,
+                secret_hash,
+                created_at_ns,
+                expires_at_ns,
+                revoked_at_ns,
+            }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        revoked_at_ns: i64,
+    ) -> sealtrail_hot::Result<bool> {
+        // By key id alone, as `find_api_key` reads it: the server has checked the caller may.
+        let rows = self
+            .scoped_statement(
+                ALL_TENANTS,
+                Access::Write,
+                "UPDATE api_keys SET revoked_at_ns = COALESCE(revoked_at_ns, $2) \
+                 WHERE key_id = $1 RETURNING 1",
+                &[&key_id, &revoked_at_ns],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
 
     async fn setting(&self, name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
         let client = self.client().await?;
@@ -1500,7 +1688,10 @@ impl HotStore for PostgresStore {
             .map_err(|source| self.db(source))?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl LifecycleStore for PostgresStore {
     async fn hot_prefix_older_than(
         &self,
         tenant_id: &str,
@@ -1613,6 +1804,16 @@ impl HotStore for PostgresStore {
         let left: i64 = left.try_get(0).map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(u64::try_from(left).unwrap_or(0))
+    }
+
+    async fn lifecycle_lease(
+        &self,
+    ) -> sealtrail_hot::Result<Option<sealtrail_hot::LifecycleLease>> {
+        self.take_lifecycle_lease().await
+    }
+
+    fn shared_by_nodes(&self) -> bool {
+        true
     }
 
     async fn reclaim_archived(&self) -> sealtrail_hot::Result<u64> {
@@ -1762,6 +1963,25 @@ mod tests {
              WHERE tenant_id = $1), 0) AND actor_id = $2 AND request_id = $3 AND timestamp_ns >= $4 \
              AND timestamp_ns < $5 AND seq < $6 ORDER BY seq DESC LIMIT $7"
         ));
+    }
+
+    #[test]
+    fn event_columns_are_named_in_the_order_rows_are_read() {
+        assert_eq!(EVENT_COLUMNS.split(", ").count(), 18);
+        assert_eq!(event_column(0), "tenant_id");
+        assert_eq!(event_column(6), "actor_type");
+        assert_eq!(event_column(7), "action");
+        assert_eq!(event_column(14), "changes");
+        assert_eq!(event_column(17), "event_hash");
+        assert_eq!(EVENT_INSERT.columns, 18);
+    }
+
+    #[test]
+    fn a_stored_node_names_the_last_seq_it_covers() {
+        assert_eq!(tile_last_seq(0, 0), 1);
+        assert_eq!(tile_last_seq(8, 0), 256);
+        assert_eq!(tile_last_seq(8, 2), 768);
+        assert_eq!(tile_last_seq(16, 0), 65_536);
     }
 
     #[test]

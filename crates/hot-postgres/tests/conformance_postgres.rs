@@ -23,6 +23,18 @@ impl Fixture for PostgresFixture {
                 .expect("connecting the store"),
         )
     }
+
+    async fn edit_event(&self, tenant_id: &str, seq: u64) {
+        let client = self.database.admin_client().await;
+        let edited = client
+            .execute(
+                "UPDATE events SET action = 'tampered' WHERE tenant_id = $1 AND seq = $2",
+                &[&tenant_id, &(seq as i64)],
+            )
+            .await
+            .expect("editing the row");
+        assert_eq!(edited, 1);
+    }
 }
 
 async fn fresh() -> PostgresFixture {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sealtrail_archive::{migrate_hot_to_warm, Location, MigrationPolicy, Tier};
 use sealtrail_hot::conformance::test_event;
-use sealtrail_hot::HotStore;
+use sealtrail_hot::{EventStore, LifecycleStore};
 use sealtrail_hot_postgres::testing::TestDatabase;
 use sealtrail_hot_postgres::PostgresStore;
 use sealtrail_ledger::{event_hash, ChainHead, GENESIS_HASH};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sealtrail_hot::conformance::test_event;
-use sealtrail_hot::{ApiKeyRecord, AppendOutcome, HotStore, Role, StoredCheckpoint};
+use sealtrail_hot::{ApiKeyRecord, AppendOutcome, Role, StoredCheckpoint};
+use sealtrail_hot::{CheckpointStore, EventStore, SettingsStore, TreeStore};
 use sealtrail_hot_postgres::testing::TestDatabase;
 use sealtrail_hot_postgres::{Error, PostgresStore};
 use tokio_postgres::Client;
@@ -41,16 +42,32 @@ async fn two_tenants(store: &PostgresStore) {
                 role: Role::Reader,
                 secret_hash: [1; 32],
                 created_at_ns: received,
+                expires_at_ns: None,
+                revoked_at_ns: None,
             })
             .await
             .unwrap();
+        // A real signed checkpoint of the first event (the root of a one-leaf tree is its
+        // leaf hash), so that verification below checks it.
+        let first = store.scan_events(tenant, 0, 1).await.unwrap().remove(0);
+        let checkpoint = sealtrail_ledger::Checkpoint {
+            origin: sealtrail_ledger::tenant_origin(tenant),
+            tree_size: 1,
+            root_hash: first.event_hash,
+            extensions: Vec::new(),
+        };
+        let note = sealtrail_ledger::sign_checkpoint(
+            &checkpoint,
+            &sealtrail_hot::conformance::test_checkpoint_key(),
+        )
+        .unwrap();
         store
             .insert_checkpoint(
                 tenant,
                 StoredCheckpoint {
                     tree_size: 1,
-                    root_hash: [2; 32],
-                    note: "note".into(),
+                    root_hash: first.event_hash,
+                    note,
                     created_at_ns: received,
                 },
             )
@@ -196,9 +213,17 @@ async fn a_tenant_scoped_session_cannot_read_another_tenants_rows() {
     assert_eq!((all[0].len(), count), (2, 560));
 
     // Nothing was changed behind the store's back.
-    let reports = sealtrail_hot::verify_store(&store, None).await.unwrap();
+    let reports = sealtrail_hot::verify_store(
+        &store,
+        None,
+        &sealtrail_hot::conformance::test_checkpoint_key().verifier(),
+    )
+    .await
+    .unwrap();
     assert_eq!(reports.len(), 2);
-    assert!(reports.iter().all(|report| report.verdict.is_ok()));
+    for report in &reports {
+        assert!(report.verdict.is_ok(), "{report:?}");
+    }
 }
 
 /// The partitions of `events` and whether each has forced row-level security.
@@ -238,7 +263,7 @@ async fn nodes_starting_together_migrate_once_and_create_partitions_ahead() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2], "every migration ran exactly once");
+    assert_eq!(versions, vec![1, 2, 3], "every migration ran exactly once");
     let found = partitions(&admin).await;
     assert_eq!(
         found.len(),

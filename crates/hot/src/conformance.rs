@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sealtrail_ledger::{
-    content_digest, event_hash, tree_root, ChainHead, GENESIS_HASH, TILE_WIDTH,
+    content_digest, event_hash, tree_root, ChainHead, NoteSigner, NoteVerifier, GENESIS_HASH,
+    TILE_WIDTH,
 };
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
 
@@ -32,6 +33,10 @@ pub trait Fixture: Send + Sync {
     /// (its own connections, no shared memory) on every call, as another process would open it;
     /// a single-process backend may return the same instance each time.
     async fn open(&self) -> Arc<dyn HotStore>;
+
+    /// Edits the stored `action` of `tenant_id`'s event at `seq` behind the store's back (raw
+    /// SQL, as an attacker with database access would), leaving every hash as it was.
+    async fn edit_event(&self, tenant_id: &str, seq: u64);
 }
 
 /// Expands to one `#[tokio::test]` per conformance property. `$fixture` is an expression
@@ -57,10 +62,13 @@ macro_rules! conformance_tests {
             merkle_tiles_at_level_16,
             checkpoints_are_append_only,
             api_keys_round_trip,
+            api_keys_expire_and_are_revoked,
             settings_are_set_once,
             settings_can_be_replaced,
             retention_deletes_a_prefix_only,
-            tiles_complete_after_their_leaves_left
+            tiles_complete_after_their_leaves_left,
+            a_retry_of_an_archived_event_gets_its_receipt,
+            live_verification_reports_only_real_edits
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -158,9 +166,21 @@ async fn all_events(store: &dyn HotStore, tenant_id: &str) -> Vec<StoredEvent> {
     }
 }
 
+/// The checkpoint key of the conformance properties: a store's own checkpoints are signed
+/// with it where a property verifies them.
+pub fn test_checkpoint_key() -> NoteSigner {
+    NoteSigner::from_seed("sealtrail", &[7; 32]).expect("a valid key name")
+}
+
+fn test_verifier() -> NoteVerifier {
+    test_checkpoint_key().verifier()
+}
+
 /// Asserts that every tenant verifies and returns the events checked per tenant.
 async fn assert_verified(store: &dyn HotStore) -> BTreeMap<String, u64> {
-    let reports = verify_store(store, None).await.expect("verification runs");
+    let reports = verify_store(store, None, &test_verifier())
+        .await
+        .expect("verification runs");
     let mut checked = BTreeMap::new();
     for report in reports {
         let head = report
@@ -222,7 +242,10 @@ pub async fn empty_store_has_nothing(fixture: &dyn Fixture) {
     let store = fixture.open().await;
     assert!(store.tenant_heads().await.unwrap().is_empty());
     assert!(store.chain_heads().await.unwrap().is_empty());
-    assert!(verify_store(&*store, None).await.unwrap().is_empty());
+    assert!(verify_store(&*store, None, &test_verifier())
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.query(query("acme")).await.unwrap().is_empty());
     assert!(store.get_event("acme", "e1").await.unwrap().is_none());
     assert!(store.scan_events("acme", 0, 10).await.unwrap().is_empty());
@@ -948,6 +971,8 @@ pub async fn api_keys_round_trip(fixture: &dyn Fixture) {
         role: Role::Reader,
         secret_hash: [42; 32],
         created_at_ns: 1_768_469_400_000_000_000,
+        expires_at_ns: None,
+        revoked_at_ns: None,
     };
     store.insert_api_key(key.clone()).await.unwrap();
     store
@@ -969,6 +994,76 @@ pub async fn api_keys_round_trip(fixture: &dyn Fixture) {
         store.insert_api_key(key).await.is_err(),
         "a second key with the same id is refused"
     );
+}
+
+/// An expiry round-trips; a revocation is seen by every instance at once, keeps its first
+/// time when repeated, touches no other key, and reports a key that does not exist.
+pub async fn api_keys_expire_and_are_revoked(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let created_at_ns = RECEIVED_BASE_NS;
+    let expiring = ApiKeyRecord {
+        key_id: "expiring".into(),
+        tenant_id: "acme".into(),
+        role: Role::Ingest,
+        secret_hash: [7; 32],
+        created_at_ns,
+        expires_at_ns: Some(created_at_ns + HOUR_NS + 123),
+        revoked_at_ns: None,
+    };
+    let other = ApiKeyRecord {
+        key_id: "other".into(),
+        tenant_id: "acme".into(),
+        expires_at_ns: None,
+        ..expiring.clone()
+    };
+    store.insert_api_key(expiring.clone()).await.unwrap();
+    store.insert_api_key(other.clone()).await.unwrap();
+    assert_eq!(
+        store.find_api_key("expiring").await.unwrap(),
+        Some(expiring.clone()),
+        "the expiry round-trips to the nanosecond"
+    );
+
+    let revoked_at_ns = created_at_ns + SECOND_NS;
+    assert!(store
+        .revoke_api_key("expiring", revoked_at_ns)
+        .await
+        .unwrap());
+    let revoked = ApiKeyRecord {
+        revoked_at_ns: Some(revoked_at_ns),
+        ..expiring.clone()
+    };
+    // Another instance (another node, on a shared backend) sees the revocation at once.
+    let other_instance = fixture.open().await;
+    for reader in [&store, &other_instance] {
+        assert_eq!(
+            reader.find_api_key("expiring").await.unwrap(),
+            Some(revoked.clone())
+        );
+        assert_eq!(
+            reader.find_api_key("other").await.unwrap(),
+            Some(other.clone()),
+            "revoking one key leaves the others alone"
+        );
+    }
+
+    assert!(
+        other_instance
+            .revoke_api_key("expiring", revoked_at_ns + HOUR_NS)
+            .await
+            .unwrap(),
+        "revoking twice is fine"
+    );
+    assert_eq!(
+        store.find_api_key("expiring").await.unwrap(),
+        Some(revoked),
+        "a second revocation keeps the first time"
+    );
+    assert!(!store
+        .revoke_api_key("missing", revoked_at_ns)
+        .await
+        .unwrap());
+    assert_eq!(store.find_api_key("missing").await.unwrap(), None);
 }
 
 /// A setting is stored once; later attempts neither replace it nor fail.
@@ -1164,4 +1259,134 @@ pub async fn tiles_complete_after_their_leaves_left(fixture: &dyn Fixture) {
     let heads: BTreeMap<String, ChainHead> =
         store.chain_heads().await.unwrap().into_iter().collect();
     assert_eq!(heads["acme"].seq, 65_956);
+}
+
+/// Idempotency outlives the hot tier: once events left it (`delete_events_through`, as the
+/// lifecycle does after archiving them), a retry of one, identical or without its timestamp,
+/// gets its stored receipt and stores nothing; the same `event_id` with other content is a
+/// conflict; `existing` still knows them; the chain continues from its head.
+pub async fn a_retry_of_an_archived_event_gets_its_receipt(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let events: Vec<PendingEvent> = (1..=10)
+        .map(|n| test_event("acme", &format!("e{n}"), n))
+        .collect();
+    let first = append(&*store, vec![events.clone()]).await;
+    let first = receipts(&first[0]).to_vec();
+    assert_eq!(store.delete_events_through("acme", 6).await.unwrap(), 6);
+
+    // A whole-request retry (an import rerun): every receipt as stored, nothing new.
+    let again = append(&*store, vec![events.clone()]).await;
+    assert_eq!(receipts(&again[0]), &first[..]);
+    // Without its timestamp, received later: still the archived event.
+    let mut untimed = events[2].clone();
+    untimed.event.timestamp_ns += 17;
+    untimed.received_at_ns += 999;
+    untimed.timestamp_supplied = false;
+    let mixed = append(&*store, vec![vec![untimed, test_event("acme", "e11", 11)]]).await;
+    let mixed = receipts(&mixed[0]);
+    assert_eq!(mixed[0], first[2]);
+    assert_eq!(mixed[1].seq, 11, "a new event continues the chain");
+    // Other content under an archived event_id.
+    let mut changed = events[1].clone();
+    changed.event.action = "something.else".into();
+    let conflict = append(&*store, vec![vec![test_event("acme", "e12", 12), changed]]).await;
+    assert_eq!(
+        conflict[0],
+        AppendOutcome::Conflict {
+            index: 1,
+            event_id: "e2".into()
+        }
+    );
+    let existing = store
+        .existing(
+            "acme",
+            vec!["e1".into(), "e6".into(), "e7".into(), "e99".into()],
+        )
+        .await
+        .unwrap();
+    let found: BTreeMap<String, u64> = existing
+        .iter()
+        .map(|existing| (existing.receipt.event_id.clone(), existing.receipt.seq))
+        .collect();
+    assert_eq!(
+        found,
+        BTreeMap::from([("e1".into(), 1), ("e6".into(), 6), ("e7".into(), 7)])
+    );
+    let hot = all_events(&*store, "acme").await;
+    assert_eq!(
+        seqs(&hot),
+        (7..=11).collect::<Vec<_>>(),
+        "nothing stored twice"
+    );
+    let heads: BTreeMap<String, Option<ChainHead>> =
+        store.tenant_heads().await.unwrap().into_iter().collect();
+    assert_eq!(heads["acme"].map(|head| head.seq), Some(11));
+}
+
+/// Verification of a live store, in a loop while writers append to two tenants, never reports
+/// a fault that is not there (each tenant is read in one snapshot); an edit made during the loop
+/// is reported by every verification after it, at its `seq`, and only for its tenant.
+pub async fn live_verification_reports_only_real_edits(fixture: &dyn Fixture) {
+    const BATCHES: u64 = 60;
+    const PER_BATCH: u64 = 40;
+    let store = fixture.open().await;
+    let key = test_verifier();
+    let seed: Vec<AppendRequest> = ["acme", "beta"]
+        .iter()
+        .map(|tenant| {
+            (1..=300)
+                .map(|n| test_event(tenant, &format!("{tenant}-{n}"), n))
+                .collect()
+        })
+        .collect();
+    append(&*store, seed).await;
+    let writer_store = fixture.open().await;
+    let writer = tokio::spawn(async move {
+        for batch in 0..BATCHES {
+            let requests: Vec<AppendRequest> = ["acme", "beta"]
+                .iter()
+                .map(|tenant| {
+                    (0..PER_BATCH)
+                        .map(|i| {
+                            let n = 301 + batch * PER_BATCH + i;
+                            test_event(tenant, &format!("{tenant}-{n}"), n)
+                        })
+                        .collect()
+                })
+                .collect();
+            append(&*writer_store, requests).await;
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut rounds = 0;
+    let mut edited = false;
+    let mut rounds_after_edit = 0;
+    while !writer.is_finished() || rounds_after_edit == 0 {
+        let reports = verify_store(&*store, None, &key)
+            .await
+            .expect("verification runs");
+        assert_eq!(reports.len(), 2);
+        for report in &reports {
+            match (&report.verdict, edited && report.tenant_id == "acme") {
+                (Ok(_), false) => {}
+                (Err(fault), true) => assert_eq!(fault.seq(), 7, "the edit is named: {fault}"),
+                (verdict, _) => panic!(
+                    "round {rounds}: tenant {} wrongly {verdict:?} (edited: {edited})",
+                    report.tenant_id
+                ),
+            }
+        }
+        rounds += 1;
+        if edited {
+            rounds_after_edit += 1;
+        } else if rounds == 3 {
+            fixture.edit_event("acme", 7).await;
+            edited = true;
+        }
+    }
+    writer.await.expect("the writer finishes");
+    assert!(
+        rounds >= 4,
+        "verification ran beside the writers ({rounds} rounds)"
+    );
 }

@@ -4,8 +4,13 @@
 /// never validation errors: those are caught before an event reaches the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The backend's own failure (SQLite, PostgreSQL), named.
+    #[error("{backend}: {source}")]
+    Backend {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the data directory {path} is in use by another sealtrail process")]
     Locked { path: String },
     #[error("I/O on {path}: {source}")]

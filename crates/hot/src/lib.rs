@@ -6,7 +6,6 @@
 
 pub mod conformance;
 mod error;
-mod sqlite;
 mod verify;
 
 use std::sync::Arc;
@@ -16,10 +15,9 @@ use sealtrail_ledger::{ChainHead, MerkleFrontier};
 use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
 
 pub use error::{Error, Result};
-pub use sqlite::SqliteStore;
+pub use sealtrail_ledger::{TenantFault, TenantReport};
 pub use verify::{
-    verify_sqlite, verify_sqlite_across_tiers, verify_sqlite_witnessed, verify_store,
-    verify_store_witnessed, ArchivedEvents, TenantFault, TenantReport, Witness,
+    verify_log, verify_store, ArchivedEvents, LogSource, NoArchive, TenantSnapshot, Witness,
 };
 
 /// One client request's events: committed together or not at all.
@@ -150,12 +148,19 @@ pub struct ApiKeyRecord {
     pub role: Role,
     pub secret_hash: [u8; 32],
     pub created_at_ns: i64,
+    /// When the key stops authenticating (`None`: never).
+    pub expires_at_ns: Option<i64>,
+    /// When the key was revoked (`None`: it was not). Set once; a later revocation keeps it.
+    pub revoked_at_ns: Option<i64>,
 }
 
-/// The hot-tier storage contract. A PostgreSQL backend implements the same trait and passes the
-/// same conformance tests.
+// The hot-tier storage contract, by concern. A backend implements each part (SQLite and
+// PostgreSQL pass the same conformance tests); `HotStore` is all of them, for the server. Code
+// that needs one concern takes that trait alone, so a test double implements only what it uses.
+
+/// Events: the group commit, idempotency keys, and reads of one tenant's hot events and heads.
 #[async_trait]
-pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Appends every request of a group commit in one transaction, linking each event into its
     /// tenant's chain (`seq`, `prev_hash`, `event_hash`).
     ///
@@ -163,7 +168,7 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     /// only its own request. On `Err` nothing of the batch is stored.
     async fn append(&self, batch: Arc<Vec<AppendRequest>>) -> Result<Vec<AppendOutcome>>;
 
-    /// How many [`append`](HotStore::append) calls the write pipeline may run at once. Calls
+    /// How many [`append`](EventStore::append) calls the write pipeline may run at once. Calls
     /// that run together MUST still produce linear chains (a store serializes groups sharing a
     /// tenant itself, e.g. by row locks taken in a fixed order so that they cannot deadlock).
     /// The default, 1, suits a store with a single writer connection.
@@ -180,10 +185,6 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>>;
 
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()>;
-
-    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
-
     /// Every tenant with events or a recorded chain head, with that head (`None` if the head
     /// row is missing, which verification reports).
     async fn tenant_heads(&self) -> Result<Vec<(String, Option<ChainHead>)>>;
@@ -199,7 +200,11 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every tenant's recorded chain head (cheap: one row per tenant).
     async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>>;
+}
 
+/// The stored Merkle tree: tiles, and the frontier kept beside each chain head.
+#[async_trait]
+pub trait TreeStore: Send + Sync + std::fmt::Debug {
     /// Block `block` of stored Merkle level `level` (a multiple of
     /// [`sealtrail_ledger::TILE_HEIGHT`]): up to 256 consecutive stored nodes, fewer at the end.
     /// Level 0 is the events' `event_hash` by `seq`. The store MUST write every tile that
@@ -207,6 +212,23 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     /// complete it.
     async fn merkle_block(&self, tenant_id: &str, level: u8, block: u64) -> Result<Vec<[u8; 32]>>;
 
+    /// Tenants whose chain head has no stored Merkle frontier, with the head's `seq`: heads
+    /// written before frontiers were kept. A store that always keeps one has none (the default).
+    async fn heads_without_frontier(&self) -> Result<Vec<(String, u64)>> {
+        Ok(Vec::new())
+    }
+
+    /// Stores the frontier of a head that has none, rebuilt by the caller from wherever the
+    /// leaves live (the archive, for leaves the lifecycle moved before frontiers were kept).
+    /// MUST store nothing unless the head is still at `frontier.tree_size()` without a frontier.
+    async fn restore_frontier(&self, _tenant_id: &str, _frontier: MerkleFrontier) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Signed checkpoints, append-only.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     /// Stores a signed checkpoint; returns false if one of that size already exists (kept as is:
     /// checkpoints are append-only).
     async fn insert_checkpoint(
@@ -235,19 +257,19 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
             .await?
             .filter(|latest| latest.tree_size >= min_tree_size))
     }
+}
 
-    /// Tenants whose chain head has no stored Merkle frontier, with the head's `seq`: heads
-    /// written before frontiers were kept. A store that always keeps one has none (the default).
-    async fn heads_without_frontier(&self) -> Result<Vec<(String, u64)>> {
-        Ok(Vec::new())
-    }
+/// API keys and named server settings (policies, the admin token's hash).
+#[async_trait]
+pub trait SettingsStore: Send + Sync + std::fmt::Debug {
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()>;
 
-    /// Stores the frontier of a head that has none, rebuilt by the caller from wherever the
-    /// leaves live (the archive, for leaves the lifecycle moved before frontiers were kept).
-    /// MUST store nothing unless the head is still at `frontier.tree_size()` without a frontier.
-    async fn restore_frontier(&self, _tenant_id: &str, _frontier: MerkleFrontier) -> Result<()> {
-        Ok(())
-    }
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Revokes a key at `revoked_at_ns`: every lookup after this returns it with
+    /// `revoked_at_ns` set, on every instance of the store. Idempotent (a key revoked earlier
+    /// keeps its first revocation time); `Ok(false)` if no key has this id.
+    async fn revoke_api_key(&self, key_id: &str, revoked_at_ns: i64) -> Result<bool>;
 
     /// Reads a named server setting (such as the admin token's hash).
     async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;
@@ -258,7 +280,11 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a setting, replacing any value of that name (per-tenant policies such as
     /// retention). MUST NOT return `Ok` before the value is durable.
     async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()>;
+}
 
+/// Moving events out of the hot tier (`sealtrail-archive`'s lifecycle).
+#[async_trait]
+pub trait LifecycleStore: Send + Sync + std::fmt::Debug {
     // Moving events out of the hot tier (`sealtrail-archive`'s lifecycle). The hot tier MUST
     // always be a contiguous `seq` suffix of each chain: these remove a prefix, never a gap.
     // Chain heads, Merkle tiles and checkpoints are per tenant, not per tier: never touched.
@@ -287,18 +313,82 @@ pub trait HotStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes a tenant's hot events with `seq <= last_seq` atomically and returns how many left
     /// the hot tier. Idempotent (a second call removes nothing), scoped to the one tenant, and
-    /// only ever a prefix. After `Ok`, no read of the trait ([`scan_events`](HotStore::scan_events),
-    /// [`query`](HotStore::query), [`get_event`](HotStore::get_event), level 0 of
-    /// [`merkle_block`](HotStore::merkle_block), the methods above) returns those events; a store
-    /// MAY keep their bytes until [`reclaim_archived`](HotStore::reclaim_archived). The caller
+    /// only ever a prefix. After `Ok`, no read of the trait ([`scan_events`](EventStore::scan_events),
+    /// [`query`](EventStore::query), [`get_event`](EventStore::get_event), level 0 of
+    /// [`merkle_block`](TreeStore::merkle_block), the methods above) returns those events; a store
+    /// MAY keep their bytes until [`reclaim_archived`](LifecycleStore::reclaim_archived). The caller
     /// MUST have durably archived and checked those events first.
     async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64>;
 
     /// Releases the storage of events removed by
-    /// [`delete_events_through`](HotStore::delete_events_through) that the store kept (e.g. drops
+    /// [`delete_events_through`](LifecycleStore::delete_events_through) that the store kept (e.g. drops
     /// whole time partitions every row of which is removed); returns how many units (partitions)
     /// it released. Idempotent. The default: a store that deletes rows at once has nothing to do.
     async fn reclaim_archived(&self) -> Result<u64> {
         Ok(0)
+    }
+
+    /// Takes the right to run a lifecycle pass: `None` while another process holds it. Several
+    /// nodes on one database MUST NOT move, compact or delete at once (one would delete files
+    /// another is writing). The default suits a store only one process can open.
+    async fn lifecycle_lease(&self) -> Result<Option<LifecycleLease>> {
+        Ok(Some(LifecycleLease::exclusive_process()))
+    }
+
+    /// Whether several nodes may share this store (each must then see the same archive). The
+    /// default: one process only.
+    fn shared_by_nodes(&self) -> bool {
+        false
+    }
+}
+
+/// Every concern of a hot store, and its log for verification: what the server runs on.
+pub trait HotStore:
+    EventStore + TreeStore + CheckpointStore + SettingsStore + LifecycleStore + LogSource + 'static
+{
+}
+
+impl<T> HotStore for T where
+    T: EventStore
+        + TreeStore
+        + CheckpointStore
+        + SettingsStore
+        + LifecycleStore
+        + LogSource
+        + 'static
+{
+}
+
+/// The right to run one lifecycle pass, held until [`release`](LifecycleLease::release)d (or
+/// dropped, which releases it when the process or its connection ends).
+#[derive(Debug)]
+pub struct LifecycleLease {
+    holder: Option<Box<dyn LeaseHolder>>,
+}
+
+/// What a backend keeps to hold a [`LifecycleLease`] (a database session, say).
+#[async_trait]
+pub trait LeaseHolder: Send + Sync + std::fmt::Debug {
+    async fn release(self: Box<Self>) -> Result<()>;
+}
+
+impl LifecycleLease {
+    /// The lease of a store only this process can open: nothing to hold.
+    pub fn exclusive_process() -> Self {
+        LifecycleLease { holder: None }
+    }
+
+    /// A lease kept by `holder`.
+    pub fn held_by(holder: Box<dyn LeaseHolder>) -> Self {
+        LifecycleLease {
+            holder: Some(holder),
+        }
+    }
+
+    pub async fn release(self) -> Result<()> {
+        match self.holder {
+            Some(holder) => holder.release().await,
+            None => Ok(()),
+        }
     }
 }

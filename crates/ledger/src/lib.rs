@@ -14,6 +14,7 @@ mod checkpoint;
 mod deletion;
 mod encoding;
 mod frontier;
+mod log_check;
 mod merkle;
 mod note;
 mod proof_json;
@@ -38,6 +39,7 @@ pub use frontier::{
     append_leaves, decode_frontier, encode_frontier, partial_blocks, rebuild_frontier,
     MissingNodes, PartialBlock, Tile,
 };
+pub use log_check::{CheckpointToCheck, LogCheck, StoredTree, TenantFault, TenantReport};
 pub use merkle::{
     consistency_proof, inclusion_proof, leaf_hash, node_hash, root_at, root_from_inclusion_proof,
     tree_root, verify_consistency, verify_inclusion, FrontierError, Hash, MemoryTree,

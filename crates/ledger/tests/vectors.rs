@@ -1,11 +1,18 @@
 //! The canonical-encoding test vectors in docs/vectors/event-v1.json, checked against the code,
-//! and against docs/FORMAT.md, which must quote every vector's hash so the prose cannot drift.
+//! and against docs/FORMAT.md, which must quote every vector's hash so the prose cannot drift;
+//! and the JSON input vectors in docs/vectors/json-v1.json (numbers, repeated keys, timestamps),
+//! run through the same parse, check and validation as a request body.
 //!
 //! To regenerate after a deliberate format change (which also needs a new format version):
-//! `SEALTRAIL_WRITE_VECTORS=1 cargo test -p sealtrail-ledger --test vectors`.
+//! `SEALTRAIL_WRITE_VECTORS=1 cargo test -p sealtrail-ledger --test vectors`. That fills in
+//! only the outputs (hashes, canonical texts, nanoseconds); `docs/verify_vectors.py` must then
+//! still agree with them, from docs/FORMAT.md alone.
 
 use sealtrail_ledger::{canonical_bytes, event_hash};
-use sealtrail_model::{parse_timestamp, ActorType, Event, Outcome};
+use sealtrail_model::{
+    check_events_json, nearest_doubles, parse_timestamp, validate_imported_event, ActorType, Event,
+    Outcome, SubmittedEvent,
+};
 use serde_json::{json, Value};
 
 const VECTORS_PATH: &str = concat!(
@@ -13,6 +20,10 @@ const VECTORS_PATH: &str = concat!(
     "/../../docs/vectors/event-v1.json"
 );
 const FORMAT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md");
+const JSON_VECTORS_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/vectors/json-v1.json"
+);
 
 fn text(value: &Value, field: &str) -> Option<String> {
     value[field].as_str().map(str::to_owned)
@@ -73,6 +84,19 @@ fn generate() -> Value {
             "metadata": {"bytes": 1048576, "department": "finance", "ratio": 0.5, "tags": ["a", "\u{fc}"]},
             "seq": 2, "received_at": "2026-01-15T09:31:02.2Z"
         })),
+        ("third event: numbers at the edges of docs/FORMAT.md's rules (large and small doubles, negative zero, 64-bit integer limits)", json!({
+            "event_id": "evt-0003", "timestamp": "2026-01-15T09:32:00.000000001Z", "tenant_id": "acme",
+            "actor_id": "svc-metrics", "actor_type": "system", "action": "quota.report", "resource_type": "quota",
+            "resource_id": null, "outcome": "success", "ip_address": null, "user_agent": null, "request_id": null,
+            "changes": null,
+            "metadata": {
+                "double_1e300": 1e300, "double_1e16": 1e16, "double_1e15": 1e15, "double_max": f64::MAX,
+                "double_1e-5": 1e-5, "double_1e-6": 1e-6, "double_1_5e-300": 1.5e-300, "double_min_subnormal": 5e-324,
+                "double_negative_zero": -0.0, "double_2_pow_64": 18446744073709551616.0, "double_0_1": 0.1,
+                "int_u64_max": u64::MAX, "int_i64_min": i64::MIN, "int_i64_max": i64::MAX, "int_2_pow_53_plus_1": 9007199254740993_u64
+            },
+            "seq": 3, "received_at": "2026-01-15T09:32:00.5Z"
+        })),
     ] {
         if event.get("prev_hash").is_none() {
             event["prev_hash"] = json!(prev.unwrap());
@@ -99,8 +123,10 @@ fn vectors_match_the_code_and_the_document() {
         )
         .unwrap();
     }
-    let vectors: Value =
-        serde_json::from_str(&std::fs::read_to_string(VECTORS_PATH).unwrap()).unwrap();
+    // Read as a verifier must: each number as the nearest double.
+    let text = std::fs::read_to_string(VECTORS_PATH).unwrap();
+    let mut vectors: Value = serde_json::from_str(&text).unwrap();
+    nearest_doubles(text.as_bytes(), &mut vectors);
     let format_doc = std::fs::read_to_string(FORMAT_PATH).unwrap();
     let vectors = vectors.as_array().unwrap();
     assert!(vectors.len() >= 2);
@@ -121,5 +147,88 @@ fn vectors_match_the_code_and_the_document() {
             "docs/FORMAT.md must quote the hash of every vector"
         );
         prev_hash = hash;
+    }
+}
+
+const JSON_VECTORS_NOW: &str = "2026-02-01T00:00:00Z";
+
+/// One event around `metadata_text` (and `timestamp`), read exactly as `POST /v1/events` reads a
+/// body: parse, the JSON input check, then validation. Ok is the validated event; Err the fields
+/// the 400 names.
+fn ingest_text(metadata_text: &str, timestamp: &str) -> Result<SubmittedEvent, Vec<String>> {
+    let text = format!(
+        r#"{{"event_id":"e-1","tenant_id":"acme","actor_id":"alice","action":"login","resource_type":"session","timestamp":"{timestamp}","metadata":{metadata_text}}}"#
+    );
+    let mut value: Value = serde_json::from_str(&text).unwrap();
+    let mut fields: Vec<String> = check_events_json(text.as_bytes(), &mut value)
+        .into_iter()
+        .map(|(index, error)| {
+            assert_eq!(index, 0, "one event");
+            error.field
+        })
+        .collect();
+    let now_ns = parse_timestamp(JSON_VECTORS_NOW).unwrap();
+    match validate_imported_event(value, now_ns) {
+        Ok(submitted) if fields.is_empty() => Ok(submitted),
+        Ok(_) => Err(fields),
+        Err(errors) => {
+            fields.extend(errors.into_iter().map(|error| error.field));
+            Err(fields)
+        }
+    }
+}
+
+#[test]
+fn json_input_vectors_match_the_code() {
+    let mut vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(JSON_VECTORS_PATH).unwrap()).unwrap();
+    let write = std::env::var_os("SEALTRAIL_WRITE_VECTORS").is_some();
+    let timestamp = "2026-01-15T09:31:02Z";
+    for case in vectors["canonical"].as_array_mut().unwrap() {
+        let input = case["input"].as_str().unwrap().to_owned();
+        let stored = ingest_text(&input, timestamp)
+            .unwrap_or_else(|fields| panic!("{input} was refused at {fields:?}"))
+            .metadata
+            .unwrap();
+        if write {
+            case["canonical"] = json!(stored);
+        }
+        assert_eq!(case["canonical"], json!(stored), "{input}");
+        // Stored text is a fixed point: read back as a request, it is stored unchanged.
+        assert_eq!(
+            ingest_text(&stored, timestamp).unwrap().metadata.unwrap(),
+            stored
+        );
+    }
+    for case in vectors["refused"].as_array().unwrap() {
+        let input = case["input"].as_str().unwrap();
+        assert_eq!(
+            ingest_text(input, timestamp).map(|submitted| submitted.metadata),
+            Err(vec![case["field"].as_str().unwrap().to_owned()]),
+            "{input}"
+        );
+    }
+    for case in vectors["timestamps_accepted"].as_array_mut().unwrap() {
+        let input = case["input"].as_str().unwrap().to_owned();
+        let timestamp_ns = ingest_text("{}", &input).unwrap().timestamp_ns.unwrap();
+        if write {
+            case["timestamp_ns"] = json!(timestamp_ns);
+        }
+        assert_eq!(case["timestamp_ns"], json!(timestamp_ns), "{input}");
+    }
+    for case in vectors["timestamps_refused"].as_array().unwrap() {
+        let input = case["input"].as_str().unwrap();
+        assert_eq!(
+            ingest_text("{}", input).map(|submitted| submitted.timestamp_ns),
+            Err(vec![case["field"].as_str().unwrap().to_owned()]),
+            "{input}"
+        );
+    }
+    if write {
+        std::fs::write(
+            JSON_VECTORS_PATH,
+            serde_json::to_string_pretty(&vectors).unwrap() + "\n",
+        )
+        .unwrap();
     }
 }

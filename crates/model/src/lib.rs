@@ -4,15 +4,17 @@
 //! This crate does no IO. Validation is a pure function of the submitted JSON and the server's
 //! clock reading, so it is trivially testable and reusable by importers and SDKs.
 
+mod json_input;
 pub mod limits;
 mod retention;
 mod stored;
 mod time_fmt;
 mod validate;
 
+pub use json_input::{check_events_json, nearest_doubles};
 pub use retention::{RetentionPeriod, RetentionPolicy};
 pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent};
-pub use time_fmt::{format_timestamp, parse_timestamp};
+pub use time_fmt::{format_timestamp, parse_timestamp, timestamp_problem};
 pub use validate::{validate_event, validate_imported_event, FieldError, SubmittedEvent};
 
 /// Who performed an action.

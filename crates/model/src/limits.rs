@@ -38,6 +38,9 @@ pub const METADATA_BYTES_MAX: usize = 16 * 1024;
 
 /// How far in the future (by the server's clock) an event `timestamp` may lie, in seconds.
 pub const CLOCK_SKEW_SECS_MAX: i64 = 300;
+/// Most fractional-second digits of an RFC 3339 timestamp: instants are kept in nanoseconds, so a
+/// finer one would be cut, and is refused instead.
+pub const TIMESTAMP_FRACTION_DIGITS_MAX: usize = 9;
 /// How far in the past an event `timestamp` accepted over HTTP may lie, in days. Older history
 /// belongs in a bulk import, not the live ingest path.
 pub const TIMESTAMP_AGE_DAYS_MAX: i64 = 366;
@@ -70,6 +73,16 @@ pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// The spool is fsynced at least this often, in milliseconds. This bounds what a power loss
 /// (not a process crash) can take from acknowledged async events.
 pub const SPOOL_FSYNC_INTERVAL_MILLIS: u64 = 50;
+
+/// How long an orderly shutdown may take, in seconds from the signal: in-flight requests finish
+/// and the async queue drains into the store within it. Past it, sync callers still waiting get
+/// 503, async requests not yet committed stay in the spool (replayed on the next start), no
+/// final checkpoint is sealed, and the process exits. Below the 30 s an orchestrator commonly
+/// waits before SIGKILL, so the exit stays orderly.
+pub const SHUTDOWN_DRAIN_SECS_MAX: u64 = 20;
+/// After the shutdown deadline, how long requests still in flight get to send their 503 before
+/// their connections are closed, in milliseconds.
+pub const SHUTDOWN_REFUSALS_MILLIS_MAX: u64 = 500;
 
 /// Read connections kept open to the hot store.
 pub const HOT_READ_CONNECTIONS_MAX: usize = 4;
@@ -189,3 +202,24 @@ pub const LIFECYCLE_INTERVAL_SECS_DEFAULT: u64 = 86_400;
 /// Async requests refused at commit (an `event_id` reused with other content) kept per tenant
 /// for `GET /v1/tenants/{tenant_id}/rejected-events`; older ones are dropped, and counted.
 pub const ASYNC_REJECTIONS_KEPT_MAX: usize = 1_000;
+
+/// TCP connections the server serves at once. The listener stops accepting at this many, so
+/// further connections wait in the kernel's accept backlog (and time out there, at the client)
+/// rather than each taking a task, buffers and a file descriptor.
+pub const CONNECTIONS_MAX: usize = 1_024;
+/// How long a request may take until its response head is ready, in milliseconds; beyond it
+/// the request is answered 503 with Retry-After. Longer than [`SQL_TIMEOUT_MILLIS`], so a query
+/// fails with its own 400 first. A streamed body (`GET /v1/export`) is not cut by it once its
+/// head is sent: an export runs for as long as it keeps sending.
+pub const REQUEST_TIMEOUT_MILLIS: u64 = 60_000;
+/// `POST /v1/query` and `GET /v1/export` calls one tenant may run at once. Another one from the
+/// same tenant is answered 429 with Retry-After, so one tenant cannot hold every slot of
+/// [`QUERIES_CONCURRENT_MAX`] while others wait.
+pub const QUERIES_PER_TENANT_CONCURRENT_MAX: usize = 1;
+/// Least entropy of the platform-admin token (`SEALTRAIL_ADMIN_TOKEN`) and of the metrics token
+/// (`SEALTRAIL_METRICS_TOKEN`), in bits. The server refuses to start with a weaker one.
+pub const ADMIN_TOKEN_BITS_MIN: usize = 256;
+/// Latest expiry an API key may be given (`expires_at` or `ttl_seconds` of `POST /v1/keys`), in
+/// days from its creation. A key without an expiry never expires; one that needs to last longer
+/// is left without one and revoked when it is no longer needed.
+pub const API_KEY_TTL_DAYS_MAX: i64 = 366;

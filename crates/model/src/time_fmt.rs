@@ -6,10 +6,48 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Parses an RFC 3339 timestamp into nanoseconds since the Unix epoch (UTC).
+use crate::limits::TIMESTAMP_FRACTION_DIGITS_MAX;
+
+/// Parses an RFC 3339 timestamp into nanoseconds since the Unix epoch (UTC). A spelling whose
+/// instant cannot be kept exactly (see [`timestamp_problem`]) is refused, never rounded.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
+    if timestamp_problem(text).is_some() {
+        return None;
+    }
     let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     i64::try_from(parsed.unix_timestamp_nanos()).ok()
+}
+
+/// Why an RFC 3339 timestamp, well-formed or not, names an instant that cannot be kept exactly:
+/// more fractional-second digits than nanoseconds hold ([`TIMESTAMP_FRACTION_DIGITS_MAX`]), or a
+/// leap second (`23:59:60`), which a count of nanoseconds since the epoch cannot represent. The
+/// parser would silently cut the first and move the second to `23:59:59.999999999`.
+pub fn timestamp_problem(text: &str) -> Option<String> {
+    // `YYYY-MM-DDTHH:MM:SS`, then an optional fraction: the seconds are bytes 17 and 18.
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    if &bytes[17..19] == b"60" {
+        return Some(
+            "is a leap second (:60), which cannot be stored as an instant; send :59.999999999 \
+             or the next second"
+                .to_owned(),
+        );
+    }
+    let fraction_digits = match bytes.get(19) {
+        Some(b'.') => bytes[20..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count(),
+        _ => 0,
+    };
+    (fraction_digits > TIMESTAMP_FRACTION_DIGITS_MAX).then(|| {
+        format!(
+            "has {fraction_digits} fractional-second digits; at most \
+             {TIMESTAMP_FRACTION_DIGITS_MAX} are allowed (instants are kept in nanoseconds)"
+        )
+    })
 }
 
 /// Formats nanoseconds since the Unix epoch as RFC 3339 in UTC with a `Z` suffix and only as
@@ -40,5 +78,30 @@ mod tests {
         assert_eq!(format_timestamp(ns), "2026-03-04T05:06:07.123456789Z");
         assert!(parse_timestamp("2026-03-04 05:06:07").is_none());
         assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn finer_than_nanoseconds_is_refused_not_cut() {
+        let nine = "2026-03-04T05:06:07.123456789+01:00";
+        assert!(timestamp_problem(nine).is_none());
+        assert!(parse_timestamp(nine).is_some());
+        for ten in [
+            "2026-03-04T05:06:07.1234567891Z",
+            "2026-03-04T05:06:07.1234567890Z",
+            "2026-03-04T05:06:07.000000000000+01:00",
+        ] {
+            let reason = timestamp_problem(ten).unwrap();
+            assert!(reason.contains("at most 9"), "{reason}");
+            assert_eq!(parse_timestamp(ten), None, "{ten}");
+        }
+    }
+
+    #[test]
+    fn leap_seconds_are_refused_not_moved() {
+        let leap = "2016-12-31T23:59:60Z";
+        assert!(timestamp_problem(leap).unwrap().contains("leap second"));
+        assert_eq!(parse_timestamp(leap), None);
+        assert!(parse_timestamp("2016-12-31T23:59:59.999999999Z").is_some());
+        assert!(timestamp_problem("2016-12-31T23:60:00Z").is_none());
     }
 }

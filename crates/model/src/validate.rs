@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::limits::*;
-use crate::{check_tenant_id, parse_timestamp, ActorType, Event, Outcome, PendingEvent};
+use crate::{
+    check_tenant_id, parse_timestamp, timestamp_problem, ActorType, Event, Outcome, PendingEvent,
+};
 
 /// One reason an event was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -19,7 +21,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
         FieldError {
             field: field.to_owned(),
             reason: reason.into(),
@@ -217,6 +219,10 @@ fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent
         Charset::Printable,
     );
     let timestamp_ns = fields.take_string("timestamp", false).and_then(|text| {
+        if let Some(reason) = timestamp_problem(&text) {
+            fields.errors.push(FieldError::new("timestamp", reason));
+            return None;
+        }
         let Some(timestamp_ns) = parse_timestamp(&text) else {
             fields.errors.push(FieldError::new(
                 "timestamp",
@@ -591,6 +597,31 @@ mod tests {
         value["user_agent"] = json!("Mozilla/5.0 (X11; Linux x86_64) 🦀");
         let event = validate_event(value, NOW).unwrap();
         assert_eq!(event.actor_id, "zoë@exämple.com 山田 \u{05D0}\u{05D1}");
+    }
+
+    #[test]
+    fn timestamps_finer_than_nanoseconds_are_refused_naming_the_field() {
+        let mut value = minimal();
+        value["timestamp"] = json!(crate::format_timestamp(NOW));
+        assert!(validate_event(value, NOW).is_ok());
+        let mut value = minimal();
+        let ten_digits = crate::format_timestamp(NOW - 1_000_000_000).replace('Z', ".1234567891Z");
+        value["timestamp"] = json!(ten_digits);
+        let errors = errors_of(value);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "timestamp");
+        assert!(
+            errors[0]
+                .1
+                .contains(&format!("at most {TIMESTAMP_FRACTION_DIGITS_MAX}")),
+            "{}",
+            errors[0].1
+        );
+        let mut value = minimal();
+        value["timestamp"] = json!("2026-06-30T23:59:60Z");
+        let errors = validate_imported_event(value, NOW).unwrap_err();
+        assert_eq!(errors[0].field, "timestamp");
+        assert!(errors[0].reason.contains("leap second"));
     }
 
     #[test]

@@ -98,10 +98,15 @@ impl QueryEngine {
                 .into_iter()
                 .take_while(|located| located.stored.seq <= last_seq)
             {
-                events.push(
-                    serde_json::to_value(&located.stored)
-                        .map_err(|error| Error::Corrupt(error.to_string()))?,
-                );
+                // Through the API text, read as the nearest doubles: `to_value` would parse
+                // `changes` and `metadata` with serde_json's fast float parser, which can miss a
+                // stored double by one unit in the last place and so change the event's hash.
+                let text = serde_json::to_string(&located.stored)
+                    .map_err(|error| Error::Corrupt(error.to_string()))?;
+                let mut event: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|error| Error::Corrupt(error.to_string()))?;
+                sealtrail_model::nearest_doubles(text.as_bytes(), &mut event);
+                events.push(event);
             }
             after = end;
         }

@@ -35,17 +35,21 @@ pub(crate) struct QueryExecutor {
 
 impl QueryExecutor {
     pub(crate) fn new() -> std::io::Result<Self> {
+        Self::build("sealtrail-query", QUERY_THREADS, QUERIES_CONCURRENT_MAX)
+    }
+
+    fn build(thread_name: &str, threads: usize, concurrent_max: usize) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(QUERY_THREADS)
+            .worker_threads(threads)
             // File reads and hot-store pages of running queries; a few are plenty.
-            .max_blocking_threads(QUERY_THREADS * 4)
-            .thread_name("sealtrail-query")
+            .max_blocking_threads(threads * 4)
+            .thread_name(thread_name)
             .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
         Ok(QueryExecutor {
             runtime: Some(runtime),
-            permits: Arc::new(Semaphore::new(QUERIES_CONCURRENT_MAX)),
+            permits: Arc::new(Semaphore::new(concurrent_max)),
         })
     }
 
@@ -100,6 +104,33 @@ impl Drop for QueryExecutor {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// A runtime of its own for the server's scheduled lifecycle pass: one thread
+/// (`sealtrail-lifecycle`) at the lowest priority, like the query runtime's.
+///
+/// The pass encodes Parquet with zstd (level 15 for the cold tier) and reads every file back,
+/// seconds of CPU per file inside ordinary async calls. On the request runtime it would hold a
+/// worker that ingest and `GET /v1/events` need; on the query runtime its one thread, so SQL and
+/// exports would stall behind it into their timeouts. Here it takes only what nothing else asks
+/// for. Dropping the runtime abandons a running pass, which the next one finishes (every
+/// lifecycle step is crash-safe).
+#[derive(Debug)]
+pub struct MaintenanceRuntime(QueryExecutor);
+
+impl MaintenanceRuntime {
+    pub fn new() -> std::io::Result<Self> {
+        QueryExecutor::build("sealtrail-lifecycle", 1, 1).map(MaintenanceRuntime)
+    }
+
+    /// Runs `work` on this runtime and waits for it; dropping the returned future cancels it.
+    pub fn run<F, T>(&self, work: F) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.0.run(async move { Ok(work.await) })
     }
 }
 

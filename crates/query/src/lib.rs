@@ -42,6 +42,7 @@ use sealtrail_model::limits::{QUERY_MEMORY_BYTES_MAX, QUERY_MEMORY_POOL_FRACTION
 use sealtrail_model::StorageTier;
 
 pub use error::{Error, Result};
+pub use executor::MaintenanceRuntime;
 pub use export::Chunk;
 pub use sql::{SqlColumn, SqlResult};
 

@@ -7,7 +7,9 @@ use futures::StreamExt;
 use sealtrail_archive::{
     migrate_hot_to_warm, migrate_warm_to_cold, CompactionPolicy, Location, MigrationPolicy, Tier,
 };
-use sealtrail_hot::{AppendOutcome, EventQuery, HotStore, Order, SqliteStore};
+use sealtrail_hot::EventStore;
+use sealtrail_hot::{AppendOutcome, EventQuery, Order};
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_model::{ActorType, Event, Outcome, PendingEvent, StorageTier};
 use sealtrail_query::QueryEngine;
 use serde_json::Value;

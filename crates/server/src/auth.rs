@@ -4,8 +4,7 @@
 //! Only SHA-256 of the secret is stored. Secrets are 256 random bits, so a fast hash is enough
 //! (nothing to brute-force), and comparisons are constant-time.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -13,10 +12,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sealtrail_hot::{ApiKeyRecord, HotStore, Role};
+use sealtrail_model::format_timestamp;
+use sealtrail_model::limits::ADMIN_TOKEN_BITS_MIN;
 use sha2::{Digest, Sha256};
 
 use crate::problem::ApiError;
-use crate::AppState;
+use crate::{now_ns, AppState};
 
 const KEY_PREFIX: &str = "stk_";
 const ADMIN_TOKEN_PREFIX: &str = "sta_";
@@ -65,12 +66,14 @@ impl Principal {
 }
 
 /// Verifies bearer credentials against the admin token and the stored keys.
+///
+/// Every request reads its key from the store (one lookup by primary key): nothing is cached,
+/// because a key can be revoked, on this node or on another one of a shared database, and the
+/// very next request with it must be refused.
 #[derive(Debug)]
 pub(crate) struct Authenticator {
     admin_token_hash: [u8; 32],
     store: Arc<dyn HotStore>,
-    /// Keys already looked up. Keys are never modified once created, so caching is exact.
-    cache: RwLock<HashMap<String, ApiKeyRecord>>,
 }
 
 impl Authenticator {
@@ -78,7 +81,6 @@ impl Authenticator {
         Authenticator {
             admin_token_hash,
             store,
-            cache: RwLock::new(HashMap::new()),
         }
     }
 
@@ -87,34 +89,40 @@ impl Authenticator {
             return Ok(Principal::PlatformAdmin);
         }
         let (key_id, secret) = parse_key(bearer).ok_or(ApiError::Unauthorized)?;
-        let cached = self
-            .cache
-            .read()
-            .expect("key cache lock poisoned")
-            .get(key_id)
-            .cloned();
-        let record = match cached {
-            Some(record) => record,
-            None => {
-                let record = self
-                    .store
-                    .find_api_key(key_id)
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                self.cache
-                    .write()
-                    .expect("key cache lock poisoned")
-                    .insert(key_id.to_owned(), record.clone());
-                record
-            }
-        };
+        let record = self
+            .store
+            .find_api_key(key_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         if !constant_time_eq(&sha256(secret.as_bytes()), &record.secret_hash) {
             return Err(ApiError::Unauthorized);
         }
+        // Only a caller holding the secret learns why its key no longer works.
+        key_usable(&record, now_ns()).map_err(ApiError::KeyRefused)?;
         Ok(Principal::Tenant {
             tenant_id: record.tenant_id,
             role: record.role,
         })
+    }
+}
+
+/// Whether a stored key still authenticates at `now_ns`; if not, why (naming the key by its
+/// id, never by its secret).
+fn key_usable(record: &ApiKeyRecord, now_ns: i64) -> Result<(), String> {
+    if let Some(revoked_at_ns) = record.revoked_at_ns {
+        return Err(format!(
+            "the API key {} was revoked at {}",
+            record.key_id,
+            format_timestamp(revoked_at_ns)
+        ));
+    }
+    match record.expires_at_ns {
+        Some(expires_at_ns) if now_ns >= expires_at_ns => Err(format!(
+            "the API key {} expired at {}",
+            record.key_id,
+            format_timestamp(expires_at_ns)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -123,6 +131,7 @@ pub(crate) fn new_api_key(
     tenant_id: &str,
     role: Role,
     created_at_ns: i64,
+    expires_at_ns: Option<i64>,
 ) -> (String, ApiKeyRecord) {
     let key_id = hex::encode(random_bytes::<8>());
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
@@ -133,9 +142,58 @@ pub(crate) fn new_api_key(
         role,
         secret_hash: sha256(secret.as_bytes()),
         created_at_ns,
+        expires_at_ns,
+        revoked_at_ns: None,
     };
     (key, record)
 }
+
+/// Refuses a configured bearer token (`variable` names where it came from) that carries less
+/// than [`ADMIN_TOKEN_BITS_MIN`] bits of entropy, with a message that says how to make one.
+///
+/// Entropy cannot be measured from one string, so the rule is about its form. After an optional
+/// `sta_` prefix (the form of generated tokens) and any trailing `=` padding, the token must be
+/// hex or base64 (standard or URL-safe alphabet), and count 4 bits per character when every
+/// character is a hex digit and 6 otherwise: at least 64 hex characters (`openssl rand -hex
+/// 32`) or 43 base64 characters (`openssl rand -base64 32`). A token of fewer than
+/// [`TOKEN_DISTINCT_CHARS_MIN`] different characters (`aaaa…`, `abab…`) is refused whatever its
+/// length; a random token of that size has fewer with a probability far below 2^-100.
+pub fn check_token_strength(variable: &str, token: &str) -> Result<(), String> {
+    let how = format!(
+        "it must carry at least {ADMIN_TOKEN_BITS_MIN} bits ({} bytes) of randomness, as hex \
+         (at least {} characters) or base64 (at least {} characters); make one with \
+         `openssl rand -hex 32`",
+        ADMIN_TOKEN_BITS_MIN / 8,
+        ADMIN_TOKEN_BITS_MIN.div_ceil(4),
+        ADMIN_TOKEN_BITS_MIN.div_ceil(6),
+    );
+    let body = token.strip_prefix(ADMIN_TOKEN_PREFIX).unwrap_or(token);
+    let body = body.trim_end_matches('=');
+    if !body
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'+' | b'/'))
+    {
+        return Err(format!(
+            "{variable} holds characters outside hex and base64; {how}"
+        ));
+    }
+    let bits_per_char = if body.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        4
+    } else {
+        6
+    };
+    let distinct = body
+        .bytes()
+        .collect::<std::collections::BTreeSet<u8>>()
+        .len();
+    if body.len() * bits_per_char < ADMIN_TOKEN_BITS_MIN || distinct < TOKEN_DISTINCT_CHARS_MIN {
+        return Err(format!("{variable} is too weak: {how}"));
+    }
+    Ok(())
+}
+
+/// Fewest different characters a configured token may hold (see [`check_token_strength`]).
+const TOKEN_DISTINCT_CHARS_MIN: usize = 8;
 
 /// A new platform-admin token.
 pub(crate) fn new_admin_token() -> String {
@@ -161,7 +219,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
@@ -182,5 +240,41 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthorized)?;
         state.auth.authenticate(bearer.trim()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_of_256_random_bits_pass_and_shorter_or_repetitive_ones_do_not() {
+        let hex_32_bytes = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let base64_32_bytes = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+        for strong in [
+            hex_32_bytes,
+            base64_32_bytes,
+            &new_admin_token(),
+            &format!("sta_{hex_32_bytes}"),
+        ] {
+            assert_eq!(check_token_strength("T", strong), Ok(()), "{strong}");
+        }
+        // 31 bytes of hex, 42 base64 characters, a generated token cut short.
+        for weak in [
+            &hex_32_bytes[..62],
+            &base64_32_bytes[..42],
+            &new_admin_token()[..40],
+            "test-admin-token-0123456789",
+            "",
+        ] {
+            let message = check_token_strength("SEALTRAIL_ADMIN_TOKEN", weak).unwrap_err();
+            assert!(message.contains("SEALTRAIL_ADMIN_TOKEN"), "{message}");
+            assert!(message.contains("openssl rand -hex 32"), "{message}");
+        }
+        // Long enough, but no randomness in it.
+        assert!(check_token_strength("T", &"a".repeat(100)).is_err());
+        assert!(check_token_strength("T", &"abcdefg".repeat(20)).is_err());
+        // Not hex or base64 at all: a passphrase is not measured.
+        assert!(check_token_strength("T", &"correct horse battery staple ".repeat(3)).is_err());
     }
 }

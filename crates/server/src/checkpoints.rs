@@ -35,6 +35,9 @@ pub(crate) struct Checkpointer {
     witness_dir: Option<PathBuf>,
     /// Tree size of each tenant's latest checkpoint, to skip tenants that did not grow.
     cut_sizes: Mutex<HashMap<String, u64>>,
+    /// When each tenant's latest checkpoint was cut (nanoseconds since the epoch), for the
+    /// checkpoint age `/metrics` reports. Every tenant is in it after the first timed pass.
+    cut_times: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl Checkpointer {
@@ -50,11 +53,32 @@ impl Checkpointer {
             signer,
             witness_dir,
             cut_sizes: Mutex::new(HashMap::new()),
+            cut_times: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     pub(crate) fn verifier_key(&self) -> String {
         self.signer.verifier().verifier_key()
+    }
+
+    /// Each known tenant and when its latest checkpoint was cut, in `tenant_id` order.
+    pub(crate) fn latest_checkpoint_times(&self) -> Vec<(String, i64)> {
+        let mut times: Vec<(String, i64)> = self
+            .cut_times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(tenant_id, at_ns)| (tenant_id.clone(), *at_ns))
+            .collect();
+        times.sort();
+        times
+    }
+
+    fn record_cut_time(&self, tenant_id: &str, created_at_ns: i64) {
+        self.cut_times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(tenant_id.to_owned(), created_at_ns);
     }
 
     /// Cuts a checkpoint for every tenant that grew since its last one.
@@ -78,11 +102,13 @@ impl Checkpointer {
         let mut cut_sizes = self.cut_sizes.lock().await;
         let last = match cut_sizes.get(tenant_id) {
             Some(size) => *size,
-            None => self
-                .store
-                .checkpoint(tenant_id, None)
-                .await?
-                .map_or(0, |latest| latest.tree_size),
+            None => {
+                let latest = self.store.checkpoint(tenant_id, None).await?;
+                if let Some(latest) = &latest {
+                    self.record_cut_time(tenant_id, latest.created_at_ns);
+                }
+                latest.map_or(0, |latest| latest.tree_size)
+            }
         };
         if tree_size == 0 || tree_size <= last {
             cut_sizes.insert(tenant_id.to_owned(), last);
@@ -105,6 +131,7 @@ impl Checkpointer {
             write_witness(witness_dir, tenant_id, &checkpoint)?;
         }
         cut_sizes.insert(tenant_id.to_owned(), tree_size);
+        self.record_cut_time(tenant_id, checkpoint.created_at_ns);
         Ok(Some(checkpoint))
     }
 }

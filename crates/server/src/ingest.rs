@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sealtrail_hot::AppendOutcome;
 use sealtrail_model::limits::{BATCH_EVENTS_MAX, BODY_BYTES_MAX};
-use sealtrail_model::{validate_event, PendingEvent};
+use sealtrail_model::{check_events_json, validate_event, PendingEvent};
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
@@ -32,15 +32,48 @@ enum Durability {
     Async,
 }
 
+/// `POST /v1/events`, counted in `/metrics`: events accepted by durability, and refused
+/// requests (with their events, once the body was read) by durability and reason.
 pub(crate) async fn post_events(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Result<Principal, ApiError>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let durability = match params.get("durability").map(String::as_str) {
+        Some("async") => "async",
+        _ => "sync",
+    };
+    let mut events = None;
+    let result = match principal {
+        Ok(principal) => {
+            accept_events(&state, principal, &params, &headers, body, &mut events).await
+        }
+        Err(error) => Err(error),
+    };
+    let metrics = crate::metrics::registry();
+    match &result {
+        Ok(_) => metrics.ingest_accepted(durability, events.unwrap_or(0)),
+        Err(error) => {
+            let reason = crate::metrics::rejection_reason(error);
+            metrics.ingest_rejected(durability, reason, events);
+        }
+    }
+    result
+}
+
+/// The request itself; `events` is set to the request's event count once its body is parsed.
+async fn accept_events(
+    state: &AppState,
+    principal: Principal,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    events_read: &mut Option<usize>,
+) -> Result<Response, ApiError> {
     let mut durability = Durability::Sync;
-    for (name, value) in &params {
+    for (name, value) in params {
         match (name.as_str(), value.as_str()) {
             ("durability", "sync") => durability = Durability::Sync,
             ("durability", "async") => durability = Durability::Async,
@@ -53,10 +86,11 @@ pub(crate) async fn post_events(
             (other, _) => return Err(ApiError::invalid_field(other, "unknown query parameter")),
         }
     }
-    let media_type = body_media_type(&headers, &[JSON, NDJSON])?;
-    let body = read_body(&headers, body).await?;
+    let media_type = body_media_type(headers, &[JSON, NDJSON])?;
+    let body = read_body(headers, body).await?;
     let values = parse_events(media_type, &body)?;
     drop(body);
+    *events_read = Some(values.len());
     let received_at_ns = now_ns();
     let mut errors = Vec::new();
     let mut events = Vec::with_capacity(values.len());
@@ -104,7 +138,7 @@ pub(crate) async fn post_events(
             AppendOutcome::Conflict { index, event_id } => Err(conflict(index, &event_id)),
         },
         Durability::Async => {
-            check_async_conflicts(&state, &request).await?;
+            check_async_conflicts(state, &request).await?;
             let results: Vec<Value> = request
                 .iter()
                 .map(|pending| json!({"event_id": pending.event.event_id, "tenant_id": pending.event.tenant_id}))
@@ -193,12 +227,15 @@ pub(crate) async fn require_json_body(request: Request, next: Next) -> Response 
 }
 
 /// Splits the body into event values: NDJSON by media type, otherwise one object or an array.
+/// What parsing would change silently (a repeated key, an integer beyond 64 bits) is refused,
+/// naming the event and field ([`check_events_json`]).
 fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
     let too_many = || {
         ApiError::TooLarge(format!(
             "a request may hold at most {BATCH_EVENTS_MAX} events"
         ))
     };
+    let mut silently_changed = Vec::new();
     let values = if media_type == NDJSON {
         let mut values = Vec::new();
         for (line_number, line) in body.split(|byte| *byte == b'\n').enumerate() {
@@ -208,7 +245,7 @@ fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
             if values.len() == BATCH_EVENTS_MAX {
                 return Err(too_many());
             }
-            let value = serde_json::from_slice(line).map_err(|error| ApiError::Invalid {
+            let mut value = serde_json::from_slice(line).map_err(|error| ApiError::Invalid {
                 detail: format!("line {}: not valid JSON", line_number + 1),
                 errors: vec![InvalidItem {
                     index: Some(values.len()),
@@ -216,11 +253,21 @@ fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
                     reason: format!("line {}: {error}", line_number + 1),
                 }],
             })?;
+            let index = values.len();
+            silently_changed.extend(
+                check_events_json(line, &mut value)
+                    .into_iter()
+                    .map(|(_, error)| (index, error)),
+            );
             values.push(value);
         }
         values
     } else {
-        match serde_json::from_slice(body) {
+        let parsed = serde_json::from_slice(body).map(|mut value| {
+            silently_changed = check_events_json(body, &mut value);
+            value
+        });
+        match parsed {
             Ok(Value::Array(values)) => values,
             Ok(value @ Value::Object(_)) => vec![value],
             Ok(_) => {
@@ -242,6 +289,24 @@ fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
     }
     if values.len() > BATCH_EVENTS_MAX {
         return Err(too_many());
+    }
+    if !silently_changed.is_empty() {
+        let invalid: std::collections::BTreeSet<_> =
+            silently_changed.iter().map(|(index, _)| *index).collect();
+        return Err(ApiError::Invalid {
+            detail: format!(
+                "{} of the request's events are invalid; nothing was written",
+                invalid.len()
+            ),
+            errors: silently_changed
+                .into_iter()
+                .map(|(index, error)| InvalidItem {
+                    index: Some(index),
+                    field: error.field,
+                    reason: error.reason,
+                })
+                .collect(),
+        });
     }
     Ok(values)
 }

@@ -1,13 +1,15 @@
-//! `POST /v1/keys`: issue an API key. The key is returned once; only its hash is stored.
+//! `POST /v1/keys`: issue an API key, optionally expiring. The key is returned once; only its
+//! hash is stored. `DELETE /v1/keys/{key_id}`: revoke one, effective from the next request.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use sealtrail_hot::Role;
-use sealtrail_model::{check_tenant_id, format_timestamp};
+use sealtrail_model::limits::API_KEY_TTL_DAYS_MAX;
+use sealtrail_model::{check_tenant_id, format_timestamp, parse_timestamp};
 use serde_json::{json, Value};
 
 use crate::auth::{new_api_key, Principal};
@@ -37,6 +39,12 @@ pub(crate) async fn create_key(
         Some(_) => return Err(ApiError::invalid_field("role", "must be a string")),
         None => return Err(ApiError::invalid_field("role", "is required")),
     };
+    let created_at_ns = now_ns();
+    let expires_at_ns = expiry(
+        fields.remove("expires_at"),
+        fields.remove("ttl_seconds"),
+        created_at_ns,
+    )?;
     if let Some(unknown) = fields.keys().next() {
         return Err(ApiError::invalid_field(unknown, "unknown field"));
     }
@@ -52,8 +60,7 @@ pub(crate) async fn create_key(
             "only the platform admin, or an admin key of the same tenant, may create keys".into(),
         ));
     }
-    let created_at_ns = now_ns();
-    let (key, record) = new_api_key(&tenant_id, role, created_at_ns);
+    let (key, record) = new_api_key(&tenant_id, role, created_at_ns, expires_at_ns);
     let key_id = record.key_id.clone();
     state.store.insert_api_key(record).await?;
     Ok((
@@ -64,6 +71,119 @@ pub(crate) async fn create_key(
             "tenant_id": tenant_id,
             "role": role.as_str(),
             "created_at": format_timestamp(created_at_ns),
+            "expires_at": expires_at_ns.map(format_timestamp),
         })),
     ))
+}
+
+/// Longest life of a key, in seconds ([`API_KEY_TTL_DAYS_MAX`] days).
+pub(crate) const API_KEY_TTL_SECS_MAX: i64 = API_KEY_TTL_DAYS_MAX * 86_400;
+const SECOND_NS: i64 = 1_000_000_000;
+
+/// When a key created at `now_ns` expires: `expires_at` (RFC 3339) or `ttl_seconds` (at most
+/// one of them), after now and at most [`API_KEY_TTL_DAYS_MAX`] days ahead; `None` if neither.
+fn expiry(
+    expires_at: Option<Value>,
+    ttl_seconds: Option<Value>,
+    now_ns: i64,
+) -> Result<Option<i64>, ApiError> {
+    let latest_ns = now_ns.saturating_add(API_KEY_TTL_SECS_MAX * SECOND_NS);
+    match (expires_at, ttl_seconds) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ApiError::invalid_field(
+            "ttl_seconds",
+            "give expires_at or ttl_seconds, not both",
+        )),
+        (Some(expires_at), None) => {
+            let Value::String(text) = expires_at else {
+                return Err(ApiError::invalid_field(
+                    "expires_at",
+                    "must be an RFC 3339 timestamp string",
+                ));
+            };
+            let expires_at_ns = parse_timestamp(&text).ok_or_else(|| {
+                ApiError::invalid_field("expires_at", "must be an RFC 3339 timestamp")
+            })?;
+            if expires_at_ns <= now_ns {
+                return Err(ApiError::invalid_field(
+                    "expires_at",
+                    format!(
+                        "must be in the future (now is {})",
+                        format_timestamp(now_ns)
+                    ),
+                ));
+            }
+            if expires_at_ns > latest_ns {
+                return Err(ApiError::invalid_field(
+                    "expires_at",
+                    format!("must be at most {API_KEY_TTL_DAYS_MAX} days ahead"),
+                ));
+            }
+            Ok(Some(expires_at_ns))
+        }
+        (None, Some(ttl_seconds)) => {
+            let ttl = ttl_seconds
+                .as_i64()
+                .filter(|ttl| (1..=API_KEY_TTL_SECS_MAX).contains(ttl))
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "ttl_seconds",
+                        format!(
+                            "must be an integer from 1 to {API_KEY_TTL_SECS_MAX} \
+                             ({API_KEY_TTL_DAYS_MAX} days)"
+                        ),
+                    )
+                })?;
+            Ok(Some(now_ns.saturating_add(ttl * SECOND_NS)))
+        }
+    }
+}
+
+/// Whether `text` has the form of a key id (16 lowercase hex digits, as `new_api_key` makes).
+fn is_key_id(text: &str) -> bool {
+    text.len() == 16
+        && text
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `DELETE /v1/keys/{key_id}`: revokes a key, so that the next request with it gets 401. The
+/// platform admin may revoke any key, a tenant's admin key only its own tenant's keys: any
+/// other key is "not found" to it, exactly as a key that does not exist. Revoking a revoked key
+/// again is a success.
+pub(crate) async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    // The path is not echoed: a caller may have pasted a whole key, secret included.
+    let not_found = || ApiError::NotFound("no such API key".into());
+    if !is_key_id(&key_id) {
+        // Never a stored id: not looked up, so no text of any form reaches the store.
+        return Err(not_found());
+    }
+    match &principal {
+        Principal::PlatformAdmin => {}
+        Principal::Tenant {
+            tenant_id: own,
+            role,
+        } => {
+            if *role != Role::Admin {
+                return Err(ApiError::Forbidden(
+                    "only the platform admin, or an admin key of the key's tenant, may revoke keys"
+                        .into(),
+                ));
+            }
+            match state.store.find_api_key(&key_id).await? {
+                Some(record) if record.tenant_id == *own => {}
+                _ => return Err(not_found()),
+            }
+        }
+    }
+    if state.store.revoke_api_key(&key_id, now_ns()).await? {
+        tracing::info!(key_id, "API key revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
 }

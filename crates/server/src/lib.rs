@@ -10,6 +10,7 @@ mod clock;
 mod ingest;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod problem;
@@ -19,7 +20,7 @@ mod rejections;
 mod retention;
 mod spool;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,11 +30,12 @@ use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use sealtrail_hot::HotStore;
+use sealtrail_model::limits::{CONNECTIONS_MAX, REQUEST_TIMEOUT_MILLIS};
 
-pub use auth::Principal;
+pub use auth::{check_token_strength, Principal};
 use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
 pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGNING_KEY_FILE};
@@ -65,6 +67,15 @@ pub enum Error {
     Query(#[from] sealtrail_query::Error),
     #[error("background task failed: {0}")]
     Task(String),
+    /// A configured token too weak to guard what it opens.
+    #[error("{0}")]
+    WeakToken(String),
+    /// A node of a shared database whose archive is not the one the other nodes use.
+    #[error("{0}")]
+    SharedArchive(String),
+    /// A stored setting that does not decode: reported, never replaced by a default.
+    #[error("{0}")]
+    CorruptSetting(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,8 +85,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// The platform-admin bearer token; generated on first start when absent.
+    /// The platform-admin bearer token; generated on first start when absent. A configured one
+    /// MUST pass [`check_token_strength`], or the server refuses to start.
     pub admin_token: Option<String>,
+    /// A bearer token that opens `GET /metrics` and nothing else (for a Prometheus scraper);
+    /// without it only the platform-admin token does. Same strength rule as the admin token.
+    pub metrics_token: Option<String>,
     /// Where the checkpoint signing key lives; default `<data_dir>/checkpoint-signing.key`,
     /// created on first start.
     pub signing_key_path: Option<PathBuf>,
@@ -109,6 +124,10 @@ impl std::fmt::Debug for ServerConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -122,6 +141,15 @@ pub(crate) struct AppState {
     pipeline: Pipeline,
     auth: Authenticator,
     checkpointer: Arc<Checkpointer>,
+    /// SHA-256 of the metrics token, when one is configured.
+    metrics_token_hash: Option<[u8; 32]>,
+    /// The async spool's directory (its depth is read from it for `/metrics`).
+    spool_dir: PathBuf,
+    /// Connections served at once, bounded by [`CONNECTIONS_MAX`].
+    connections: problem::ConnectionLimit,
+    /// Heavy reads running per tenant, bounded by
+    /// [`QUERIES_PER_TENANT_CONCURRENT_MAX`](sealtrail_model::limits::QUERIES_PER_TENANT_CONCURRENT_MAX).
+    tenant_queries: Arc<query::TenantQuerySlots>,
 }
 
 /// The server's clock, in nanoseconds since the Unix epoch (a test may start it at a fixed
@@ -136,6 +164,12 @@ pub async fn run(
     store: Arc<dyn HotStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    if let Some(token) = &config.admin_token {
+        check_token_strength("SEALTRAIL_ADMIN_TOKEN", token).map_err(Error::WeakToken)?;
+    }
+    if let Some(token) = &config.metrics_token {
+        check_token_strength("SEALTRAIL_METRICS_TOKEN", token).map_err(Error::WeakToken)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -162,14 +196,24 @@ pub async fn run(
         .as_ref()
         .map(sealtrail_archive::Tier::open)
         .transpose()?;
+    let tiers: Vec<&sealtrail_archive::Tier> = std::iter::once(&warm).chain(&cold).collect();
+    lifecycle::check_shared_archive(&*store, &tiers).await?;
     let lifecycle_task = match (config.lifecycle, &cold) {
-        (Some(schedule), Some(cold)) => Some(tokio::spawn(lifecycle::run_schedule(
-            store.clone(),
-            warm.clone(),
-            cold.clone(),
-            load_signer(&signing_key_path)?,
-            schedule,
-        ))),
+        (Some(schedule), Some(cold)) => {
+            let runtime =
+                sealtrail_query::MaintenanceRuntime::new().map_err(|source| Error::Io {
+                    path: "the lifecycle runtime".into(),
+                    source,
+                })?;
+            Some(tokio::spawn(lifecycle::run_schedule(
+                Arc::new(runtime),
+                store.clone(),
+                warm.clone(),
+                cold.clone(),
+                load_signer(&signing_key_path)?,
+                schedule,
+            )))
+        }
         _ => None,
     };
     let query = Arc::new(sealtrail_query::QueryEngine::new(
@@ -193,12 +237,20 @@ pub async fn run(
         refused,
     );
 
+    let connections = problem::ConnectionLimit::new(CONNECTIONS_MAX);
     let state = Arc::new(AppState {
         auth: Authenticator::new(admin_token_hash, store.clone()),
         query,
         store,
         pipeline,
         checkpointer: checkpointer.clone(),
+        metrics_token_hash: config
+            .metrics_token
+            .as_ref()
+            .map(|token| auth::sha256(token.as_bytes())),
+        spool_dir,
+        connections: connections.clone(),
+        tenant_queries: Arc::default(),
     });
     let checkpoint_task = tokio::spawn(checkpoints::run_checkpointer(
         checkpointer.clone(),
@@ -209,22 +261,43 @@ pub async fn run(
     let _ = std::io::stdout().flush();
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "serving");
 
-    axum::serve(problem::ProblemListener(listener), router(state.clone()))
-        .with_graceful_shutdown(shutdown)
+    let listener = problem::ProblemListener {
+        listener,
+        limit: connections,
+    };
+    // Everything after the signal is bounded by one deadline (SHUTDOWN_DRAIN_SECS_MAX).
+    let drain = pipeline::DrainDeadline::new();
+    let serving = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(drain.starts_after(shutdown))
+        .into_future();
+    state
+        .pipeline
+        .serve_until_deadline(serving, &drain)
         .await
         .map_err(|source| Error::Io {
             path: local_addr.to_string(),
             source,
         })?;
     tracing::info!("stopped accepting; draining the ingest pipeline");
-    state.pipeline.shutdown().await?;
+    let drained = state.pipeline.shutdown(drain.deadline()).await?;
     checkpoint_task.abort();
     // Every lifecycle step is crash-safe; an interrupted pass is finished by the next one.
     if let Some(task) = lifecycle_task {
         task.abort();
     }
-    // Seal: the last checkpoint covers every event accepted before shutdown.
-    let sealed = checkpointer.cut_all().await?;
+    // Seal: the last checkpoint covers every event accepted before shutdown. Past the deadline
+    // the next start's checkpoint timer covers them instead.
+    let sealed = match drained {
+        true => tokio::time::timeout_at(drain.deadline(), checkpointer.cut_all())
+            .await
+            .ok(),
+        false => None,
+    };
+    let Some(sealed) = sealed else {
+        tracing::error!("shutdown deadline passed; exiting without a final checkpoint");
+        return Ok(());
+    };
+    let sealed = sealed?;
     tracing::info!(
         checkpoints = sealed,
         "every accepted event is committed and checkpointed; exiting"
@@ -239,6 +312,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/v1/events",
             post(ingest::post_events).get(query::list_events),
@@ -247,6 +321,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/query", post(query::run_sql).layer(json_body()))
         .route("/v1/export", get(query::export))
         .route("/v1/keys", post(keys::create_key).layer(json_body()))
+        .route("/v1/keys/{key_id}", delete(keys::revoke_key))
         .route(
             "/v1/tenants/{tenant_id}/retention",
             get(retention::get_retention).put(retention::put_retention.layer(json_body())),
@@ -270,8 +345,24 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(not_found)
         .with_state(state)
-        // Outermost, so it sees every response, the router's own 405s included.
+        .layer(axum::middleware::from_fn(request_timeout))
+        // Outermost but for the metrics, so it sees every response, the router's own 405s
+        // included.
         .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
+        // Layers of the router run after routing, so the matched route template is known.
+        .layer(axum::middleware::from_fn(metrics::observe_requests))
+}
+
+/// Middleware: a request whose response head is not ready within [`REQUEST_TIMEOUT_MILLIS`] is
+/// answered 503 with Retry-After. Only the head is timed: an export keeps streaming its body
+/// for as long as it keeps sending. A timed-out sync ingest may still commit (its request is
+/// already queued); retrying it with the same `event_id`s stores nothing twice.
+async fn request_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = std::time::Duration::from_millis(REQUEST_TIMEOUT_MILLIS);
+    problem::respond_within(limit, next.run(request)).await
 }
 
 async fn healthz() -> &'static str {
@@ -300,6 +391,19 @@ async fn not_found(uri: axum::http::Uri) -> problem::ApiError {
     )
 }
 
+/// The stored admin token hash. A value that is not a SHA-256 was damaged or edited: starting
+/// with a freshly generated token instead would hide that (and, since the damaged value stays
+/// stored, hand out a token that no other node and no restart accepts), so it stops the start.
+fn stored_admin_token_hash(stored: &[u8]) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(stored).map_err(|_| {
+        Error::CorruptSetting(format!(
+            "the stored setting {ADMIN_TOKEN_SETTING} holds {} bytes, not a 32-byte SHA-256: it \
+             was damaged or edited. Restore it, or set SEALTRAIL_ADMIN_TOKEN",
+            stored.len()
+        ))
+    })
+}
+
 /// Returns the SHA-256 of the admin token: the configured one, else the stored hash of one
 /// generated earlier, else a new one, printed once.
 async fn resolve_admin_token(
@@ -311,9 +415,7 @@ async fn resolve_admin_token(
         return Ok(auth::sha256(token.as_bytes()));
     }
     if let Some(stored) = store.setting(ADMIN_TOKEN_SETTING).await? {
-        if let Ok(hash) = <[u8; 32]>::try_from(stored.as_slice()) {
-            return Ok(hash);
-        }
+        return stored_admin_token_hash(&stored);
     }
     let token = auth::new_admin_token();
     let hash = auth::sha256(token.as_bytes());
@@ -323,9 +425,7 @@ async fn resolve_admin_token(
     {
         // Another start stored one first; use that.
         if let Some(stored) = store.setting(ADMIN_TOKEN_SETTING).await? {
-            if let Ok(hash) = <[u8; 32]>::try_from(stored.as_slice()) {
-                return Ok(hash);
-            }
+            return stored_admin_token_hash(&stored);
         }
     }
     println!(
@@ -337,4 +437,22 @@ async fn resolve_admin_token(
          To choose the token yourself, set SEALTRAIL_ADMIN_TOKEN before starting.\n"
     );
     Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_admin_token_hash_is_reported_not_replaced() {
+        let hash = auth::sha256(b"token");
+        assert_eq!(stored_admin_token_hash(&hash).unwrap(), hash);
+        let error = stored_admin_token_hash(&hash[..3]).unwrap_err();
+        assert!(matches!(error, Error::CorruptSetting(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(ADMIN_TOKEN_SETTING) && message.contains("3 bytes"),
+            "{message}"
+        );
+    }
 }

@@ -9,16 +9,19 @@
 
 use axum::Json;
 use sealtrail_model::limits::{
-    ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX, CHANGES_BYTES_MAX,
-    CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
-    METADATA_BYTES_MAX, QUERIES_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
-    REQUEST_ID_CHARS_MAX, RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX,
-    RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX,
-    SQL_TIMEOUT_MILLIS, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, USER_AGENT_CHARS_MAX,
+    ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX,
+    CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX,
+    JSON_DEPTH_MAX, METADATA_BYTES_MAX, QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX,
+    QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS,
+    RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
+    RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
+    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX,
+    USER_AGENT_CHARS_MAX,
 };
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
+use crate::keys::API_KEY_TTL_SECS_MAX;
 
 pub(crate) async fn document(_principal: Principal) -> Json<Value> {
     Json(build())
@@ -137,9 +140,31 @@ fn exact_filter(name: &str) -> Value {
         "schema": {"type": "string", "minLength": 1}})
 }
 
+/// A JSON value whose integers lie in the 64-bit ranges (docs/FORMAT.md, "Numbers"), checked
+/// `levels` containers deep and anything below. Unrolled rather than recursive, since schema
+/// tools handle recursive references poorly; a number is only refused as an integer out of
+/// range, never for how it is written, which JSON Schema cannot see.
+fn json_value_schema(levels: usize) -> Value {
+    if levels == 0 {
+        return json!({});
+    }
+    let inner = json_value_schema(levels - 1);
+    json!({"anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "number", "not": {"anyOf": [
+            {"type": "integer", "exclusiveMinimum": u64::MAX},
+            {"type": "integer", "exclusiveMaximum": i64::MIN}]}},
+        {"type": "array", "items": inner.clone()},
+        {"type": "object", "additionalProperties": inner}
+    ]})
+}
+
+/// How many container levels of `changes` and `metadata` [`json_value_schema`] spells out.
+const JSON_SCHEMA_LEVELS: usize = 3;
+
 fn event_v1_schema() -> Value {
     let json_member = |bytes_max: usize| {
-        format!("A JSON object (or null: not sent) of at most {bytes_max} bytes as compact JSON, nested at most {JSON_DEPTH_MAX} levels deep (the field itself is level 1).")
+        format!("A JSON object (or null: not sent) of at most {bytes_max} bytes as compact JSON, nested at most {JSON_DEPTH_MAX} levels deep (the field itself is level 1). No object may repeat a key; an integer (a number written without fraction or exponent) must lie in -9223372036854775808..=18446744073709551615 (send larger ones as strings); any other number is stored as the nearest IEEE 754 double. Violations are a 400 naming the field path, e.g. metadata.count (docs/FORMAT.md, \"Numbers\" and \"JSON input rules\").")
     };
     json!({
         "type": "object",
@@ -149,7 +174,7 @@ fn event_v1_schema() -> Value {
         "properties": {
             "event_id": nullable(json!({"allOf": [text_schema(EVENT_ID_CHARS_MAX)], "description": "The client's idempotency key; the server assigns a UUIDv7 when absent."})),
             "timestamp": nullable(json!({"type": "string", "format": "date-time",
-                "description": format!("RFC 3339 with offset; at most {CLOCK_SKEW_SECS_MAX} s ahead of the server's clock and at most {TIMESTAMP_AGE_DAYS_MAX} days behind it (older history goes through `sealtrail import`). Default: the time of receipt.")})),
+                "description": format!("RFC 3339 with offset; at most {CLOCK_SKEW_SECS_MAX} s ahead of the server's clock and at most {TIMESTAMP_AGE_DAYS_MAX} days behind it (older history goes through `sealtrail import`); at most {TIMESTAMP_FRACTION_DIGITS_MAX} fractional-second digits, and no leap second (:60), since instants are kept in nanoseconds. Default: the time of receipt.")})),
             "tenant_id": tenant_id_schema(),
             "actor_id": text_schema(ACTOR_ID_CHARS_MAX),
             "actor_type": {"enum": ["human", "service", "system", null], "default": "human"},
@@ -162,9 +187,12 @@ fn event_v1_schema() -> Value {
             "user_agent": nullable(text_schema(USER_AGENT_CHARS_MAX)),
             "request_id": nullable(text_schema(REQUEST_ID_CHARS_MAX)),
             "changes": {"type": ["object", "null"], "additionalProperties": false,
-                "properties": {"before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]}},
+                "properties": {
+                    "before": {"type": ["object", "null"], "additionalProperties": json_value_schema(JSON_SCHEMA_LEVELS)},
+                    "after": {"type": ["object", "null"], "additionalProperties": json_value_schema(JSON_SCHEMA_LEVELS)}},
                 "description": json_member(CHANGES_BYTES_MAX)},
-            "metadata": {"type": ["object", "null"], "description": json_member(METADATA_BYTES_MAX)}
+            "metadata": {"type": ["object", "null"], "additionalProperties": json_value_schema(JSON_SCHEMA_LEVELS),
+                "description": json_member(METADATA_BYTES_MAX)}
         }
     })
 }
@@ -234,6 +262,11 @@ fn build() -> Value {
         json!({"get": {"summary": "Readiness: store reachable and writer running.", "security": [],
                 "responses": {"200": text_body("Ready."), "503": problem("Not ready.")}}}),
     );
+    paths.insert("/metrics".into(), json!({"get": {
+                "summary": "Operating metrics in the Prometheus text exposition format 0.0.4.",
+                "description": "Needs the metrics token (SEALTRAIL_METRICS_TOKEN) or the platform-admin token; tenant keys get 403, since the figures span every tenant. Ingest counts by durability and reason, request latency by route template, async queue and spool depth, spool records lost to damage, group commit size and duration, checkpoint age per tenant, lifecycle runs and bytes per tier.",
+                "responses": {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": problem("No valid credential."), "403": problem("A tenant key.")}}}));
     paths.insert("/openapi.json".into(), json!({"get": {"summary": "This document.", "responses": {
                 "200": json_body("OpenAPI 3.1 document.", json!({"type": "object"})), "401": problem("No valid key.")}}}));
     paths.insert("/v1/events".into(), json!({
@@ -252,7 +285,7 @@ fn build() -> Value {
                             "properties": {"accepted": {"type": "integer", "minimum": 1}, "results": {"type": "array", "items": {
                                 "type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id"],
                                 "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}}}}}})),
-                        "400": problem("Invalid events; each listed with index, field and reason."),
+                        "400": problem("Invalid events; each listed with index, field and reason. Also what parsing would silently change: a key repeated in one object, or an integer beyond the 64-bit ranges, named by its field path (metadata.count, metadata.items[2])."),
                         "401": problem("No valid key."), "403": problem("Key not allowed for this tenant or role."),
                         "409": problem("event_id reused with different content."),
                         "413": problem("Too many events or too many bytes."),
@@ -285,6 +318,7 @@ fn build() -> Value {
                         "rows": {"type": "array", "items": {"type": "object"}}, "row_count": {"type": "integer", "minimum": 0}, "truncated": {"type": "boolean"}}})),
                     "400": problem("The SQL does not parse, names something other than events, is not a read, or ran out of time (field sql)."),
                     "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads."),
+                    "429": problem(&format!("The caller's tenant already runs {QUERIES_PER_TENANT_CONCURRENT_MAX} SQL queries or exports; retry after Retry-After seconds.")),
                     "503": problem(&format!("{QUERIES_CONCURRENT_MAX} SQL queries and exports already run; retry after Retry-After seconds."))
                 }
             }}));
@@ -294,6 +328,7 @@ fn build() -> Value {
                     timestamp_query("from", "RFC 3339, inclusive."), timestamp_query("to", "RFC 3339, exclusive; must be later than from.")],
                 "responses": {"200": {"description": "One StoredEvent JSON object per line.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
                     "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
+                    "429": problem(&format!("The caller's tenant already runs {QUERIES_PER_TENANT_CONCURRENT_MAX} SQL queries or exports; retry after Retry-After seconds.")),
                     "503": problem(&format!("{QUERIES_CONCURRENT_MAX} SQL queries and exports already run; retry after Retry-After seconds."))}
             }}));
     paths.insert("/v1/events/{event_id}".into(), json!({"get": {
@@ -343,15 +378,28 @@ fn build() -> Value {
                     "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
             }}));
     paths.insert("/v1/keys".into(), json!({"post": {
-                "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once.",
+                "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once. It may be given an expiry, by expires_at or by ttl_seconds (not both), at most API_KEY_TTL_DAYS_MAX days ahead; without one it works until revoked.",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id", "role"],
                     "additionalProperties": false,
-                    "properties": {"tenant_id": tenant_id_schema(), "role": {"enum": ["ingest", "reader", "admin"]}}}}}},
-                "responses": {"201": json_body("The new key.", json!({"type": "object", "required": ["key", "key_id", "tenant_id", "role", "created_at"],
+                    "properties": {"tenant_id": tenant_id_schema(), "role": {"enum": ["ingest", "reader", "admin"]},
+                        "expires_at": {"type": "string", "format": "date-time",
+                            "description": format!("When the key stops working (RFC 3339): after now, at most {API_KEY_TTL_DAYS_MAX} days ahead. Not together with ttl_seconds.")},
+                        "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": API_KEY_TTL_SECS_MAX,
+                            "description": "Seconds from now until the key stops working. Not together with expires_at."}}}}}},
+                "responses": {"201": json_body("The new key.", json!({"type": "object", "required": ["key", "key_id", "tenant_id", "role", "created_at", "expires_at"],
                         "properties": {"key": {"type": "string"}, "key_id": {"type": "string"}, "tenant_id": {"type": "string"},
-                            "role": {"enum": ["ingest", "reader", "admin"]}, "created_at": {"type": "string", "format": "date-time"}}})),
-                    "400": problem("Bad tenant_id or role."), "401": problem("No valid key."),
+                            "role": {"enum": ["ingest", "reader", "admin"]}, "created_at": {"type": "string", "format": "date-time"},
+                            "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "null: the key does not expire."}}})),
+                    "400": problem("Bad tenant_id, role, expires_at or ttl_seconds (errors[].field names it)."), "401": problem("No valid key."),
                     "403": problem("Not allowed to create keys for this tenant."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
+            }}));
+    paths.insert("/v1/keys/{key_id}".into(), json!({"delete": {
+                "summary": "Revoke an API key: the next request with it gets 401. The platform admin may revoke any key; a tenant admin key only keys of its own tenant (any other key is 404, as an unknown one). Revoking a revoked key again succeeds.",
+                "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"},
+                    "description": "The key's id: the part between `stk_` and the next `_` of the key."}],
+                "responses": {"204": {"description": "Revoked (or already revoked)."},
+                    "401": problem("No valid key."), "403": problem("A tenant key without the admin role."),
+                    "404": problem("No such key, or a key of another tenant.")}
             }}));
     paths.insert("/v1/tenants/{tenant_id}/rejected-events".into(), json!({"get": {
         "summary": "Async requests the store refused after their 202 (an event_id already stored with other content): the most recent ones, oldest first, and how many in all.",
@@ -398,10 +446,11 @@ fn build() -> Value {
         "info": {
             "title": "Sealtrail",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Tamper-evident audit trail service. Every /v1 endpoint needs `Authorization: Bearer <key>`. Every error is an RFC 9457 application/problem+json document naming the field or reason."
+            "description": format!("Tamper-evident audit trail service. Every /v1 endpoint needs `Authorization: Bearer <key>`. Every error is an RFC 9457 application/problem+json document naming the field or reason. A request whose response has not begun within {REQUEST_TIMEOUT_MILLIS} ms is answered 503 with Retry-After (a streamed export is not cut once it has begun).")
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "An API key (stk_<key_id>_<secret>) or the platform-admin token. A revoked or expired key gets 401 whose detail says which."}},
             "schemas": {
                 "Problem": {
                     "type": "object",

@@ -18,6 +18,7 @@
 //! [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX) events) at once or are refused (503). Memory is bounded by those permits.
 //! The channel itself is unbounded only because the permits already bound it.
 
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use sealtrail_hot::{AppendOutcome, AppendRequest, HotStore};
 use sealtrail_model::limits::{
-    GROUP_COMMIT_EVENTS_MAX, SPOOL_FSYNC_INTERVAL_MILLIS, SYNC_ADMIT_WAIT_MILLIS_MAX,
-    SYNC_INFLIGHT_EVENTS_MAX,
+    GROUP_COMMIT_EVENTS_MAX, SHUTDOWN_DRAIN_SECS_MAX, SHUTDOWN_REFUSALS_MILLIS_MAX,
+    SPOOL_FSYNC_INTERVAL_MILLIS, SYNC_ADMIT_WAIT_MILLIS_MAX, SYNC_INFLIGHT_EVENTS_MAX,
 };
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -66,6 +67,7 @@ pub(crate) struct Pipeline {
     lanes: Vec<mpsc::UnboundedSender<Job>>,
     sync_permits: Arc<Semaphore>,
     async_permits: Arc<Semaphore>,
+    async_capacity_events: usize,
     spool: Arc<Spool>,
     /// Per lane: whether its last commit succeeded. One lane's success must not hide another
     /// lane's failing store calls.
@@ -134,6 +136,7 @@ impl Pipeline {
             lanes,
             sync_permits: Arc::new(Semaphore::new(SYNC_INFLIGHT_EVENTS_MAX)),
             async_permits: Arc::new(Semaphore::new(async_queue_events_max)),
+            async_capacity_events: async_queue_events_max,
             spool,
             healthy,
             writers: std::sync::Mutex::new(writers),
@@ -147,6 +150,22 @@ impl Pipeline {
             .iter()
             .all(|healthy| healthy.load(Ordering::Relaxed))
             && self.lanes.iter().all(|lane| !lane.is_closed())
+    }
+
+    /// Async events acknowledged and not yet committed (for `/metrics`).
+    pub(crate) fn async_queued_events(&self) -> usize {
+        self.async_capacity_events - self.async_permits.available_permits()
+    }
+
+    /// The async queue's capacity in events.
+    pub(crate) fn async_capacity_events(&self) -> usize {
+        self.async_capacity_events
+    }
+
+    /// Spooled records an earlier process acknowledged that could not be read back at start
+    /// (damaged on disk; see `spool.rs`), for `/metrics`.
+    pub(crate) fn spool_lost_records(&self) -> u64 {
+        self.spool.lost_records()
     }
 
     /// The queue of the lane that commits `request`.
@@ -204,11 +223,53 @@ impl Pipeline {
             .map_err(|_| Refusal::Unavailable)
     }
 
-    /// Drains every queued request of every lane into the store and stops the writers. Call
-    /// after the HTTP server stopped accepting and finished its in-flight requests.
-    pub(crate) async fn shutdown(&self) -> Result<()> {
-        // Every lane gets its Shutdown first, so the lanes drain in parallel; each answers once
-        // everything queued before it is committed (async requests retry until they are).
+    /// Drains every queued request of every lane into the store and stops the writers, by
+    /// `deadline`. Call after the HTTP server stopped accepting and finished its in-flight
+    /// requests. Returns whether everything drained; past the deadline the writers are
+    /// abandoned: async requests not yet committed stay in the spool (they are replayed on the
+    /// next start) and sync callers still waiting get 503.
+    pub(crate) async fn shutdown(&self, deadline: tokio::time::Instant) -> Result<bool> {
+        // Past the deadline the writers may already be abandoned (`serve_until_deadline`), and
+        // lanes without a writer would look drained at once.
+        let drained = tokio::time::Instant::now() < deadline
+            && tokio::time::timeout_at(deadline, self.drain_lanes())
+                .await
+                .is_ok();
+        if !drained {
+            tracing::error!(
+                seconds = SHUTDOWN_DRAIN_SECS_MAX,
+                "the ingest pipeline did not drain before the shutdown deadline; uncommitted \
+                 async requests stay in the spool and are replayed on the next start"
+            );
+            self.abandon();
+        }
+        let writers =
+            std::mem::take(&mut *self.writers.lock().expect("writer handle lock poisoned"));
+        for writer in writers {
+            match writer.await {
+                Ok(()) => {}
+                Err(join) if join.is_cancelled() => {}
+                Err(join) => return Err(Error::Task(join.to_string())),
+            }
+        }
+        self.syncer.abort();
+        // `close` fsyncs: on the blocking pool, not a runtime worker.
+        let spool = self.spool.clone();
+        let pending = tokio::task::spawn_blocking(move || spool.close())
+            .await
+            .map_err(|join| Error::Task(join.to_string()))??;
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "async requests remain in the spool; they are replayed on the next start"
+            );
+        }
+        Ok(drained)
+    }
+
+    /// Sends every lane its Shutdown first, so the lanes drain in parallel; each answers once
+    /// everything queued before it is committed (async requests retry until they are).
+    async fn drain_lanes(&self) {
         let mut finished = Vec::with_capacity(self.lanes.len());
         for lane in &self.lanes {
             let (done, lane_finished) = oneshot::channel();
@@ -219,20 +280,107 @@ impl Pipeline {
         for lane_finished in finished {
             let _ = lane_finished.await;
         }
-        let writers =
-            std::mem::take(&mut *self.writers.lock().expect("writer handle lock poisoned"));
-        for writer in writers {
-            writer.await.map_err(|join| Error::Task(join.to_string()))?;
+    }
+
+    /// Stops every writer where it is. Every queued or half-committed job is dropped with its
+    /// reply: a sync caller still waiting gets 503 (`Refusal::Unavailable`); an async request
+    /// stays in the spool, uncommitted, for the next start. A commit the store had already begun
+    /// may still land; its replay or the client's retry is idempotent.
+    fn abandon(&self) {
+        for writer in self
+            .writers
+            .lock()
+            .expect("writer handle lock poisoned")
+            .iter()
+        {
+            writer.abort();
         }
-        self.syncer.abort();
-        let pending = self.spool.close()?;
-        if pending > 0 {
-            tracing::warn!(
-                pending,
-                "async requests remain in the spool; they are replayed on the next start"
-            );
+    }
+
+    /// Runs `serving` (the HTTP server with its graceful shutdown) to its end: normally once the
+    /// shutdown signal came and in-flight requests finished. Requests still in flight at the
+    /// shutdown deadline are refused: the pipeline is abandoned, so sync callers waiting on it
+    /// get 503, and they get [`SHUTDOWN_REFUSALS_MILLIS_MAX`] to send that answer before their
+    /// connections are closed.
+    pub(crate) async fn serve_until_deadline(
+        &self,
+        serving: impl Future<Output = std::io::Result<()>>,
+        drain: &DrainDeadline,
+    ) -> std::io::Result<()> {
+        let mut serving = std::pin::pin!(serving);
+        tokio::select! {
+            served = &mut serving => return served,
+            () = drain.passed() => {}
         }
-        Ok(())
+        tracing::error!(
+            seconds = SHUTDOWN_DRAIN_SECS_MAX,
+            "requests still in flight at the shutdown deadline; refusing them"
+        );
+        self.abandon();
+        let answered = Duration::from_millis(SHUTDOWN_REFUSALS_MILLIS_MAX);
+        tokio::time::timeout(answered, serving)
+            .await
+            .unwrap_or(Ok(()))
+    }
+}
+
+/// When an orderly shutdown must be over: [`SHUTDOWN_DRAIN_SECS_MAX`] after the shutdown
+/// signal. Before the signal there is no deadline.
+#[derive(Debug, Clone)]
+pub(crate) struct DrainDeadline {
+    at: Arc<tokio::sync::watch::Sender<Option<tokio::time::Instant>>>,
+    limit: Duration,
+}
+
+impl DrainDeadline {
+    /// A deadline [`SHUTDOWN_DRAIN_SECS_MAX`] after the signal.
+    pub(crate) fn new() -> Self {
+        Self::after(Duration::from_secs(SHUTDOWN_DRAIN_SECS_MAX))
+    }
+
+    fn after(limit: Duration) -> Self {
+        DrainDeadline {
+            at: Arc::new(tokio::sync::watch::Sender::new(None)),
+            limit,
+        }
+    }
+
+    /// Resolves when `shutdown` does, and starts the clock.
+    pub(crate) fn starts_after(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let deadline = self.clone();
+        async move {
+            shutdown.await;
+            deadline.start();
+        }
+    }
+
+    /// Starts the clock, unless it already runs; returns the deadline.
+    fn start(&self) -> tokio::time::Instant {
+        let limit = self.limit;
+        self.at.send_if_modified(|at| {
+            let unset = at.is_none();
+            at.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+            unset
+        });
+        self.at.borrow().expect("just set")
+    }
+
+    /// The deadline (starting the clock if the signal never came).
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        self.start()
+    }
+
+    /// Resolves once the deadline has passed; never before the shutdown signal.
+    async fn passed(&self) {
+        let mut started = self.at.subscribe();
+        let at = match started.wait_for(Option::is_some).await {
+            Ok(at) => at.expect("waited for it"),
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -240,18 +388,20 @@ impl Pipeline {
 /// idempotent: every spooled event carries its final `event_id`, so one already committed is
 /// not stored twice. A request the store refuses does not stop the start: it is written to the
 /// new spool (and synced) before the old segments go, and returned for the pipeline to retry.
+/// A leftover segment goes only once each of its intact requests is committed or spooled again:
+/// an intact one is deleted, a damaged one renamed aside (`Spool::retire_replayed`).
 pub(crate) async fn replay_spool(
     store: &dyn HotStore,
     spool: &Spool,
     leftovers: crate::spool::Leftovers,
 ) -> Result<Vec<(AppendRequest, SpoolTicket)>> {
-    let mut paths = Vec::new();
+    let mut retired = Vec::with_capacity(leftovers.len());
     let mut replayed = 0usize;
     let mut refused = Vec::new();
-    for (path, requests) in leftovers {
+    for segment in leftovers {
         let mut group = Vec::new();
         let mut events = 0;
-        for request in requests {
+        for request in segment.requests {
             events += request.len();
             replayed += request.len();
             group.push(request);
@@ -263,19 +413,24 @@ pub(crate) async fn replay_spool(
         if !group.is_empty() {
             refused.extend(replay_group(store, group).await);
         }
-        paths.push(path);
+        retired.push((segment.path, segment.damaged));
     }
     let mut kept = Vec::with_capacity(refused.len());
     for request in refused {
         let ticket = spool.append(&request)?;
         kept.push((request, ticket));
     }
+    // Before serving, so no append waits on these fsyncs.
     spool.sync()?;
-    spool.remove_replayed(&paths)?;
-    if replayed > 0 {
+    spool.retire_replayed(&retired)?;
+    let recovery = spool.recovery();
+    if replayed > 0 || recovery.lost > 0 {
         tracing::info!(
             events = replayed,
             refused_requests = kept.len(),
+            segments = recovery.segments,
+            lost_records = recovery.lost,
+            damaged_segments = recovery.damaged_segments,
             "replayed the async spool"
         );
     }
@@ -461,7 +616,11 @@ async fn commit_group(
         replies.push((reply, permit));
     }
     let batch = Arc::new(batch);
-    let error = match store.append(batch.clone()).await {
+    let started = std::time::Instant::now();
+    let appended = store.append(batch.clone()).await;
+    let events = batch.iter().map(Vec::len).sum();
+    crate::metrics::registry().group_commit(events, started.elapsed(), appended.is_ok());
+    let error = match appended {
         Ok(outcomes) => {
             healthy.store(true, Ordering::Relaxed);
             for ((reply, _permit), (outcome, request)) in replies
@@ -578,7 +737,10 @@ mod tests {
 
     use async_trait::async_trait;
     use sealtrail_hot::conformance::test_event;
-    use sealtrail_hot::{ApiKeyRecord, EventQuery, ExistingEvent, StoredCheckpoint};
+    use sealtrail_hot::{
+        ApiKeyRecord, CheckpointStore, EventQuery, EventStore, ExistingEvent, LifecycleStore,
+        SettingsStore, StoredCheckpoint, TreeStore,
+    };
     use sealtrail_ledger::ChainHead;
     use sealtrail_model::{EventReceipt, StoredEvent};
 
@@ -593,6 +755,8 @@ mod tests {
         most_running: AtomicUsize,
         seqs: std::sync::Mutex<HashMap<String, u64>>,
         settings: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+        /// When set, appends never finish (a hung store).
+        hang: AtomicBool,
     }
 
     impl SlowStore {
@@ -603,16 +767,37 @@ mod tests {
                 most_running: AtomicUsize::new(0),
                 seqs: std::sync::Mutex::new(HashMap::new()),
                 settings: std::sync::Mutex::new(HashMap::new()),
+                hang: AtomicBool::new(false),
             }
         }
     }
 
+    // The pipeline never verifies; a test store has no log to read.
     #[async_trait]
-    impl HotStore for SlowStore {
+    impl sealtrail_hot::LogSource for SlowStore {
+        async fn known_tenants(&self) -> sealtrail_hot::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+
+        async fn snapshot(
+            &self,
+            _tenant_id: &str,
+        ) -> sealtrail_hot::Result<Box<dyn sealtrail_hot::TenantSnapshot>> {
+            Err(sealtrail_hot::Error::Task(
+                "a test store keeps no log".into(),
+            ))
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for SlowStore {
         async fn append(
             &self,
             batch: Arc<Vec<AppendRequest>>,
         ) -> sealtrail_hot::Result<Vec<AppendOutcome>> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_running.fetch_max(running, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -675,14 +860,6 @@ mod tests {
             Ok(Vec::new())
         }
 
-        async fn insert_api_key(&self, _key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
-            Ok(())
-        }
-
-        async fn find_api_key(&self, _key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
-            Ok(None)
-        }
-
         async fn tenant_heads(&self) -> sealtrail_hot::Result<Vec<(String, Option<ChainHead>)>> {
             Ok(Vec::new())
         }
@@ -699,7 +876,10 @@ mod tests {
         async fn chain_heads(&self) -> sealtrail_hot::Result<Vec<(String, ChainHead)>> {
             Ok(Vec::new())
         }
+    }
 
+    #[async_trait]
+    impl TreeStore for SlowStore {
         async fn merkle_block(
             &self,
             _tenant_id: &str,
@@ -708,7 +888,10 @@ mod tests {
         ) -> sealtrail_hot::Result<Vec<[u8; 32]>> {
             Ok(Vec::new())
         }
+    }
 
+    #[async_trait]
+    impl CheckpointStore for SlowStore {
         async fn insert_checkpoint(
             &self,
             _tenant_id: &str,
@@ -723,6 +906,25 @@ mod tests {
             _tree_size: Option<u64>,
         ) -> sealtrail_hot::Result<Option<StoredCheckpoint>> {
             Ok(None)
+        }
+    }
+
+    #[async_trait]
+    impl SettingsStore for SlowStore {
+        async fn insert_api_key(&self, _key: ApiKeyRecord) -> sealtrail_hot::Result<()> {
+            Ok(())
+        }
+
+        async fn find_api_key(&self, _key_id: &str) -> sealtrail_hot::Result<Option<ApiKeyRecord>> {
+            Ok(None)
+        }
+
+        async fn revoke_api_key(
+            &self,
+            _key_id: &str,
+            _revoked_at_ns: i64,
+        ) -> sealtrail_hot::Result<bool> {
+            Ok(false)
         }
 
         async fn setting(&self, name: &str) -> sealtrail_hot::Result<Option<Vec<u8>>> {
@@ -741,7 +943,10 @@ mod tests {
             self.settings.lock().unwrap().insert(name.to_owned(), value);
             Ok(())
         }
+    }
 
+    #[async_trait]
+    impl LifecycleStore for SlowStore {
         async fn hot_prefix_older_than(
             &self,
             _tenant_id: &str,
@@ -770,6 +975,11 @@ mod tests {
         ) -> sealtrail_hot::Result<u64> {
             Ok(0)
         }
+    }
+
+    /// A shutdown deadline no test reaches.
+    fn far_deadline() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(600)
     }
 
     fn request(tenant_id: &str, first: u64, events: u64) -> AppendRequest {
@@ -838,7 +1048,7 @@ mod tests {
         for tenant_id in &tenants {
             pipeline.submit_async(request(tenant_id, 5, 1)).unwrap();
         }
-        pipeline.shutdown().await.unwrap();
+        assert!(pipeline.shutdown(far_deadline()).await.unwrap());
         let seqs = store.seqs.lock().unwrap();
         for tenant_id in &tenants {
             assert_eq!(
@@ -861,7 +1071,7 @@ mod tests {
         refused[1].event.event_id = "conflict-1".into();
         pipeline.submit_async(refused).unwrap();
         pipeline.submit_async(request("acme", 10, 2)).unwrap();
-        pipeline.shutdown().await.unwrap();
+        assert!(pipeline.shutdown(far_deadline()).await.unwrap());
 
         let stored = store
             .setting("async_rejections/acme")
@@ -881,5 +1091,101 @@ mod tests {
         // The other request committed, and the refused one left the spool: it is answered.
         assert_eq!(store.seqs.lock().unwrap().get("acme"), Some(&2));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_shutdown_deadline_sync_callers_get_503_and_async_requests_stay_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path()).unwrap();
+        let store = Arc::new(SlowStore::new(1));
+        store.hang.store(true, Ordering::SeqCst);
+        let pipeline = Arc::new(Pipeline::start(
+            store.clone(),
+            Arc::new(spool),
+            1_000,
+            Vec::new(),
+        ));
+        let spooled = request("acme", 0, 2);
+        pipeline.submit_async(spooled.clone()).unwrap();
+        // A sync request in flight when the signal comes: the hung store never answers it.
+        let in_flight = {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move { pipeline.submit_sync(request("acme", 2, 1)).await })
+        };
+
+        let limit = Duration::from_millis(300);
+        let drain = DrainDeadline::after(limit);
+        let signal = drain.starts_after(async {});
+        // Like axum's graceful shutdown: after the signal, wait for the in-flight request.
+        let (answer_sender, mut answer) = oneshot::channel();
+        let serving = async move {
+            signal.await;
+            let _ = answer_sender.send(in_flight.await.unwrap());
+            Ok(())
+        };
+        let started = tokio::time::Instant::now();
+        pipeline
+            .serve_until_deadline(serving, &drain)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= limit, "not before the deadline");
+        let answer = answer
+            .try_recv()
+            .expect("the in-flight request was answered");
+        assert!(
+            matches!(answer, Err(Refusal::Unavailable)),
+            "503: {answer:?}"
+        );
+
+        // The drain is over at once: the deadline has passed.
+        assert!(!pipeline.shutdown(drain.deadline()).await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(matches!(
+            pipeline.submit_sync(request("acme", 3, 1)).await,
+            Err(Refusal::Unavailable)
+        ));
+        assert_eq!(store.seqs.lock().unwrap().get("acme"), None);
+
+        // The acknowledged async request waits in the spool for the next start.
+        drop(pipeline);
+        let (_, leftovers) = Spool::open(dir.path()).unwrap();
+        let replayed: Vec<_> = leftovers
+            .into_iter()
+            .flat_map(|segment| segment.requests)
+            .collect();
+        assert_eq!(replayed, vec![spooled]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_segment_is_replayed_then_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let written: Vec<_> = (0..6).map(|n| request("acme", n * 2, 2)).collect();
+        {
+            let (spool, _) = Spool::open(dir.path()).unwrap();
+            for request in &written {
+                spool.append(request).unwrap();
+            }
+        }
+        // Flip one byte inside the third record's payload (a JSON `event_id` character).
+        let path = dir.path().join("000000000001.spool");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let needle = b"acme-4";
+        let at = bytes
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .unwrap();
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (spool, leftovers) = Spool::open(dir.path()).unwrap();
+        let store = SlowStore::new(1);
+        let refused = replay_spool(&store, &spool, leftovers).await.unwrap();
+        assert!(refused.is_empty());
+        assert_eq!(spool.lost_records(), 1);
+        // Five intact requests, ten events, committed once each.
+        assert_eq!(store.seqs.lock().unwrap().get("acme"), Some(&10));
+        assert!(!path.exists());
+        let aside = dir.path().join("000000000001.spool.damaged");
+        assert_eq!(std::fs::read(aside).unwrap(), bytes);
     }
 }

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
@@ -22,6 +23,7 @@ use sealtrail_model::limits::RETRY_AFTER_SECS;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One invalid item of a request: which event (for ingest), which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +39,10 @@ pub struct InvalidItem {
 pub enum ApiError {
     #[error("a valid API key is required (Authorization: Bearer <key>)")]
     Unauthorized,
+    /// A key whose secret matched but that no longer authenticates (revoked, expired): 401,
+    /// saying which, by key id.
+    #[error("{0}")]
+    KeyRefused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{detail}")]
@@ -63,6 +69,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Overloaded(String),
+    /// The caller already runs as many of these calls as one tenant may (429, Retry-After).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -105,7 +114,9 @@ impl ApiError {
     fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Refused { status, .. } => refused_kind(*status),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Unauthorized | ApiError::KeyRefused(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::Invalid { .. } => (
                 StatusCode::BAD_REQUEST,
@@ -127,6 +138,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
                 "Service overloaded",
+            ),
+            ApiError::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -165,10 +181,10 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::KeyRefused(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded(_) => {
+            ApiError::Overloaded(_) | ApiError::TooManyRequests(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             _ => {}
@@ -208,6 +224,7 @@ fn refused_kind(status: StatusCode) -> (StatusCode, &'static str, &'static str) 
             ("header-fields-too-large", "Request header fields too large")
         }
         StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Service unavailable"),
+        StatusCode::TOO_MANY_REQUESTS => ("too-many-requests", "Too many requests"),
         status if status.is_server_error() => ("internal", "Internal error"),
         _ => ("invalid-request", "Request refused"),
     };
@@ -281,28 +298,75 @@ pub(crate) async fn problem_for_bare_errors(request: Request, next: Next) -> Res
     Response::from_parts(parts, Body::from(body))
 }
 
+/// `response`, or a 503 with Retry-After when its head is not ready within `limit`. Only the
+/// head is timed: a body streamed after it (an export) runs for as long as it keeps sending.
+pub(crate) async fn respond_within(
+    limit: std::time::Duration,
+    response: impl std::future::Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(limit, response).await {
+        Ok(response) => response,
+        Err(_elapsed) => ApiError::Overloaded(format!(
+            "the request did not complete within {} ms; retry later",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
+/// The bound on connections served at once ([`CONNECTIONS_MAX`] in the server): a permit per
+/// open connection, held by its [`ProblemIo`] until the connection closes.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    pub(crate) fn new(max: usize) -> Self {
+        ConnectionLimit {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// Connections being served now.
+    pub(crate) fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+}
+
 /// The listener the server accepts on: plain TCP, with every connection wrapped in
-/// [`ProblemIo`].
+/// [`ProblemIo`]. At the connection limit it stops accepting until a connection closes, so
+/// further clients wait in the kernel's accept backlog instead of being served half-way.
 #[derive(Debug)]
-pub(crate) struct ProblemListener(pub(crate) TcpListener);
+pub(crate) struct ProblemListener {
+    pub(crate) listener: TcpListener,
+    pub(crate) limit: ConnectionLimit,
+}
 
 impl axum::serve::Listener for ProblemListener {
     type Io = ProblemIo;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let permit = Arc::clone(&self.limit.permits)
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
         (
             ProblemIo {
                 stream,
                 replacement: None,
+                _permit: permit,
             },
             addr,
         )
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -320,6 +384,8 @@ pub(crate) struct ProblemIo {
     /// The replacement being written: its bytes, how many are written, and the length of the
     /// buffer it replaces (reported to hyper once all of it is written).
     replacement: Option<(Vec<u8>, usize, usize)>,
+    /// This connection's place under the connection limit, given back when it closes.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// The problem response that replaces `head` when it is one of hyper's automatic error answers.
@@ -437,5 +503,76 @@ impl From<sealtrail_query::Error> for ApiError {
         } else {
             ApiError::internal(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::serve::Listener;
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A slow handler is cut at the limit with a 503 problem; a response whose head is ready in
+    /// time keeps streaming its body past the limit.
+    #[tokio::test]
+    async fn only_the_response_head_is_timed() {
+        let limit = Duration::from_millis(50);
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Response::new(Body::empty())
+        };
+        let response = respond_within(limit, slow).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+
+        let chunks = futures::stream::iter(0..4).then(|chunk| async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Ok::<_, std::io::Error>(format!("chunk {chunk}\n"))
+        });
+        let streaming = async { Response::new(Body::from_stream(chunks)) };
+        let started = std::time::Instant::now();
+        let response = respond_within(limit, streaming).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert!(started.elapsed() > limit, "the body outlived the limit");
+        assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
+    }
+
+    /// At the limit the listener accepts nothing more until a served connection closes; the
+    /// waiting client is already connected (in the kernel's backlog) and is served then.
+    #[tokio::test]
+    async fn connections_over_the_limit_wait_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = ConnectionLimit::new(1);
+        let mut listener = ProblemListener {
+            listener,
+            limit: limit.clone(),
+        };
+        let _first_client = TcpStream::connect(addr).await.unwrap();
+        let (first, _) = listener.accept().await;
+        assert_eq!(limit.open(), 1);
+        let _second_client = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(
+            waiting.is_err(),
+            "a second connection was accepted over the limit"
+        );
+        drop(first);
+        assert_eq!(limit.open(), 0);
+        let (second, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the waiting connection is accepted once the first closes");
+        assert_eq!(limit.open(), 1);
+        drop(second);
     }
 }

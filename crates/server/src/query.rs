@@ -5,6 +5,11 @@
 //! cursor is the last `seq` returned. New events always get a higher `seq`, so paging never skips
 //! or repeats an event while others arrive: descending pages never see them, ascending pages see
 //! them at the end.
+//!
+//! `POST /v1/query` and `GET /v1/export` are heavy reads: at most
+//! [`QUERIES_PER_TENANT_CONCURRENT_MAX`] per tenant at once (429 with Retry-After beyond, from
+//! [`TenantQuerySlots`]) and at most `QUERIES_CONCURRENT_MAX` across the process (503, from the
+//! query engine). An export holds its tenant's slot until its last byte is handed over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +23,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::TryStreamExt;
 use sealtrail_hot::{EventQuery, Order};
-use sealtrail_model::limits::{QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX};
+use sealtrail_model::limits::{
+    QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX,
+};
 use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
 use sealtrail_query::SqlResult;
 use serde::{Deserialize, Serialize};
@@ -28,6 +35,58 @@ use crate::problem::ApiError;
 use crate::AppState;
 
 const CURSOR_VERSION: &str = "c1";
+
+/// Heavy reads (`POST /v1/query`, `GET /v1/export`) running per tenant.
+#[derive(Debug, Default)]
+pub(crate) struct TenantQuerySlots {
+    running: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One tenant's running heavy read; its slot is given back when this is dropped.
+#[derive(Debug)]
+pub(crate) struct TenantQuerySlot {
+    slots: Arc<TenantQuerySlots>,
+    tenant_id: String,
+}
+
+impl TenantQuerySlots {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for one heavy read of `tenant_id`, or 429 when the tenant already runs
+    /// [`QUERIES_PER_TENANT_CONCURRENT_MAX`].
+    pub(crate) fn admit(self: &Arc<Self>, tenant_id: &str) -> Result<TenantQuerySlot, ApiError> {
+        let mut running = self.running();
+        let count = running.entry(tenant_id.to_owned()).or_default();
+        if *count >= QUERIES_PER_TENANT_CONCURRENT_MAX {
+            return Err(ApiError::TooManyRequests(format!(
+                "tenant {tenant_id} already runs {QUERIES_PER_TENANT_CONCURRENT_MAX} SQL \
+                 queries or exports, the most one tenant may run at once; retry after the \
+                 indicated delay"
+            )));
+        }
+        *count += 1;
+        Ok(TenantQuerySlot {
+            slots: Arc::clone(self),
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for TenantQuerySlot {
+    fn drop(&mut self) {
+        let mut running = self.slots.running();
+        if let Some(count) = running.get_mut(&self.tenant_id) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.tenant_id);
+            }
+        }
+    }
+}
 
 /// One page of `GET /v1/events`.
 #[derive(Debug, Serialize)]
@@ -179,6 +238,7 @@ pub(crate) async fn run_sql(
         ));
     }
     let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
+    let _slot = state.tenant_queries.admit(&tenant_id)?;
     let result = state.query.sql(&tenant_id, &request.sql).await;
     Ok(Json(result.map_err(heavy_read_error)?))
 }
@@ -218,11 +278,17 @@ pub(crate) async fn export(
         }
     }
     let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
+    let slot = state.tenant_queries.admit(&tenant_id)?;
     let chunks = state
         .query
         .export(tenant_id, from_ns, to_ns)
         .map_err(heavy_read_error)?
-        .map_ok(Bytes::from);
+        // The stream owns the tenant's slot: it is given back when the body is finished or the
+        // client goes away, not when the head is sent.
+        .map_ok(move |chunk| {
+            let _held = &slot;
+            Bytes::from(chunk)
+        });
     let mut response = Body::from_stream(chunks).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -302,6 +368,23 @@ fn decode_cursor(cursor: &str, order: Order) -> Result<u64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_gets_its_slots_and_429_beyond_while_others_are_unaffected() {
+        let slots = Arc::new(TenantQuerySlots::default());
+        let held: Vec<_> = (0..QUERIES_PER_TENANT_CONCURRENT_MAX)
+            .map(|_| slots.admit("acme").unwrap())
+            .collect();
+        match slots.admit("acme") {
+            Err(ApiError::TooManyRequests(detail)) => assert!(detail.contains("acme"), "{detail}"),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        let other = slots.admit("beta").unwrap();
+        drop(held);
+        let again = slots.admit("acme").unwrap();
+        drop((other, again));
+        assert!(slots.running().is_empty(), "every slot was given back");
+    }
 
     fn rejected_field(result: Result<u64, ApiError>) -> String {
         match result {

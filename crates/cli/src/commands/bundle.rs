@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::HotStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{verify_bundle, Bundle, NoteVerifier};
+use sealtrail_model::nearest_doubles;
 use serde_json::Value;
 
 use super::outln;
@@ -134,9 +136,16 @@ fn write_dir(dir: &Path, bundle: &Bundle) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a bundle file or directory. Numbers are read as the nearest double
+/// ([`nearest_doubles`]): the events' `changes` and `metadata` are re-serialised to recompute
+/// their hashes, which a double off by one unit in the last place would change.
 fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
     if path.is_file() {
-        return serde_json::from_slice(&fs::read(path)?)
+        let text = fs::read(path)?;
+        let mut value: Value =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        nearest_doubles(&text, &mut value);
+        return serde_json::from_value(value)
             .with_context(|| format!("parsing {}", path.display()));
     }
     let mut manifest: Value = serde_json::from_slice(
@@ -146,7 +155,11 @@ fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
         .context("reading events.ndjson")?
         .lines()
         .filter(|line| !line.trim().is_empty())
-        .map(serde_json::from_str)
+        .map(|line| {
+            let mut event: Value = serde_json::from_str(line)?;
+            nearest_doubles(line.as_bytes(), &mut event);
+            Ok::<_, serde_json::Error>(event)
+        })
         .collect::<Result<_, _>>()
         .context("parsing events.ndjson")?;
     let mut notes: Vec<(PathBuf, String)> = Vec::new();

@@ -22,7 +22,7 @@ use sealtrail_hot::{AppendOutcome, AppendRequest};
 use sealtrail_model::limits::{
     GROUP_COMMIT_EVENTS_MAX, IMPORT_LINE_BYTES_MAX, IMPORT_REQUEST_EVENTS,
 };
-use sealtrail_model::{validate_imported_event, PendingEvent};
+use sealtrail_model::{check_events_json, validate_imported_event, PendingEvent};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
@@ -71,15 +71,26 @@ fn for_each_line(
 
 /// Parses and validates one line.
 fn parse(number: usize, line: &str, now_ns: i64) -> anyhow::Result<PendingEvent> {
-    let value: serde_json::Value = serde_json::from_str(line)
+    let mut value: serde_json::Value = serde_json::from_str(line)
         .map_err(|error| anyhow::anyhow!("line {number}: not JSON: {error}"))?;
-    let submitted = validate_imported_event(value, now_ns).map_err(|errors| {
+    // What parsing changed silently (a repeated key, an integer beyond 64 bits) is refused, as
+    // on the ingest path.
+    let mut errors: Vec<_> = check_events_json(line.as_bytes(), &mut value)
+        .into_iter()
+        .map(|(_, error)| error)
+        .collect();
+    let validated = validate_imported_event(value, now_ns);
+    if let Err(validation_errors) = &validated {
+        errors.extend(validation_errors.iter().cloned());
+    }
+    if !errors.is_empty() {
         let reasons: Vec<String> = errors
             .iter()
             .map(|error| format!("{}: {}", error.field, error.reason))
             .collect();
-        anyhow::anyhow!("line {number}: {}", reasons.join("; "))
-    })?;
+        bail!("line {number}: {}", reasons.join("; "));
+    }
+    let submitted = validated.expect("no errors means the event validated");
     Ok(submitted.complete(now_ns, || unreachable!("imports require event_id")))
 }
 

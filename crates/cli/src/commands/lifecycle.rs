@@ -204,6 +204,12 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
     let reports = runtime.block_on(async {
         let hot =
             super::store::open_hot_store(&args.data_dir, args.database_url.as_deref()).await?;
+        // One mover at a time: a server node's scheduled pass may be running.
+        let Some(lease) = hot.lifecycle_lease().await? else {
+            anyhow::bail!(
+                "another node is running a lifecycle pass on this database; run again when it ends"
+            );
+        };
         let warm =
             Tier::open(&args.warm.location(&args.data_dir)).context("opening the warm tier")?;
         let cold = Tier::open(&args.cold.location(&args.warm, &args.data_dir))
@@ -228,8 +234,9 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
             &mut on_step,
         )
         .await?;
-        anyhow::Ok(reports)
+        anyhow::Ok((reports, lease))
     })?;
+    let (reports, lease) = reports;
     for report in &reports {
         outln!(
             "tenant {}: {} events moved in {} files ({} bytes); {} leftover hot rows deleted, {} orphan files removed",
@@ -253,5 +260,6 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         now_ns,
         &|step| fault_point(std::env::var(FAULT_INJECT_ENV).ok().as_deref(), step),
     )?;
+    runtime.block_on(lease.release())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -49,17 +49,17 @@ enum Command {
 
 pub(crate) fn startup() -> ExitCode {
     let cli = Cli::parse();
-    // Colour only for a person at a terminal: a log file, a pipe or a journal gets plain text,
-    // and NO_COLOR (https://no-color.org) turns it off everywhere.
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALTRAIL_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    let log_format = match &cli.command {
+        Command::Serve(args) => match serve::log_format(args) {
+            Ok(format) => format,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => serve::LogFormat::Text,
+    };
+    init_logging(log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
@@ -73,9 +73,39 @@ pub(crate) fn startup() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match log_format {
+                serve::LogFormat::Text => eprintln!("error: {error:#}"),
+                // Every stderr line stays one JSON object for the log collector.
+                serve::LogFormat::Json => tracing::error!(error = %format!("{error:#}"), "exiting"),
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr, filtered by `SEALTRAIL_LOG` (default `info`). Nothing logs request
+/// headers or tokens; the server's config is logged through its redacting `Debug`.
+fn init_logging(format: serve::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALTRAIL_LOG")
+        .unwrap_or_else(|_| "info".into());
+    match format {
+        serve::LogFormat::Text => {
+            // Colour only for a person at a terminal: a log file, a pipe or a journal gets plain
+            // text, and NO_COLOR (https://no-color.org) turns it off everywhere.
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .init();
+        }
+        serve::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }
 

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use sealtrail_archive::{CompactionPolicy, CompactionStep, Location, RetentionStep, Tier};
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::HotStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_model::{check_tenant_id, RetentionPolicy};
 
 use super::outln;
+use sealtrail_hot::SettingsStore;
 
 #[derive(Debug, Args)]
 pub(crate) struct RetentionArgs {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use sealtrail_model::limits::{
     ASYNC_QUEUE_EVENTS_MAX, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
     WARM_RETENTION_DAYS_DEFAULT,
@@ -22,7 +22,12 @@ pub(super) const ENVIRONMENT_HELP: &str = "\
 Environment only (no flag, so a secret never shows in `ps`):
   SEALTRAIL_ADMIN_TOKEN  Platform-admin bearer token (creates API keys: POST /v1/keys); unset,
                          one is generated on first start and printed once (only its hash is
-                         stored)
+                         stored). At least 32 random bytes, as 64 hex or 43 base64 characters:
+                         `openssl rand -hex 32`; a weaker one is refused at start
+  SEALTRAIL_METRICS_TOKEN
+                         Bearer token that opens GET /metrics and nothing else (for a
+                         Prometheus scraper); same strength rule. Unset, only the platform-admin
+                         token opens /metrics
   SEALTRAIL_LOG          Log filter, e.g. `info` (default), `warn`, `sealtrail_server=debug`
                          (tracing-subscriber EnvFilter syntax); logs go to stderr
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
@@ -96,10 +101,37 @@ pub(crate) struct ServeArgs {
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
-    /// `warm_retention_days`);
+    /// `warm_retention_days`, `log_format`);
     /// flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines on stderr: `text` for people, `json` (one JSON object per line) for a log
+    /// collector [default: text]
+    #[arg(long, env = "SEALTRAIL_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), nothing else.
+    Json,
+}
+
+/// The log format of `serve`: the flag or environment, else the config file, else text. Read
+/// before the server starts, so the first line is already in the chosen format.
+pub(crate) fn log_format(args: &ServeArgs) -> anyhow::Result<LogFormat> {
+    if let Some(format) = args.log_format {
+        return Ok(format);
+    }
+    Ok(match &args.config {
+        Some(path) => read_config(path)?.log_format.unwrap_or_default(),
+        None => LogFormat::Text,
+    })
 }
 
 /// The config file: every field optional, unknown fields rejected so a typo is not ignored.
@@ -117,6 +149,7 @@ struct ConfigFile {
     lifecycle_interval_secs: Option<u64>,
     hot_retention_days: Option<u32>,
     warm_retention_days: Option<u32>,
+    log_format: Option<LogFormat>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -178,7 +211,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_token: std::env::var("SEALTRAIL_ADMIN_TOKEN")
             .ok()
             .filter(|token| !token.is_empty()),
+        metrics_token: std::env::var("SEALTRAIL_METRICS_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty()),
     };
+    // Refused before anything is opened; `sealtrail_server::run` checks again for embedders.
+    for (variable, token) in [
+        ("SEALTRAIL_ADMIN_TOKEN", &config.admin_token),
+        ("SEALTRAIL_METRICS_TOKEN", &config.metrics_token),
+    ] {
+        if let Some(token) = token {
+            sealtrail_server::check_token_strength(variable, token).map_err(anyhow::Error::msg)?;
+        }
+    }
     let database_url = args.database_url.or(file.database_url);
     tracing::info!(?config, postgres = database_url.is_some(), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()

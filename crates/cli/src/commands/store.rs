@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::HotStore;
 use sealtrail_hot_postgres::PostgresStore;
+use sealtrail_hot_sqlite::SqliteStore;
 
 /// Whether `url` names a PostgreSQL database (the two URL schemes libpq accepts).
 pub(crate) fn is_postgres_url(url: &str) -> bool {

@@ -1,8 +1,9 @@
 //! `sealtrail verify`: offline verification of a data directory: every tenant's hash chain
 //! across the hot, warm and cold tiers, its stored Merkle tiles, its signed checkpoints, the
 //! signed deletion records of any prefix removed by retention, and the checkpoints a witness
-//! directory kept. With `--database-url`, the PostgreSQL hot tier's chains instead, through the
-//! store trait (`sealtrail_hot::verify_store_witnessed`), with the witness's checkpoints.
+//! directory kept. With `--database-url`, the PostgreSQL hot tier takes the data directory's
+//! place: the same checks (`sealtrail_archive::verify_tiers` over `sealtrail_hot::verify_log`),
+//! each tenant read in one consistent snapshot, so a live store can be verified while it ingests.
 //!
 //! Tenants are enumerated from everything that knows them (the store's tables, the archive's
 //! files and deletion records, the witness), so a tenant whose hot rows were removed is
@@ -27,9 +28,10 @@ pub(crate) struct VerifyArgs {
     /// Check only this tenant.
     #[arg(long)]
     tenant: Option<String>,
-    /// Verify the PostgreSQL hot tier at this URL (`postgres://…`) instead of a data directory:
-    /// every tenant's chain, read as the database role in the URL (it needs the privileges of
-    /// the tables' owner, as `serve` has). Nothing is written.
+    /// Verify the PostgreSQL hot tier at this URL (`postgres://…`) instead of the data
+    /// directory's SQLite store, with the same checks and tiers, read as the database role in
+    /// the URL (it needs the privileges of the tables' owner, as `serve` has). Nothing is
+    /// written.
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
     /// Verifier key checkpoints must be signed with (`name+keyid+base64`). Default: derived from
@@ -49,7 +51,7 @@ pub(crate) struct VerifyArgs {
     /// `witness_dir` are read from it (other settings are ignored); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
-    /// The warm tier whose files continue each chain (SQLite only).
+    /// The warm tier whose files continue each chain.
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     /// The cold tier, and the signed deletion records of each tenant's deleted prefix.
@@ -119,42 +121,45 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut archive_faults = 0;
-    let reports = match &database_url {
-        Some(url) => {
-            let key = match (&witness, &args.key) {
-                // Checkpoints are only read from a witness here; without one no key is needed.
-                (None, None) => None,
-                _ => Some(checkpoint_key(args.key.as_deref(), &signing_key)?),
-            };
-            let witness = witness.as_ref().zip(key.as_ref());
-            verify_postgres(url, args.tenant.as_deref(), witness)?
-        }
-        None => {
-            let key = checkpoint_key(args.key.as_deref(), &signing_key)?;
-            let warm = args.warm.tiers_to_verify(&data_dir)?.pop();
-            let cold = args.cold.tier_to_verify(&args.warm, &data_dir)?;
-            let report = sealtrail_archive::verify::verify_sqlite_tiers_witnessed(
+    let key = checkpoint_key(args.key.as_deref(), &signing_key)?;
+    let warm = args.warm.tiers_to_verify(&data_dir)?.pop();
+    let cold = args.cold.tier_to_verify(&args.warm, &data_dir)?;
+    let witness = witness.unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let store: Box<dyn sealtrail_hot::LogSource> = match &database_url {
+            Some(url) => Box::new(super::store::open_existing_postgres(url).await?),
+            None => Box::new(sealtrail_hot_sqlite::SqliteStore::open_read_only(
                 &data_dir,
+            )?),
+        };
+        anyhow::Ok(
+            sealtrail_archive::verify_tiers(
+                &*store,
                 args.tenant.as_deref(),
                 &key,
                 warm.as_ref(),
                 cold.as_ref(),
-                &witness.unwrap_or_default(),
-            )?;
-            // Archive damage first: it explains the chain fault that follows it.
-            for fault in &report.faults {
-                outln!("FAILED  tenant {}: {fault}", fault.tenant_id)?;
-            }
-            for (tenant_id, last_seq, records) in &report.deletions {
-                outln!(
-                    "deleted tenant {tenant_id}: seq 1-{last_seq} removed by retention under {records} signed deletion records"
-                )?;
-            }
-            archive_faults = report.faults.len();
-            report.tenants
-        }
-    };
+                &witness,
+            )
+            .await?,
+        )
+    })?;
+    // Archive damage first: it explains the chain fault that follows it.
+    for fault in &report.faults {
+        outln!("FAILED  tenant {}: {fault}", fault.tenant_id)?;
+    }
+    for (tenant_id, last_seq, records) in &report.deletions {
+        outln!(
+            "deleted tenant {tenant_id}: seq 1-{last_seq} removed by retention under {records} signed deletion records"
+        )?;
+    }
+    let archive_faults = report.faults.len();
+    let reports = report.tenants;
     let mut failed = 0;
     for report in &reports {
         match &report.verdict {
@@ -183,23 +188,6 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         outln!("all {} tenants intact", reports.len())?;
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// Chains of the PostgreSQL hot tier, through the same trait the server uses, and the witness's
-/// checkpoints against each tree. The store's own tiles and checkpoints are not re-checked here.
-fn verify_postgres(
-    url: &str,
-    only_tenant: Option<&str>,
-    witness: Option<(&sealtrail_hot::Witness, &sealtrail_ledger::NoteVerifier)>,
-) -> anyhow::Result<Vec<sealtrail_hot::TenantReport>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = super::store::open_existing_postgres(url).await?;
-        Ok(sealtrail_hot::verify_store_witnessed(&store, only_tenant, witness).await?)
-    })
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// A platform-admin token of 32 bytes (64 hex characters), as the server requires.
+pub const ADMIN_TOKEN: &str = "5ea17a11b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
 
 /// A running server process.
 pub struct Server {
@@ -27,6 +28,16 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_logging(data_dir, extra_args, env, Stdio::inherit())
+    }
+
+    /// [`Server::start_with`], its log (stderr) going to `stderr`.
+    pub fn start_logging(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
         command
             .arg("serve")
@@ -38,7 +49,7 @@ impl Server {
             .env_remove("SEALTRAIL_ADMIN_TOKEN")
             .env("SEALTRAIL_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (name, value) in env {
             command.env(name, value);
         }
@@ -247,4 +258,34 @@ pub fn assert_one_failure(output: &str, tenant: &str, expected: &str, case: &str
         failed[0].contains(&format!("tenant {tenant}:")) && failed[0].contains(expected),
         "{case}: {output}"
     );
+}
+
+/// Runs the binary with `args` and `env` (its own `SEALTRAIL_*` settings not inherited, logs at
+/// warn); returns (exit code, stdout + stderr).
+pub fn sealtrail_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
+    command
+        .args(args)
+        .env("SEALTRAIL_LOG", "warn")
+        .env_remove("SEALTRAIL_DATA_DIR")
+        .env_remove("SEALTRAIL_WITNESS_DIR")
+        .env_remove("SEALTRAIL_CONFIG")
+        .env_remove("SEALTRAIL_SIGNING_KEY");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("running sealtrail");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// [`sealtrail_with_env`] with no extra environment.
+pub fn sealtrail(args: &[&str]) -> (i32, String) {
+    sealtrail_with_env(args, &[])
 }

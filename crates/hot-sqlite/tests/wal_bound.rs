@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use sealtrail_hot::conformance::test_event;
-use sealtrail_hot::{AppendOutcome, HotStore, SqliteStore};
+use sealtrail_hot::AppendOutcome;
+use sealtrail_hot::EventStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_model::limits::{WAL_BYTES_SOFT_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS};
 
 fn wal_bytes(data_dir: &std::path::Path) -> u64 {

@@ -22,10 +22,13 @@ use sealtrail_model::limits::{
 };
 use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
 
-use crate::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, Error, EventQuery, ExistingEvent, HotStore, Order,
-    Result, Role, StoredCheckpoint,
+use sealtrail_hot::{
+    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, Error as HotError, EventQuery,
+    EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role, SettingsStore,
+    StoredCheckpoint, TreeStore,
 };
+
+use crate::Result;
 
 /// File name of the database inside the data directory.
 pub(crate) const DATABASE_FILE: &str = "hot.sqlite3";
@@ -99,6 +102,25 @@ CREATE TABLE checkpoints (
     r#"
 ALTER TABLE chain_heads ADD COLUMN frontier BLOB;
 "#,
+    // Idempotency outlives the hot tier: the keys of events moved to the archive stay here, so
+    // a retry (or an import rerun) of an archived event gets its stored receipt instead of a
+    // second copy. Written by `delete_events_through` in the transaction that deletes the rows.
+    r#"
+CREATE TABLE archived_event_ids (
+    tenant_id      TEXT    NOT NULL,
+    event_id       TEXT    NOT NULL,
+    seq            INTEGER NOT NULL,
+    timestamp_ns   INTEGER NOT NULL,
+    event_hash     BLOB    NOT NULL,
+    content_digest BLOB    NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+) WITHOUT ROWID;
+"#,
+    // Keys may expire, and are revoked by `DELETE /v1/keys/{key_id}` (NULL: never / not).
+    r#"
+ALTER TABLE api_keys ADD COLUMN expires_at_ns INTEGER;
+ALTER TABLE api_keys ADD COLUMN revoked_at_ns INTEGER;
+"#,
 ];
 
 const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
@@ -141,8 +163,12 @@ struct Writer {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, runs migrations and takes the
     /// directory lock.
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+    pub fn open(data_dir: &Path) -> HotResult<Self> {
+        Ok(Self::open_writable(data_dir)?)
+    }
+
+    fn open_writable(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| HotError::Io {
             path: data_dir.display().to_string(),
             source,
         })?;
@@ -152,14 +178,15 @@ impl SqliteStore {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| Error::Io {
+            .map_err(|source| HotError::Io {
                 path: lock_path.display().to_string(),
                 source,
             })?;
         if lock.try_lock().is_err() {
-            return Err(Error::Locked {
+            return Err(HotError::Locked {
                 path: data_dir.display().to_string(),
-            });
+            }
+            .into());
         }
         let path = data_dir.join(DATABASE_FILE);
         let mut conn = Connection::open(&path)?;
@@ -185,13 +212,18 @@ impl SqliteStore {
     /// Opens an existing store for reading only, beside a running server (no lock, no
     /// migration, no WAL checkpoints): for offline exports such as `sealtrail bundle`. Every
     /// write fails.
-    pub fn open_read_only(data_dir: &Path) -> Result<Self> {
+    pub fn open_read_only(data_dir: &Path) -> HotResult<Self> {
+        Ok(Self::open_reading(data_dir)?)
+    }
+
+    fn open_reading(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(DATABASE_FILE);
         if !path.exists() {
-            return Err(Error::Io {
+            return Err(HotError::Io {
                 path: path.display().to_string(),
                 source: std::io::ErrorKind::NotFound.into(),
-            });
+            }
+            .into());
         }
         let conn = open_reader(&path)?;
         Ok(Self::assemble(path, conn, None, None))
@@ -221,11 +253,16 @@ impl SqliteStore {
         }
     }
 
+    /// The database file.
+    pub(crate) fn database_path(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// Runs `work` on a pooled read connection on the blocking thread pool.
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    ) -> HotResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner
@@ -245,20 +282,22 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|join| Error::Task(join.to_string()))?
+        .map_err(|join| HotError::Task(join.to_string()))?
+        .map_err(HotError::from)
     }
 
     async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    ) -> HotResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut writer = inner.writer.lock().expect("writer lock poisoned");
             work(&mut writer)
         })
         .await
-        .map_err(|join| Error::Task(join.to_string()))?
+        .map_err(|join| HotError::Task(join.to_string()))?
+        .map_err(HotError::from)
     }
 }
 
@@ -282,7 +321,7 @@ fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
                 }
             }
         })
-        .map_err(|source| Error::Io {
+        .map_err(|source| HotError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -296,7 +335,7 @@ pub(crate) fn wal_path(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_reader(path: &Path) -> Result<Connection> {
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -354,7 +393,7 @@ impl Writer {
         let frontier = match stored {
             None => MerkleFrontier::new(),
             Some((seq, Some(bytes))) => {
-                decode_frontier(seq as u64, &bytes).ok_or_else(|| Error::Corrupt {
+                decode_frontier(seq as u64, &bytes).ok_or_else(|| HotError::Corrupt {
                     tenant_id: tenant_id.to_owned(),
                     seq: seq as u64,
                     reason: "the stored Merkle frontier does not match the tree size".into(),
@@ -483,7 +522,7 @@ impl Writer {
             }
             let head = self.heads[&tenant_id];
             if frontier.tree_size() != head.seq {
-                return Err(Error::Corrupt {
+                return Err(HotError::Corrupt {
                     tenant_id,
                     seq: head.seq,
                     reason: format!(
@@ -491,7 +530,8 @@ impl Writer {
                         frontier.tree_size(),
                         head.seq
                     ),
-                });
+                }
+                .into());
             }
             update.execute(params![
                 tenant_id,
@@ -523,8 +563,11 @@ impl Writer {
                 heads_before.push((event.tenant_id.clone(), head));
             }
             let digest = content_digest(event);
+            // An event already moved to the archive is not in `events`, so the insert below
+            // would not see it: its key is looked up first.
+            let archived = archived_event(&self.conn, &event.tenant_id, &event.event_id)?;
             let link = head.link(event, pending.received_at_ns);
-            if insert_event(&self.conn, pending, &link, &digest)? {
+            if archived.is_none() && insert_event(&self.conn, pending, &link, &digest)? {
                 self.heads.insert(event.tenant_id.clone(), head);
                 inserted.push((index, link.seq));
                 receipts.push(EventReceipt {
@@ -535,8 +578,11 @@ impl Writer {
                 });
                 continue;
             }
-            let existing = existing_event(&self.conn, &event.tenant_id, &event.event_id)?
-                .expect("an insert refused by the event_id unique index means the row exists");
+            let existing = match archived {
+                Some(archived) => archived,
+                None => existing_event(&self.conn, &event.tenant_id, &event.event_id)?
+                    .expect("an insert refused by the event_id unique index means the row exists"),
+            };
             let same = existing.content_digest == digest
                 && (!pending.timestamp_supplied || existing.timestamp_ns == event.timestamp_ns);
             if !same {
@@ -564,11 +610,36 @@ impl Writer {
     }
 }
 
+/// Every tenant with events or a chain head. A tenant whose rows were all deleted still has a
+/// recorded head, so both sources are listed.
+fn tenant_heads(conn: &Connection) -> Result<Vec<(String, Option<ChainHead>)>> {
+    let tenants: Vec<String> = {
+        let mut statement =
+            conn.prepare("SELECT tenant_id FROM chain_heads UNION SELECT DISTINCT tenant_id FROM events ORDER BY 1")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut heads = Vec::with_capacity(tenants.len());
+    for tenant_id in tenants {
+        let head = conn
+            .query_row(
+                "SELECT seq, head_hash FROM chain_heads WHERE tenant_id = ?1",
+                [&tenant_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .map(|(seq, hash)| decode_head(&tenant_id, seq, hash))
+            .transpose()?;
+        heads.push((tenant_id, head));
+    }
+    Ok(heads)
+}
+
 /// A stored chain head; a hash that is not 32 bytes is corruption, never a default.
-fn decode_head(tenant_id: &str, seq: i64, hash: Vec<u8>) -> Result<ChainHead> {
+pub(crate) fn decode_head(tenant_id: &str, seq: i64, hash: Vec<u8>) -> Result<ChainHead> {
     Ok(ChainHead {
         seq: seq as u64,
-        hash: hash.try_into().map_err(|_| Error::Corrupt {
+        hash: hash.try_into().map_err(|_| HotError::Corrupt {
             tenant_id: tenant_id.to_owned(),
             seq: seq as u64,
             reason: "the chain head's hash is not 32 bytes".into(),
@@ -589,8 +660,8 @@ fn rebuild_stored_frontier(
         let stored = read_block(conn, tenant_id, block.level, block.first / TILE_WIDTH)?;
         nodes.insert(block.level, stored);
     }
-    rebuild_frontier(tree_size, |level| nodes.get(&level).cloned().unwrap_or_default()).map_err(
-        |missing| Error::Corrupt {
+    Ok(rebuild_frontier(tree_size, |level| nodes.get(&level).cloned().unwrap_or_default()).map_err(
+        |missing| HotError::Corrupt {
             tenant_id: tenant_id.to_owned(),
             seq: tree_size,
             reason: format!(
@@ -598,7 +669,7 @@ fn rebuild_stored_frontier(
                 missing.level, missing.found, missing.expected
             ),
         },
-    )
+    )?)
 }
 
 /// Block `block` of a stored Merkle level: up to 256 consecutive stored nodes. Level 0 is the
@@ -636,7 +707,7 @@ pub(crate) fn read_block(
     let mut hashes = Vec::with_capacity(TILE_WIDTH as usize);
     while let Some(row) = rows.next()? {
         let bytes: Vec<u8> = row.get(0)?;
-        hashes.push(bytes.try_into().map_err(|_| Error::Corrupt {
+        hashes.push(bytes.try_into().map_err(|_| HotError::Corrupt {
             tenant_id: tenant_id.to_owned(),
             seq: first + hashes.len() as u64 + 1,
             reason: "stored hash is not 32 bytes".into(),
@@ -682,12 +753,13 @@ fn insert_event(
         Err(rusqlite::Error::SqliteFailure(failure, _))
             if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            Err(Error::Corrupt {
+            Err(HotError::Corrupt {
                 tenant_id: event.tenant_id.clone(),
                 seq: link.seq,
                 reason: "an event is already stored at this seq: the chain head is behind the log"
                     .into(),
-            })
+            }
+            .into())
         }
         Err(error) => Err(error.into()),
     }
@@ -698,9 +770,32 @@ fn existing_event(
     tenant_id: &str,
     event_id: &str,
 ) -> Result<Option<ExistingEvent>> {
-    let mut select = conn.prepare_cached(
-        "SELECT content_digest, timestamp_ns, seq, event_hash FROM events WHERE tenant_id = ?1 AND event_id = ?2",
-    )?;
+    match stored_key(conn, "events", tenant_id, event_id)? {
+        Some(hot) => Ok(Some(hot)),
+        None => archived_event(conn, tenant_id, event_id),
+    }
+}
+
+/// The key of an event that moved to the archive, if `event_id` is one.
+fn archived_event(
+    conn: &Connection,
+    tenant_id: &str,
+    event_id: &str,
+) -> Result<Option<ExistingEvent>> {
+    stored_key(conn, "archived_event_ids", tenant_id, event_id)
+}
+
+/// An idempotency key as `table` (`events` or `archived_event_ids`) stores it.
+fn stored_key(
+    conn: &Connection,
+    table: &str,
+    tenant_id: &str,
+    event_id: &str,
+) -> Result<Option<ExistingEvent>> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT content_digest, timestamp_ns, seq, event_hash FROM {table} \
+         WHERE tenant_id = ?1 AND event_id = ?2"
+    ))?;
     let found = select
         .query_row([tenant_id, event_id], |row| {
             Ok((
@@ -714,7 +809,7 @@ fn existing_event(
     let Some((digest, timestamp_ns, seq, hash)) = found else {
         return Ok(None);
     };
-    let corrupt = |what: &str| Error::Corrupt {
+    let corrupt = |what: &str| HotError::Corrupt {
         tenant_id: tenant_id.to_owned(),
         seq: seq as u64,
         reason: format!("the stored {what} is not 32 bytes"),
@@ -736,7 +831,7 @@ fn existing_event(
 pub(crate) fn stored_event_from_row(row: &Row<'_>) -> Result<StoredEvent> {
     let tenant_id: String = row.get(0)?;
     let seq = row.get::<_, i64>(1)? as u64;
-    let corrupt = |reason: &str| Error::Corrupt {
+    let corrupt = |reason: &str| HotError::Corrupt {
         tenant_id: tenant_id.clone(),
         seq,
         reason: reason.to_owned(),
@@ -772,6 +867,11 @@ pub(crate) fn stored_event_from_row(row: &Row<'_>) -> Result<StoredEvent> {
             .try_into()
             .map_err(|_| corrupt("event_hash is not 32 bytes"))?,
     })
+}
+
+/// The name of the column at `position` in [`EVENT_COLUMNS`] order, for reports.
+pub(crate) fn column_name(position: usize) -> &'static str {
+    EVENT_COLUMNS.split(", ").nth(position).unwrap_or("?")
 }
 
 pub(crate) fn select_events_sql(filter: &str) -> String {
@@ -821,8 +921,8 @@ fn run_query(conn: &Connection, query: &EventQuery) -> Result<Vec<StoredEvent>> 
 }
 
 #[async_trait]
-impl HotStore for SqliteStore {
-    async fn append(&self, batch: Arc<Vec<AppendRequest>>) -> Result<Vec<AppendOutcome>> {
+impl EventStore for SqliteStore {
+    async fn append(&self, batch: Arc<Vec<AppendRequest>>) -> HotResult<Vec<AppendOutcome>> {
         self.write(move |writer| writer.append(&batch)).await
     }
 
@@ -830,7 +930,7 @@ impl HotStore for SqliteStore {
         &self,
         tenant_id: &str,
         event_ids: Vec<String>,
-    ) -> Result<Vec<ExistingEvent>> {
+    ) -> HotResult<Vec<ExistingEvent>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let mut found = Vec::new();
@@ -844,7 +944,7 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn get_event(&self, tenant_id: &str, event_id: &str) -> Result<Option<StoredEvent>> {
+    async fn get_event(&self, tenant_id: &str, event_id: &str) -> HotResult<Option<StoredEvent>> {
         let (tenant_id, event_id) = (tenant_id.to_owned(), event_id.to_owned());
         self.read(move |conn| {
             let mut statement =
@@ -858,12 +958,12 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>> {
+    async fn query(&self, query: EventQuery) -> HotResult<Vec<StoredEvent>> {
         self.read(move |conn| run_query(conn, &query)).await
     }
 
-    async fn tenant_heads(&self) -> Result<Vec<(String, Option<ChainHead>)>> {
-        self.read(crate::verify::tenant_heads).await
+    async fn tenant_heads(&self) -> HotResult<Vec<(String, Option<ChainHead>)>> {
+        self.read(tenant_heads).await
     }
 
     async fn scan_events(
@@ -871,7 +971,7 @@ impl HotStore for SqliteStore {
         tenant_id: &str,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    ) -> HotResult<Vec<StoredEvent>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
@@ -888,7 +988,7 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>> {
+    async fn chain_heads(&self) -> HotResult<Vec<(String, ChainHead)>> {
         self.read(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT tenant_id, seq, head_hash FROM chain_heads ORDER BY tenant_id",
@@ -910,18 +1010,62 @@ impl HotStore for SqliteStore {
         })
         .await
     }
+}
 
-    async fn merkle_block(&self, tenant_id: &str, level: u8, block: u64) -> Result<Vec<[u8; 32]>> {
+#[async_trait]
+impl TreeStore for SqliteStore {
+    async fn merkle_block(
+        &self,
+        tenant_id: &str,
+        level: u8,
+        block: u64,
+    ) -> HotResult<Vec<[u8; 32]>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| read_block(conn, &tenant_id, level, block))
             .await
     }
 
+    async fn heads_without_frontier(&self) -> HotResult<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT tenant_id, seq FROM chain_heads WHERE frontier IS NULL AND seq > 0 \
+                 ORDER BY tenant_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn restore_frontier(&self, tenant_id: &str, frontier: MerkleFrontier) -> HotResult<()> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            writer.conn.execute(
+                "UPDATE chain_heads SET frontier = ?3 \
+                 WHERE tenant_id = ?1 AND seq = ?2 AND frontier IS NULL",
+                params![
+                    tenant_id,
+                    frontier.tree_size() as i64,
+                    encode_frontier(&frontier)
+                ],
+            )?;
+            // The cache is rebuilt from the stored row on next use.
+            writer.frontiers.remove(&tenant_id);
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for SqliteStore {
     async fn insert_checkpoint(
         &self,
         tenant_id: &str,
         checkpoint: StoredCheckpoint,
-    ) -> Result<bool> {
+    ) -> HotResult<bool> {
         let tenant_id = tenant_id.to_owned();
         self.write(move |writer| {
             let changed = writer.conn.execute(
@@ -940,44 +1084,11 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn heads_without_frontier(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT tenant_id, seq FROM chain_heads WHERE frontier IS NULL AND seq > 0 \
-                 ORDER BY tenant_id",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
-    }
-
-    async fn restore_frontier(&self, tenant_id: &str, frontier: MerkleFrontier) -> Result<()> {
-        let tenant_id = tenant_id.to_owned();
-        self.write(move |writer| {
-            writer.conn.execute(
-                "UPDATE chain_heads SET frontier = ?3 \
-                 WHERE tenant_id = ?1 AND seq = ?2 AND frontier IS NULL",
-                params![
-                    tenant_id,
-                    frontier.tree_size() as i64,
-                    encode_frontier(&frontier)
-                ],
-            )?;
-            // The cache is rebuilt from the stored row on next use.
-            writer.frontiers.remove(&tenant_id);
-            Ok(())
-        })
-        .await
-    }
-
     async fn first_checkpoint_covering(
         &self,
         tenant_id: &str,
         min_tree_size: u64,
-    ) -> Result<Option<StoredCheckpoint>> {
+    ) -> HotResult<Option<StoredCheckpoint>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let sql = "SELECT tenant_id, tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
@@ -991,7 +1102,7 @@ impl HotStore for SqliteStore {
         &self,
         tenant_id: &str,
         tree_size: Option<u64>,
-    ) -> Result<Option<StoredCheckpoint>> {
+    ) -> HotResult<Option<StoredCheckpoint>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let sql = "SELECT tenant_id, tree_size, root_hash, note, created_at_ns FROM checkpoints WHERE tenant_id = ?1 \
@@ -1000,49 +1111,84 @@ impl HotStore for SqliteStore {
         })
         .await
     }
+}
 
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<()> {
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> HotResult<()> {
         self.write(move |writer| {
             writer.conn.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.key_id, key.tenant_id, key.role.as_str(), &key.secret_hash[..], key.created_at_ns],
+                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.key_id,
+                    key.tenant_id,
+                    key.role.as_str(),
+                    &key.secret_hash[..],
+                    key.created_at_ns,
+                    key.expires_at_ns,
+                    key.revoked_at_ns
+                ],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+    async fn find_api_key(&self, key_id: &str) -> HotResult<Option<ApiKeyRecord>> {
         let key_id = key_id.to_owned();
         self.read(move |conn| {
             let found = conn
                 .query_row(
-                    "SELECT tenant_id, role, secret_hash, created_at_ns FROM api_keys WHERE key_id = ?1",
+                    "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns \
+                     FROM api_keys WHERE key_id = ?1",
                     [&key_id],
                     |row| {
                         Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, Vec<u8>>(2)?,
-                            row.get::<_, i64>(3)?,
+                            (
+                                row.get::<_, String>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, Vec<u8>>(2)?,
+                            ),
+                            (
+                                row.get::<_, i64>(3)?,
+                                row.get::<_, Option<i64>>(4)?,
+                                row.get::<_, Option<i64>>(5)?,
+                            ),
                         ))
                     },
                 )
                 .optional()?;
-            Ok(found.and_then(|(tenant_id, role, secret_hash, created_at_ns)| {
-                Some(ApiKeyRecord {
-                    key_id: key_id.clone(),
-                    tenant_id,
-                    role: Role::parse(&role)?,
-                    secret_hash: secret_hash.try_into().ok()?,
-                    created_at_ns,
-                })
-            }))
+            Ok(found.and_then(
+                |((tenant_id, role, secret_hash), (created_at_ns, expires_at_ns, revoked_at_ns))| {
+                    Some(ApiKeyRecord {
+                        key_id: key_id.clone(),
+                        tenant_id,
+                        role: Role::parse(&role)?,
+                        secret_hash: secret_hash.try_into().ok()?,
+                        created_at_ns,
+                        expires_at_ns,
+                        revoked_at_ns,
+                    })
+                },
+            ))
         })
         .await
     }
 
-    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    async fn revoke_api_key(&self, key_id: &str, revoked_at_ns: i64) -> HotResult<bool> {
+        let key_id = key_id.to_owned();
+        self.write(move |writer| {
+            let found = writer.conn.execute(
+                "UPDATE api_keys SET revoked_at_ns = COALESCE(revoked_at_ns, ?2) WHERE key_id = ?1",
+                params![key_id, revoked_at_ns],
+            )?;
+            Ok(found > 0)
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> HotResult<Option<Vec<u8>>> {
         let name = name.to_owned();
         self.read(move |conn| {
             Ok(conn
@@ -1056,7 +1202,7 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn set_setting_if_absent(&self, name: &str, value: Vec<u8>) -> Result<bool> {
+    async fn set_setting_if_absent(&self, name: &str, value: Vec<u8>) -> HotResult<bool> {
         let name = name.to_owned();
         self.write(move |writer| {
             let changed = writer.conn.execute(
@@ -1068,7 +1214,7 @@ impl HotStore for SqliteStore {
         .await
     }
 
-    async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()> {
+    async fn set_setting(&self, name: &str, value: Vec<u8>) -> HotResult<()> {
         let name = name.to_owned();
         self.write(move |writer| {
             writer.conn.execute(
@@ -1080,18 +1226,21 @@ impl HotStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl LifecycleStore for SqliteStore {
     // The lifecycle methods delegate to the inherent ones below (inherent methods win method
     // resolution, so these calls do not recurse).
     async fn hot_prefix_older_than(
         &self,
         tenant_id: &str,
         cutoff_ns: i64,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> HotResult<Option<(u64, u64)>> {
         SqliteStore::hot_prefix_older_than(self, tenant_id, cutoff_ns).await
     }
 
-    async fn first_hot_seq(&self, tenant_id: &str) -> Result<Option<u64>> {
+    async fn first_hot_seq(&self, tenant_id: &str) -> HotResult<Option<u64>> {
         SqliteStore::first_hot_seq(self, tenant_id).await
     }
 
@@ -1100,11 +1249,11 @@ impl HotStore for SqliteStore {
         tenant_id: &str,
         first: u64,
         last: u64,
-    ) -> Result<Vec<StoredEvent>> {
+    ) -> HotResult<Vec<StoredEvent>> {
         SqliteStore::events_in_seq_range(self, tenant_id, first, last).await
     }
 
-    async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64> {
+    async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> HotResult<u64> {
         SqliteStore::delete_events_through(self, tenant_id, last_seq).await
     }
 }
@@ -1120,7 +1269,7 @@ impl SqliteStore {
         &self,
         tenant_id: &str,
         cutoff_ns: i64,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> HotResult<Option<(u64, u64)>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
@@ -1143,7 +1292,7 @@ impl SqliteStore {
     }
 
     /// The lowest `seq` of a tenant still in the hot tier.
-    pub async fn first_hot_seq(&self, tenant_id: &str) -> Result<Option<u64>> {
+    pub async fn first_hot_seq(&self, tenant_id: &str) -> HotResult<Option<u64>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let first: Option<i64> = conn.query_row(
@@ -1163,7 +1312,7 @@ impl SqliteStore {
         tenant_id: &str,
         first: u64,
         last: u64,
-    ) -> Result<Vec<StoredEvent>> {
+    ) -> HotResult<Vec<StoredEvent>> {
         let tenant_id = tenant_id.to_owned();
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
@@ -1183,13 +1332,20 @@ impl SqliteStore {
     /// Deletes a tenant's hot events with `seq <= last_seq`, in one transaction; returns how
     /// many rows went. Idempotent, so an interrupted migration can simply run it again. The
     /// caller MUST have durably archived and checked those events first.
-    pub async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> Result<u64> {
+    pub async fn delete_events_through(&self, tenant_id: &str, last_seq: u64) -> HotResult<u64> {
         let tenant_id = tenant_id.to_owned();
         self.write(move |writer| {
             // The frontier is what lets the tree grow once its partly filled tile's leaves are
             // gone: store it (rebuilding it from those leaves) before they go.
             writer.conn.execute_batch("BEGIN IMMEDIATE")?;
             let deleted = writer.store_frontier(&tenant_id).and_then(|()| {
+                writer.conn.execute(
+                    "INSERT OR IGNORE INTO archived_event_ids \
+                     (tenant_id, event_id, seq, timestamp_ns, event_hash, content_digest) \
+                     SELECT tenant_id, event_id, seq, timestamp_ns, event_hash, content_digest \
+                     FROM events WHERE tenant_id = ?1 AND seq <= ?2",
+                    params![tenant_id, last_seq as i64],
+                )?;
                 Ok(writer.conn.execute(
                     "DELETE FROM events WHERE tenant_id = ?1 AND seq <= ?2",
                     params![tenant_id, last_seq as i64],
@@ -1234,7 +1390,7 @@ fn read_checkpoint(
     };
     Ok(Some(StoredCheckpoint {
         tree_size: tree_size as u64,
-        root_hash: root_hash.try_into().map_err(|_| Error::Corrupt {
+        root_hash: root_hash.try_into().map_err(|_| HotError::Corrupt {
             tenant_id,
             seq: tree_size as u64,
             reason: "the checkpoint's root hash is not 32 bytes".into(),

@@ -1,10 +1,11 @@
 //! Measures the hot store's append rate alone (no HTTP, no parsing):
-//! `cargo run --release -p sealtrail-hot --example append_speed`.
+//! `cargo run --release -p sealtrail-hot-sqlite --example append_speed`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use sealtrail_hot::{HotStore, SqliteStore};
+use sealtrail_hot::EventStore;
+use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_model::{ActorType, Event, Outcome, PendingEvent};
 
 #[tokio::main]
