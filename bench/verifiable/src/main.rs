@@ -120,6 +120,7 @@ fn realistic(rng: &mut impl Rng, n: u64) -> PendingEvent {
         },
         received_at_ns: timestamp_ns,
         timestamp_supplied: true,
+        capture: None,
     }
 }
 

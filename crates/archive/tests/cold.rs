@@ -93,6 +93,7 @@ fn setup() -> Setup {
                             event: stored.event.clone(),
                             received_at_ns: stored.received_at_ns,
                             timestamp_supplied: true,
+                            capture: None,
                         })
                         .collect()
                 })

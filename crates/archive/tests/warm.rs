@@ -105,6 +105,7 @@ fn migration_empties_the_old_prefix_and_verify_spans_both_tiers() {
                         event: stored.event.clone(),
                         received_at_ns: stored.received_at_ns,
                         timestamp_supplied: true,
+                        capture: None,
                     })
                     .collect()
             })
@@ -188,6 +189,7 @@ fn history_whose_timestamps_alternate_between_months_still_makes_large_files() {
                 event: stored.event.clone(),
                 received_at_ns: stored.received_at_ns,
                 timestamp_supplied: true,
+                capture: None,
             })
             .collect();
         store.append(Arc::new(vec![request])).await.unwrap();

@@ -72,6 +72,7 @@ fn event(counter: u64, received_at_ns: i64) -> PendingEvent {
         },
         received_at_ns,
         timestamp_supplied: true,
+        capture: None,
     }
 }
 

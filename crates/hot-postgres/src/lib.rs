@@ -3,14 +3,13 @@
 //!
 //! - `schema`: versioned migrations (`schema_migrations`), `events` range-partitioned by month
 //!   of `received_at`, and row-level security forced on every tenant table.
-//! - `plan`: the pure idempotency and chaining decisions of a group commit.
-//! - `store`: the store itself: connection pool, scoped transactions, the locked group commit.
+//! - `store`: the store itself: connection pool, scoped transactions, the locked group commit
+//!   (it executes the plan of `sealtrail_hot::plan`, as the SQLite store does).
 //!
 //! docs/POSTGRES.md is the design note; ARCHITECTURE.md ("Several nodes on one PostgreSQL")
 //! explains why chains stay linear across processes.
 
 mod error;
-mod plan;
 mod schema;
 mod store;
 #[cfg(feature = "testing")]

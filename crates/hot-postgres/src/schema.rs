@@ -212,6 +212,38 @@ ALTER TABLE chain_heads ADD COLUMN archived_through_seq bigint NOT NULL DEFAULT 
 ALTER TABLE api_keys ADD COLUMN expires_at_ns bigint;
 ALTER TABLE api_keys ADD COLUMN revoked_at_ns bigint;
 "#,
+}, Migration {
+    version: 4,
+    description: "sampling_counts: kept and seen events per tenant, day, class and action",
+    sql: r#"
+-- Added to in the group commit of the events they count; stated_* is what the tenant's latest
+-- sampling statement said. seen moves whenever kept does, so the partial index finds exactly the
+-- statistics a statement has yet to state.
+CREATE TABLE sampling_counts (
+    tenant_id   text     NOT NULL,
+    day         text     NOT NULL,
+    class       smallint NOT NULL,
+    action      text     NOT NULL,
+    kept        bigint   NOT NULL,
+    seen        bigint   NOT NULL,
+    stated_kept bigint   NOT NULL DEFAULT 0,
+    stated_seen bigint   NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, class, action)
+);
+CREATE INDEX sampling_counts_unstated ON sampling_counts (tenant_id, day, class, action)
+    WHERE seen <> stated_seen;
+
+ALTER TABLE sampling_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sampling_counts FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON sampling_counts
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON sampling_counts
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'sampling_counts'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'sampling_counts'::regclass), 'USAGE'));
+"#,
 }];
 
 /// The schema version this build requires.

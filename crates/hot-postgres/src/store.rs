@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
     ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, EventQuery, EventStore,
-    ExistingEvent, LifecycleStore, Order, Role, SettingsStore, StoredCheckpoint, TreeStore,
+    ExistingEvent, LifecycleStore, Order, Role, SamplingCount, SamplingKey, SamplingStore,
+    SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
 };
 use sealtrail_ledger::{
-    content_digest, ChainHead, Hash, MerkleFrontier, PartialBlock, Tile, GENESIS_HASH, TILE_WIDTH,
+    ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH,
 };
 use sealtrail_model::limits::{
     POSTGRES_COMMIT_LANES, POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
@@ -32,7 +33,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Database, Error, Result};
-use crate::plan::{plan_group, GroupPlan, StoredKeys};
+use sealtrail_hot::plan::{
+    group_digests, group_tenants, plan_group, GroupPlan, GroupTrees, StoredKeys,
+};
 use crate::schema::{self, Month, ALL_TENANTS};
 
 /// Columns of `events` in the order [`stored_event_from_row`] reads them (the SQLite store's
@@ -115,6 +118,12 @@ const READ_NODE_BLOCKS: &str = "SELECT r.tenant_id, r.level, t.hash, t.idx \
 
 const INSERT_TILES: &str = "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) \
      SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])";
+
+/// Adds a group's sampling statistics (one row per key: the plan's keys are distinct).
+const ADD_SAMPLING_COUNTS: &str = "INSERT INTO sampling_counts AS c (tenant_id, day, class, action, kept, seen) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::int8[], $6::int8[]) \
+     ON CONFLICT (tenant_id, day, class, action) \
+     DO UPDATE SET kept = c.kept + excluded.kept, seen = c.seen + excluded.seen";
 
 const UPDATE_HEADS: &str = "UPDATE chain_heads AS h \
      SET seq = u.seq, head_hash = u.head_hash, frontier = u.frontier \
@@ -446,22 +455,8 @@ impl PostgresStore {
             self.ensure_partitions(month).await?;
         }
         // Content digests do not depend on the chain: computed before any lock is taken.
-        let digests: Vec<Vec<[u8; 32]>> = batch
-            .iter()
-            .map(|request| {
-                request
-                    .iter()
-                    .map(|pending| content_digest(&pending.event))
-                    .collect()
-            })
-            .collect();
-        let tenants: Vec<&str> = batch
-            .iter()
-            .flatten()
-            .map(|pending| pending.event.tenant_id.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let digests = group_digests(batch);
+        let tenants = group_tenants(batch);
         if tenants.is_empty() {
             return Ok(batch
                 .iter()
@@ -560,12 +555,9 @@ impl PostgresStore {
         let checked = started.elapsed();
         let plan = plan_group(batch, digests, heads, &stored);
         let planned = started.elapsed();
-        let (tiles, frontiers) = self
-            .group_tiles(&tx, &plan, &heads_before, frontiers)
-            .await?;
+        let trees = self.group_trees(&tx, &plan, &heads_before, frontiers).await?;
         let tiled = started.elapsed();
-        self.write_plan(&tx, &plan, &heads_before, &tiles, &frontiers)
-            .await?;
+        self.write_plan(&tx, &plan, &heads_before, &trees).await?;
         let written = started.elapsed();
         tx.commit().await.map_err(db)?;
         tracing::debug!(
@@ -619,23 +611,17 @@ impl PostgresStore {
     /// The Merkle tiles the plan completes and the frontier after it, for every tenant it
     /// grows. A frontier missing from `chain_heads` (`None`) is first rebuilt from the stored
     /// nodes of the partly filled blocks, read under the head lock.
-    async fn group_tiles<'p>(
+    async fn group_trees<'p>(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        plan: &'p GroupPlan<'_>,
+        plan: &GroupPlan<'p>,
         heads_before: &BTreeMap<String, ChainHead>,
-        mut frontiers: HashMap<String, Option<MerkleFrontier>>,
-    ) -> sealtrail_hot::Result<(Vec<(&'p str, Tile)>, HashMap<String, MerkleFrontier>)> {
-        let mut new_leaves: BTreeMap<&'p str, Vec<Hash>> = BTreeMap::new();
-        for row in &plan.rows {
-            new_leaves
-                .entry(row.pending.event.tenant_id.as_str())
-                .or_default()
-                .push(row.link.event_hash);
-        }
-        let missing: Vec<(&str, u64)> = new_leaves
+        mut stored: HashMap<String, Option<MerkleFrontier>>,
+    ) -> sealtrail_hot::Result<GroupTrees<'p>> {
+        let grown = plan.new_leaves();
+        let missing: Vec<(&str, u64)> = grown
             .keys()
-            .filter(|tenant| frontiers.get(**tenant).is_none_or(Option::is_none))
+            .filter(|tenant| stored.get(**tenant).is_none_or(Option::is_none))
             .map(|tenant| {
                 (
                     *tenant,
@@ -643,30 +629,20 @@ impl PostgresStore {
                 )
             })
             .collect();
+        let mut frontiers: HashMap<String, MerkleFrontier> = HashMap::new();
         if !missing.is_empty() {
             tracing::warn!(
                 tenants = missing.len(),
                 "rebuilding Merkle frontiers missing from chain_heads"
             );
-            for (tenant, frontier) in self.rebuild_frontiers(tx, &missing).await? {
-                frontiers.insert(tenant, Some(frontier));
+            frontiers.extend(self.rebuild_frontiers(tx, &missing).await?);
+        }
+        for tenant in grown.keys() {
+            if let Some(Some(frontier)) = stored.remove(*tenant) {
+                frontiers.insert((*tenant).to_owned(), frontier);
             }
         }
-        let mut tiles = Vec::new();
-        let mut after = HashMap::new();
-        for (tenant, leaves) in new_leaves {
-            let mut frontier = frontiers
-                .remove(tenant)
-                .flatten()
-                .expect("every grown tenant has a frontier, stored or rebuilt");
-            tiles.extend(
-                sealtrail_ledger::append_leaves(&mut frontier, &leaves)
-                    .into_iter()
-                    .map(|tile| (tenant, tile)),
-            );
-            after.insert(tenant.to_owned(), frontier);
-        }
-        Ok((tiles, after))
+        plan.grow_trees(frontiers)
     }
 
     /// Rebuilds the frontiers of `(tenant, tree size)` from the stored nodes of their partly
@@ -781,11 +757,11 @@ impl PostgresStore {
         tx: &deadpool_postgres::Transaction<'_>,
         plan: &GroupPlan<'_>,
         heads_before: &BTreeMap<String, ChainHead>,
-        tiles: &[(&str, Tile)],
-        frontiers: &HashMap<String, MerkleFrontier>,
+        trees: &GroupTrees<'_>,
     ) -> sealtrail_hot::Result<()> {
         let db = |source| self.db(source);
         let rows = &plan.rows;
+        let (tiles, frontiers) = (&trees.tiles, &trees.frontiers);
         // Values the rows hold in another shape than the columns take, converted once.
         let seqs: Vec<i64> = rows.iter().map(|row| seq_to_sql(row.link.seq)).collect();
         let actor_types: Vec<&str> = rows
@@ -871,6 +847,21 @@ impl PostgresStore {
         let empty_params: [&(dyn ToSql + Sync); 1] = [&empty_tenants];
         let tile_params: [&(dyn ToSql + Sync); 4] =
             [&tile_tenants, &tile_levels, &tile_indexes, &tile_hashes];
+        let sampling = &plan.sampling;
+        let count_tenants: Vec<&str> = sampling.keys().map(|key| key.tenant_id.as_str()).collect();
+        let count_days: Vec<&str> = sampling.keys().map(|key| key.day.as_str()).collect();
+        let count_classes: Vec<i16> = sampling.keys().map(|key| i16::from(key.class)).collect();
+        let count_actions: Vec<&str> = sampling.keys().map(|key| key.action.as_str()).collect();
+        let count_kept: Vec<i64> = sampling.values().map(|tally| tally.kept as i64).collect();
+        let count_seen: Vec<i64> = sampling.values().map(|tally| tally.seen as i64).collect();
+        let count_params: [&(dyn ToSql + Sync); 6] = [
+            &count_tenants,
+            &count_days,
+            &count_classes,
+            &count_actions,
+            &count_kept,
+            &count_seen,
+        ];
 
         // Every statement of the group, in the order the server runs them. The keys go first:
         // when an optimistic insert meets a stored key, it fails before PostgreSQL spends time
@@ -903,6 +894,10 @@ impl PostgresStore {
         if !tile_tenants.is_empty() {
             let insert = tx.prepare_cached(INSERT_TILES).await.map_err(db)?;
             statements.push((Write::Tiles, insert, &tile_params));
+        }
+        if !sampling.is_empty() {
+            let add = tx.prepare_cached(ADD_SAMPLING_COUNTS).await.map_err(db)?;
+            statements.push((Write::Sampling, add, &count_params));
         }
         // Issued together, the statements travel without waiting for each other
         // (tokio-postgres pipelines concurrent requests on a connection). All of them run; the
@@ -940,6 +935,11 @@ impl PostgresStore {
             tiles.len(),
             "every completed tile inserted"
         );
+        assert_eq!(
+            written(Write::Sampling),
+            sampling.len(),
+            "every sampling statistic added"
+        );
         Ok(())
     }
 }
@@ -962,6 +962,7 @@ enum Write {
     Heads,
     EmptyHeads,
     Tiles,
+    Sampling,
 }
 
 /// Most rows per multi-row INSERT: a power of two whose bound parameters (18 per event row)
@@ -1570,6 +1571,113 @@ impl CheckpointStore for PostgresStore {
             Some(i64::try_from(min_tree_size).unwrap_or(i64::MAX)),
         )
         .await
+    }
+}
+
+const SAMPLING_COLUMNS: &str =
+    "tenant_id, day, class, action, kept, seen, stated_kept, stated_seen";
+
+impl PostgresStore {
+    fn sampling_count_from_row(&self, row: &Row) -> sealtrail_hot::Result<SamplingCount> {
+        let db = |source| self.db(source);
+        let tenant_id: String = row.try_get(0).map_err(db)?;
+        let class: i16 = row.try_get(2).map_err(db)?;
+        let count = |index: usize, column: &str| -> sealtrail_hot::Result<u64> {
+            let value: i64 = row.try_get(index).map_err(db)?;
+            u64::try_from(value).map_err(|_| {
+                corrupt(
+                    &tenant_id,
+                    0,
+                    &column_fault(column, format!("negative ({value})")),
+                )
+            })
+        };
+        let class = u8::try_from(class)
+            .ok()
+            .filter(|class| *class < 4)
+            .ok_or_else(|| {
+                corrupt(
+                    &tenant_id,
+                    0,
+                    &column_fault("class of sampling_counts", format!("out of range ({class})")),
+                )
+            })?;
+        Ok(SamplingCount {
+            tally: SamplingTally {
+                kept: count(4, "kept of sampling_counts")?,
+                seen: count(5, "seen of sampling_counts")?,
+            },
+            stated: SamplingTally {
+                kept: count(6, "stated_kept of sampling_counts")?,
+                seen: count(7, "stated_seen of sampling_counts")?,
+            },
+            key: SamplingKey {
+                day: row.try_get(1).map_err(db)?,
+                class,
+                action: row.try_get(3).map_err(db)?,
+                tenant_id,
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl SamplingStore for PostgresStore {
+    async fn sampling_counts(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> sealtrail_hot::Result<Vec<SamplingCount>> {
+        let sql = format!(
+            "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE tenant_id = $1 \
+             AND ($2::text IS NULL OR day >= $2) AND ($3::text IS NULL OR day <= $3) \
+             ORDER BY day, class, action"
+        );
+        let rows = self
+            .scoped_statement(tenant_id, Access::Read, &sql, &[&tenant_id, &from_day, &to_day])
+            .await?;
+        rows.iter()
+            .map(|row| self.sampling_count_from_row(row))
+            .collect()
+    }
+
+    async fn unstated_sampling_counts(
+        &self,
+        limit: usize,
+    ) -> sealtrail_hot::Result<Vec<SamplingCount>> {
+        let sql = format!(
+            "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen <> stated_seen \
+             ORDER BY tenant_id, day, class, action LIMIT $1"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .scoped_statement(ALL_TENANTS, Access::Read, &sql, &[&limit])
+            .await?;
+        rows.iter()
+            .map(|row| self.sampling_count_from_row(row))
+            .collect()
+    }
+
+    async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> sealtrail_hot::Result<()> {
+        let tenants: Vec<&str> = counts.iter().map(|c| c.key.tenant_id.as_str()).collect();
+        let days: Vec<&str> = counts.iter().map(|c| c.key.day.as_str()).collect();
+        let classes: Vec<i16> = counts.iter().map(|c| i16::from(c.key.class)).collect();
+        let actions: Vec<&str> = counts.iter().map(|c| c.key.action.as_str()).collect();
+        let kept: Vec<i64> = counts.iter().map(|c| c.tally.kept as i64).collect();
+        let seen: Vec<i64> = counts.iter().map(|c| c.tally.seen as i64).collect();
+        self.scoped_statement(
+            ALL_TENANTS,
+            Access::Write,
+            "UPDATE sampling_counts AS c SET stated_kept = u.kept, stated_seen = u.seen \
+             FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::int8[], $6::int8[]) \
+             AS u(tenant_id, day, class, action, kept, seen) \
+             WHERE c.tenant_id = u.tenant_id AND c.day = u.day AND c.class = u.class \
+             AND c.action = u.action",
+            &[&tenants, &days, &classes, &actions, &kept, &seen],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -39,6 +39,7 @@ async fn main() {
                     },
                     received_at_ns: 1_790_000_000_000_000_000,
                     timestamp_supplied: true,
+                    capture: None,
                 }
             })
             .collect();

@@ -5,7 +5,7 @@
 //! with writes, which WAL allows. Commits use `synchronous=FULL`, so a commit has been fsynced to
 //! the WAL before `append` returns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,19 +13,20 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sealtrail_ledger::{
-    append_leaves, content_digest, decode_frontier, encode_frontier, partial_blocks,
-    rebuild_frontier, ChainHead, ChainLink, Hash, MerkleFrontier, TILE_WIDTH,
+    decode_frontier, encode_frontier, partial_blocks, rebuild_frontier, ChainHead, Hash,
+    MerkleFrontier, TILE_WIDTH,
 };
 use sealtrail_model::limits::{
     HOT_READ_CONNECTIONS_MAX, WAL_BYTES_SOFT_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS,
     WAL_TRUNCATE_WAIT_MILLIS,
 };
-use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
+use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, StoredEvent};
 
+use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
     ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, Error as HotError, EventQuery,
-    EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role, SettingsStore,
-    StoredCheckpoint, TreeStore,
+    EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role, SamplingCount,
+    SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
 };
 
 use crate::Result;
@@ -121,6 +122,24 @@ CREATE TABLE archived_event_ids (
 ALTER TABLE api_keys ADD COLUMN expires_at_ns INTEGER;
 ALTER TABLE api_keys ADD COLUMN revoked_at_ns INTEGER;
 "#,
+    // Sampling statistics, added to in the group commit of the events they count; `stated_*`
+    // is what the tenant's latest sampling statement said. `seen` moves whenever `kept` does,
+    // so the partial index finds exactly the statistics a statement has yet to state.
+    r#"
+CREATE TABLE sampling_counts (
+    tenant_id   TEXT    NOT NULL,
+    day         TEXT    NOT NULL,
+    class       INTEGER NOT NULL,
+    action      TEXT    NOT NULL,
+    kept        INTEGER NOT NULL,
+    seen        INTEGER NOT NULL,
+    stated_kept INTEGER NOT NULL DEFAULT 0,
+    stated_seen INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, class, action)
+) WITHOUT ROWID;
+CREATE INDEX sampling_counts_unstated ON sampling_counts (tenant_id, day, class, action)
+    WHERE seen != stated_seen;
+"#,
 ];
 
 const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
@@ -158,6 +177,8 @@ struct Writer {
     frontiers: HashMap<String, MerkleFrontier>,
     /// The WAL beside the database, whose size the writer keeps under [`WAL_BYTES_SOFT_MAX`].
     wal_path: PathBuf,
+    /// Whether the next group reads its stored keys before inserting (see [`Writer::append`]).
+    read_keys_first: bool,
 }
 
 impl SqliteStore {
@@ -244,6 +265,7 @@ impl SqliteStore {
                     heads: HashMap::new(),
                     frontiers: HashMap::new(),
                     wal_path: wal_path(&path),
+                    read_keys_first: false,
                 }),
                 path,
                 readers: Mutex::new(Vec::new()),
@@ -441,19 +463,48 @@ impl Writer {
         }
     }
 
+    /// Commits a group as the shared planner decides ([`plan_group`]). Optimistic first, as in
+    /// the PostgreSQL store: in the common case every event is new and the `event_id` unique
+    /// index proves it while inserting; when an insert meets a stored key, the group is rolled
+    /// back and planned again with every stored key read first. After a group that met stored
+    /// keys (a spool replay, a burst of retries), the next one reads them first straight away.
     fn append(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
+        let digests = group_digests(batch);
+        let attempt = match self.attempt(batch, &digests, self.read_keys_first)? {
+            Some(done) => done,
+            None => self
+                .attempt(batch, &digests, true)?
+                .expect("with every stored key read first, no insert meets one"),
+        };
+        let (outcomes, met_stored_keys) = attempt;
+        self.read_keys_first = met_stored_keys;
+        Ok(outcomes)
+    }
+
+    /// One transaction for a group: its outcomes and whether it met stored keys, or `None`
+    /// (rolled back, nothing written) when `read_keys_first` was false and an event was stored.
+    fn attempt(
+        &mut self,
+        batch: &[AppendRequest],
+        digests: &[Vec<[u8; 32]>],
+        read_keys_first: bool,
+    ) -> Result<Option<(Vec<AppendOutcome>, bool)>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match self.append_in_transaction(batch) {
-            Ok(outcomes) => match self.conn.execute_batch("COMMIT") {
+        match self.write_group(batch, digests, read_keys_first) {
+            Ok(Some(done)) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     self.bound_wal();
-                    Ok(outcomes)
+                    Ok(Some(done))
                 }
                 Err(error) => {
                     self.abort();
                     Err(error.into())
                 }
             },
+            Ok(None) => {
+                self.abort();
+                Ok(None)
+            }
             Err(error) => {
                 self.abort();
                 Err(error)
@@ -470,143 +521,97 @@ impl Writer {
         }
     }
 
-    fn append_in_transaction(&mut self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        // Each grown tenant's frontier, advanced by the leaves this group appends, in `seq`
-        // order. Read before the group changes the tenant's head, so it is the committed one.
-        let mut frontiers: HashMap<String, MerkleFrontier> = HashMap::new();
-        let mut sizes_before: HashMap<String, u64> = HashMap::new();
-        for request in batch {
-            for pending in request {
-                if !frontiers.contains_key(&pending.event.tenant_id) {
-                    let frontier = self.frontier(&pending.event.tenant_id)?;
-                    sizes_before.insert(pending.event.tenant_id.clone(), frontier.tree_size());
-                    frontiers.insert(pending.event.tenant_id.clone(), frontier);
-                }
-            }
-            let outcome = self.append_request(request)?;
-            if let AppendOutcome::Committed(receipts) = &outcome {
-                for receipt in receipts {
-                    let frontier = frontiers
-                        .get_mut(&receipt.tenant_id)
-                        .expect("every tenant of the request has a frontier");
-                    // New events take the next `seq`; a retried one keeps its stored place.
-                    if receipt.seq == frontier.tree_size() + 1 {
-                        for tile in append_leaves(frontier, &[receipt.event_hash]) {
-                            self.conn
-                                .prepare_cached(
-                                    "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) \
-                                     VALUES (?1, ?2, ?3, ?4)",
-                                )?
-                                .execute(params![
-                                    receipt.tenant_id,
-                                    tile.level,
-                                    tile.index as i64,
-                                    &tile.hash[..]
-                                ])?;
-                        }
-                    }
-                }
-            }
-            outcomes.push(outcome);
+    /// Reads what the plan needs, plans, and writes what it says, inside the open transaction.
+    fn write_group(
+        &mut self,
+        batch: &[AppendRequest],
+        digests: &[Vec<[u8; 32]>],
+        read_keys_first: bool,
+    ) -> Result<Option<(Vec<AppendOutcome>, bool)>> {
+        let mut heads = BTreeMap::new();
+        for tenant in group_tenants(batch) {
+            heads.insert(tenant.to_owned(), self.head(tenant)?);
         }
-        let mut update = self.conn.prepare_cached(
+        let stored = self.stored_keys(batch, read_keys_first)?;
+        let plan = plan_group(batch, digests, heads, &stored);
+        let mut frontiers = HashMap::new();
+        for tenant in plan.new_leaves().into_keys() {
+            frontiers.insert(tenant.to_owned(), self.frontier(tenant)?);
+        }
+        let trees = plan.grow_trees(frontiers)?;
+        for row in &plan.rows {
+            if !insert_event(&self.conn, row)? {
+                return Ok(None);
+            }
+        }
+        let mut insert_tile = self.conn.prepare_cached(
+            "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (tenant_id, tile) in &trees.tiles {
+            insert_tile.execute(params![
+                tenant_id,
+                tile.level,
+                tile.index as i64,
+                &tile.hash[..]
+            ])?;
+        }
+        let mut update_head = self.conn.prepare_cached(
             "INSERT INTO chain_heads (tenant_id, seq, head_hash, frontier) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, head_hash = excluded.head_hash, \
              frontier = excluded.frontier",
         )?;
-        for (tenant_id, frontier) in frontiers {
-            // A tenant whose requests all conflicted keeps its head as it was (or none).
-            if frontier.tree_size() == sizes_before[&tenant_id] {
-                continue;
-            }
-            let head = self.heads[&tenant_id];
-            if frontier.tree_size() != head.seq {
-                return Err(HotError::Corrupt {
-                    tenant_id,
-                    seq: head.seq,
-                    reason: format!(
-                        "the Merkle frontier has {} leaves but the chain head is at seq {}",
-                        frontier.tree_size(),
-                        head.seq
-                    ),
-                }
-                .into());
-            }
-            update.execute(params![
+        // Only grown tenants: one whose requests all conflicted keeps its head (or none).
+        for (tenant_id, frontier) in &trees.frontiers {
+            let head = plan.heads[tenant_id];
+            update_head.execute(params![
                 tenant_id,
                 head.seq as i64,
                 &head.hash[..],
-                encode_frontier(&frontier)
+                encode_frontier(frontier)
             ])?;
-            self.frontiers.insert(tenant_id, frontier);
         }
-        Ok(outcomes)
+        let mut count = self.conn.prepare_cached(
+            "INSERT INTO sampling_counts (tenant_id, day, class, action, kept, seen) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, day, class, action) \
+             DO UPDATE SET kept = kept + excluded.kept, seen = seen + excluded.seen",
+        )?;
+        for (key, tally) in &plan.sampling {
+            count.execute(params![
+                key.tenant_id,
+                key.day,
+                key.class,
+                key.action,
+                tally.kept as i64,
+                tally.seen as i64
+            ])?;
+        }
+        drop((insert_tile, update_head, count));
+        // The caches follow the writes; `abort` drops them if the commit then fails.
+        self.heads.extend(plan.heads);
+        self.frontiers.extend(trees.frontiers);
+        Ok(Some((plan.outcomes, !stored.is_empty())))
     }
 
-    /// Links and inserts one request's events. The common case, all new, costs one insert per
-    /// event: the `event_id` unique index itself detects a retry. On a conflict, the rows this
-    /// request already inserted are deleted again and the heads restored, so the request leaves
-    /// no trace (a savepoint would do the same, but journals every page on the hot path).
-    fn append_request(&mut self, request: &[PendingEvent]) -> Result<AppendOutcome> {
-        let mut receipts = Vec::with_capacity(request.len());
-        let mut heads_before: Vec<(String, ChainHead)> = Vec::new();
-        let mut inserted: Vec<(usize, u64)> = Vec::new();
-        let mut conflict = None;
-        for (index, pending) in request.iter().enumerate() {
-            let event = &pending.event;
-            let mut head = self.head(&event.tenant_id)?;
-            if !heads_before
-                .iter()
-                .any(|(tenant, _)| *tenant == event.tenant_id)
-            {
-                heads_before.push((event.tenant_id.clone(), head));
-            }
-            let digest = content_digest(event);
-            // An event already moved to the archive is not in `events`, so the insert below
-            // would not see it: its key is looked up first.
-            let archived = archived_event(&self.conn, &event.tenant_id, &event.event_id)?;
-            let link = head.link(event, pending.received_at_ns);
-            if archived.is_none() && insert_event(&self.conn, pending, &link, &digest)? {
-                self.heads.insert(event.tenant_id.clone(), head);
-                inserted.push((index, link.seq));
-                receipts.push(EventReceipt {
-                    event_id: event.event_id.clone(),
-                    tenant_id: event.tenant_id.clone(),
-                    seq: link.seq,
-                    event_hash: link.event_hash,
-                });
-                continue;
-            }
-            let existing = match archived {
-                Some(archived) => archived,
-                None => existing_event(&self.conn, &event.tenant_id, &event.event_id)?
-                    .expect("an insert refused by the event_id unique index means the row exists"),
+    /// The stored keys of the group's events that the plan must see. Keys of archived events
+    /// are always read: no unique index spans `events` and `archived_event_ids`, so an insert
+    /// would not meet them. Keys still in `events` only when `hot_too`.
+    fn stored_keys(&self, batch: &[AppendRequest], hot_too: bool) -> Result<StoredKeys> {
+        let mut stored = StoredKeys::new();
+        for pending in batch.iter().flatten() {
+            let (tenant_id, event_id) = (&pending.event.tenant_id, &pending.event.event_id);
+            let found = if hot_too {
+                existing_event(&self.conn, tenant_id, event_id)?
+            } else {
+                archived_event(&self.conn, tenant_id, event_id)?
             };
-            let same = existing.content_digest == digest
-                && (!pending.timestamp_supplied || existing.timestamp_ns == event.timestamp_ns);
-            if !same {
-                conflict = Some(AppendOutcome::Conflict {
-                    index,
-                    event_id: event.event_id.clone(),
-                });
-                break;
+            if let Some(found) = found {
+                stored
+                    .entry(tenant_id.clone())
+                    .or_default()
+                    .insert(event_id.clone(), found);
             }
-            receipts.push(existing.receipt);
         }
-        let Some(conflict) = conflict else {
-            return Ok(AppendOutcome::Committed(receipts));
-        };
-        let mut delete = self
-            .conn
-            .prepare_cached("DELETE FROM events WHERE tenant_id = ?1 AND seq = ?2")?;
-        for (index, seq) in inserted {
-            delete.execute(params![request[index].event.tenant_id, seq as i64])?;
-        }
-        for (tenant_id, head) in heads_before {
-            self.heads.insert(tenant_id, head);
-        }
-        Ok(conflict)
+        Ok(stored)
     }
 }
 
@@ -716,13 +721,9 @@ pub(crate) fn read_block(
     Ok(hashes)
 }
 
-/// Inserts one chained event; returns false, writing nothing, when its `event_id` is stored.
-fn insert_event(
-    conn: &Connection,
-    pending: &PendingEvent,
-    link: &ChainLink,
-    digest: &[u8; 32],
-) -> Result<bool> {
+/// Inserts one planned event; returns false, writing nothing, when its `event_id` is stored.
+fn insert_event(conn: &Connection, row: &NewRow<'_>) -> Result<bool> {
+    let (pending, link) = (row.pending, &row.link);
     let event = &pending.event;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
     let changed = insert.execute(params![
@@ -744,7 +745,7 @@ fn insert_event(
         event.metadata,
         &link.prev_hash[..],
         &link.event_hash[..],
-        &digest[..],
+        &row.content_digest[..],
     ]);
     match changed {
         Ok(changed) => Ok(changed == 1),
@@ -1225,6 +1226,91 @@ impl SettingsStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+const SAMPLING_COLUMNS: &str =
+    "tenant_id, day, class, action, kept, seen, stated_kept, stated_seen";
+
+fn sampling_count_from_row(row: &Row<'_>) -> rusqlite::Result<SamplingCount> {
+    let count = |index| row.get::<_, i64>(index).map(|value| value as u64);
+    Ok(SamplingCount {
+        key: SamplingKey {
+            tenant_id: row.get(0)?,
+            day: row.get(1)?,
+            class: row.get(2)?,
+            action: row.get(3)?,
+        },
+        tally: SamplingTally {
+            kept: count(4)?,
+            seen: count(5)?,
+        },
+        stated: SamplingTally {
+            kept: count(6)?,
+            seen: count(7)?,
+        },
+    })
+}
+
+#[async_trait]
+impl SamplingStore for SqliteStore {
+    async fn sampling_counts(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> HotResult<Vec<SamplingCount>> {
+        let (tenant_id, from_day, to_day) = (
+            tenant_id.to_owned(),
+            from_day.unwrap_or("").to_owned(),
+            to_day.unwrap_or("9999-12-31").to_owned(),
+        );
+        self.read(move |conn| {
+                let mut select = conn.prepare_cached(&format!(
+                    "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE tenant_id = ?1 \
+                     AND day >= ?2 AND day <= ?3 ORDER BY day, class, action"
+                ))?;
+                let rows = select.query_map(params![tenant_id, from_day, to_day], sampling_count_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn unstated_sampling_counts(&self, limit: usize) -> HotResult<Vec<SamplingCount>> {
+        self.read(move |conn| {
+                let mut select = conn.prepare_cached(&format!(
+                    "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen != stated_seen \
+                     ORDER BY tenant_id, day, class, action LIMIT ?1"
+                ))?;
+                let rows = select.query_map([limit as i64], sampling_count_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> HotResult<()> {
+        self.write(move |writer| {
+                let tx = writer.conn.transaction()?;
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE sampling_counts SET stated_kept = ?5, stated_seen = ?6 \
+                         WHERE tenant_id = ?1 AND day = ?2 AND class = ?3 AND action = ?4",
+                    )?;
+                    for count in &counts {
+                        update.execute(params![
+                            count.key.tenant_id,
+                            count.key.day,
+                            count.key.class,
+                            count.key.action,
+                            count.tally.kept as i64,
+                            count.tally.seen as i64
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 }
 

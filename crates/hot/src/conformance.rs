@@ -127,6 +127,7 @@ pub fn test_event(tenant_id: &str, event_id: &str, n: u64) -> PendingEvent {
         // Hours apart: the 13th event of a tenant falls into the next month.
         received_at_ns: RECEIVED_BASE_NS + n_i64 * HOUR_NS,
         timestamp_supplied: true,
+        capture: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod conformance;
 mod error;
+pub mod plan;
 mod verify;
 
 use std::sync::Arc;
@@ -26,8 +27,9 @@ pub type AppendRequest = Vec<PendingEvent>;
 /// What became of one [`AppendRequest`] in a group commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
-    /// Every event is durably stored; one receipt per event, in request order. An event whose
-    /// `event_id` was already stored with the same content gets the stored receipt.
+    /// Every kept event is durably stored; one receipt per kept event, in request order (an
+    /// event the capture policy dropped gets none). An event whose `event_id` was already stored
+    /// with the same content gets the stored receipt.
     Committed(Vec<EventReceipt>),
     /// The event at `index` reuses a stored `event_id` with different content; nothing of the
     /// request was written.
@@ -93,6 +95,34 @@ impl EventQuery {
             ("outcome", self.outcome.as_deref()),
         ]
     }
+}
+
+/// The key of one sampling statistic: a tenant's events of one class and action on one UTC day
+/// (`YYYY-MM-DD`, of the event's `timestamp`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SamplingKey {
+    pub tenant_id: String,
+    pub day: String,
+    pub class: u8,
+    pub action: String,
+}
+
+/// Events seen (delivered with a capture decision) and kept (stored) under one [`SamplingKey`].
+/// A retry of a kept event counts once; each delivery of a dropped event counts, because a
+/// dropped event leaves no key to recognise it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SamplingTally {
+    pub kept: u64,
+    pub seen: u64,
+}
+
+/// One stored sampling statistic, with what the latest sampling statement of the tenant said
+/// about it (the statement task states every statistic whose counts moved since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamplingCount {
+    pub key: SamplingKey,
+    pub tally: SamplingTally,
+    pub stated: SamplingTally,
 }
 
 /// What the store knows of an already stored `event_id`, for idempotency checks.
@@ -342,9 +372,39 @@ pub trait LifecycleStore: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The sampling statistics a group commit keeps ([`plan::GroupPlan::sampling`]), and what the
+/// tenant's sampling statements have stated of them. They are not events: they are never moved
+/// by the lifecycle nor removed by retention.
+#[async_trait]
+pub trait SamplingStore: Send + Sync + std::fmt::Debug {
+    /// A tenant's statistics for the days `from_day..=to_day` (`YYYY-MM-DD`, either open), by
+    /// day, class and action.
+    async fn sampling_counts(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<SamplingCount>>;
+
+    /// Up to `limit` statistics of any tenant whose counts moved since the last statement that
+    /// stated them, by tenant, day, class and action.
+    async fn unstated_sampling_counts(&self, limit: usize) -> Result<Vec<SamplingCount>>;
+
+    /// Records that a committed statement stated each count's `tally`. MUST NOT return `Ok`
+    /// before that is durable.
+    async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> Result<()>;
+}
+
 /// Every concern of a hot store, and its log for verification: what the server runs on.
 pub trait HotStore:
-    EventStore + TreeStore + CheckpointStore + SettingsStore + LifecycleStore + LogSource + 'static
+    EventStore
+    + TreeStore
+    + CheckpointStore
+    + SettingsStore
+    + LifecycleStore
+    + SamplingStore
+    + LogSource
+    + 'static
 {
 }
 
@@ -354,6 +414,7 @@ impl<T> HotStore for T where
         + CheckpointStore
         + SettingsStore
         + LifecycleStore
+        + SamplingStore
         + LogSource
         + 'static
 {

@@ -14,7 +14,7 @@ mod validate;
 pub use json_input::{check_events_json, nearest_doubles};
 pub use retention::{RetentionPeriod, RetentionPolicy};
 pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent};
-pub use time_fmt::{format_timestamp, parse_timestamp, timestamp_problem};
+pub use time_fmt::{format_day, format_timestamp, is_day, parse_timestamp, timestamp_problem};
 pub use validate::{validate_event, validate_imported_event, FieldError, SubmittedEvent};
 
 /// Who performed an action.
@@ -98,6 +98,18 @@ pub struct PendingEvent {
     pub received_at_ns: i64,
     /// Whether the client sent `timestamp`. A retry that omits it matches any stored timestamp.
     pub timestamp_supplied: bool,
+    /// What the tenant's capture policy decided, for an event it applies to (ingested over the
+    /// API); `None` for events outside sampling (imports, the server's own statements), which
+    /// are kept and not counted.
+    pub capture: Option<CaptureDecision>,
+}
+
+/// A capture policy's decision for one event: its class (0-3) and whether it is kept. A dropped
+/// event is never stored; it only counts in the tenant's sampling statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureDecision {
+    pub class: u8,
+    pub kept: bool,
 }
 
 /// Checks a tenant id against the format v1 rule; returns the reason when it fails.

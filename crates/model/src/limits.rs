@@ -223,3 +223,8 @@ pub const ADMIN_TOKEN_BITS_MIN: usize = 256;
 /// days from its creation. A key without an expiry never expires; one that needs to last longer
 /// is left without one and revoked when it is no longer needed.
 pub const API_KEY_TTL_DAYS_MAX: i64 = 366;
+
+/// Rules one capture policy may hold (matched in order on every event of the tenant).
+pub const POLICY_RULES_MAX: usize = 256;
+/// Longest string a policy rule matches on (`action` and `resource_type` are at most 64 chars).
+pub const POLICY_MATCH_CHARS_MAX: usize = 64;

@@ -60,9 +60,54 @@ pub fn format_timestamp(timestamp_ns: i64) -> String {
         .expect("RFC 3339 can format every UTC instant between years 0 and 9999")
 }
 
+/// The UTC calendar day of an instant, `YYYY-MM-DD`: the day sampling statistics and
+/// summaries count an event under.
+pub fn format_day(timestamp_ns: i64) -> String {
+    let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ns))
+        .expect("an i64 of nanoseconds is always inside time's supported range");
+    let date = instant.date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// Whether `text` is a `YYYY-MM-DD` calendar day.
+pub fn is_day(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes[range.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| text[range].parse::<i32>().ok())
+            .flatten()
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return false;
+    }
+    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return false;
+    };
+    let Ok(month) = time::Month::try_from(month as u8) else {
+        return false;
+    };
+    time::Date::from_calendar_date(year, month, day as u8).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_are_utc_calendar_days() {
+        let late = parse_timestamp("2026-03-01T23:59:59.999999999Z").unwrap();
+        assert_eq!(format_day(late), "2026-03-01");
+        assert_eq!(format_day(late + 1), "2026-03-02");
+        assert_eq!(format_day(-1), "1969-12-31");
+        assert!(is_day("2026-02-28") && !is_day("2026-02-30") && !is_day("2026-2-28"));
+    }
 
     #[test]
     fn offsets_normalise_to_utc() {

@@ -21,7 +21,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
         FieldError {
             field: field.to_owned(),
             reason: reason.into(),
@@ -77,6 +77,7 @@ impl SubmittedEvent {
             },
             received_at_ns,
             timestamp_supplied,
+            capture: None,
         }
     }
 }

@@ -57,6 +57,7 @@ async fn ingest(store: &SqliteStore, tenant_id: &str, count: u64, days: i64) {
                 event: event(tenant_id, index, timestamp_ns),
                 received_at_ns: timestamp_ns + 1_000,
                 timestamp_supplied: true,
+                capture: None,
             }]
         })
         .collect();

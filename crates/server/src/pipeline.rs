@@ -946,6 +946,32 @@ mod tests {
     }
 
     #[async_trait]
+    impl sealtrail_hot::SamplingStore for SlowStore {
+        async fn sampling_counts(
+            &self,
+            _tenant_id: &str,
+            _from_day: Option<&str>,
+            _to_day: Option<&str>,
+        ) -> sealtrail_hot::Result<Vec<sealtrail_hot::SamplingCount>> {
+            Ok(Vec::new())
+        }
+
+        async fn unstated_sampling_counts(
+            &self,
+            _limit: usize,
+        ) -> sealtrail_hot::Result<Vec<sealtrail_hot::SamplingCount>> {
+            Ok(Vec::new())
+        }
+
+        async fn mark_sampling_stated(
+            &self,
+            _counts: Vec<sealtrail_hot::SamplingCount>,
+        ) -> sealtrail_hot::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
     impl LifecycleStore for SlowStore {
         async fn hot_prefix_older_than(
             &self,

@@ -698,6 +698,7 @@ impl SpooledEvent {
             },
             received_at_ns: spooled.received_at_ns,
             timestamp_supplied: spooled.timestamp_supplied,
+            capture: None,
         })
     }
 }
