@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent implementation of docs/FORMAT.md ("Canonical encoding, version 1", "Numbers",
-"JSON input rules"), written from the document alone, checked against docs/vectors/event-v1.json
-and docs/vectors/json-v1.json. Standard library only.
+"JSON input rules", "Sampling"), written from the document alone, checked against
+docs/vectors/event-v1.json, docs/vectors/json-v1.json and docs/vectors/sampling-v1.json. Standard library only.
 
 Usage: python3 docs/verify_vectors.py   (exit status 0 when every vector matches)
 """
@@ -226,10 +226,40 @@ def check_json_vectors(path):
     return failures
 
 
+SAMPLING_DOMAIN = b"sealtrail-sampling-v1\n"
+
+
+def sampling_point(key):
+    # "Sampling": the first 8 bytes of SHA-256(domain || key), big-endian, modulo 1,000,000.
+    digest = hashlib.sha256(SAMPLING_DOMAIN + key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 1_000_000
+
+
+def rate_ppm(rate):
+    # round(rate x 1,000,000), half away from zero (Python's round() is half-to-even).
+    scaled = decimal.Decimal(repr(rate)) * 1_000_000
+    return int(scaled.quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_UP))
+
+
+def check_sampling_vectors(path):
+    vectors = json.loads(path.read_text(encoding="utf-8"))
+    failures = 0
+    for case in vectors["cases"]:
+        point = sampling_point(case["key"])
+        kept = {cls: point < rate_ppm(rate) for cls, rate in vectors["rates"].items()}
+        ok = point == case["point"] and kept == case["kept"]
+        if not ok:
+            print(f"sampling {case['key']!r}: MISMATCH point {point} kept {kept}")
+        failures += not ok
+    print(f"sampling-v1: {len(vectors['cases']) - failures} of {len(vectors['cases'])} ok")
+    return failures
+
+
 def main():
     vectors_dir = pathlib.Path(__file__).with_name("vectors")
     path = vectors_dir / "event-v1.json"
     failures = check_json_vectors(vectors_dir / "json-v1.json")
+    failures += check_sampling_vectors(vectors_dir / "sampling-v1.json")
     prev = "00" * 32
     for number, vector in enumerate(parse_input(path.read_text(encoding="utf-8")), 1):
         event = vector["event"]

@@ -20,9 +20,7 @@ use sealtrail_hot::{
     ExistingEvent, LifecycleStore, Order, Role, SamplingCount, SamplingKey, SamplingStore,
     SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
 };
-use sealtrail_ledger::{
-    ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH,
-};
+use sealtrail_ledger::{ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
     POSTGRES_COMMIT_LANES, POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
     POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX,
@@ -33,10 +31,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Database, Error, Result};
+use crate::schema::{self, Month, ALL_TENANTS};
 use sealtrail_hot::plan::{
     group_digests, group_tenants, plan_group, GroupPlan, GroupTrees, StoredKeys,
 };
-use crate::schema::{self, Month, ALL_TENANTS};
 
 /// Columns of `events` in the order [`stored_event_from_row`] reads them (the SQLite store's
 /// order).
@@ -120,7 +118,8 @@ const INSERT_TILES: &str = "INSERT INTO merkle_tiles (tenant_id, level, idx, has
      SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])";
 
 /// Adds a group's sampling statistics (one row per key: the plan's keys are distinct).
-const ADD_SAMPLING_COUNTS: &str = "INSERT INTO sampling_counts AS c (tenant_id, day, class, action, kept, seen) \
+const ADD_SAMPLING_COUNTS: &str =
+    "INSERT INTO sampling_counts AS c (tenant_id, day, class, action, kept, seen) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::int8[], $6::int8[]) \
      ON CONFLICT (tenant_id, day, class, action) \
      DO UPDATE SET kept = c.kept + excluded.kept, seen = c.seen + excluded.seen";
@@ -555,7 +554,9 @@ impl PostgresStore {
         let checked = started.elapsed();
         let plan = plan_group(batch, digests, heads, &stored);
         let planned = started.elapsed();
-        let trees = self.group_trees(&tx, &plan, &heads_before, frontiers).await?;
+        let trees = self
+            .group_trees(&tx, &plan, &heads_before, frontiers)
+            .await?;
         let tiled = started.elapsed();
         self.write_plan(&tx, &plan, &heads_before, &trees).await?;
         let written = started.elapsed();
@@ -1599,7 +1600,10 @@ impl PostgresStore {
                 corrupt(
                     &tenant_id,
                     0,
-                    &column_fault("class of sampling_counts", format!("out of range ({class})")),
+                    &column_fault(
+                        "class of sampling_counts",
+                        format!("out of range ({class})"),
+                    ),
                 )
             })?;
         Ok(SamplingCount {
@@ -1635,7 +1639,12 @@ impl SamplingStore for PostgresStore {
              ORDER BY day, class, action"
         );
         let rows = self
-            .scoped_statement(tenant_id, Access::Read, &sql, &[&tenant_id, &from_day, &to_day])
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                &sql,
+                &[&tenant_id, &from_day, &to_day],
+            )
             .await?;
         rows.iter()
             .map(|row| self.sampling_count_from_row(row))

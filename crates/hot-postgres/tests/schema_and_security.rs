@@ -263,7 +263,11 @@ async fn nodes_starting_together_migrate_once_and_create_partitions_ahead() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4], "every migration ran exactly once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4],
+        "every migration ran exactly once"
+    );
     let found = partitions(&admin).await;
     assert_eq!(
         found.len(),

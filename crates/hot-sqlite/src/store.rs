@@ -1266,51 +1266,54 @@ impl SamplingStore for SqliteStore {
             to_day.unwrap_or("9999-12-31").to_owned(),
         );
         self.read(move |conn| {
-                let mut select = conn.prepare_cached(&format!(
-                    "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE tenant_id = ?1 \
+            let mut select = conn.prepare_cached(&format!(
+                "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE tenant_id = ?1 \
                      AND day >= ?2 AND day <= ?3 ORDER BY day, class, action"
-                ))?;
-                let rows = select.query_map(params![tenant_id, from_day, to_day], sampling_count_from_row)?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
-            })
-            .await
+            ))?;
+            let rows = select.query_map(
+                params![tenant_id, from_day, to_day],
+                sampling_count_from_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 
     async fn unstated_sampling_counts(&self, limit: usize) -> HotResult<Vec<SamplingCount>> {
         self.read(move |conn| {
-                let mut select = conn.prepare_cached(&format!(
-                    "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen != stated_seen \
+            let mut select = conn.prepare_cached(&format!(
+                "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen != stated_seen \
                      ORDER BY tenant_id, day, class, action LIMIT ?1"
-                ))?;
-                let rows = select.query_map([limit as i64], sampling_count_from_row)?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
-            })
-            .await
+            ))?;
+            let rows = select.query_map([limit as i64], sampling_count_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 
     async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> HotResult<()> {
         self.write(move |writer| {
-                let tx = writer.conn.transaction()?;
-                {
-                    let mut update = tx.prepare_cached(
-                        "UPDATE sampling_counts SET stated_kept = ?5, stated_seen = ?6 \
+            let tx = writer.conn.transaction()?;
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE sampling_counts SET stated_kept = ?5, stated_seen = ?6 \
                          WHERE tenant_id = ?1 AND day = ?2 AND class = ?3 AND action = ?4",
-                    )?;
-                    for count in &counts {
-                        update.execute(params![
-                            count.key.tenant_id,
-                            count.key.day,
-                            count.key.class,
-                            count.key.action,
-                            count.tally.kept as i64,
-                            count.tally.seen as i64
-                        ])?;
-                    }
+                )?;
+                for count in &counts {
+                    update.execute(params![
+                        count.key.tenant_id,
+                        count.key.day,
+                        count.key.class,
+                        count.key.action,
+                        count.tally.kept as i64,
+                        count.tally.seen as i64
+                    ])?;
                 }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }
 

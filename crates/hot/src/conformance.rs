@@ -18,11 +18,13 @@ use sealtrail_ledger::{
     content_digest, event_hash, tree_root, ChainHead, NoteSigner, NoteVerifier, GENESIS_HASH,
     TILE_WIDTH,
 };
-use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, PendingEvent, StoredEvent};
+use sealtrail_model::{
+    ActorType, CaptureDecision, Event, EventReceipt, Outcome, PendingEvent, StoredEvent,
+};
 
 use crate::{
     verify_store, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore, Order, Role,
-    StoredCheckpoint,
+    SamplingCount, SamplingTally, StoredCheckpoint,
 };
 
 /// Fresh storage for one property.
@@ -68,7 +70,8 @@ macro_rules! conformance_tests {
             retention_deletes_a_prefix_only,
             tiles_complete_after_their_leaves_left,
             a_retry_of_an_archived_event_gets_its_receipt,
-            live_verification_reports_only_real_edits
+            live_verification_reports_only_real_edits,
+            sampling_counts_commit_with_their_events
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1390,4 +1393,128 @@ pub async fn live_verification_reports_only_real_edits(fixture: &dyn Fixture) {
         rounds >= 4,
         "verification ran beside the writers ({rounds} rounds)"
     );
+}
+
+/// Sampling statistics commit with the events they count: a kept event counts as seen and kept
+/// once (a retry adds nothing), a dropped event is never stored and counts as seen on every
+/// delivery, a request refused for a conflict counts nothing, events outside sampling are not
+/// counted, a statement's record moves only what it stated, and tenants never see each other's.
+pub async fn sampling_counts_commit_with_their_events(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let decided = |tenant: &str, event_id: &str, n: u64, class: u8, kept: bool| {
+        let mut pending = test_event(tenant, event_id, n);
+        pending.capture = Some(CaptureDecision { class, kept });
+        pending
+    };
+    // Actions by n: 1 and 4 are "update", 3 and 6 "read"; every timestamp is on 2026-01-15.
+    let first = append(
+        &*store,
+        vec![
+            vec![
+                decided("acme", "e1", 1, 1, true),
+                decided("acme", "d1", 4, 1, false),
+                decided("acme", "e3", 3, 2, true),
+                test_event("acme", "plain", 6),
+            ],
+            vec![decided("beta", "b1", 1, 1, true)],
+        ],
+    )
+    .await;
+    let kept: Vec<&str> = receipts(&first[0])
+        .iter()
+        .map(|receipt| receipt.event_id.as_str())
+        .collect();
+    assert_eq!(kept, ["e1", "e3", "plain"], "one receipt per kept event");
+    let second = append(
+        &*store,
+        vec![
+            vec![
+                decided("acme", "e1", 1, 1, true),
+                decided("acme", "d1", 4, 1, false),
+            ],
+            vec![
+                decided("acme", "x", 7, 2, true),
+                decided("acme", "e1", 2, 1, true),
+            ],
+        ],
+    )
+    .await;
+    assert_eq!(receipts(&second[0]), &receipts(&first[0])[..1]);
+    assert!(matches!(
+        second[1],
+        AppendOutcome::Conflict { index: 1, .. }
+    ));
+    let stored: Vec<String> = all_events(&*store, "acme")
+        .await
+        .into_iter()
+        .map(|stored| stored.event.event_id)
+        .collect();
+    assert_eq!(
+        stored,
+        ["e1", "e3", "plain"],
+        "a dropped event is never stored"
+    );
+
+    let tally = |kept, seen| SamplingTally { kept, seen };
+    let summary = |counts: &[SamplingCount]| -> Vec<(String, String, u8, String, SamplingTally)> {
+        counts
+            .iter()
+            .map(|count| {
+                (
+                    count.key.tenant_id.clone(),
+                    count.key.day.clone(),
+                    count.key.class,
+                    count.key.action.clone(),
+                    count.tally,
+                )
+            })
+            .collect()
+    };
+    let acme = store.sampling_counts("acme", None, None).await.unwrap();
+    let day = "2026-01-15".to_owned();
+    assert_eq!(
+        summary(&acme),
+        [
+            ("acme".into(), day.clone(), 1, "update".into(), tally(1, 3)),
+            ("acme".into(), day.clone(), 2, "read".into(), tally(1, 1)),
+        ]
+    );
+    assert!(acme
+        .iter()
+        .all(|count| count.stated == SamplingTally::default()));
+    let beta = store
+        .sampling_counts("beta", Some("2026-01-15"), Some("2026-01-15"))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&beta),
+        [("beta".into(), day.clone(), 1, "update".into(), tally(1, 1))]
+    );
+    assert!(store
+        .sampling_counts("acme", Some("2026-01-16"), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .sampling_counts("acme", None, Some("2026-01-14"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Every statistic is unstated; once acme's are stated, only beta's is.
+    assert_eq!(store.unstated_sampling_counts(100).await.unwrap().len(), 3);
+    assert_eq!(store.unstated_sampling_counts(2).await.unwrap().len(), 2);
+    store.mark_sampling_stated(acme.clone()).await.unwrap();
+    let unstated = store.unstated_sampling_counts(100).await.unwrap();
+    assert_eq!(summary(&unstated), summary(&beta));
+    // A count that moves after its statement is unstated again, remembering what was stated.
+    append(&*store, vec![vec![decided("acme", "d2", 4, 1, false)]]).await;
+    let unstated = store.unstated_sampling_counts(100).await.unwrap();
+    assert_eq!(unstated.len(), 2);
+    assert_eq!(unstated[0].key.tenant_id, "acme");
+    assert_eq!(
+        (unstated[0].tally, unstated[0].stated),
+        (tally(1, 4), tally(1, 3))
+    );
+    assert_eq!(assert_verified(&*store).await["acme"], 3);
 }

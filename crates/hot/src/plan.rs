@@ -22,10 +22,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sealtrail_ledger::{append_leaves, content_digest, ChainHead, ChainLink, Hash, MerkleFrontier, Tile};
+use sealtrail_ledger::{
+    append_leaves, content_digest, ChainHead, ChainLink, Hash, MerkleFrontier, Tile,
+};
 use sealtrail_model::{format_day, EventReceipt, PendingEvent};
 
-use crate::{AppendOutcome, AppendRequest, Error, ExistingEvent, Result, SamplingKey, SamplingTally};
+use crate::{
+    AppendOutcome, AppendRequest, Error, ExistingEvent, Result, SamplingKey, SamplingTally,
+};
 
 /// Stored idempotency keys: tenant, then `event_id`.
 pub type StoredKeys = HashMap<String, HashMap<String, ExistingEvent>>;
@@ -404,7 +408,10 @@ mod tests {
         let leaves: Vec<Hash> = plan.rows.iter().map(|row| row.link.event_hash).collect();
         let frontier = &trees.frontiers["acme"];
         assert_eq!(frontier.tree_size(), 300);
-        assert_eq!(frontier.root(), MemoryTree::from_leaf_hashes(leaves.clone()).root());
+        assert_eq!(
+            frontier.root(),
+            MemoryTree::from_leaf_hashes(leaves.clone()).root()
+        );
         // One completed tile at level 8: the hash of the first 256 leaves.
         assert_eq!(trees.tiles.len(), 1);
         let (tenant, tile) = &trees.tiles[0];

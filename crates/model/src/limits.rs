@@ -228,3 +228,12 @@ pub const API_KEY_TTL_DAYS_MAX: i64 = 366;
 pub const POLICY_RULES_MAX: usize = 256;
 /// Longest string a policy rule matches on (`action` and `resource_type` are at most 64 chars).
 pub const POLICY_MATCH_CHARS_MAX: usize = 64;
+/// How long a node keeps a tenant's capture policy before reading it again: a change made on
+/// another node of a shared database applies here within this time.
+pub const POLICY_CACHE_MILLIS: u64 = 2_000;
+/// Tenants whose policy one node keeps cached (the cache starts over beyond it).
+pub const POLICY_CACHE_TENANTS_MAX: usize = 100_000;
+/// Statistics one pass of the sampling statement task reads at a time.
+pub const SAMPLING_STATEMENT_COUNTS_MAX: usize = 10_000;
+/// Default seconds between sampling statements (the issue asks for at least hourly).
+pub const SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT: u64 = 3_600;

@@ -65,7 +65,9 @@ pub struct Rule {
 
 impl Rule {
     fn matches(&self, event: &Event) -> bool {
-        self.action.as_ref().is_none_or(|action| *action == event.action)
+        self.action
+            .as_ref()
+            .is_none_or(|action| *action == event.action)
             && self
                 .action_prefix
                 .as_ref()
@@ -74,7 +76,9 @@ impl Rule {
                 .resource_type
                 .as_ref()
                 .is_none_or(|resource_type| *resource_type == event.resource_type)
-            && self.actor_type.is_none_or(|actor_type| actor_type == event.actor_type)
+            && self
+                .actor_type
+                .is_none_or(|actor_type| actor_type == event.actor_type)
             && self.outcome.is_none_or(|outcome| outcome == event.outcome)
     }
 
@@ -147,7 +151,10 @@ impl Policy {
         for (class, actions) in [
             (1, &["create", "update"][..]),
             (2, &["read", "view", "list", "search", "navigate"][..]),
-            (3, &["heartbeat", "health_check", "poll", "asset_request"][..]),
+            (
+                3,
+                &["heartbeat", "health_check", "poll", "asset_request"][..],
+            ),
         ] {
             rules.extend(actions.iter().map(|action| Rule::action(class, action)));
         }
@@ -185,7 +192,11 @@ impl Policy {
 
     /// The durability a request's acknowledgement needs: the strictest of what it asked (or
     /// the default) and its kept events' classes (class 0 is always sync).
-    pub fn durability(&self, asked: Option<Durability>, classes: impl IntoIterator<Item = u8>) -> Durability {
+    pub fn durability(
+        &self,
+        asked: Option<Durability>,
+        classes: impl IntoIterator<Item = u8>,
+    ) -> Durability {
         let mut classes = classes.into_iter();
         if classes.any(|class| class == 0) {
             return Durability::Sync;
@@ -282,7 +293,11 @@ pub fn sampling_point(key: &str) -> u32 {
         .chain_update(SAMPLING_DOMAIN)
         .chain_update(key.as_bytes())
         .finalize();
-    let head = u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"));
+    let head = u64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 8 bytes"),
+    );
     (head % u64::from(RATE_SCALE)) as u32
 }
 
@@ -314,7 +329,10 @@ fn read_rates(value: &Value, rates: &mut [u32; CLASSES], errors: &mut Vec<FieldE
             "2" => 2,
             "3" => 3,
             _ => {
-                errors.push(FieldError::new(&field, "is not a class; classes are \"0\" to \"3\""));
+                errors.push(FieldError::new(
+                    &field,
+                    "is not a class; classes are \"0\" to \"3\"",
+                ));
                 continue;
             }
         };
@@ -342,7 +360,10 @@ fn read_rules(value: &Value, errors: &mut Vec<FieldError>) -> Vec<Rule> {
     if items.len() > POLICY_RULES_MAX {
         errors.push(FieldError::new(
             "rules",
-            format!("holds {} rules; at most {POLICY_RULES_MAX} are allowed", items.len()),
+            format!(
+                "holds {} rules; at most {POLICY_RULES_MAX} are allowed",
+                items.len()
+            ),
         ));
         return Vec::new();
     }
@@ -350,12 +371,16 @@ fn read_rules(value: &Value, errors: &mut Vec<FieldError>) -> Vec<Rule> {
     for (index, item) in items.iter().enumerate() {
         let field = |name: &str| format!("rules[{index}].{name}");
         let Some(object) = item.as_object() else {
-            errors.push(FieldError::new(&format!("rules[{index}]"), "must be an object"));
+            errors.push(FieldError::new(
+                &format!("rules[{index}]"),
+                "must be an object",
+            ));
             continue;
         };
         let mut rule = Rule::default();
         let mut has_class = false;
-        let text = |name: &str, member: &Value, errors: &mut Vec<FieldError>| match member.as_str() {
+        let text = |name: &str, member: &Value, errors: &mut Vec<FieldError>| match member.as_str()
+        {
             Some(text) if !text.is_empty() && text.chars().count() <= POLICY_MATCH_CHARS_MAX => {
                 Some(text.to_owned())
             }

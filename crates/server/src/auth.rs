@@ -30,7 +30,11 @@ pub enum Principal {
     /// The platform operator: every tenant, every action.
     PlatformAdmin,
     /// A key bound to one tenant and one role.
-    Tenant { tenant_id: String, role: Role },
+    Tenant {
+        tenant_id: String,
+        role: Role,
+        key_id: String,
+    },
 }
 
 impl Principal {
@@ -41,6 +45,7 @@ impl Principal {
             Principal::Tenant {
                 tenant_id: own,
                 role,
+                ..
             } => own == tenant_id && matches!(role, Role::Ingest | Role::Admin),
         }
     }
@@ -52,7 +57,30 @@ impl Principal {
             Principal::Tenant {
                 tenant_id: own,
                 role,
+                ..
             } => own == tenant_id && matches!(role, Role::Reader | Role::Admin),
+        }
+    }
+
+    /// Whether this caller may change `tenant_id`'s settings (its capture policy): its admin
+    /// keys and the platform admin.
+    pub fn may_administer(&self, tenant_id: &str) -> bool {
+        match self {
+            Principal::PlatformAdmin => true,
+            Principal::Tenant {
+                tenant_id: own,
+                role,
+                ..
+            } => own == tenant_id && *role == Role::Admin,
+        }
+    }
+
+    /// Who this caller is, as the `actor_id` of an event recording what it changed: the key id
+    /// (never its secret), or `platform-admin`.
+    pub fn actor_id(&self) -> String {
+        match self {
+            Principal::PlatformAdmin => "platform-admin".into(),
+            Principal::Tenant { key_id, .. } => format!("api-key:{key_id}"),
         }
     }
 
@@ -102,6 +130,7 @@ impl Authenticator {
         Ok(Principal::Tenant {
             tenant_id: record.tenant_id,
             role: record.role,
+            key_id: record.key_id,
         })
     }
 }

@@ -18,19 +18,13 @@ use axum::Json;
 use sealtrail_hot::AppendOutcome;
 use sealtrail_model::limits::{BATCH_EVENTS_MAX, BODY_BYTES_MAX};
 use sealtrail_model::{check_events_json, validate_event, PendingEvent};
+use sealtrail_policy::Durability;
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
 use crate::pipeline::Refusal;
 use crate::problem::{ApiError, InvalidItem};
 use crate::{now_ns, AppState};
-
-/// How durable an event must be before the response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    Sync,
-    Async,
-}
 
 /// `POST /v1/events`, counted in `/metrics`: events accepted by durability, and refused
 /// requests (with their events, once the body was read) by durability and reason.
@@ -72,11 +66,11 @@ async fn accept_events(
     body: Body,
     events_read: &mut Option<usize>,
 ) -> Result<Response, ApiError> {
-    let mut durability = Durability::Sync;
+    let mut asked = None;
     for (name, value) in params {
         match (name.as_str(), value.as_str()) {
-            ("durability", "sync") => durability = Durability::Sync,
-            ("durability", "async") => durability = Durability::Async,
+            ("durability", "sync") => asked = Some(Durability::Sync),
+            ("durability", "async") => asked = Some(Durability::Async),
             ("durability", _) => {
                 return Err(ApiError::invalid_field(
                     "durability",
@@ -125,15 +119,32 @@ async fn accept_events(
             event.tenant_id
         )));
     }
-    let request: Vec<PendingEvent> = events
+    let mut request: Vec<PendingEvent> = events
         .into_iter()
         .map(|submitted| submitted.complete(received_at_ns, || uuid::Uuid::now_v7().to_string()))
         .collect();
+    // Each event's class and keep decision; class 0 makes the whole request sync.
+    let durability = crate::capture::decide(state, &mut request, asked).await?;
+    let sampled_out: Vec<Option<Value>> = request.iter().map(crate::capture::sampled_out).collect();
 
     match durability {
         Durability::Sync => match state.pipeline.submit_sync(request).await.map_err(refusal)? {
             AppendOutcome::Committed(receipts) => {
-                Ok((StatusCode::CREATED, Json(json!({ "results": receipts }))).into_response())
+                // One receipt per kept event, in order; a dropped event answers for itself.
+                let mut receipts = receipts.into_iter();
+                let results: Vec<Value> = sampled_out
+                    .into_iter()
+                    .map(|dropped| match dropped {
+                        Some(dropped) => Ok(dropped),
+                        None => receipts
+                            .next()
+                            .ok_or_else(|| ApiError::internal("a kept event got no receipt"))
+                            .and_then(|receipt| {
+                                serde_json::to_value(receipt).map_err(ApiError::internal)
+                            }),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok((StatusCode::CREATED, Json(json!({ "results": results }))).into_response())
             }
             AppendOutcome::Conflict { index, event_id } => Err(conflict(index, &event_id)),
         },
@@ -141,7 +152,12 @@ async fn accept_events(
             check_async_conflicts(state, &request).await?;
             let results: Vec<Value> = request
                 .iter()
-                .map(|pending| json!({"event_id": pending.event.event_id, "tenant_id": pending.event.tenant_id}))
+                .zip(sampled_out)
+                .map(|(pending, dropped)| {
+                    dropped.unwrap_or_else(|| {
+                        json!({"event_id": pending.event.event_id, "tenant_id": pending.event.tenant_id})
+                    })
+                })
                 .collect();
             state.pipeline.submit_async(request).map_err(refusal)?;
             Ok((
@@ -315,7 +331,12 @@ fn parse_events(media_type: &str, body: &[u8]) -> Result<Vec<Value>, ApiError> {
 /// content is caught here, against what is already stored.
 async fn check_async_conflicts(state: &AppState, request: &[PendingEvent]) -> Result<(), ApiError> {
     let mut by_tenant: HashMap<&str, Vec<(usize, &PendingEvent)>> = HashMap::new();
-    for (index, pending) in request.iter().enumerate() {
+    // A dropped event is never stored: nothing to conflict with.
+    let kept = request
+        .iter()
+        .enumerate()
+        .filter(|(_, pending)| pending.capture.is_none_or(|capture| capture.kept));
+    for (index, pending) in kept {
         by_tenant
             .entry(&pending.event.tenant_id)
             .or_default()
@@ -358,7 +379,7 @@ fn conflict(index: usize, event_id: &str) -> ApiError {
     }
 }
 
-fn refusal(refusal: Refusal) -> ApiError {
+pub(crate) fn refusal(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Full => {
             ApiError::Overloaded("the ingest queue is full; retry after the indicated delay".into())

@@ -48,13 +48,7 @@ pub(crate) async fn create_key(
     if let Some(unknown) = fields.keys().next() {
         return Err(ApiError::invalid_field(unknown, "unknown field"));
     }
-    let allowed = match &principal {
-        Principal::PlatformAdmin => true,
-        Principal::Tenant {
-            tenant_id: own,
-            role,
-        } => *role == Role::Admin && *own == tenant_id,
-    };
+    let allowed = principal.may_administer(&tenant_id);
     if !allowed {
         return Err(ApiError::Forbidden(
             "only the platform admin, or an admin key of the same tenant, may create keys".into(),
@@ -167,6 +161,7 @@ pub(crate) async fn revoke_key(
         Principal::Tenant {
             tenant_id: own,
             role,
+            ..
         } => {
             if *role != Role::Admin {
                 return Err(ApiError::Forbidden(

@@ -5,6 +5,7 @@
 //! in-flight requests, drain and commit every queued event, and close.
 
 mod auth;
+mod capture;
 mod checkpoints;
 mod clock;
 mod ingest;
@@ -111,6 +112,10 @@ pub struct ServerConfig {
     /// Capacity of the async queue in events (default
     /// [`ASYNC_QUEUE_EVENTS_MAX`](sealtrail_model::limits::ASYNC_QUEUE_EVENTS_MAX)).
     pub async_queue_events_max: usize,
+    /// The capture policy of every tenant without one of its own.
+    pub capture_policy: sealtrail_policy::Policy,
+    /// How often sampling statistics that moved are stated in each tenant's log.
+    pub sampling_statement_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -150,6 +155,8 @@ pub(crate) struct AppState {
     /// Heavy reads running per tenant, bounded by
     /// [`QUERIES_PER_TENANT_CONCURRENT_MAX`](sealtrail_model::limits::QUERIES_PER_TENANT_CONCURRENT_MAX).
     tenant_queries: Arc<query::TenantQuerySlots>,
+    /// Each tenant's capture policy.
+    policies: capture::Policies,
 }
 
 /// The server's clock, in nanoseconds since the Unix epoch (a test may start it at a fixed
@@ -251,10 +258,15 @@ pub async fn run(
         spool_dir,
         connections: connections.clone(),
         tenant_queries: Arc::default(),
+        policies: capture::Policies::new(config.capture_policy.clone()),
     });
     let checkpoint_task = tokio::spawn(checkpoints::run_checkpointer(
         checkpointer.clone(),
         config.checkpoint_interval,
+    ));
+    let statement_task = tokio::spawn(capture::run_statements(
+        state.clone(),
+        config.sampling_statement_interval,
     ));
     // Tests and scripts read this line to find the port when listening on port 0.
     println!("sealtrail listening on http://{local_addr}");
@@ -279,6 +291,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!("stopped accepting; draining the ingest pipeline");
+    statement_task.abort();
     let drained = state.pipeline.shutdown(drain.deadline()).await?;
     checkpoint_task.abort();
     // Every lifecycle step is crash-safe; an interrupted pass is finished by the next one.
@@ -329,6 +342,14 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/rejected-events",
             get(rejections::list),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/policy",
+            get(capture::get_policy).put(capture::put_policy.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/sampling",
+            get(capture::get_sampling),
         )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
         .route(

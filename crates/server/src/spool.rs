@@ -69,7 +69,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use sealtrail_model::limits::SPOOL_SEGMENT_BYTES_MAX;
-use sealtrail_model::{ActorType, Event, Outcome, PendingEvent};
+use sealtrail_model::{ActorType, CaptureDecision, Event, Outcome, PendingEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -649,6 +649,12 @@ struct SpooledEvent {
     request_id: Option<String>,
     changes: Option<String>,
     metadata: Option<String>,
+    /// The capture decision (absent in records written before capture policies, and for
+    /// events outside sampling): class and whether the event is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kept: Option<bool>,
 }
 
 impl From<&PendingEvent> for SpooledEvent {
@@ -671,6 +677,8 @@ impl From<&PendingEvent> for SpooledEvent {
             request_id: event.request_id.clone(),
             changes: event.changes.clone(),
             metadata: event.metadata.clone(),
+            class: pending.capture.map(|capture| capture.class),
+            kept: pending.capture.map(|capture| capture.kept),
         }
     }
 }
@@ -679,6 +687,13 @@ impl SpooledEvent {
     /// Back to a pending event; `None` if the record was altered on disk.
     fn into_pending(self) -> Option<PendingEvent> {
         let spooled = self;
+        let capture = match (spooled.class, spooled.kept) {
+            (None, None) => None,
+            (Some(class), Some(kept)) if usize::from(class) < sealtrail_policy::CLASSES => {
+                Some(CaptureDecision { class, kept })
+            }
+            _ => return None,
+        };
         Some(PendingEvent {
             event: Event {
                 event_id: spooled.event_id,
@@ -698,7 +713,7 @@ impl SpooledEvent {
             },
             received_at_ns: spooled.received_at_ns,
             timestamp_supplied: spooled.timestamp_supplied,
-            capture: None,
+            capture,
         })
     }
 }
@@ -709,6 +724,31 @@ mod tests {
     use sealtrail_hot::conformance::test_event;
 
     use super::*;
+
+    #[test]
+    fn capture_decisions_survive_the_spool_and_old_records_have_none() {
+        let mut dropped = test_event("acme", "e1", 1);
+        dropped.capture = Some(CaptureDecision {
+            class: 3,
+            kept: false,
+        });
+        let mut kept = test_event("acme", "e2", 2);
+        kept.capture = Some(CaptureDecision {
+            class: 0,
+            kept: true,
+        });
+        let request = vec![dropped, kept, test_event("acme", "e3", 3)];
+        let payload =
+            serde_json::to_vec(&request.iter().map(SpooledEvent::from).collect::<Vec<_>>())
+                .unwrap();
+        assert_eq!(decode_request(&payload).unwrap(), request);
+        // A record written before capture policies has neither member.
+        let old = String::from_utf8(payload).unwrap();
+        assert!(!old.contains("\"class\":null"), "{old}");
+        // Half a decision was altered on disk: the record does not decode.
+        let altered = old.replacen("\"kept\":false", "\"kept\":null", 1);
+        assert_eq!(decode_request(altered.as_bytes()), None);
+    }
 
     /// `count` requests of 1 to 3 events each, with distinct `event_id`s.
     fn requests(count: usize) -> Vec<Vec<PendingEvent>> {

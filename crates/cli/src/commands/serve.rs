@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sealtrail_model::limits::{
     ASYNC_QUEUE_EVENTS_MAX, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
-    WARM_RETENTION_DAYS_DEFAULT,
+    SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT,
 };
 use sealtrail_server::{LifecycleSchedule, ServerConfig};
 use serde::Deserialize;
@@ -94,6 +94,19 @@ pub(crate) struct ServeArgs {
         )
     )]
     warm_retention_days: Option<u32>,
+    /// Keep rates of the shipped capture policy: `off` keeps every event, `recommended` keeps
+    /// class 1 at 50%, class 2 at 10% and class 3 at 1% (class 0 always) [default: off]
+    #[arg(long, env = "SEALTRAIL_SAMPLING", value_enum)]
+    sampling: Option<SamplingArg>,
+    #[arg(
+        long,
+        env = "SEALTRAIL_SAMPLING_STATEMENT_INTERVAL_SECS",
+        help = format!(
+            "Seconds between sampling statements committed into each tenant's log \
+             [default: {SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT}]"
+        )
+    )]
+    sampling_statement_interval_secs: Option<u64>,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     #[command(flatten)]
@@ -101,14 +114,25 @@ pub(crate) struct ServeArgs {
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
-    /// `warm_retention_days`, `log_format`);
-    /// flags and env win.
+    /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`),
+    /// and `[policy]`, the deployment's capture policy in the wire shape of
+    /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
     config: Option<PathBuf>,
     /// Log lines on stderr: `text` for people, `json` (one JSON object per line) for a log
     /// collector [default: text]
     #[arg(long, env = "SEALTRAIL_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+}
+
+/// The shipped capture policy's keep rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SamplingArg {
+    /// Every class kept at 1.0.
+    Off,
+    /// 1.0 / 0.5 / 0.1 / 0.01 for classes 0 to 3.
+    Recommended,
 }
 
 /// How log lines are written to stderr.
@@ -150,6 +174,39 @@ struct ConfigFile {
     hot_retention_days: Option<u32>,
     warm_retention_days: Option<u32>,
     log_format: Option<LogFormat>,
+    sampling: Option<SamplingArg>,
+    sampling_statement_interval_secs: Option<u64>,
+    policy: Option<toml::Value>,
+}
+
+/// The deployment's capture policy: the config file's `[policy]`, else the shipped one at the
+/// `sampling` rates.
+fn capture_policy(
+    sampling: Option<SamplingArg>,
+    table: Option<toml::Value>,
+) -> anyhow::Result<sealtrail_policy::Policy> {
+    use sealtrail_policy::{Policy, Sampling};
+    match (table, sampling) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "the config file sets [policy], which holds its own rates; remove `sampling` (or the \
+             --sampling flag / SEALTRAIL_SAMPLING)"
+        ),
+        (Some(table), None) => {
+            let value = serde_json::to_value(table).context("reading [policy]")?;
+            Policy::from_json(&value).map_err(|errors| {
+                let reasons: Vec<String> = errors
+                    .iter()
+                    .map(|error| format!("policy.{}: {}", error.field, error.reason))
+                    .collect();
+                anyhow::anyhow!(
+                    "the config file's [policy] is invalid: {}",
+                    reasons.join("; ")
+                )
+            })
+        }
+        (None, Some(SamplingArg::Recommended)) => Ok(Policy::shipped(Sampling::Recommended)),
+        (None, _) => Ok(Policy::shipped(Sampling::Off)),
+    }
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -182,7 +239,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .or(file.warm_retention_days)
             .unwrap_or(WARM_RETENTION_DAYS_DEFAULT),
     });
+    let capture_policy = capture_policy(args.sampling.or(file.sampling), file.policy)?;
     let config = ServerConfig {
+        capture_policy,
+        sampling_statement_interval: std::time::Duration::from_secs(
+            args.sampling_statement_interval_secs
+                .or(file.sampling_statement_interval_secs)
+                .unwrap_or(SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT)
+                .max(1),
+        ),
         lifecycle,
         warm: args.warm.location(&data_dir),
         cold: Some(args.cold.location(&args.warm, &data_dir)),
