@@ -11,12 +11,12 @@ use axum::Json;
 use sealtrail_model::limits::{
     ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX,
     CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX,
-    JSON_DEPTH_MAX, METADATA_BYTES_MAX, QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX,
-    QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS,
-    RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
-    RETENTION_YEAR_DAYS, SEQ_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
-    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX,
-    USER_AGENT_CHARS_MAX,
+    JSON_DEPTH_MAX, METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX,
+    QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
+    QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX,
+    RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX,
+    SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, TENANT_ID_CHARS_MAX,
+    TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, USER_AGENT_CHARS_MAX,
 };
 use serde_json::{json, Value};
 
@@ -273,18 +273,20 @@ fn build() -> Value {
                 "post": {
                     "summary": "Ingest one event, a JSON array of events, or NDJSON.",
                     "description": format!("At most {BATCH_EVENTS_MAX} events and {BODY_BYTES_MAX} bytes per request. A request with any invalid event is rejected whole. A body without Content-Type is read as JSON."),
-                    "parameters": [{"name": "durability", "in": "query", "required": false, "schema": {"enum": ["sync", "async"], "default": "sync"},
-                        "description": "sync: 201 after an fsynced commit. async: 202 after the events are spooled locally."}],
+                    "parameters": [{"name": "durability", "in": "query", "required": false, "schema": {"enum": ["sync", "async"]},
+                        "description": "sync: 201 after an fsynced commit. async: 202 after the events are spooled locally. Without it, the default durability of the tenant's capture policy (shipped: sync). A request holding a kept class-0 event is always sync."}],
                     "requestBody": {"required": true, "content": {
                         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/EventV1"}, events_array.clone()]}},
                         "application/x-ndjson": {"schema": events_array, "description": "One event (EventV1) per line."}}},
                     "responses": {
-                        "201": json_body("Committed.", json!({"type": "object", "additionalProperties": false, "required": ["results"],
-                            "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}}})),
+                        "201": json_body("Committed (also for an async request holding a kept class-0 event). One result per event, in order: a receipt, or for an event the tenant's capture policy dropped, sampled_out.", json!({"type": "object", "additionalProperties": false, "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": {"oneOf": [
+                                {"$ref": "#/components/schemas/Receipt"}, {"$ref": "#/components/schemas/SampledOut"}]}}}})),
                         "202": json_body("Accepted and spooled.", json!({"type": "object", "additionalProperties": false, "required": ["accepted", "results"],
-                            "properties": {"accepted": {"type": "integer", "minimum": 1}, "results": {"type": "array", "items": {
+                            "properties": {"accepted": {"type": "integer", "minimum": 1}, "results": {"type": "array", "items": {"oneOf": [{
                                 "type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id"],
-                                "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}}}}}})),
+                                "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}}},
+                                {"$ref": "#/components/schemas/SampledOut"}]}}}})),
                         "400": problem("Invalid events; each listed with index, field and reason. Also what parsing would silently change: a key repeated in one object, or an integer beyond the 64-bit ranges, named by its field path (metadata.count, metadata.items[2])."),
                         "401": problem("No valid key."), "403": problem("Key not allowed for this tenant or role."),
                         "409": problem("event_id reused with different content."),
@@ -415,6 +417,57 @@ fn build() -> Value {
             "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
             "403": problem("Wrong tenant or role.")}
     }}));
+    let class = json!({"type": "integer", "minimum": 0, "maximum": 3});
+    let rate = json!({"type": "number", "minimum": 0, "maximum": 1});
+    let match_text = json!({"type": "string", "minLength": 1, "maxLength": POLICY_MATCH_CHARS_MAX});
+    let rule = json!({"type": "object", "additionalProperties": false, "required": ["class"], "properties": {
+        "class": class, "action": match_text, "action_prefix": match_text, "resource_type": match_text,
+        "actor_type": {"enum": ["human", "service", "system"]}, "outcome": {"enum": ["success", "failure"]}}});
+    paths.insert("/v1/tenants/{tenant_id}/policy".into(), json!({
+        "parameters": [tenant_path()],
+        "put": {
+            "summary": "Replace a tenant's capture policy (its admin keys or the platform admin). The change is first committed as a policy.update event of the tenant's log, with the policy before and after.",
+            "description": "Rules are tried in order; the first whose every member matches gives the class, else default_class. Missing rates are 1.0; class 0 is always kept. docs/FORMAT.md, \"Sampling\", defines the decision.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                "default_class": class,
+                "rates": {"type": "object", "additionalProperties": false, "properties": {
+                    "0": {"type": "number", "minimum": 1, "maximum": 1}, "1": rate, "2": rate, "3": rate}},
+                "rules": {"type": "array", "maxItems": POLICY_RULES_MAX, "items": rule},
+                "default_durability": {"enum": ["sync", "async"]}}}}}},
+            "responses": {"200": json_body("The stored policy.", json!({"$ref": "#/components/schemas/CapturePolicy"})),
+                "400": problem("A member is invalid; each error names its field (rates.0, rules[2].class, …). Nothing is stored."),
+                "401": problem("No valid key."), "403": problem("Not an admin of this tenant."), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads."),
+                "503": problem("The change could not be recorded in the tenant's log; nothing is stored.")}
+        },
+        "get": {
+            "summary": "The capture policy that applies to a tenant: its own (source tenant) or the deployment's (source deployment).",
+            "responses": {"200": json_body("The policy.", json!({"$ref": "#/components/schemas/CapturePolicy"})),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+                "403": problem("Not an admin of this tenant.")}
+        }
+    }));
+    let day = |name: &str, description: &str| {
+        json!({"name": name, "in": "query", "required": false, "description": description,
+        "schema": {"type": "string", "format": "date"}})
+    };
+    let tally = json!({"type": "integer", "minimum": 0});
+    paths.insert("/v1/tenants/{tenant_id}/sampling".into(), json!({"get": {
+        "summary": "A tenant's sampling statistics: events seen and kept per UTC day of their timestamp, class and action, with what the latest sampling statement stated, and totals per class.",
+        "parameters": [tenant_path(), day("from", "First day, YYYY-MM-DD (inclusive)."), day("to", "Last day, YYYY-MM-DD (inclusive).")],
+        "responses": {"200": json_body("The statistics.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "from", "to", "rates", "totals", "counts"], "properties": {
+                    "tenant_id": {"type": "string"}, "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]},
+                    "rates": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "totals": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["class", "kept", "seen"],
+                        "properties": {"class": class, "kept": tally, "seen": tally}}},
+                    "counts": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                        "required": ["day", "class", "action", "kept", "seen", "stated_kept", "stated_seen"], "properties": {
+                            "day": {"type": "string", "format": "date"}, "class": class, "action": {"type": "string"},
+                            "kept": tally, "seen": tally, "stated_kept": tally, "stated_seen": tally}}}}})),
+            "400": problem("Bad tenant_id or day; it is named."), "401": problem("No valid key."),
+            "403": problem("Wrong tenant or role.")}
+    }}));
     paths.insert("/v1/tenants/{tenant_id}/retention".into(), json!({
                 "parameters": [tenant_path()],
                 "put": {
@@ -469,6 +522,18 @@ fn build() -> Value {
                 "Receipt": {"type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id", "seq", "event_hash"],
                     "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}, "seq": {"type": "integer", "minimum": 1},
                         "event_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                "SampledOut": {"type": "object", "additionalProperties": false, "required": ["event_id", "tenant_id", "sampled_out", "class"],
+                    "description": "An event the tenant's capture policy dropped: not stored, counted in the sampling statistics.",
+                    "properties": {"event_id": {"type": "string"}, "tenant_id": {"type": "string"}, "sampled_out": {"const": true},
+                        "class": {"type": "integer", "minimum": 1, "maximum": 3}}},
+                "CapturePolicy": {"type": "object", "additionalProperties": false,
+                    "required": ["tenant_id", "source", "default_class", "rates", "rules", "default_durability"],
+                    "properties": {"tenant_id": {"type": "string"}, "source": {"enum": ["tenant", "deployment"]},
+                        "default_class": {"type": "integer", "minimum": 0, "maximum": 3},
+                        "rates": {"type": "object", "additionalProperties": false, "required": ["0", "1", "2", "3"], "properties": {
+                            "0": {"type": "number"}, "1": {"type": "number"}, "2": {"type": "number"}, "3": {"type": "number"}}},
+                        "rules": {"type": "array", "items": {"type": "object"}},
+                        "default_durability": {"enum": ["sync", "async"]}}},
                 "RetentionPolicy": {"type": "object", "additionalProperties": false, "required": ["tenant_id", "legal_hold"],
                     "properties": {"tenant_id": {"type": "string"}, "retention_days": {"type": "integer"},
                         "retention_years": {"type": "integer"}, "legal_hold": {"type": "boolean"}}}
