@@ -204,9 +204,9 @@ impl Policy {
         asked.unwrap_or(self.default_durability)
     }
 
-    /// Reads the wire shape (docs/API.md, "Capture policy"). Every member is optional: missing
-    /// rates are 1.0, a missing `default_class` is 0, missing rules are none. Every problem is
-    /// reported with the field it concerns.
+    /// Reads the wire shape of `PUT /v1/tenants/{t}/policy` (`/openapi.json`). Every member is
+    /// optional: missing rates are 1.0, a missing `default_class` is 0, missing rules are none.
+    /// Every problem is reported with the field it concerns. Rates are kept to parts per million.
     pub fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let Some(object) = value.as_object() else {
