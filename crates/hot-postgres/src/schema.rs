@@ -244,6 +244,31 @@ CREATE POLICY service_scope ON sampling_counts
     WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
            AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'sampling_counts'::regclass), 'USAGE'));
 "#,
+}, Migration {
+    version: 5,
+    description: "actors: each tenant's actor directory",
+    sql: r#"
+CREATE TABLE actors (
+    tenant_id    text NOT NULL,
+    actor_id     text NOT NULL,
+    display_name text,
+    department   text,
+    team         text,
+    attributes   text,
+    PRIMARY KEY (tenant_id, actor_id)
+);
+
+ALTER TABLE actors ENABLE ROW LEVEL SECURITY;
+ALTER TABLE actors FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON actors
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON actors
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'actors'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'actors'::regclass), 'USAGE'));
+"#,
 }];
 
 /// The schema version this build requires.

@@ -16,16 +16,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, EventQuery, EventStore,
-    ExistingEvent, LifecycleStore, Order, Role, SamplingCount, SamplingKey, SamplingStore,
-    SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
+    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, EventQuery,
+    EventStore, ExistingEvent, LifecycleStore, Order, Role, SamplingCount, SamplingKey,
+    SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
 };
 use sealtrail_ledger::{ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
     POSTGRES_COMMIT_LANES, POSTGRES_CONNECTIONS_MAX, POSTGRES_CONNECT_TIMEOUT_SECS,
     POSTGRES_IDLE_IN_TRANSACTION_MILLIS_MAX,
 };
-use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, StoredEvent};
+use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEvent};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -1626,6 +1626,62 @@ impl PostgresStore {
 }
 
 #[async_trait]
+impl DirectoryStore for PostgresStore {
+    async fn upsert_actors(
+        &self,
+        tenant_id: &str,
+        actors: Vec<Actor>,
+    ) -> sealtrail_hot::Result<u64> {
+        let column = |field: fn(&Actor) -> Option<&str>| -> Vec<Option<&str>> {
+            actors.iter().map(field).collect()
+        };
+        let actor_ids: Vec<&str> = actors.iter().map(|actor| actor.actor_id.as_str()).collect();
+        let (names, departments, teams, attributes) = (
+            column(|actor| actor.display_name.as_deref()),
+            column(|actor| actor.department.as_deref()),
+            column(|actor| actor.team.as_deref()),
+            column(|actor| actor.attributes.as_deref()),
+        );
+        // One statement: all or none, in one scoped transaction.
+        self.scoped_statement(
+            tenant_id,
+            Access::Write,
+            "INSERT INTO actors (tenant_id, actor_id, display_name, department, team, attributes) \
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             ON CONFLICT (tenant_id, actor_id) DO UPDATE SET display_name = excluded.display_name, \
+             department = excluded.department, team = excluded.team, attributes = excluded.attributes",
+            &[&tenant_id, &actor_ids, &names, &departments, &teams, &attributes],
+        )
+        .await?;
+        Ok(actors.len() as u64)
+    }
+
+    async fn actor(&self, tenant_id: &str, actor_id: &str) -> sealtrail_hot::Result<Option<Actor>> {
+        let db = |source| self.db(source);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT actor_id, display_name, department, team, attributes FROM actors \
+                 WHERE tenant_id = $1 AND actor_id = $2",
+                &[&tenant_id, &actor_id],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(Actor {
+                    actor_id: row.try_get(0).map_err(db)?,
+                    display_name: row.try_get(1).map_err(db)?,
+                    department: row.try_get(2).map_err(db)?,
+                    team: row.try_get(3).map_err(db)?,
+                    attributes: row.try_get(4).map_err(db)?,
+                })
+            })
+            .transpose()
+    }
+}
+
+#[async_trait]
 impl SamplingStore for PostgresStore {
     async fn sampling_counts(
         &self,
@@ -1657,7 +1713,7 @@ impl SamplingStore for PostgresStore {
     ) -> sealtrail_hot::Result<Vec<SamplingCount>> {
         let sql = format!(
             "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen <> stated_seen \
-             ORDER BY tenant_id, day, class, action LIMIT $1"
+             AND seen <> kept ORDER BY tenant_id, day, class, action LIMIT $1"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self

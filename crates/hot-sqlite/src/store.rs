@@ -20,13 +20,14 @@ use sealtrail_model::limits::{
     HOT_READ_CONNECTIONS_MAX, WAL_BYTES_SOFT_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS,
     WAL_TRUNCATE_WAIT_MILLIS,
 };
-use sealtrail_model::{ActorType, Event, EventReceipt, Outcome, StoredEvent};
+use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEvent};
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, Error as HotError, EventQuery,
-    EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role, SamplingCount,
-    SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
+    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, Error as HotError,
+    EventQuery, EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role,
+    SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint,
+    TreeStore,
 };
 
 use crate::Result;
@@ -139,6 +140,18 @@ CREATE TABLE sampling_counts (
 ) WITHOUT ROWID;
 CREATE INDEX sampling_counts_unstated ON sampling_counts (tenant_id, day, class, action)
     WHERE seen != stated_seen;
+"#,
+    // Each tenant's actor directory (`PUT /v1/tenants/{t}/actors`).
+    r#"
+CREATE TABLE actors (
+    tenant_id     TEXT    NOT NULL,
+    actor_id      TEXT    NOT NULL,
+    display_name  TEXT,
+    department    TEXT,
+    team          TEXT,
+    attributes    TEXT,
+    PRIMARY KEY (tenant_id, actor_id)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -1253,6 +1266,59 @@ fn sampling_count_from_row(row: &Row<'_>) -> rusqlite::Result<SamplingCount> {
 }
 
 #[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn upsert_actors(&self, tenant_id: &str, actors: Vec<Actor>) -> HotResult<u64> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            let tx = writer.conn.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO actors (tenant_id, actor_id, display_name, department, team, attributes) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, actor_id) DO UPDATE SET \
+                     display_name = excluded.display_name, department = excluded.department, \
+                     team = excluded.team, attributes = excluded.attributes",
+                )?;
+                for actor in &actors {
+                    upsert.execute(params![
+                        tenant_id,
+                        actor.actor_id,
+                        actor.display_name,
+                        actor.department,
+                        actor.team,
+                        actor.attributes
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(actors.len() as u64)
+        })
+        .await
+    }
+
+    async fn actor(&self, tenant_id: &str, actor_id: &str) -> HotResult<Option<Actor>> {
+        let (tenant_id, actor_id) = (tenant_id.to_owned(), actor_id.to_owned());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT actor_id, display_name, department, team, attributes FROM actors \
+                     WHERE tenant_id = ?1 AND actor_id = ?2",
+                )?
+                .query_row(params![tenant_id, actor_id], |row| {
+                    Ok(Actor {
+                        actor_id: row.get(0)?,
+                        display_name: row.get(1)?,
+                        department: row.get(2)?,
+                        team: row.get(3)?,
+                        attributes: row.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl SamplingStore for SqliteStore {
     async fn sampling_counts(
         &self,
@@ -1283,7 +1349,7 @@ impl SamplingStore for SqliteStore {
         self.read(move |conn| {
             let mut select = conn.prepare_cached(&format!(
                 "SELECT {SAMPLING_COLUMNS} FROM sampling_counts WHERE seen != stated_seen \
-                     ORDER BY tenant_id, day, class, action LIMIT ?1"
+                     AND seen != kept ORDER BY tenant_id, day, class, action LIMIT ?1"
             ))?;
             let rows = select.query_map([limit as i64], sampling_count_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

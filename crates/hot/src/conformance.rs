@@ -19,7 +19,7 @@ use sealtrail_ledger::{
     TILE_WIDTH,
 };
 use sealtrail_model::{
-    ActorType, CaptureDecision, Event, EventReceipt, Outcome, PendingEvent, StoredEvent,
+    Actor, ActorType, CaptureDecision, Event, EventReceipt, Outcome, PendingEvent, StoredEvent,
 };
 
 use crate::{
@@ -71,7 +71,8 @@ macro_rules! conformance_tests {
             tiles_complete_after_their_leaves_left,
             a_retry_of_an_archived_event_gets_its_receipt,
             live_verification_reports_only_real_edits,
-            sampling_counts_commit_with_their_events
+            sampling_counts_commit_with_their_events,
+            actor_directory_upserts_per_tenant
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1501,14 +1502,24 @@ pub async fn sampling_counts_commit_with_their_events(fixture: &dyn Fixture) {
         .unwrap()
         .is_empty());
 
-    // Every statistic is unstated; once acme's are stated, only beta's is.
-    assert_eq!(store.unstated_sampling_counts(100).await.unwrap().len(), 3);
-    assert_eq!(store.unstated_sampling_counts(2).await.unwrap().len(), 2);
-    store.mark_sampling_stated(acme.clone()).await.unwrap();
+    // Only a statistic that dropped something is stated; once stated, it is not again until
+    // it moves, and then the store remembers what was stated.
     let unstated = store.unstated_sampling_counts(100).await.unwrap();
-    assert_eq!(summary(&unstated), summary(&beta));
-    // A count that moves after its statement is unstated again, remembering what was stated.
-    append(&*store, vec![vec![decided("acme", "d2", 4, 1, false)]]).await;
+    assert_eq!(summary(&unstated), summary(&acme[..1]));
+    store.mark_sampling_stated(unstated).await.unwrap();
+    assert!(store
+        .unstated_sampling_counts(100)
+        .await
+        .unwrap()
+        .is_empty());
+    append(
+        &*store,
+        vec![vec![
+            decided("acme", "d2", 4, 1, false),
+            decided("beta", "bd", 4, 1, false),
+        ]],
+    )
+    .await;
     let unstated = store.unstated_sampling_counts(100).await.unwrap();
     assert_eq!(unstated.len(), 2);
     assert_eq!(unstated[0].key.tenant_id, "acme");
@@ -1516,5 +1527,65 @@ pub async fn sampling_counts_commit_with_their_events(fixture: &dyn Fixture) {
         (unstated[0].tally, unstated[0].stated),
         (tally(1, 4), tally(1, 3))
     );
+    assert_eq!(
+        (unstated[1].tally, unstated[1].stated),
+        (tally(1, 2), tally(0, 0))
+    );
+    assert_eq!(store.unstated_sampling_counts(1).await.unwrap().len(), 1);
     assert_eq!(assert_verified(&*store).await["acme"], 3);
+}
+
+/// The actor directory: an upsert inserts or replaces whole entries, and each tenant has its
+/// own (the same `actor_id` in two tenants is two people).
+pub async fn actor_directory_upserts_per_tenant(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let actor = |actor_id: &str, department: &str, team: Option<&str>| Actor {
+        actor_id: actor_id.to_owned(),
+        display_name: Some(format!("{actor_id} (grüße)")),
+        department: Some(department.to_owned()),
+        team: team.map(str::to_owned),
+        attributes: Some(r#"{"level":3}"#.to_owned()),
+    };
+    assert_eq!(store.actor("acme", "alice").await.unwrap(), None);
+    let written = store
+        .upsert_actors(
+            "acme",
+            vec![
+                actor("alice", "finance", Some("payables")),
+                actor("bob", "sales", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 2);
+    store
+        .upsert_actors("beta", vec![actor("alice", "legal", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.actor("acme", "alice").await.unwrap(),
+        Some(actor("alice", "finance", Some("payables")))
+    );
+    assert_eq!(
+        store.actor("beta", "alice").await.unwrap(),
+        Some(actor("alice", "legal", None))
+    );
+    // A second upsert replaces the entry whole: a member left out becomes empty.
+    let moved = Actor {
+        actor_id: "alice".into(),
+        display_name: None,
+        department: Some("treasury".into()),
+        team: None,
+        attributes: None,
+    };
+    store
+        .upsert_actors("acme", vec![moved.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.actor("acme", "alice").await.unwrap(), Some(moved));
+    assert_eq!(
+        store.actor("acme", "bob").await.unwrap(),
+        Some(actor("bob", "sales", None))
+    );
+    assert_eq!(store.actor("beta", "bob").await.unwrap(), None);
 }

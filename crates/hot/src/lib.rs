@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sealtrail_ledger::{ChainHead, MerkleFrontier};
-use sealtrail_model::{EventReceipt, PendingEvent, StoredEvent};
+use sealtrail_model::{Actor, EventReceipt, PendingEvent, StoredEvent};
 
 pub use error::{Error, Result};
 pub use sealtrail_ledger::{TenantFault, TenantReport};
@@ -386,13 +386,27 @@ pub trait SamplingStore: Send + Sync + std::fmt::Debug {
         to_day: Option<&str>,
     ) -> Result<Vec<SamplingCount>>;
 
-    /// Up to `limit` statistics of any tenant whose counts moved since the last statement that
-    /// stated them, by tenant, day, class and action.
+    /// Up to `limit` statistics of any tenant that hold dropped events (`seen > kept`) and
+    /// whose counts moved since the last statement that stated them, by tenant, day, class and
+    /// action. A statistic that dropped nothing needs no statement: its events are all in the
+    /// log.
     async fn unstated_sampling_counts(&self, limit: usize) -> Result<Vec<SamplingCount>>;
 
     /// Records that a committed statement stated each count's `tally`. MUST NOT return `Ok`
     /// before that is durable.
     async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> Result<()>;
+}
+
+/// Each tenant's actor directory: who an `actor_id` is (name, department, team, attributes).
+/// Not events: never moved by the lifecycle nor removed by retention.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
+    /// Inserts or replaces each actor of one tenant, all or none; returns how many were written.
+    /// MUST NOT return `Ok` before they are durable.
+    async fn upsert_actors(&self, tenant_id: &str, actors: Vec<Actor>) -> Result<u64>;
+
+    /// One actor of a tenant's directory.
+    async fn actor(&self, tenant_id: &str, actor_id: &str) -> Result<Option<Actor>>;
 }
 
 /// Every concern of a hot store, and its log for verification: what the server runs on.
@@ -403,6 +417,7 @@ pub trait HotStore:
     + SettingsStore
     + LifecycleStore
     + SamplingStore
+    + DirectoryStore
     + LogSource
     + 'static
 {
@@ -415,6 +430,7 @@ impl<T> HotStore for T where
         + SettingsStore
         + LifecycleStore
         + SamplingStore
+        + DirectoryStore
         + LogSource
         + 'static
 {

@@ -237,3 +237,9 @@ pub const POLICY_CACHE_TENANTS_MAX: usize = 100_000;
 pub const SAMPLING_STATEMENT_COUNTS_MAX: usize = 10_000;
 /// Default seconds between sampling statements (the issue asks for at least hourly).
 pub const SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT: u64 = 3_600;
+/// Longest `display_name`, `department` or `team` of an actor directory entry, in characters.
+pub const ACTOR_NAME_CHARS_MAX: usize = 256;
+/// Largest `attributes` object of an actor directory entry, in bytes of canonical JSON.
+pub const ACTOR_ATTRIBUTES_BYTES_MAX: usize = 16 * 1024;
+/// Actors one `PUT /v1/tenants/{t}/actors` may upsert.
+pub const ACTORS_PER_REQUEST_MAX: usize = 1_000;

@@ -287,6 +287,75 @@ fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent
     }
 }
 
+/// One entry of a tenant's actor directory (`PUT /v1/tenants/{t}/actors`): who an `actor_id` is,
+/// for summaries by department and for team-scoped access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub actor_id: String,
+    pub display_name: Option<String>,
+    pub department: Option<String>,
+    pub team: Option<String>,
+    /// A JSON object, canonical text (sorted keys), like `metadata`.
+    pub attributes: Option<String>,
+}
+
+/// The members an actor entry may hold.
+const ACTOR_FIELDS: &[&str] = &[
+    "actor_id",
+    "display_name",
+    "department",
+    "team",
+    "attributes",
+];
+
+/// Validates one actor directory entry with the event rules for its kinds of text: `actor_id`
+/// as in an event, the names printable and at most [`ACTOR_NAME_CHARS_MAX`] characters,
+/// `attributes` a JSON object of at most [`ACTOR_ATTRIBUTES_BYTES_MAX`] bytes. Every violation is
+/// reported, naming its member.
+pub fn validate_actor(value: Value) -> Result<Actor, Vec<FieldError>> {
+    let Value::Object(mut object) = value else {
+        return Err(vec![FieldError::new(
+            "",
+            "each actor must be a JSON object",
+        )]);
+    };
+    let mut errors = Vec::new();
+    for key in object.keys() {
+        if !ACTOR_FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(key, "unknown member"));
+        }
+    }
+    let mut fields = Fields {
+        object: &mut object,
+        errors: &mut errors,
+    };
+    let actor_id = fields.text("actor_id", true, ACTOR_ID_CHARS_MAX, Charset::Printable);
+    let display_name = fields.text(
+        "display_name",
+        false,
+        ACTOR_NAME_CHARS_MAX,
+        Charset::Printable,
+    );
+    let department = fields.text(
+        "department",
+        false,
+        ACTOR_NAME_CHARS_MAX,
+        Charset::Printable,
+    );
+    let team = fields.text("team", false, ACTOR_NAME_CHARS_MAX, Charset::Printable);
+    let attributes = fields.json_object("attributes", ACTOR_ATTRIBUTES_BYTES_MAX, false);
+    match actor_id {
+        Some(actor_id) if errors.is_empty() => Ok(Actor {
+            actor_id,
+            display_name,
+            department,
+            team,
+            attributes,
+        }),
+        _ => Err(errors),
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Charset {
     /// Any characters except control, format and separator characters (see [`invisible_char`]).

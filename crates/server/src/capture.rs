@@ -356,7 +356,7 @@ fn count_json(count: &SamplingCount) -> Value {
     })
 }
 
-/// States every statistic whose counts moved since its last statement, each tenant's in events
+/// States every statistic that dropped events and moved since its last statement, each tenant's in events
 /// of its own log (`sampling.statement`), then records what was stated. Each statement carries
 /// the cumulative counts it states, so a statement repeated after a crash between its commit
 /// and that record says the same thing: its `event_id` is derived from its content, and the

@@ -8,6 +8,7 @@ mod auth;
 mod capture;
 mod checkpoints;
 mod clock;
+mod directory;
 mod ingest;
 mod keys;
 mod lifecycle;
@@ -31,7 +32,7 @@ use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use sealtrail_hot::HotStore;
 use sealtrail_model::limits::{CONNECTIONS_MAX, REQUEST_TIMEOUT_MILLIS};
@@ -350,6 +351,14 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/sampling",
             get(capture::get_sampling),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/actors",
+            put(directory::put_actors.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/actors/{actor_id}",
+            get(directory::get_actor),
         )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
         .route(

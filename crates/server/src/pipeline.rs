@@ -946,6 +946,25 @@ mod tests {
     }
 
     #[async_trait]
+    impl sealtrail_hot::DirectoryStore for SlowStore {
+        async fn upsert_actors(
+            &self,
+            _tenant_id: &str,
+            actors: Vec<sealtrail_model::Actor>,
+        ) -> sealtrail_hot::Result<u64> {
+            Ok(actors.len() as u64)
+        }
+
+        async fn actor(
+            &self,
+            _tenant_id: &str,
+            _actor_id: &str,
+        ) -> sealtrail_hot::Result<Option<sealtrail_model::Actor>> {
+            Ok(None)
+        }
+    }
+
+    #[async_trait]
     impl sealtrail_hot::SamplingStore for SlowStore {
         async fn sampling_counts(
             &self,
