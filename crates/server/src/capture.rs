@@ -21,7 +21,8 @@ use sealtrail_model::limits::{
     SAMPLING_STATEMENT_COUNTS_MAX,
 };
 use sealtrail_model::{
-    check_tenant_id, is_day, validate_event, CaptureDecision, FieldError, PendingEvent,
+    check_events_json, check_tenant_id, is_day, validate_event, CaptureDecision, FieldError,
+    PendingEvent,
 };
 use sealtrail_policy::{Durability, Policy};
 use serde_json::{json, Value};
@@ -240,8 +241,18 @@ pub(crate) async fn put_policy(
 ) -> Result<Json<Value>, ApiError> {
     check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
     may_administer(&principal, &tenant_id)?;
-    let value: Value = serde_json::from_slice(&body)
+    let mut value: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::invalid_field("body", format!("not valid JSON: {error}")))?;
+    // A repeated key would otherwise keep its last value silently.
+    let silently_changed = check_events_json(&body, &mut value);
+    if !silently_changed.is_empty() {
+        return Err(invalid(
+            silently_changed
+                .into_iter()
+                .map(|(_, error)| error)
+                .collect(),
+        ));
+    }
     let policy = Policy::from_json(&value).map_err(invalid)?;
     let before = state.policies.for_tenant(&*state.store, &tenant_id).await?;
     let event = json!({

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
 use sealtrail_model::limits::ACTORS_PER_REQUEST_MAX;
-use sealtrail_model::{check_tenant_id, validate_actor, Actor};
+use sealtrail_model::{check_events_json, check_tenant_id, validate_actor, Actor};
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
@@ -47,8 +47,25 @@ pub(crate) async fn put_actors(
             "only an admin key of tenant {tenant_id} or the platform admin may change its actor directory"
         )));
     }
-    let value: Value = serde_json::from_slice(&body)
+    let mut value: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::invalid_field("body", format!("not valid JSON: {error}")))?;
+    // What parsing would change silently (a repeated key, an integer beyond 64 bits) is refused,
+    // as for events.
+    let silently_changed = check_events_json(&body, &mut value);
+    if !silently_changed.is_empty() {
+        return Err(ApiError::Invalid {
+            detail: "some actors hold JSON that would be changed silently; nothing was written"
+                .into(),
+            errors: silently_changed
+                .into_iter()
+                .map(|(index, error)| InvalidItem {
+                    index: Some(index),
+                    field: error.field,
+                    reason: error.reason,
+                })
+                .collect(),
+        });
+    }
     let Value::Array(entries) = value else {
         return Err(ApiError::invalid_field(
             "body",
@@ -65,25 +82,25 @@ pub(crate) async fn put_actors(
     }
     let mut actors = Vec::with_capacity(entries.len());
     let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (index, entry) in entries.into_iter().enumerate() {
         match validate_actor(entry) {
-            Ok(actor) => actors.push(actor),
+            Ok(actor) => {
+                // The same actor twice would make the result depend on the order of writes.
+                if !seen.insert(actor.actor_id.clone()) {
+                    errors.push(InvalidItem {
+                        index: Some(index),
+                        field: "actor_id".into(),
+                        reason: format!("{} appears more than once in the request", actor.actor_id),
+                    });
+                }
+                actors.push(actor);
+            }
             Err(problems) => errors.extend(problems.into_iter().map(|problem| InvalidItem {
                 index: Some(index),
                 field: problem.field,
                 reason: problem.reason,
             })),
-        }
-    }
-    // The same actor twice would make the result depend on the order of writes.
-    let mut seen = std::collections::HashSet::new();
-    for (index, actor) in actors.iter().enumerate() {
-        if !seen.insert(actor.actor_id.as_str()) {
-            errors.push(InvalidItem {
-                index: Some(index),
-                field: "actor_id".into(),
-                reason: format!("{} appears more than once in the request", actor.actor_id),
-            });
         }
     }
     if !errors.is_empty() {

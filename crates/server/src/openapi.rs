@@ -9,7 +9,8 @@
 
 use axum::Json;
 use sealtrail_model::limits::{
-    ACTION_CHARS_MAX, ACTOR_ID_CHARS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX,
+    ACTION_CHARS_MAX, ACTORS_PER_REQUEST_MAX, ACTOR_ATTRIBUTES_BYTES_MAX, ACTOR_ID_CHARS_MAX,
+    ACTOR_NAME_CHARS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX,
     CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX,
     JSON_DEPTH_MAX, METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX,
     QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
@@ -467,6 +468,33 @@ fn build() -> Value {
                             "kept": tally, "seen": tally, "stated_kept": tally, "stated_seen": tally}}}}})),
             "400": problem("Bad tenant_id or day; it is named."), "401": problem("No valid key."),
             "403": problem("Wrong tenant or role.")}
+    }}));
+    let name_text = nullable(text_schema(ACTOR_NAME_CHARS_MAX));
+    paths.insert("/v1/tenants/{tenant_id}/actors".into(), json!({"put": {
+        "summary": "Insert or replace entries of a tenant's actor directory (its admin keys or the platform admin), all or none. An entry replaces the stored one whole.",
+        "parameters": [tenant_path()],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "minItems": 1, "maxItems": ACTORS_PER_REQUEST_MAX,
+            "items": {"type": "object", "additionalProperties": false, "required": ["actor_id"], "properties": {
+                "actor_id": text_schema(ACTOR_ID_CHARS_MAX),
+                "display_name": name_text, "department": name_text, "team": name_text,
+                "attributes": {"type": ["object", "null"], "description": format!("At most {ACTOR_ATTRIBUTES_BYTES_MAX} bytes as canonical JSON, at most {JSON_DEPTH_MAX} levels deep.")}}}}}}},
+        "responses": {"200": json_body("Written.", json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "upserted"],
+                "properties": {"tenant_id": {"type": "string"}, "upserted": {"type": "integer", "minimum": 1}}})),
+            "400": problem("An entry is invalid (each listed with index and member) or an actor_id repeats; nothing is written."),
+            "401": problem("No valid key."), "403": problem("Not an admin of this tenant."),
+            "413": problem("Too many actors or too many bytes."),
+            "415": problem("The body's Content-Type is not one this endpoint reads.")}
+    }}));
+    paths.insert("/v1/tenants/{tenant_id}/actors/{actor_id}".into(), json!({"get": {
+        "summary": "One entry of a tenant's actor directory.",
+        "parameters": [tenant_path(), {"name": "actor_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "responses": {"200": json_body("The actor.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "actor_id", "display_name", "department", "team", "attributes"], "properties": {
+                    "tenant_id": {"type": "string"}, "actor_id": {"type": "string"},
+                    "display_name": {"type": ["string", "null"]}, "department": {"type": ["string", "null"]},
+                    "team": {"type": ["string", "null"]}, "attributes": {"type": ["object", "null"]}}})),
+            "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+            "403": problem("Wrong tenant or role."), "404": problem("No such actor in the directory.")}
     }}));
     paths.insert("/v1/tenants/{tenant_id}/retention".into(), json!({
                 "parameters": [tenant_path()],
