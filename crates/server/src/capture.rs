@@ -43,12 +43,14 @@ pub(crate) const POLICY_CHANGE_ACTION: &str = "policy.update";
 /// The action of a sampling statement.
 pub(crate) const SAMPLING_STATEMENT_ACTION: &str = "sampling.statement";
 
+/// A tenant's own policy as last read (`None`: it has none), and when it was read.
+type CachedPolicy = (Option<Arc<Policy>>, Instant);
+
 /// Every tenant's capture policy: its own, else the deployment's.
 #[derive(Debug)]
 pub(crate) struct Policies {
     deployment: Arc<Policy>,
-    /// Each tenant's policy as last read, with when; `None`: the tenant has none of its own.
-    cache: Mutex<HashMap<String, (Option<Arc<Policy>>, Instant)>>,
+    cache: Mutex<HashMap<String, CachedPolicy>>,
 }
 
 impl Policies {
