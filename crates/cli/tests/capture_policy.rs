@@ -304,7 +304,7 @@ fn sampling_matches_the_document_keeps_requests_whole_and_states_exact_statistic
     );
     assert_eq!((status, none["counts"].as_array().unwrap().len()), (200, 0));
     let (status, problem) = get(
-        &server.url("/v1/tenants/acme/sampling?from=2026-02-30"),
+        &server.url("/v1/tenants/acme/sampling?from=2026-13-01"),
         &reader,
     );
     assert_eq!(status, 400, "{problem}");

@@ -269,6 +269,62 @@ CREATE POLICY service_scope ON actors
     WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
            AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'actors'::regclass), 'USAGE'));
 "#,
+}, Migration {
+    version: 6,
+    description: "summary_actor_day and summary_resource_month: summaries kept as events arrive",
+    sql: r#"
+-- Added to in the group commit of the events they count. Events still in the hot tables are
+-- counted in here (as the service role, whose scope reads every tenant).
+CREATE TABLE summary_actor_day (
+    tenant_id     text   NOT NULL,
+    day           text   NOT NULL,
+    actor_id      text   NOT NULL,
+    action        text   NOT NULL,
+    resource_type text   NOT NULL,
+    kept          bigint NOT NULL,
+    sampled_out   bigint NOT NULL,
+    PRIMARY KEY (tenant_id, day, actor_id, action, resource_type)
+);
+CREATE TABLE summary_resource_month (
+    tenant_id     text   NOT NULL,
+    month         text   NOT NULL,
+    resource_type text   NOT NULL,
+    resource_id   text   NOT NULL,
+    kept          bigint NOT NULL,
+    PRIMARY KEY (tenant_id, month, resource_type, resource_id)
+);
+ALTER TABLE summary_actor_day ENABLE ROW LEVEL SECURITY;
+ALTER TABLE summary_actor_day FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON summary_actor_day
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON summary_actor_day
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_actor_day'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_actor_day'::regclass), 'USAGE'));
+
+ALTER TABLE summary_resource_month ENABLE ROW LEVEL SECURITY;
+ALTER TABLE summary_resource_month FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON summary_resource_month
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON summary_resource_month
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_resource_month'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_resource_month'::regclass), 'USAGE'));
+
+SET LOCAL sealtrail.tenant_id = '*';
+INSERT INTO summary_actor_day
+    SELECT tenant_id, to_char(to_timestamp(timestamp_ns / 1000000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+           actor_id, action, resource_type, count(*), 0
+    FROM events GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO summary_resource_month
+    SELECT tenant_id, to_char(to_timestamp(timestamp_ns / 1000000000) AT TIME ZONE 'UTC', 'YYYY-MM'),
+           resource_type, resource_id, count(*)
+    FROM events WHERE resource_id IS NOT NULL GROUP BY 1, 2, 3, 4;
+"#,
 }];
 
 /// The schema version this build requires.

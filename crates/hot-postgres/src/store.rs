@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, EventQuery,
-    EventStore, ExistingEvent, LifecycleStore, Order, Role, SamplingCount, SamplingKey,
-    SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, TreeStore,
+    assemble_tenant_months, month_days, ActorDayKey, ApiKeyRecord, AppendOutcome, AppendRequest,
+    CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent, LifecycleStore, Order,
+    Role, SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore,
+    StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth, TreeStore,
 };
 use sealtrail_ledger::{ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
@@ -116,6 +117,17 @@ const READ_NODE_BLOCKS: &str = "SELECT r.tenant_id, r.level, t.hash, t.idx \
 
 const INSERT_TILES: &str = "INSERT INTO merkle_tiles (tenant_id, level, idx, hash) \
      SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])";
+
+/// Adds a group's actor-day summary rows (distinct keys, as the plan holds them).
+const ADD_ACTOR_DAYS: &str = "INSERT INTO summary_actor_day AS s (tenant_id, day, actor_id, action, resource_type, kept, sampled_out) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
+     ON CONFLICT (tenant_id, day, actor_id, action, resource_type) \
+     DO UPDATE SET kept = s.kept + excluded.kept, sampled_out = s.sampled_out + excluded.sampled_out";
+
+/// Adds a group's resource-month counts.
+const ADD_RESOURCE_MONTHS: &str = "INSERT INTO summary_resource_month AS s (tenant_id, month, resource_type, resource_id, kept) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
+     ON CONFLICT (tenant_id, month, resource_type, resource_id) DO UPDATE SET kept = s.kept + excluded.kept";
 
 /// Adds a group's sampling statistics (one row per key: the plan's keys are distinct).
 const ADD_SAMPLING_COUNTS: &str =
@@ -855,6 +867,42 @@ impl PostgresStore {
         let count_actions: Vec<&str> = sampling.keys().map(|key| key.action.as_str()).collect();
         let count_kept: Vec<i64> = sampling.values().map(|tally| tally.kept as i64).collect();
         let count_seen: Vec<i64> = sampling.values().map(|tally| tally.seen as i64).collect();
+        let days = &plan.actor_days;
+        let day_tenants: Vec<&str> = days.keys().map(|key| key.tenant_id.as_str()).collect();
+        let day_days: Vec<&str> = days.keys().map(|key| key.day.as_str()).collect();
+        let day_actors: Vec<&str> = days.keys().map(|key| key.actor_id.as_str()).collect();
+        let day_actions: Vec<&str> = days.keys().map(|key| key.action.as_str()).collect();
+        let day_types: Vec<&str> = days.keys().map(|key| key.resource_type.as_str()).collect();
+        let day_kept: Vec<i64> = days.values().map(|tally| tally.kept as i64).collect();
+        let day_dropped: Vec<i64> = days
+            .values()
+            .map(|tally| tally.sampled_out as i64)
+            .collect();
+        let day_params: [&(dyn ToSql + Sync); 7] = [
+            &day_tenants,
+            &day_days,
+            &day_actors,
+            &day_actions,
+            &day_types,
+            &day_kept,
+            &day_dropped,
+        ];
+        let months = &plan.resource_months;
+        let month_tenants: Vec<&str> = months.keys().map(|key| key.tenant_id.as_str()).collect();
+        let month_months: Vec<&str> = months.keys().map(|key| key.month.as_str()).collect();
+        let month_types: Vec<&str> = months
+            .keys()
+            .map(|key| key.resource_type.as_str())
+            .collect();
+        let month_ids: Vec<&str> = months.keys().map(|key| key.resource_id.as_str()).collect();
+        let month_kept: Vec<i64> = months.values().map(|kept| *kept as i64).collect();
+        let month_params: [&(dyn ToSql + Sync); 5] = [
+            &month_tenants,
+            &month_months,
+            &month_types,
+            &month_ids,
+            &month_kept,
+        ];
         let count_params: [&(dyn ToSql + Sync); 6] = [
             &count_tenants,
             &count_days,
@@ -900,6 +948,14 @@ impl PostgresStore {
             let add = tx.prepare_cached(ADD_SAMPLING_COUNTS).await.map_err(db)?;
             statements.push((Write::Sampling, add, &count_params));
         }
+        if !days.is_empty() {
+            let add = tx.prepare_cached(ADD_ACTOR_DAYS).await.map_err(db)?;
+            statements.push((Write::Summaries, add, &day_params));
+        }
+        if !months.is_empty() {
+            let add = tx.prepare_cached(ADD_RESOURCE_MONTHS).await.map_err(db)?;
+            statements.push((Write::Summaries, add, &month_params));
+        }
         // Issued together, the statements travel without waiting for each other
         // (tokio-postgres pipelines concurrent requests on a connection). All of them run; the
         // first error in statement order is the cause, later ones only report the aborted
@@ -941,6 +997,11 @@ impl PostgresStore {
             sampling.len(),
             "every sampling statistic added"
         );
+        assert_eq!(
+            written(Write::Summaries),
+            days.len() + months.len(),
+            "every summary row added"
+        );
         Ok(())
     }
 }
@@ -964,6 +1025,7 @@ enum Write {
     EmptyHeads,
     Tiles,
     Sampling,
+    Summaries,
 }
 
 /// Most rows per multi-row INSERT: a power of two whose bound parameters (18 per event row)
@@ -1622,6 +1684,122 @@ impl PostgresStore {
                 tenant_id,
             },
         })
+    }
+}
+
+#[async_trait]
+impl SummaryStore for PostgresStore {
+    async fn actor_days(
+        &self,
+        tenant_id: &str,
+        actor_id: Option<&str>,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> sealtrail_hot::Result<Vec<(ActorDayKey, SummaryTally)>> {
+        let db = |source| self.db(source);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR day >= $2) AND ($3::text IS NULL OR day <= $3) \
+                 AND ($4::text IS NULL OR actor_id = $4) ORDER BY day, actor_id, action, resource_type",
+                &[&tenant_id, &from_day, &to_day, &actor_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kept: i64 = row.try_get(4).map_err(db)?;
+                let sampled_out: i64 = row.try_get(5).map_err(db)?;
+                Ok((
+                    ActorDayKey {
+                        tenant_id: tenant_id.to_owned(),
+                        day: row.try_get(0).map_err(db)?,
+                        actor_id: row.try_get(1).map_err(db)?,
+                        action: row.try_get(2).map_err(db)?,
+                        resource_type: row.try_get(3).map_err(db)?,
+                    },
+                    SummaryTally {
+                        kept: kept as u64,
+                        sampled_out: sampled_out as u64,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn tenant_months(
+        &self,
+        tenant_id: &str,
+        from_month: Option<&str>,
+        to_month: Option<&str>,
+        top: usize,
+    ) -> sealtrail_hot::Result<Vec<TenantMonth>> {
+        let db = |source| self.db(source);
+        let (from_day, to_day) = month_days(from_month, to_month);
+        let (from_month, to_month) = (from_month.unwrap_or(""), to_month.unwrap_or("9999-12"));
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        let actions = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT substr(day, 1, 7) AS month, action, sum(kept)::int8, sum(sampled_out)::int8 \
+                 FROM summary_actor_day WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
+                 GROUP BY month, action ORDER BY month, action",
+                &[&tenant_id, &from_day, &to_day],
+            )
+            .await?;
+        let actors = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT substr(day, 1, 7) AS month, count(DISTINCT actor_id) FROM summary_actor_day \
+                 WHERE tenant_id = $1 AND day >= $2 AND day <= $3 AND kept > 0 GROUP BY month",
+                &[&tenant_id, &from_day, &to_day],
+            )
+            .await?;
+        let top_resources = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
+                 resource_id, kept, row_number() OVER (PARTITION BY month ORDER BY kept DESC, \
+                 resource_type, resource_id) AS rank FROM summary_resource_month \
+                 WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS ranked WHERE rank <= $4 \
+                 ORDER BY month, rank",
+                &[&tenant_id, &from_month, &to_month, &top],
+            )
+            .await?;
+        let count = |row: &Row, index: usize| -> sealtrail_hot::Result<u64> {
+            Ok(row.try_get::<_, i64>(index).map_err(db)? as u64)
+        };
+        let actions = actions
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(db)?,
+                    row.try_get(1).map_err(db)?,
+                    count(row, 2)?,
+                    count(row, 3)?,
+                ))
+            })
+            .collect::<sealtrail_hot::Result<Vec<_>>>()?;
+        let actors = actors
+            .iter()
+            .map(|row| Ok((row.try_get(0).map_err(db)?, count(row, 1)?)))
+            .collect::<sealtrail_hot::Result<Vec<_>>>()?;
+        let top_resources = top_resources
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(db)?,
+                    row.try_get(1).map_err(db)?,
+                    row.try_get(2).map_err(db)?,
+                    count(row, 3)?,
+                ))
+            })
+            .collect::<sealtrail_hot::Result<Vec<_>>>()?;
+        Ok(assemble_tenant_months(actions, actors, top_resources))
     }
 }
 

@@ -24,9 +24,10 @@ use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEven
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    ApiKeyRecord, AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, Error as HotError,
-    EventQuery, EventStore, ExistingEvent, LifecycleStore, Order, Result as HotResult, Role,
-    SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint,
+    assemble_tenant_months, month_days, ActorDayKey, ApiKeyRecord, AppendOutcome, AppendRequest,
+    CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore, ExistingEvent,
+    LifecycleStore, Order, Result as HotResult, Role, SamplingCount, SamplingKey, SamplingStore,
+    SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
     TreeStore,
 };
 
@@ -140,6 +141,37 @@ CREATE TABLE sampling_counts (
 ) WITHOUT ROWID;
 CREATE INDEX sampling_counts_unstated ON sampling_counts (tenant_id, day, class, action)
     WHERE seen != stated_seen;
+"#,
+    // Summaries kept as events arrive (added to in the group commit): per day, actor, action and
+    // resource type; and stored events per resource and month, for the top resources. Events
+    // still in the hot tier are counted in at this migration.
+    r#"
+CREATE TABLE summary_actor_day (
+    tenant_id     TEXT    NOT NULL,
+    day           TEXT    NOT NULL,
+    actor_id      TEXT    NOT NULL,
+    action        TEXT    NOT NULL,
+    resource_type TEXT    NOT NULL,
+    kept          INTEGER NOT NULL,
+    sampled_out   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day, actor_id, action, resource_type)
+) WITHOUT ROWID;
+CREATE TABLE summary_resource_month (
+    tenant_id     TEXT    NOT NULL,
+    month         TEXT    NOT NULL,
+    resource_type TEXT    NOT NULL,
+    resource_id   TEXT    NOT NULL,
+    kept          INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, month, resource_type, resource_id)
+) WITHOUT ROWID;
+INSERT INTO summary_actor_day
+    SELECT tenant_id, strftime('%Y-%m-%d', timestamp_ns / 1000000000, 'unixepoch'), actor_id, action,
+           resource_type, count(*), 0
+    FROM events GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO summary_resource_month
+    SELECT tenant_id, strftime('%Y-%m', timestamp_ns / 1000000000, 'unixepoch'), resource_type,
+           resource_id, count(*)
+    FROM events WHERE resource_id IS NOT NULL GROUP BY 1, 2, 3, 4;
 "#,
     // Each tenant's actor directory (`PUT /v1/tenants/{t}/actors`).
     r#"
@@ -598,7 +630,44 @@ impl Writer {
                 tally.seen as i64
             ])?;
         }
-        drop((insert_tile, update_head, count));
+        let mut add_actor_day = self.conn.prepare_cached(
+            "INSERT INTO summary_actor_day (tenant_id, day, actor_id, action, resource_type, kept, \
+             sampled_out) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (tenant_id, day, actor_id, action, resource_type) \
+             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out",
+        )?;
+        for (key, tally) in &plan.actor_days {
+            add_actor_day.execute(params![
+                key.tenant_id,
+                key.day,
+                key.actor_id,
+                key.action,
+                key.resource_type,
+                tally.kept as i64,
+                tally.sampled_out as i64
+            ])?;
+        }
+        let mut add_resource_month = self.conn.prepare_cached(
+            "INSERT INTO summary_resource_month (tenant_id, month, resource_type, resource_id, kept) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, month, resource_type, resource_id) \
+             DO UPDATE SET kept = kept + excluded.kept",
+        )?;
+        for (key, kept) in &plan.resource_months {
+            add_resource_month.execute(params![
+                key.tenant_id,
+                key.month,
+                key.resource_type,
+                key.resource_id,
+                *kept as i64
+            ])?;
+        }
+        drop((
+            insert_tile,
+            update_head,
+            count,
+            add_actor_day,
+            add_resource_month,
+        ));
         // The caches follow the writes; `abort` drops them if the commit then fails.
         self.heads.extend(plan.heads);
         self.frontiers.extend(trees.frontiers);
@@ -1263,6 +1332,107 @@ fn sampling_count_from_row(row: &Row<'_>) -> rusqlite::Result<SamplingCount> {
             seen: count(7)?,
         },
     })
+}
+
+#[async_trait]
+impl SummaryStore for SqliteStore {
+    async fn actor_days(
+        &self,
+        tenant_id: &str,
+        actor_id: Option<&str>,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> HotResult<Vec<(ActorDayKey, SummaryTally)>> {
+        let (tenant_id, actor_id) = (tenant_id.to_owned(), actor_id.map(str::to_owned));
+        let (from_day, to_day) = (
+            from_day.unwrap_or("").to_owned(),
+            to_day.unwrap_or("9999-12-31").to_owned(),
+        );
+        self.read(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
+                 WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR actor_id = ?4) \
+                 ORDER BY day, actor_id, action, resource_type",
+            )?;
+            let rows = select.query_map(params![tenant_id, from_day, to_day, actor_id], |row| {
+                Ok((
+                    ActorDayKey {
+                        tenant_id: tenant_id.clone(),
+                        day: row.get(0)?,
+                        actor_id: row.get(1)?,
+                        action: row.get(2)?,
+                        resource_type: row.get(3)?,
+                    },
+                    SummaryTally {
+                        kept: row.get::<_, i64>(4)? as u64,
+                        sampled_out: row.get::<_, i64>(5)? as u64,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn tenant_months(
+        &self,
+        tenant_id: &str,
+        from_month: Option<&str>,
+        to_month: Option<&str>,
+        top: usize,
+    ) -> HotResult<Vec<TenantMonth>> {
+        let tenant_id = tenant_id.to_owned();
+        let (from_day, to_day) = month_days(from_month, to_month);
+        let (from_month, to_month) = (
+            from_month.unwrap_or("").to_owned(),
+            to_month.unwrap_or("9999-12").to_owned(),
+        );
+        self.read(move |conn| {
+            let actions = conn
+                .prepare_cached(
+                    "SELECT substr(day, 1, 7) AS month, action, sum(kept), sum(sampled_out) \
+                     FROM summary_actor_day WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
+                     GROUP BY month, action ORDER BY month, action",
+                )?
+                .query_map(params![tenant_id, from_day, to_day], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get::<_, i64>(2)? as u64,
+                        row.get::<_, i64>(3)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let actors = conn
+                .prepare_cached(
+                    "SELECT substr(day, 1, 7) AS month, count(DISTINCT actor_id) FROM summary_actor_day \
+                     WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND kept > 0 GROUP BY month",
+                )?
+                .query_map(params![tenant_id, from_day, to_day], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let top_resources = conn
+                .prepare_cached(
+                    "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
+                     resource_id, kept, row_number() OVER (PARTITION BY month ORDER BY kept DESC, \
+                     resource_type, resource_id) AS rank FROM summary_resource_month \
+                     WHERE tenant_id = ?1 AND month >= ?2 AND month <= ?3) WHERE rank <= ?4 \
+                     ORDER BY month, rank",
+                )?
+                .query_map(params![tenant_id, from_month, to_month, top as i64], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get::<_, i64>(3)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(assemble_tenant_months(actions, actors, top_resources))
+        })
+        .await
+    }
 }
 
 #[async_trait]

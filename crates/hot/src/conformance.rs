@@ -24,7 +24,7 @@ use sealtrail_model::{
 
 use crate::{
     verify_store, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore, Order, Role,
-    SamplingCount, SamplingTally, StoredCheckpoint,
+    SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
 };
 
 /// Fresh storage for one property.
@@ -72,7 +72,8 @@ macro_rules! conformance_tests {
             a_retry_of_an_archived_event_gets_its_receipt,
             live_verification_reports_only_real_edits,
             sampling_counts_commit_with_their_events,
-            actor_directory_upserts_per_tenant
+            actor_directory_upserts_per_tenant,
+            summaries_count_committed_events
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1588,4 +1589,126 @@ pub async fn actor_directory_upserts_per_tenant(fixture: &dyn Fixture) {
         Some(actor("bob", "sales", None))
     );
     assert_eq!(store.actor("beta", "bob").await.unwrap(), None);
+}
+
+/// Summaries count every new event once (a retry and a request refused for a conflict add
+/// nothing) and, apart, every dropped one; a tenant's months add up its actor days, count its
+/// actors and rank its resources; tenants never see each other's.
+pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let dropped = |tenant: &str, event_id: &str, n: u64| {
+        let mut pending = test_event(tenant, event_id, n);
+        pending.capture = Some(CaptureDecision {
+            class: 1,
+            kept: false,
+        });
+        pending
+    };
+    // By n: 1 is actor-1 update user res-1; 2 actor-2 delete document res-2; 4 actor-1 update
+    // document; 5 actor-2 delete user res-1; 7 actor-1 update user without a resource_id.
+    // Every timestamp is on 2026-01-15.
+    let outcomes = append(
+        &*store,
+        vec![
+            vec![
+                test_event("acme", "e1", 1),
+                test_event("acme", "e2", 2),
+                dropped("acme", "d1", 4),
+            ],
+            vec![test_event("acme", "x", 7), test_event("acme", "e1", 2)],
+            vec![test_event("beta", "b1", 1)],
+        ],
+    )
+    .await;
+    assert!(matches!(outcomes[1], AppendOutcome::Conflict { .. }));
+    append(
+        &*store,
+        vec![vec![
+            test_event("acme", "e1", 1),
+            test_event("acme", "e5", 5),
+        ]],
+    )
+    .await;
+
+    let tally = |kept, sampled_out| SummaryTally { kept, sampled_out };
+    let rows: Vec<(String, String, String, SummaryTally)> = store
+        .actor_days("acme", None, None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, tally)| {
+            assert_eq!(
+                (key.tenant_id.as_str(), key.day.as_str()),
+                ("acme", "2026-01-15")
+            );
+            (key.actor_id, key.action, key.resource_type, tally)
+        })
+        .collect();
+    let row = |actor: &str, action: &str, resource_type: &str, tally: SummaryTally| {
+        (
+            actor.to_owned(),
+            action.to_owned(),
+            resource_type.to_owned(),
+            tally,
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("actor-1", "update", "document", tally(0, 1)),
+            row("actor-1", "update", "user", tally(1, 0)),
+            row("actor-2", "delete", "document", tally(1, 0)),
+            row("actor-2", "delete", "user", tally(1, 0)),
+        ]
+    );
+    let actor_2 = store
+        .actor_days(
+            "acme",
+            Some("actor-2"),
+            Some("2026-01-15"),
+            Some("2026-01-15"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(actor_2.len(), 2);
+    assert!(store
+        .actor_days("acme", None, Some("2026-01-16"), None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let months = store.tenant_months("acme", None, None, 20).await.unwrap();
+    assert_eq!(months.len(), 1);
+    let month = &months[0];
+    assert_eq!(month.month, "2026-01");
+    assert_eq!(
+        month.actions,
+        BTreeMap::from([
+            ("delete".to_owned(), tally(2, 0)),
+            ("update".to_owned(), tally(1, 1))
+        ])
+    );
+    assert_eq!(month.unique_actors, 2);
+    assert_eq!(
+        month.top_resources,
+        [
+            ("user".to_owned(), "res-1".to_owned(), 2),
+            ("document".to_owned(), "res-2".to_owned(), 1)
+        ]
+    );
+    let top_one = store
+        .tenant_months("acme", Some("2026-01"), Some("2026-01"), 1)
+        .await
+        .unwrap();
+    assert_eq!(top_one[0].top_resources.len(), 1);
+    assert!(store
+        .tenant_months("acme", Some("2026-02"), None, 20)
+        .await
+        .unwrap()
+        .is_empty());
+    let beta = store.tenant_months("beta", None, None, 20).await.unwrap();
+    assert_eq!(
+        beta[0].actions,
+        BTreeMap::from([("update".to_owned(), tally(1, 0))])
+    );
 }

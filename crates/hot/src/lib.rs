@@ -397,6 +397,121 @@ pub trait SamplingStore: Send + Sync + std::fmt::Debug {
     async fn mark_sampling_stated(&self, counts: Vec<SamplingCount>) -> Result<()>;
 }
 
+/// One actor-day summary row: a tenant's events by one actor on one UTC day (`YYYY-MM-DD`, of
+/// the event's `timestamp`), of one action on one resource type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ActorDayKey {
+    pub tenant_id: String,
+    pub day: String,
+    pub actor_id: String,
+    pub action: String,
+    pub resource_type: String,
+}
+
+/// Events under one summary key: stored, and apart, dropped by the capture policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SummaryTally {
+    pub kept: u64,
+    pub sampled_out: u64,
+}
+
+/// A tenant's stored events on one resource in one UTC month (`YYYY-MM`), for its top resources.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceMonthKey {
+    pub tenant_id: String,
+    pub month: String,
+    pub resource_type: String,
+    pub resource_id: String,
+}
+
+/// One month of a tenant: events per action, distinct actors with a stored event, and the
+/// resources with the most stored events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantMonth {
+    pub month: String,
+    pub actions: std::collections::BTreeMap<String, SummaryTally>,
+    pub unique_actors: u64,
+    /// `(resource_type, resource_id, stored events)`, most first, ties by resource.
+    pub top_resources: Vec<(String, String, u64)>,
+}
+
+/// Summaries kept as events arrive: the group commit adds to them
+/// ([`plan::GroupPlan::actor_days`], [`plan::GroupPlan::resource_months`]) in the transaction of the
+/// events they count, so they always equal a recount of the events. Not events: never moved
+/// by the lifecycle nor removed by retention.
+#[async_trait]
+pub trait SummaryStore: Send + Sync + std::fmt::Debug {
+    /// A tenant's actor-day rows for the days `from_day..=to_day` (either open), of one actor or
+    /// all, by day, actor, action and resource type.
+    async fn actor_days(
+        &self,
+        tenant_id: &str,
+        actor_id: Option<&str>,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<(ActorDayKey, SummaryTally)>>;
+
+    /// A tenant's months `from_month..=to_month` (`YYYY-MM`, either open) that hold events, in
+    /// order, each with its `top` resources.
+    async fn tenant_months(
+        &self,
+        tenant_id: &str,
+        from_month: Option<&str>,
+        to_month: Option<&str>,
+        top: usize,
+    ) -> Result<Vec<TenantMonth>>;
+}
+
+/// Builds [`TenantMonth`]s from a backend's three answers: `(month, action, kept, sampled_out)`,
+/// `(month, unique actors)` and `(month, resource_type, resource_id, kept)` (already ranked and
+/// cut to the top). Months come from the first, in its order.
+pub fn assemble_tenant_months(
+    actions: Vec<(String, String, u64, u64)>,
+    actors: Vec<(String, u64)>,
+    top_resources: Vec<(String, String, String, u64)>,
+) -> Vec<TenantMonth> {
+    let mut months: Vec<TenantMonth> = Vec::new();
+    for (month, action, kept, sampled_out) in actions {
+        if months.last().is_none_or(|last| last.month != month) {
+            months.push(TenantMonth {
+                month: month.clone(),
+                actions: std::collections::BTreeMap::new(),
+                unique_actors: 0,
+                top_resources: Vec::new(),
+            });
+        }
+        let last = months.last_mut().expect("pushed above");
+        last.actions
+            .insert(action, SummaryTally { kept, sampled_out });
+    }
+    let index: std::collections::HashMap<String, usize> = months
+        .iter()
+        .enumerate()
+        .map(|(position, month)| (month.month.clone(), position))
+        .collect();
+    for (month, count) in actors {
+        if let Some(position) = index.get(&month) {
+            months[*position].unique_actors = count;
+        }
+    }
+    for (month, resource_type, resource_id, kept) in top_resources {
+        if let Some(position) = index.get(&month) {
+            months[*position]
+                .top_resources
+                .push((resource_type, resource_id, kept));
+        }
+    }
+    months
+}
+
+/// The day range `YYYY-MM-01..=YYYY-MM-31` of a month range (string order is day order).
+pub fn month_days(from_month: Option<&str>, to_month: Option<&str>) -> (String, String) {
+    (
+        from_month.map_or_else(String::new, |month| format!("{month}-01")),
+        to_month.map_or_else(|| "9999-12-31".to_owned(), |month| format!("{month}-31")),
+    )
+}
+
 /// Each tenant's actor directory: who an `actor_id` is (name, department, team, attributes).
 /// Not events: never moved by the lifecycle nor removed by retention.
 #[async_trait]
@@ -418,6 +533,7 @@ pub trait HotStore:
     + LifecycleStore
     + SamplingStore
     + DirectoryStore
+    + SummaryStore
     + LogSource
     + 'static
 {
@@ -431,6 +547,7 @@ impl<T> HotStore for T where
         + LifecycleStore
         + SamplingStore
         + DirectoryStore
+        + SummaryStore
         + LogSource
         + 'static
 {

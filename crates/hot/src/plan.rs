@@ -28,7 +28,8 @@ use sealtrail_ledger::{
 use sealtrail_model::{format_day, EventReceipt, PendingEvent};
 
 use crate::{
-    AppendOutcome, AppendRequest, Error, ExistingEvent, Result, SamplingKey, SamplingTally,
+    ActorDayKey, AppendOutcome, AppendRequest, Error, ExistingEvent, ResourceMonthKey, Result,
+    SamplingKey, SamplingTally, SummaryTally,
 };
 
 /// Stored idempotency keys: tenant, then `event_id`.
@@ -54,6 +55,11 @@ pub struct GroupPlan<'a> {
     pub heads: BTreeMap<String, ChainHead>,
     /// What the group adds to the sampling statistics (events with a capture decision only).
     pub sampling: BTreeMap<SamplingKey, SamplingTally>,
+    /// What the group adds to the actor-day summaries: every new event, and apart every
+    /// dropped one.
+    pub actor_days: BTreeMap<ActorDayKey, SummaryTally>,
+    /// What the group adds to the resource-month counts: every new event with a `resource_id`.
+    pub resource_months: BTreeMap<ResourceMonthKey, u64>,
 }
 
 /// The Merkle side of a plan: what its new leaves add to each grown tenant's tree.
@@ -105,10 +111,14 @@ pub fn plan_group<'a>(
     // across groups.
     let mut linked: HashMap<(&'a str, &'a str), ExistingEvent> = HashMap::new();
     let mut sampling: BTreeMap<SamplingKey, SamplingTally> = BTreeMap::new();
+    let mut actor_days: BTreeMap<ActorDayKey, SummaryTally> = BTreeMap::new();
+    let mut resource_months: BTreeMap<ResourceMonthKey, u64> = BTreeMap::new();
     for (request, request_digests) in batch.iter().zip(digests) {
         let rows_before = rows.len();
-        // Counted only once the request commits.
+        // Counted only once the request commits: events with a capture decision (kept or not)
+        // in the sampling statistics, every new or dropped event in the summaries.
         let mut counted: Vec<(&'a PendingEvent, bool)> = Vec::new();
+        let mut summarized: Vec<(&'a PendingEvent, bool)> = Vec::new();
         let mut heads_before: Vec<(&str, ChainHead)> = Vec::new();
         let mut linked_here: Vec<(&'a str, &'a str)> = Vec::new();
         let mut receipts = Vec::with_capacity(request.len());
@@ -117,6 +127,7 @@ pub fn plan_group<'a>(
             let event = &pending.event;
             if pending.capture.is_some_and(|capture| !capture.kept) {
                 counted.push((pending, false));
+                summarized.push((pending, false));
                 continue;
             }
             let key = (event.tenant_id.as_str(), event.event_id.as_str());
@@ -167,6 +178,7 @@ pub fn plan_group<'a>(
             if pending.capture.is_some() {
                 counted.push((pending, true));
             }
+            summarized.push((pending, true));
             rows.push(NewRow {
                 pending,
                 link,
@@ -189,6 +201,9 @@ pub fn plan_group<'a>(
                     tally.seen += 1;
                     tally.kept += u64::from(kept);
                 }
+                for (pending, kept) in summarized {
+                    summarize(pending, kept, &mut actor_days, &mut resource_months);
+                }
                 outcomes.push(AppendOutcome::Committed(receipts));
             }
             Some(conflict) => {
@@ -209,6 +224,43 @@ pub fn plan_group<'a>(
         rows,
         heads,
         sampling,
+        actor_days,
+        resource_months,
+    }
+}
+
+/// Adds one committed event to the summaries: stored (`kept`) or dropped.
+fn summarize(
+    pending: &PendingEvent,
+    kept: bool,
+    actor_days: &mut BTreeMap<ActorDayKey, SummaryTally>,
+    resource_months: &mut BTreeMap<ResourceMonthKey, u64>,
+) {
+    let event = &pending.event;
+    let day = format_day(event.timestamp_ns);
+    let tally = actor_days
+        .entry(ActorDayKey {
+            tenant_id: event.tenant_id.clone(),
+            day: day.clone(),
+            actor_id: event.actor_id.clone(),
+            action: event.action.clone(),
+            resource_type: event.resource_type.clone(),
+        })
+        .or_default();
+    if !kept {
+        tally.sampled_out += 1;
+        return;
+    }
+    tally.kept += 1;
+    if let Some(resource_id) = &event.resource_id {
+        *resource_months
+            .entry(ResourceMonthKey {
+                tenant_id: event.tenant_id.clone(),
+                month: day[..7].to_owned(),
+                resource_type: event.resource_type.clone(),
+                resource_id: resource_id.clone(),
+            })
+            .or_default() += 1;
     }
 }
 

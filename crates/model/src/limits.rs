@@ -243,3 +243,7 @@ pub const ACTOR_NAME_CHARS_MAX: usize = 256;
 pub const ACTOR_ATTRIBUTES_BYTES_MAX: usize = 16 * 1024;
 /// Actors one `PUT /v1/tenants/{t}/actors` may upsert.
 pub const ACTORS_PER_REQUEST_MAX: usize = 1_000;
+/// Actor-day summaries one `GET /v1/summaries/actor-day` answers (then `truncated`).
+pub const SUMMARY_ROWS_MAX: usize = 10_000;
+/// Resources a tenant-month summary lists, most events first (the practice's top 20).
+pub const TOP_RESOURCES: usize = 20;

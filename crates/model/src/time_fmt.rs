@@ -74,8 +74,10 @@ pub fn format_day(timestamp_ns: i64) -> String {
     )
 }
 
-/// Whether `text` is a `YYYY-MM-DD` calendar day.
-pub fn is_day(text: &str) -> bool {
+/// Whether `text` is a day bound of a range: `YYYY-MM-DD` with a month from 01 to 12 and a day
+/// from 01 to 31. Bounds compare as text, so `2026-02-31` is a valid bound (it sorts after every
+/// day of February); a calendar check would refuse what the range means plainly.
+pub fn is_day_bound(text: &str) -> bool {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
         bytes[range.clone()]
@@ -90,10 +92,7 @@ pub fn is_day(text: &str) -> bool {
     let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
         return false;
     };
-    let Ok(month) = time::Month::try_from(month as u8) else {
-        return false;
-    };
-    time::Date::from_calendar_date(year, month, day as u8).is_ok()
+    year >= 0 && (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
 #[cfg(test)]
@@ -106,7 +105,13 @@ mod tests {
         assert_eq!(format_day(late), "2026-03-01");
         assert_eq!(format_day(late + 1), "2026-03-02");
         assert_eq!(format_day(-1), "1969-12-31");
-        assert!(is_day("2026-02-28") && !is_day("2026-02-30") && !is_day("2026-2-28"));
+        assert!(is_day_bound("2026-02-28") && is_day_bound("2026-02-31"));
+        assert!(!is_day_bound("2026-13-01") && !is_day_bound("2026-00-10"));
+        assert!(
+            !is_day_bound("2026-2-28")
+                && !is_day_bound("2026-02-32")
+                && !is_day_bound("2026-02-2x")
+        );
     }
 
     #[test]

@@ -306,9 +306,12 @@ pub fn rate_to_ppm(rate: f64) -> u32 {
     (rate * f64::from(RATE_SCALE)).round() as u32
 }
 
+/// A class: an integer from 0 to 3 (JSON's `1.0` is the integer 1, as JSON Schema counts it).
 fn class_of(value: &Value) -> Result<u8, &'static str> {
-    match value.as_u64() {
-        Some(class) if class < CLASSES as u64 => Ok(class as u8),
+    match value.as_f64() {
+        Some(class) if class.fract() == 0.0 && (0.0..CLASSES as f64).contains(&class) => {
+            Ok(class as u8)
+        }
         _ => Err("must be an integer from 0 to 3"),
     }
 }

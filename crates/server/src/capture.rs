@@ -21,7 +21,7 @@ use sealtrail_model::limits::{
     SAMPLING_STATEMENT_COUNTS_MAX,
 };
 use sealtrail_model::{
-    check_events_json, check_tenant_id, is_day, validate_event, CaptureDecision, FieldError,
+    check_events_json, check_tenant_id, is_day_bound, validate_event, CaptureDecision, FieldError,
     PendingEvent,
 };
 use sealtrail_policy::{Durability, Policy};
@@ -330,7 +330,7 @@ pub(crate) async fn get_sampling(
             "to" => 1,
             other => return Err(ApiError::invalid_field(other, "unknown query parameter")),
         };
-        if !is_day(value) {
+        if !is_day_bound(value) {
             return Err(ApiError::invalid_field(
                 name,
                 "must be a calendar day, YYYY-MM-DD",

@@ -21,6 +21,7 @@ mod query;
 mod rejections;
 mod retention;
 mod spool;
+mod summaries;
 
 use std::future::{Future, IntoFuture};
 use std::io::Write;
@@ -352,6 +353,8 @@ fn router(state: Arc<AppState>) -> Router {
             "/v1/tenants/{tenant_id}/sampling",
             get(capture::get_sampling),
         )
+        .route("/v1/summaries/actor-day", get(summaries::actor_days))
+        .route("/v1/summaries/tenant-month", get(summaries::tenant_months))
         .route(
             "/v1/tenants/{tenant_id}/actors",
             put(directory::put_actors.layer(json_body())),

@@ -16,8 +16,8 @@ use sealtrail_model::limits::{
     QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
     QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX,
     RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX,
-    SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, TENANT_ID_CHARS_MAX,
-    TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, USER_AGENT_CHARS_MAX,
+    SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX,
+    TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX,
 };
 use serde_json::{json, Value};
 
@@ -115,6 +115,11 @@ fn json_body(description: &str, schema: Value) -> Value {
 
 fn text_body(description: &str) -> Value {
     json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
+}
+
+/// A day bound of a range, compared as text: `YYYY-MM-DD`, month 01-12, day 01-31.
+fn day_bound_schema() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"})
 }
 
 fn tenant_path() -> Value {
@@ -450,7 +455,7 @@ fn build() -> Value {
     }));
     let day = |name: &str, description: &str| {
         json!({"name": name, "in": "query", "required": false, "description": description,
-        "schema": {"type": "string", "format": "date"}})
+        "schema": day_bound_schema()})
     };
     let tally = json!({"type": "integer", "minimum": 0});
     paths.insert("/v1/tenants/{tenant_id}/sampling".into(), json!({"get": {
@@ -495,6 +500,47 @@ fn build() -> Value {
                     "team": {"type": ["string", "null"]}, "attributes": {"type": ["object", "null"]}}})),
             "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
             "403": problem("Wrong tenant or role."), "404": problem("No such actor in the directory.")}
+    }}));
+    let counts_object =
+        json!({"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}});
+    let read_params = |range: Value, description: &str| {
+        json!([tenant_query("Required with the platform-admin token; a tenant key reads its own tenant."),
+            {"name": "from", "in": "query", "required": false, "schema": range, "description": format!("First {description} (inclusive).")},
+            {"name": "to", "in": "query", "required": false, "schema": range, "description": format!("Last {description} (inclusive).")}])
+    };
+    let mut actor_day_params = read_params(day_bound_schema(), "day, YYYY-MM-DD");
+    actor_day_params.as_array_mut().expect("an array").push(
+        json!({"name": "actor_id", "in": "query", "required": false, "schema": {"type": "string"}}),
+    );
+    paths.insert("/v1/summaries/actor-day".into(), json!({"get": {
+        "summary": "Per actor per UTC day: stored events in all, by action and by resource type, and apart the events the capture policy dropped. Kept as events arrive; never a scan of events.",
+        "parameters": actor_day_params,
+        "responses": {"200": json_body("The summaries, by day then actor.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "summaries", "truncated"], "properties": {
+                    "tenant_id": {"type": "string"}, "truncated": {"type": "boolean", "description": format!("More than {SUMMARY_ROWS_MAX} summaries matched; narrow the range.")},
+                    "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                        "required": ["actor_id", "date", "total_events", "sampled_out_events", "action_counts", "resource_type_counts"], "properties": {
+                            "actor_id": {"type": "string"}, "date": {"type": "string", "format": "date"},
+                            "total_events": {"type": "integer", "minimum": 0}, "sampled_out_events": {"type": "integer", "minimum": 0},
+                            "action_counts": counts_object, "resource_type_counts": counts_object}}}}})),
+            "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
+    }}));
+    let month_pattern = json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"});
+    paths.insert("/v1/summaries/tenant-month".into(), json!({"get": {
+        "summary": "Per UTC month: stored events in all and by action, the events dropped, distinct actors, and the resources with the most stored events.",
+        "parameters": read_params(month_pattern, "month, YYYY-MM"),
+        "responses": {"200": json_body("The months that hold events, in order.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "summaries"], "properties": {
+                    "tenant_id": {"type": "string"},
+                    "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                        "required": ["year_month", "total_events", "sampled_out_events", "unique_actors", "action_breakdown", "top_resources"], "properties": {
+                            "year_month": {"type": "string"}, "total_events": {"type": "integer", "minimum": 0},
+                            "sampled_out_events": {"type": "integer", "minimum": 0}, "unique_actors": {"type": "integer", "minimum": 0},
+                            "action_breakdown": counts_object,
+                            "top_resources": {"type": "array", "maxItems": TOP_RESOURCES, "items": {"type": "object", "additionalProperties": false,
+                                "required": ["resource_type", "resource_id", "events"], "properties": {
+                                    "resource_type": {"type": "string"}, "resource_id": {"type": "string"}, "events": {"type": "integer", "minimum": 1}}}}}}}}})),
+            "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
     }}));
     paths.insert("/v1/tenants/{tenant_id}/retention".into(), json!({
                 "parameters": [tenant_path()],

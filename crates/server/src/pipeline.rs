@@ -946,6 +946,30 @@ mod tests {
     }
 
     #[async_trait]
+    impl sealtrail_hot::SummaryStore for SlowStore {
+        async fn actor_days(
+            &self,
+            _tenant_id: &str,
+            _actor_id: Option<&str>,
+            _from_day: Option<&str>,
+            _to_day: Option<&str>,
+        ) -> sealtrail_hot::Result<Vec<(sealtrail_hot::ActorDayKey, sealtrail_hot::SummaryTally)>>
+        {
+            Ok(Vec::new())
+        }
+
+        async fn tenant_months(
+            &self,
+            _tenant_id: &str,
+            _from_month: Option<&str>,
+            _to_month: Option<&str>,
+            _top: usize,
+        ) -> sealtrail_hot::Result<Vec<sealtrail_hot::TenantMonth>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[async_trait]
     impl sealtrail_hot::DirectoryStore for SlowStore {
         async fn upsert_actors(
             &self,

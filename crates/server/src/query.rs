@@ -298,7 +298,10 @@ pub(crate) async fn export(
 }
 
 /// The tenant a read is about: the `tenant_id` parameter, which a tenant-bound key may omit.
-fn readable_tenant(principal: &Principal, requested: Option<&String>) -> Result<String, ApiError> {
+pub(crate) fn readable_tenant(
+    principal: &Principal,
+    requested: Option<&String>,
+) -> Result<String, ApiError> {
     let tenant_id = match (requested, principal.tenant()) {
         (Some(requested), _) => {
             check_tenant_id(requested)

@@ -1,0 +1,306 @@
+//! End-to-end: the summaries kept as events arrive equal a recount of the events, after a
+//! SIGKILL loop under load, after the lifecycle moved events to the warm and cold tiers, and
+//! after retention deleted the oldest (the summaries of deleted months stay).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{get, sealtrail, Server, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+const TENANT: &str = "acme";
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// (day, actor, action, resource_type) → events, and (month, resource) → events.
+type Recount = (
+    BTreeMap<(String, String, String, String), u64>,
+    BTreeMap<(String, String, String), u64>,
+);
+
+fn serve(data_dir: &Path) -> Server {
+    Server::start_with(
+        data_dir,
+        &["--lifecycle-interval-secs", "0"],
+        &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+}
+
+fn event(n: i64, timestamp_ns: i64, prefix: &str) -> Value {
+    let action = ["delete", "update", "read", "login"][(n % 4) as usize];
+    let resource_type = ["document", "invoice"][(n % 2) as usize];
+    json!({
+        "event_id": format!("{prefix}-{n:05}"),
+        "tenant_id": TENANT,
+        "timestamp": sealtrail_model::format_timestamp(timestamp_ns),
+        "actor_id": format!("user-{}@acme.example", n % 7),
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": format!("res-{}", n % 11),
+    })
+}
+
+/// Every event of the tenant in every tier, counted the way the summaries count.
+fn recount(server: &Server) -> Recount {
+    let response = ureq::get(&server.url(&format!("/v1/export?tenant_id={TENANT}")))
+        .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .call()
+        .unwrap();
+    let (mut days, mut resources) = (BTreeMap::new(), BTreeMap::new());
+    for line in response.into_string().unwrap().lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
+        let day = text("timestamp")[..10].to_owned();
+        *days
+            .entry((
+                day.clone(),
+                text("actor_id"),
+                text("action"),
+                text("resource_type"),
+            ))
+            .or_default() += 1;
+        if event["resource_id"].is_string() {
+            *resources
+                .entry((
+                    day[..7].to_owned(),
+                    text("resource_type"),
+                    text("resource_id"),
+                ))
+                .or_default() += 1;
+        }
+    }
+    (days, resources)
+}
+
+/// The actor-day summaries as the same map, from their per-action and per-type counts: the
+/// totals must agree with both breakdowns, and nothing was sampled out.
+fn summarized(server: &Server) -> (BTreeMap<(String, String), (u64, Value, Value)>, Vec<Value>) {
+    let (status, days) = get(
+        &server.url(&format!("/v1/summaries/actor-day?tenant_id={TENANT}")),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(status, 200, "{days}");
+    assert_eq!(days["truncated"], false);
+    let mut by_actor_day = BTreeMap::new();
+    for summary in days["summaries"].as_array().unwrap() {
+        let total = summary["total_events"].as_u64().unwrap();
+        let sum = |member: &str| {
+            summary[member]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|count| count.as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(
+            (sum("action_counts"), sum("resource_type_counts")),
+            (total, total)
+        );
+        assert_eq!(summary["sampled_out_events"], 0);
+        by_actor_day.insert(
+            (
+                summary["date"].as_str().unwrap().to_owned(),
+                summary["actor_id"].as_str().unwrap().to_owned(),
+            ),
+            (
+                total,
+                summary["action_counts"].clone(),
+                summary["resource_type_counts"].clone(),
+            ),
+        );
+    }
+    let (status, months) = get(
+        &server.url(&format!("/v1/summaries/tenant-month?tenant_id={TENANT}")),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(status, 200, "{months}");
+    (
+        by_actor_day,
+        months["summaries"].as_array().unwrap().clone(),
+    )
+}
+
+/// The summaries, rebuilt from a recount: actor days and tenant months.
+fn expected(recount: &Recount) -> (BTreeMap<(String, String), (u64, Value, Value)>, Vec<Value>) {
+    let (days, resources) = recount;
+    let mut by_actor_day: BTreeMap<(String, String), (u64, Value, Value)> = BTreeMap::new();
+    for ((day, actor, action, resource_type), count) in days {
+        let entry = by_actor_day
+            .entry((day.clone(), actor.clone()))
+            .or_insert_with(|| (0, json!({}), json!({})));
+        entry.0 += count;
+        let add = |map: &mut Value, key: &str| {
+            let before = map[key].as_u64().unwrap_or(0);
+            map[key] = json!(before + count);
+        };
+        add(&mut entry.1, action);
+        add(&mut entry.2, resource_type);
+    }
+    let mut months: BTreeMap<
+        String,
+        (
+            u64,
+            BTreeMap<String, u64>,
+            std::collections::BTreeSet<String>,
+        ),
+    > = BTreeMap::new();
+    for ((day, actor, action, _), count) in days {
+        let month = months.entry(day[..7].to_owned()).or_default();
+        month.0 += count;
+        *month.1.entry(action.clone()).or_default() += count;
+        month.2.insert(actor.clone());
+    }
+    let months = months
+        .into_iter()
+        .map(|(month, (total, actions, actors))| {
+            let mut top: Vec<(&(String, String, String), &u64)> = resources
+                .iter()
+                .filter(|((m, _, _), _)| *m == month)
+                .collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            top.truncate(20);
+            json!({
+                "year_month": month,
+                "total_events": total,
+                "sampled_out_events": 0,
+                "unique_actors": actors.len(),
+                "action_breakdown": actions,
+                "top_resources": top.iter().map(|((_, resource_type, resource_id), events)| json!({
+                    "resource_type": resource_type, "resource_id": resource_id, "events": events,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    (by_actor_day, months)
+}
+
+fn assert_summaries_equal_a_recount(server: &Server, when: &str) -> Recount {
+    let recount = recount(server);
+    let (days, months) = summarized(server);
+    let (expected_days, expected_months) = expected(&recount);
+    assert_eq!(days, expected_days, "actor-day summaries {when}");
+    assert_eq!(months, expected_months, "tenant-month summaries {when}");
+    recount
+}
+
+#[test]
+fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+
+    // 400 events of history, one every 12 hours back to 200 days ago.
+    let history: String = (0..400)
+        .map(|n| {
+            format!(
+                "{}\n",
+                event(n, now_ns - 200 * DAY_NS + n * DAY_NS / 2, "old")
+            )
+        })
+        .collect();
+    let history_file = dir.path().join("history.ndjson");
+    std::fs::write(&history_file, history).unwrap();
+    let (code, output) = sealtrail(&["import", "--data-dir", data, history_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{output}");
+
+    // Live ingest, killed under load three times.
+    let mut server = serve(&data_dir);
+    for round in 0..3i64 {
+        let url = server.url("/v1/events");
+        let writer = std::thread::spawn(move || {
+            for request in 0..400i64 {
+                let batch: Vec<Value> = (0..25)
+                    .map(|n| {
+                        let n = round * 100_000 + request * 25 + n;
+                        event(n, now_ns - (n % 3) * DAY_NS, "live")
+                    })
+                    .collect();
+                let result = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .post(&url)
+                    .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                    .send_json(json!(batch));
+                if result.is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(400 + 200 * round as u64));
+        server.signal_and_wait("KILL");
+        writer.join().unwrap();
+        server = serve(&data_dir);
+    }
+    let before = assert_summaries_equal_a_recount(&server, "after SIGKILLs");
+    assert!(
+        before.0.values().sum::<u64>() > 400,
+        "live events were stored"
+    );
+    server.signal_and_wait("TERM");
+
+    // Hot -> warm (older than 30 days) -> cold (older than 60 days).
+    let (code, output) = sealtrail(&[
+        "lifecycle",
+        "run",
+        "--data-dir",
+        data,
+        "--hot-retention-days",
+        "30",
+        "--warm-retention-days",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let server = serve(&data_dir);
+    let moved = assert_summaries_equal_a_recount(&server, "after lifecycle to warm and cold");
+    assert_eq!(moved, before, "moving events changes no count");
+    let (_, months_before) = summarized(&server);
+    server.signal_and_wait("TERM");
+
+    // Retention deletes the oldest cold months; their summaries stay.
+    let (code, output) = sealtrail(&[
+        "retention",
+        "set",
+        "--data-dir",
+        data,
+        "--tenant",
+        TENANT,
+        "--days",
+        "150",
+        "--legal-hold",
+        "false",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let (code, output) = sealtrail(&[
+        "lifecycle",
+        "run",
+        "--data-dir",
+        data,
+        "--hot-retention-days",
+        "30",
+        "--warm-retention-days",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let server = serve(&data_dir);
+    let remaining = recount(&server);
+    let remaining_total: u64 = remaining.0.values().sum();
+    assert!(
+        remaining_total < before.0.values().sum::<u64>(),
+        "retention deleted the oldest events: {output}"
+    );
+    let (days_after, months_after) = summarized(&server);
+    assert_eq!(
+        months_after, months_before,
+        "summaries outlive the events they count"
+    );
+    assert_eq!(days_after, expected(&before).0);
+    server.signal_and_wait("TERM");
+    let (code, output) = common::verify(&data_dir, Some(TENANT));
+    assert_eq!(code, 0, "{output}");
+}

@@ -1,0 +1,148 @@
+//! `GET /v1/summaries/actor-day` and `GET /v1/summaries/tenant-month`: the summaries the group
+//! commit keeps as events arrive (`sealtrail_hot::SummaryStore`), shaped as the practice's
+//! `audit_summary_by_user_day` and `audit_summary_by_tenant_month`. Answered from the summary
+//! tables, never from a scan of events, so a year costs what a year of summary rows costs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use sealtrail_hot::{ActorDayKey, SummaryTally};
+use sealtrail_model::is_day_bound;
+use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_RESOURCES};
+use serde_json::{json, Map, Value};
+
+use crate::auth::Principal;
+use crate::problem::ApiError;
+use crate::query::readable_tenant;
+use crate::AppState;
+
+/// Reads the query: `tenant_id` (platform admin), the range bounds (checked by `valid`), and
+/// the named extras; anything else is a 400 naming it.
+fn params<'a>(
+    params: &'a HashMap<String, String>,
+    extras: &[&str],
+    valid: fn(&str) -> bool,
+    shape: &str,
+) -> Result<(Option<&'a str>, Option<&'a str>), ApiError> {
+    for (name, value) in params {
+        match name.as_str() {
+            "from" | "to" if !valid(value) => {
+                return Err(ApiError::invalid_field(name, format!("must be {shape}")))
+            }
+            "from" | "to" | "tenant_id" => {}
+            other if extras.contains(&other) => {}
+            other => return Err(ApiError::invalid_field(other, "unknown query parameter")),
+        }
+    }
+    Ok((
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+    ))
+}
+
+/// Whether `text` is a `YYYY-MM` month.
+fn is_month(text: &str) -> bool {
+    text.len() == 7 && is_day_bound(&format!("{text}-01"))
+}
+
+/// One actor's day, from its rows (one per action and resource type).
+fn actor_day(key: &ActorDayKey, rows: &[(ActorDayKey, SummaryTally)]) -> Value {
+    let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut resource_types: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut total, mut sampled_out) = (0, 0);
+    for (row, tally) in rows {
+        total += tally.kept;
+        sampled_out += tally.sampled_out;
+        if tally.kept > 0 {
+            *actions.entry(&row.action).or_default() += tally.kept;
+            *resource_types.entry(&row.resource_type).or_default() += tally.kept;
+        }
+    }
+    json!({
+        "actor_id": key.actor_id,
+        "date": key.day,
+        "total_events": total,
+        "sampled_out_events": sampled_out,
+        "action_counts": actions,
+        "resource_type_counts": resource_types,
+    })
+}
+
+/// `GET /v1/summaries/actor-day?actor_id=&from=&to=`: per actor per day, stored events in all
+/// and by action and by resource type, and apart the events the capture policy dropped.
+pub(crate) async fn actor_days(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
+    let (from, to) = params(&query, &["actor_id"], is_day_bound, "a day, YYYY-MM-DD")?;
+    let actor_id = query.get("actor_id").map(String::as_str);
+    let rows = state
+        .store
+        .actor_days(&tenant_id, actor_id, from, to)
+        .await?;
+    let mut summaries = Vec::new();
+    let mut truncated = false;
+    let mut start = 0;
+    while start < rows.len() {
+        let key = &rows[start].0;
+        let end = start
+            + rows[start..]
+                .iter()
+                .take_while(|(row, _)| row.day == key.day && row.actor_id == key.actor_id)
+                .count();
+        if summaries.len() == SUMMARY_ROWS_MAX {
+            truncated = true;
+            break;
+        }
+        summaries.push(actor_day(key, &rows[start..end]));
+        start = end;
+    }
+    Ok(Json(json!({
+        "tenant_id": tenant_id,
+        "summaries": summaries,
+        "truncated": truncated,
+    })))
+}
+
+/// `GET /v1/summaries/tenant-month?from=&to=`: per month, stored events in all and by action,
+/// the events dropped, distinct actors, and the resources with the most stored events.
+pub(crate) async fn tenant_months(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
+    let (from, to) = params(&query, &[], is_month, "a month, YYYY-MM")?;
+    let months = state
+        .store
+        .tenant_months(&tenant_id, from, to, TOP_RESOURCES)
+        .await?;
+    let summaries: Vec<Value> = months
+        .iter()
+        .map(|month| {
+            let breakdown: Map<String, Value> = month
+                .actions
+                .iter()
+                .filter(|(_, tally)| tally.kept > 0)
+                .map(|(action, tally)| (action.clone(), json!(tally.kept)))
+                .collect();
+            json!({
+                "year_month": month.month,
+                "total_events": month.actions.values().map(|tally| tally.kept).sum::<u64>(),
+                "sampled_out_events": month.actions.values().map(|tally| tally.sampled_out).sum::<u64>(),
+                "unique_actors": month.unique_actors,
+                "action_breakdown": breakdown,
+                "top_resources": month.top_resources.iter().map(|(resource_type, resource_id, events)| json!({
+                    "resource_type": resource_type, "resource_id": resource_id, "events": events,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"tenant_id": tenant_id, "summaries": summaries}),
+    ))
+}
