@@ -20,6 +20,15 @@ type Recount = (
     BTreeMap<(String, String, String), u64>,
 );
 
+/// (day, actor) → (stored events, per action, per resource type): the actor-day summaries.
+type ActorDays = BTreeMap<(String, String), (u64, Value, Value)>;
+/// A month's stored events, events per action, and actors.
+type MonthTally = (
+    u64,
+    BTreeMap<String, u64>,
+    std::collections::BTreeSet<String>,
+);
+
 fn serve(data_dir: &Path) -> Server {
     Server::start_with(
         data_dir,
@@ -76,7 +85,7 @@ fn recount(server: &Server) -> Recount {
 
 /// The actor-day summaries as the same map, from their per-action and per-type counts: the
 /// totals must agree with both breakdowns, and nothing was sampled out.
-fn summarized(server: &Server) -> (BTreeMap<(String, String), (u64, Value, Value)>, Vec<Value>) {
+fn summarized(server: &Server) -> (ActorDays, Vec<Value>) {
     let (status, days) = get(
         &server.url(&format!("/v1/summaries/actor-day?tenant_id={TENANT}")),
         ADMIN_TOKEN,
@@ -123,9 +132,9 @@ fn summarized(server: &Server) -> (BTreeMap<(String, String), (u64, Value, Value
 }
 
 /// The summaries, rebuilt from a recount: actor days and tenant months.
-fn expected(recount: &Recount) -> (BTreeMap<(String, String), (u64, Value, Value)>, Vec<Value>) {
+fn expected(recount: &Recount) -> (ActorDays, Vec<Value>) {
     let (days, resources) = recount;
-    let mut by_actor_day: BTreeMap<(String, String), (u64, Value, Value)> = BTreeMap::new();
+    let mut by_actor_day: ActorDays = BTreeMap::new();
     for ((day, actor, action, resource_type), count) in days {
         let entry = by_actor_day
             .entry((day.clone(), actor.clone()))
@@ -138,14 +147,7 @@ fn expected(recount: &Recount) -> (BTreeMap<(String, String), (u64, Value, Value
         add(&mut entry.1, action);
         add(&mut entry.2, resource_type);
     }
-    let mut months: BTreeMap<
-        String,
-        (
-            u64,
-            BTreeMap<String, u64>,
-            std::collections::BTreeSet<String>,
-        ),
-    > = BTreeMap::new();
+    let mut months: BTreeMap<String, MonthTally> = BTreeMap::new();
     for ((day, actor, action, _), count) in days {
         let month = months.entry(day[..7].to_owned()).or_default();
         month.0 += count;
