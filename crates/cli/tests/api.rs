@@ -343,7 +343,7 @@ fn keys_are_required_and_bound_to_tenant_and_role() {
 
     // Keys are stored only as hashes.
     let conn = rusqlite::Connection::open(dir.path().join("hot.sqlite3")).unwrap();
-    let secret = ingest_key.rsplit('_').next().unwrap();
+    let secret = ingest_key.splitn(3, '_').nth(2).unwrap();
     let leaked: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM api_keys WHERE instr(CAST(secret_hash AS TEXT), ?1) > 0",

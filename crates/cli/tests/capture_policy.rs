@@ -126,7 +126,7 @@ fn policy_changes_are_events_and_bad_policies_name_their_field() {
     assert_eq!(change["changes"]["after"]["rules"], policy["rules"]);
     assert!(!change
         .to_string()
-        .contains(admin.rsplit('_').next().unwrap()));
+        .contains(admin.splitn(3, '_').nth(2).unwrap()));
 
     server.signal_and_wait("TERM");
     let (code, output) = verify(dir.path(), Some("acme"));
