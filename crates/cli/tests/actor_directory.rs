@@ -96,8 +96,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
         [
             (1, "actor_id".to_owned()),
             (2, "colour".to_owned()),
-            (2, "team".to_owned()),
-            (3, "actor_id".to_owned())
+            (2, "team".to_owned())
         ],
         "{problem}"
     );
@@ -124,6 +123,19 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     assert_eq!(moved["department"], "treasury");
     assert_eq!(moved["team"], Value::Null);
     assert_eq!(moved["attributes"], Value::Null);
+    // Several entries for one actor: the last is written, as if sent one after another.
+    let twice = json!([alice("legal"), alice("audit")]);
+    let (status, written) = put_raw(&url, &admin, &twice.to_string());
+    assert_eq!(
+        (status, &written["upserted"]),
+        (200, &json!(1)),
+        "{written}"
+    );
+    let (_, last) = get(
+        &server.url("/v1/tenants/acme/actors/alice@acme.example"),
+        &reader,
+    );
+    assert_eq!(last["department"], "audit");
 
     // Only the tenant's admins write; other tenants neither write nor read it.
     for key in [&reader, &ingest, &beta_admin] {

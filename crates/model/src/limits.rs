@@ -224,8 +224,10 @@ pub const ADMIN_TOKEN_BITS_MIN: usize = 256;
 /// is left without one and revoked when it is no longer needed.
 pub const API_KEY_TTL_DAYS_MAX: i64 = 366;
 
-/// Rules one capture policy may hold (matched in order on every event of the tenant).
-pub const POLICY_RULES_MAX: usize = 256;
+/// Rules one capture policy may hold (matched in order on every event of the tenant). Bounded
+/// so that a change's event, holding the policy before and after, always fits `changes`
+/// ([`CHANGES_BYTES_MAX`]); a test in `sealtrail-policy` checks the worst case.
+pub const POLICY_RULES_MAX: usize = 64;
 /// Longest string a policy rule matches on (`action` and `resource_type` are at most 64 chars).
 pub const POLICY_MATCH_CHARS_MAX: usize = 64;
 /// How long a node keeps a tenant's capture policy before reading it again: a change made on

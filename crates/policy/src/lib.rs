@@ -316,6 +316,14 @@ fn class_of(value: &Value) -> Result<u8, &'static str> {
     }
 }
 
+/// Whether `text` can be matched against an `action` or a `resource_type`.
+fn is_match_text(text: &str) -> bool {
+    (1..=POLICY_MATCH_CHARS_MAX).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_.:-".contains(&byte))
+}
+
 fn read_rates(value: &Value, rates: &mut [u32; CLASSES], errors: &mut Vec<FieldError>) {
     let Some(object) = value.as_object() else {
         errors.push(FieldError::new(
@@ -384,13 +392,15 @@ fn read_rules(value: &Value, errors: &mut Vec<FieldError>) -> Vec<Rule> {
         let mut has_class = false;
         let text = |name: &str, member: &Value, errors: &mut Vec<FieldError>| match member.as_str()
         {
-            Some(text) if !text.is_empty() && text.chars().count() <= POLICY_MATCH_CHARS_MAX => {
-                Some(text.to_owned())
-            }
+            // `action` and `resource_type` are made of these characters (event format v1), so
+            // a rule with any other could never match.
+            Some(text) if is_match_text(text) => Some(text.to_owned()),
             _ => {
                 errors.push(FieldError::new(
                     &field(name),
-                    format!("must be a string of 1 to {POLICY_MATCH_CHARS_MAX} characters"),
+                    format!(
+                        "must be 1 to {POLICY_MATCH_CHARS_MAX} of A-Z a-z 0-9 _ . : - (the characters of action and resource_type)"
+                    ),
                 ));
                 None
             }

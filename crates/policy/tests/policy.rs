@@ -184,6 +184,39 @@ fn the_shipped_policy_classifies_the_practice_and_drops_nothing() {
 }
 
 #[test]
+fn a_change_of_the_largest_policy_fits_the_event_that_records_it() {
+    let text = "a".repeat(sealtrail_model::limits::POLICY_MATCH_CHARS_MAX);
+    let rules: Vec<Value> = (0..sealtrail_model::limits::POLICY_RULES_MAX)
+        .map(|_| {
+            json!({"class": 3, "action": text, "action_prefix": text, "resource_type": text,
+                "actor_type": "service", "outcome": "failure"})
+        })
+        .collect();
+    let largest = Policy::from_json(
+        &json!({"rates": {"1": 0.123457, "2": 0.123457, "3": 0.123457},
+        "rules": rules, "default_durability": "async"}),
+    )
+    .unwrap();
+    let changes = json!({"before": largest.to_json(), "after": largest.to_json()});
+    assert!(
+        changes.to_string().len() <= sealtrail_model::limits::CHANGES_BYTES_MAX,
+        "{} bytes",
+        changes.to_string().len()
+    );
+    // A rule one past the limit, or text an action could never hold, is refused by name.
+    let too_many: Vec<Value> = (0..=sealtrail_model::limits::POLICY_RULES_MAX)
+        .map(|_| json!({"class": 1}))
+        .collect();
+    assert_eq!(
+        Policy::from_json(&json!({"rules": too_many})).unwrap_err()[0].field,
+        "rules"
+    );
+    let odd =
+        Policy::from_json(&json!({"rules": [{"class": 1, "action": "löschen"}]})).unwrap_err();
+    assert_eq!(odd[0].field, "rules[0].action");
+}
+
+#[test]
 fn the_wire_shape_round_trips_and_every_problem_names_its_field() {
     let wire = json!({
         "default_class": 2,

@@ -34,7 +34,8 @@ fn actor_json(tenant_id: &str, actor: &Actor) -> Result<Value, ApiError> {
 
 /// Upserts a JSON array of actors, all or none: any invalid entry rejects the request with
 /// every problem listed by index and member, and nothing is written. An entry replaces the
-/// actor's stored one whole (a member left out becomes empty).
+/// actor's stored one whole (a member left out becomes empty); of several entries for one
+/// actor, the last one is written, as if they were sent one after another.
 pub(crate) async fn put_actors(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -82,20 +83,9 @@ pub(crate) async fn put_actors(
     }
     let mut actors = Vec::with_capacity(entries.len());
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     for (index, entry) in entries.into_iter().enumerate() {
         match validate_actor(entry) {
-            Ok(actor) => {
-                // The same actor twice would make the result depend on the order of writes.
-                if !seen.insert(actor.actor_id.clone()) {
-                    errors.push(InvalidItem {
-                        index: Some(index),
-                        field: "actor_id".into(),
-                        reason: format!("{} appears more than once in the request", actor.actor_id),
-                    });
-                }
-                actors.push(actor);
-            }
+            Ok(actor) => actors.push(actor),
             Err(problems) => errors.extend(problems.into_iter().map(|problem| InvalidItem {
                 index: Some(index),
                 field: problem.field,
@@ -109,7 +99,15 @@ pub(crate) async fn put_actors(
             errors,
         });
     }
-    let upserted = state.store.upsert_actors(&tenant_id, actors).await?;
+    // One write per actor (a store writes a batch in one statement, which may touch a row once).
+    let mut last: std::collections::HashMap<String, Actor> = std::collections::HashMap::new();
+    for actor in actors {
+        last.insert(actor.actor_id.clone(), actor);
+    }
+    let upserted = state
+        .store
+        .upsert_actors(&tenant_id, last.into_values().collect())
+        .await?;
     Ok(Json(json!({"tenant_id": tenant_id, "upserted": upserted})))
 }
 

@@ -425,7 +425,7 @@ fn build() -> Value {
     }}));
     let class = json!({"type": "integer", "minimum": 0, "maximum": 3});
     let rate = json!({"type": "number", "minimum": 0, "maximum": 1});
-    let match_text = json!({"type": "string", "minLength": 1, "maxLength": POLICY_MATCH_CHARS_MAX});
+    let match_text = verb_schema(POLICY_MATCH_CHARS_MAX);
     let rule = json!({"type": "object", "additionalProperties": false, "required": ["class"], "properties": {
         "class": class, "action": match_text, "action_prefix": match_text, "resource_type": match_text,
         "actor_type": {"enum": ["human", "service", "system"]}, "outcome": {"enum": ["success", "failure"]}}});
