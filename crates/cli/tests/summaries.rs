@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{get, sealtrail, Server, ADMIN_TOKEN};
+use common::{get, post_json, sealtrail, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const TENANT: &str = "acme";
@@ -244,6 +244,7 @@ fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
         before.0.values().sum::<u64>() > 400,
         "live events were stored"
     );
+    finance_deletes_are_one_sql_statement(&server, now_ns, &before);
     server.signal_and_wait("TERM");
 
     // Hot -> warm (older than 30 days) -> cold (older than 60 days).
@@ -305,4 +306,78 @@ fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
     server.signal_and_wait("TERM");
     let (code, output) = common::verify(&data_dir, Some(TENANT));
     assert_eq!(code, 0, "{output}");
+}
+
+/// The seed's question, "deletes by users of the finance department in the quarter", as one SQL
+/// statement joining the actor-day summaries with the directory; it equals the recount. Another
+/// tenant's SQL sees none of it.
+fn finance_deletes_are_one_sql_statement(server: &Server, now_ns: i64, recount: &Recount) {
+    let department = |n: u64| if n < 3 { "finance" } else { "sales" };
+    let directory: Vec<Value> = (0..7)
+        .map(|n| json!({"actor_id": format!("user-{n}@acme.example"), "department": department(n)}))
+        .collect();
+    let response = ureq::put(&server.url(&format!("/v1/tenants/{TENANT}/actors")))
+        .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(json!(directory))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let from = sealtrail_model::format_day(now_ns - 90 * DAY_NS);
+    let to = sealtrail_model::format_day(now_ns + DAY_NS);
+    let sql = format!(
+        "SELECT s.actor_id, SUM(s.events) AS deletes FROM summary_actor_day s \
+         JOIN actors a ON a.actor_id = s.actor_id \
+         WHERE a.department = 'finance' AND s.action = 'delete' AND s.date >= '{from}' AND s.date < '{to}' \
+         GROUP BY s.actor_id ORDER BY s.actor_id"
+    );
+    let (status, answer) = post_json(
+        &server.url("/v1/query"),
+        ADMIN_TOKEN,
+        &json!({"sql": sql, "tenant_id": TENANT}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let got: BTreeMap<String, u64> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["actor_id"].as_str().unwrap().to_owned(),
+                row["deletes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for ((day, actor, action, _), count) in &recount.0 {
+        let n: u64 = actor[5..6].parse().unwrap();
+        if action == "delete" && department(n) == "finance" && *day >= from && *day < to {
+            *expected.entry(actor.clone()).or_default() += count;
+        }
+    }
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    let (status, months) = post_json(
+        &server.url("/v1/query"),
+        ADMIN_TOKEN,
+        &json!({"sql": "SELECT year_month, total_events, unique_actors FROM summary_tenant_month ORDER BY year_month", "tenant_id": TENANT}),
+    );
+    assert_eq!(status, 200, "{months}");
+    let total: u64 = months["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["total_events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, recount.0.values().sum::<u64>());
+    for table in ["summary_actor_day", "summary_tenant_month", "actors"] {
+        let (status, other) = post_json(
+            &server.url("/v1/query"),
+            ADMIN_TOKEN,
+            &json!({"sql": format!("SELECT count(*) AS n FROM {table}"), "tenant_id": "globex"}),
+        );
+        assert_eq!(status, 200, "{other}");
+        assert_eq!(
+            other["rows"][0]["n"], 0,
+            "{table} of another tenant: {other}"
+        );
+    }
 }

@@ -1834,6 +1834,30 @@ impl DirectoryStore for PostgresStore {
         Ok(actors.len() as u64)
     }
 
+    async fn actors(&self, tenant_id: &str) -> sealtrail_hot::Result<Vec<Actor>> {
+        let db = |source| self.db(source);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT actor_id, display_name, department, team, attributes FROM actors \
+                 WHERE tenant_id = $1 ORDER BY actor_id",
+                &[&tenant_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Actor {
+                    actor_id: row.try_get(0).map_err(db)?,
+                    display_name: row.try_get(1).map_err(db)?,
+                    department: row.try_get(2).map_err(db)?,
+                    team: row.try_get(3).map_err(db)?,
+                    attributes: row.try_get(4).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
     async fn actor(&self, tenant_id: &str, actor_id: &str) -> sealtrail_hot::Result<Option<Actor>> {
         let db = |source| self.db(source);
         let rows = self

@@ -1465,6 +1465,27 @@ impl DirectoryStore for SqliteStore {
         .await
     }
 
+    async fn actors(&self, tenant_id: &str) -> HotResult<Vec<Actor>> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT actor_id, display_name, department, team, attributes FROM actors \
+                 WHERE tenant_id = ?1 ORDER BY actor_id",
+            )?;
+            let rows = select.query_map([tenant_id], |row| {
+                Ok(Actor {
+                    actor_id: row.get(0)?,
+                    display_name: row.get(1)?,
+                    department: row.get(2)?,
+                    team: row.get(3)?,
+                    attributes: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn actor(&self, tenant_id: &str, actor_id: &str) -> HotResult<Option<Actor>> {
         let (tenant_id, actor_id) = (tenant_id.to_owned(), actor_id.to_owned());
         self.read(move |conn| {

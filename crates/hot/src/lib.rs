@@ -522,6 +522,9 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
 
     /// One actor of a tenant's directory.
     async fn actor(&self, tenant_id: &str, actor_id: &str) -> Result<Option<Actor>>;
+
+    /// A tenant's whole directory, by `actor_id` (for the SQL table `actors`).
+    async fn actors(&self, tenant_id: &str) -> Result<Vec<Actor>>;
 }
 
 /// Every concern of a hot store, and its log for verification: what the server runs on.

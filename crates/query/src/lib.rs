@@ -28,6 +28,7 @@ mod hot_table;
 mod leaves;
 mod page;
 mod sql;
+mod summary_tables;
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
-//! `POST /v1/query`: read-only SQL over one table, `events`.
+//! `POST /v1/query`: read-only SQL over `events` and, beside it, the tenant's `actors`,
+//! `summary_actor_day` and `summary_tenant_month` (`summary_tables.rs`).
 //!
 //! Tenant isolation is by construction, not by rewriting the caller's SQL: each query gets a
-//! fresh DataFusion session whose catalog holds exactly one table, `events`, built from the
-//! caller's tenant's archived files and hot rows only. Another tenant's data is not filtered
+//! fresh DataFusion session whose catalog holds exactly these tables, `events` built from the
+//! caller's tenant's archived files and hot rows only, the others from its own rows. Another tenant's data is not filtered
 //! out, it is simply not reachable: there is no other table, no `information_schema`, no URL
 //! tables (`SELECT * FROM 'path.parquet'`), and DDL (`CREATE EXTERNAL TABLE`), DML (`COPY`,
 //! `INSERT`) and statements (`SET`) are refused before planning. `UNION`s and subqueries can
@@ -109,6 +110,19 @@ impl QueryEngine {
             .execution
             .batch_size = SQL_BATCH_ROWS;
         session.register_table("events", self.events_table(tenant_id).await?)?;
+        let hot = &*self.hot;
+        session.register_table(
+            "actors",
+            crate::summary_tables::actors(hot, tenant_id).await?,
+        )?;
+        session.register_table(
+            "summary_actor_day",
+            crate::summary_tables::actor_days(hot, tenant_id).await?,
+        )?;
+        session.register_table(
+            "summary_tenant_month",
+            crate::summary_tables::tenant_months(hot, tenant_id).await?,
+        )?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -313,8 +313,8 @@ fn build() -> Value {
                 }
             }));
     paths.insert("/v1/query".into(), json!({"post": {
-                "summary": "Read-only SQL over one table, events, holding only the caller's tenant across every tier.",
-                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL."),
+                "summary": "Read-only SQL over events (the caller's tenant across every tier) and the tenant's actors, summary_actor_day and summary_tenant_month.",
+                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`, `actors(actor_id, display_name, department, team, attributes)`, `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out)` and `summary_tenant_month(year_month, total_events, sampled_out_events, unique_actors)`, each holding only the caller's tenant; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL."),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sql"], "additionalProperties": false,
                     "properties": {
                         "sql": {"type": "string", "minLength": 1, "maxLength": SQL_TEXT_BYTES_MAX, "pattern": "\\S",

@@ -986,6 +986,13 @@ mod tests {
         ) -> sealtrail_hot::Result<Option<sealtrail_model::Actor>> {
             Ok(None)
         }
+
+        async fn actors(
+            &self,
+            _tenant_id: &str,
+        ) -> sealtrail_hot::Result<Vec<sealtrail_model::Actor>> {
+            Ok(Vec::new())
+        }
     }
 
     #[async_trait]
