@@ -134,10 +134,8 @@ pub(crate) async fn decide(
             policies.insert(tenant_id.clone(), policy);
         }
     }
-    let mut class_zero_kept = false;
     for pending in request.iter_mut() {
         let decision = policies[&pending.event.tenant_id].decide(&pending.event);
-        class_zero_kept |= decision.kept && decision.class == 0;
         if !decision.kept {
             // A dropped event only counts (tenant, day, class, action): what it says about a
             // person goes no further, not even into the async spool.
@@ -155,19 +153,20 @@ pub(crate) async fn decide(
             kept: decision.kept,
         });
     }
-    if class_zero_kept {
-        return Ok(Durability::Sync);
-    }
-    Ok(asked.unwrap_or_else(|| {
-        if policies
-            .values()
-            .any(|policy| policy.default_durability == Durability::Sync)
-        {
-            Durability::Sync
-        } else {
-            Durability::Async
-        }
-    }))
+    // The strictest of what each tenant's policy requires for its kept events.
+    let strictest = policies.iter().any(|(tenant_id, policy)| {
+        let kept_classes = request
+            .iter()
+            .filter(|pending| pending.event.tenant_id == *tenant_id)
+            .filter_map(|pending| pending.capture.filter(|capture| capture.kept))
+            .map(|capture| capture.class);
+        policy.durability(asked, kept_classes) == Durability::Sync
+    });
+    Ok(if strictest {
+        Durability::Sync
+    } else {
+        Durability::Async
+    })
 }
 
 /// The answer for an event the policy dropped.
