@@ -4,30 +4,8 @@
 
 mod common;
 
-use std::io::Read;
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
-
-fn put_raw(url: &str, key: &str, body: &str) -> (u16, Value) {
-    let result = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .put(url)
-        .set("Authorization", &format!("Bearer {key}"))
-        .set("Content-Type", "application/json")
-        .send_string(body);
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(other) => panic!("transport error: {other}"),
-    };
-    let status = response.status();
-    let mut text = String::new();
-    response.into_reader().read_to_string(&mut text).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn fields(problem: &Value) -> Vec<(u64, String)> {
     let mut fields: Vec<(u64, String)> = problem["errors"]
@@ -60,7 +38,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     };
 
     let body = json!([alice("finance"), {"actor_id": "bob@acme.example", "department": "sales"}]);
-    let (status, written) = put_raw(&url, &admin, &body.to_string());
+    let (status, written) = put_raw_json(&url, &admin, &body.to_string());
     assert_eq!(status, 200, "{written}");
     assert_eq!(written["upserted"], 2);
     let (status, found) = get(
@@ -80,7 +58,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
         alice("treasury"),
         json!({"actor_id": "bob@acme.example", "department": "x"})
     );
-    let (status, problem) = put_raw(&url, &admin, &bad);
+    let (status, problem) = put_raw_json(&url, &admin, &bad);
     assert_eq!(status, 400, "{problem}");
     assert_eq!(
         fields(&problem),
@@ -89,7 +67,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     );
     let bad = json!([alice("treasury"), {"actor_id": ""}, {"actor_id": "c", "team": 7, "colour": "red"},
         alice("legal")]);
-    let (status, problem) = put_raw(&url, &admin, &bad.to_string());
+    let (status, problem) = put_raw_json(&url, &admin, &bad.to_string());
     assert_eq!(status, 400, "{problem}");
     assert_eq!(
         fields(&problem),
@@ -110,7 +88,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     );
 
     // An entry replaces the stored one whole.
-    let (status, _) = put_raw(
+    let (status, _) = put_raw_json(
         &url,
         &admin,
         &json!([{"actor_id": "alice@acme.example", "department": "treasury"}]).to_string(),
@@ -125,7 +103,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     assert_eq!(moved["attributes"], Value::Null);
     // Several entries for one actor: the last is written, as if sent one after another.
     let twice = json!([alice("legal"), alice("audit")]);
-    let (status, written) = put_raw(&url, &admin, &twice.to_string());
+    let (status, written) = put_raw_json(&url, &admin, &twice.to_string());
     assert_eq!(
         (status, &written["upserted"]),
         (200, &json!(1)),
@@ -139,7 +117,7 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
 
     // Only the tenant's admins write; other tenants neither write nor read it.
     for key in [&reader, &ingest, &beta_admin] {
-        assert_eq!(put_raw(&url, key, &body.to_string()).0, 403);
+        assert_eq!(put_raw_json(&url, key, &body.to_string()).0, 403);
     }
     assert_eq!(
         get(
@@ -164,6 +142,9 @@ fn the_directory_is_written_whole_per_tenant_by_its_admins() {
     let too_many: Vec<Value> = (0..1_001)
         .map(|n| json!({"actor_id": format!("a{n}")}))
         .collect();
-    assert_eq!(put_raw(&url, &admin, &json!(too_many).to_string()).0, 413);
+    assert_eq!(
+        put_raw_json(&url, &admin, &json!(too_many).to_string()).0,
+        413
+    );
     server.signal_and_wait("TERM");
 }

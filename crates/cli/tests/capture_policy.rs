@@ -7,31 +7,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-/// `PUT path` with a JSON body: status and body.
-fn put_json(url: &str, key: &str, body: &Value) -> (u16, Value) {
-    let result = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .put(url)
-        .set("Authorization", &format!("Bearer {key}"))
-        .send_json(body.clone());
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(other) => panic!("transport error: {other}"),
-    };
-    let status = response.status();
-    let mut text = String::new();
-    response.into_reader().read_to_string(&mut text).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 /// The decision the document defines, written from docs/FORMAT.md alone: kept when the point
 /// of the sampling key is below the rate in parts per million.

@@ -1641,6 +1641,18 @@ const SAMPLING_COLUMNS: &str =
     "tenant_id, day, class, action, kept, seen, stated_kept, stated_seen";
 
 impl PostgresStore {
+    /// An actor selected as `actor_id, display_name, department, team, attributes`.
+    fn actor_from_row(&self, row: &Row) -> sealtrail_hot::Result<Actor> {
+        let db = |source| self.db(source);
+        Ok(Actor {
+            actor_id: row.try_get(0).map_err(db)?,
+            display_name: row.try_get(1).map_err(db)?,
+            department: row.try_get(2).map_err(db)?,
+            team: row.try_get(3).map_err(db)?,
+            attributes: row.try_get(4).map_err(db)?,
+        })
+    }
+
     fn sampling_count_from_row(&self, row: &Row) -> sealtrail_hot::Result<SamplingCount> {
         let db = |source| self.db(source);
         let tenant_id: String = row.try_get(0).map_err(db)?;
@@ -1835,7 +1847,6 @@ impl DirectoryStore for PostgresStore {
     }
 
     async fn actors(&self, tenant_id: &str) -> sealtrail_hot::Result<Vec<Actor>> {
-        let db = |source| self.db(source);
         let rows = self
             .scoped_statement(
                 tenant_id,
@@ -1845,21 +1856,10 @@ impl DirectoryStore for PostgresStore {
                 &[&tenant_id],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Actor {
-                    actor_id: row.try_get(0).map_err(db)?,
-                    display_name: row.try_get(1).map_err(db)?,
-                    department: row.try_get(2).map_err(db)?,
-                    team: row.try_get(3).map_err(db)?,
-                    attributes: row.try_get(4).map_err(db)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| self.actor_from_row(row)).collect()
     }
 
     async fn actor(&self, tenant_id: &str, actor_id: &str) -> sealtrail_hot::Result<Option<Actor>> {
-        let db = |source| self.db(source);
         let rows = self
             .scoped_statement(
                 tenant_id,
@@ -1869,17 +1869,7 @@ impl DirectoryStore for PostgresStore {
                 &[&tenant_id, &actor_id],
             )
             .await?;
-        rows.first()
-            .map(|row| {
-                Ok(Actor {
-                    actor_id: row.try_get(0).map_err(db)?,
-                    display_name: row.try_get(1).map_err(db)?,
-                    department: row.try_get(2).map_err(db)?,
-                    team: row.try_get(3).map_err(db)?,
-                    attributes: row.try_get(4).map_err(db)?,
-                })
-            })
-            .transpose()
+        rows.first().map(|row| self.actor_from_row(row)).transpose()
     }
 }
 

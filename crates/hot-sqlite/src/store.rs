@@ -1311,6 +1311,17 @@ impl SettingsStore for SqliteStore {
     }
 }
 
+/// An actor selected as `actor_id, display_name, department, team, attributes`.
+fn actor_from_row(row: &Row<'_>) -> rusqlite::Result<Actor> {
+    Ok(Actor {
+        actor_id: row.get(0)?,
+        display_name: row.get(1)?,
+        department: row.get(2)?,
+        team: row.get(3)?,
+        attributes: row.get(4)?,
+    })
+}
+
 const SAMPLING_COLUMNS: &str =
     "tenant_id, day, class, action, kept, seen, stated_kept, stated_seen";
 
@@ -1472,15 +1483,7 @@ impl DirectoryStore for SqliteStore {
                 "SELECT actor_id, display_name, department, team, attributes FROM actors \
                  WHERE tenant_id = ?1 ORDER BY actor_id",
             )?;
-            let rows = select.query_map([tenant_id], |row| {
-                Ok(Actor {
-                    actor_id: row.get(0)?,
-                    display_name: row.get(1)?,
-                    department: row.get(2)?,
-                    team: row.get(3)?,
-                    attributes: row.get(4)?,
-                })
-            })?;
+            let rows = select.query_map([tenant_id], actor_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -1494,15 +1497,7 @@ impl DirectoryStore for SqliteStore {
                     "SELECT actor_id, display_name, department, team, attributes FROM actors \
                      WHERE tenant_id = ?1 AND actor_id = ?2",
                 )?
-                .query_row(params![tenant_id, actor_id], |row| {
-                    Ok(Actor {
-                        actor_id: row.get(0)?,
-                        display_name: row.get(1)?,
-                        department: row.get(2)?,
-                        team: row.get(3)?,
-                        attributes: row.get(4)?,
-                    })
-                })
+                .query_row(params![tenant_id, actor_id], actor_from_row)
                 .optional()?)
         })
         .await

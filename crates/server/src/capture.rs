@@ -21,8 +21,7 @@ use sealtrail_model::limits::{
     SAMPLING_STATEMENT_COUNTS_MAX,
 };
 use sealtrail_model::{
-    check_events_json, check_tenant_id, is_day_bound, validate_event, CaptureDecision, FieldError,
-    PendingEvent,
+    check_events_json, check_tenant_id, is_day_bound, validate_event, CaptureDecision, PendingEvent,
 };
 use sealtrail_policy::{Durability, Policy};
 use serde_json::{json, Value};
@@ -30,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::pipeline::Pipeline;
-use crate::problem::{ApiError, InvalidItem};
+use crate::problem::ApiError;
 use crate::{now_ns, AppState};
 
 /// The settings entry of a tenant's own policy (absent: the deployment's policy applies).
@@ -190,24 +189,6 @@ fn may_administer(principal: &Principal, tenant_id: &str) -> Result<(), ApiError
     }
 }
 
-fn invalid(errors: Vec<FieldError>) -> ApiError {
-    ApiError::Invalid {
-        detail: errors
-            .iter()
-            .map(|error| format!("{}: {}", error.field, error.reason))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors: errors
-            .into_iter()
-            .map(|error| InvalidItem {
-                index: None,
-                field: error.field,
-                reason: error.reason,
-            })
-            .collect(),
-    }
-}
-
 fn policy_body(tenant_id: &str, policy: &Policy, own: bool) -> Json<Value> {
     let mut body = policy.to_json();
     body["tenant_id"] = tenant_id.into();
@@ -247,14 +228,14 @@ pub(crate) async fn put_policy(
     // A repeated key would otherwise keep its last value silently.
     let silently_changed = check_events_json(&body, &mut value);
     if !silently_changed.is_empty() {
-        return Err(invalid(
+        return Err(ApiError::invalid_fields(
             silently_changed
                 .into_iter()
                 .map(|(_, error)| error)
                 .collect(),
         ));
     }
-    let policy = Policy::from_json(&value).map_err(invalid)?;
+    let policy = Policy::from_json(&value).map_err(ApiError::invalid_fields)?;
     let before = state.policies.for_tenant(&*state.store, &tenant_id).await?;
     let event = json!({
         "tenant_id": tenant_id,

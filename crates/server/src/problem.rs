@@ -90,6 +90,25 @@ impl ApiError {
         }
     }
 
+    /// A 400 listing every problem of a JSON body, each naming its field.
+    pub fn invalid_fields(errors: Vec<sealtrail_model::FieldError>) -> Self {
+        ApiError::Invalid {
+            detail: errors
+                .iter()
+                .map(|error| format!("{}: {}", error.field, error.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors: errors
+                .into_iter()
+                .map(|error| InvalidItem {
+                    index: None,
+                    field: error.field,
+                    reason: error.reason,
+                })
+                .collect(),
+        }
+    }
+
     /// An error about the request as a whole (its method, path, media type, …), kept with its
     /// own status; `field` names the part of the request at fault.
     pub fn refused(status: StatusCode, field: &str, reason: impl Into<String>) -> Self {

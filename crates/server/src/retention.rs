@@ -12,7 +12,7 @@ use sealtrail_model::{check_tenant_id, RetentionPolicy};
 use serde_json::Value;
 
 use crate::auth::Principal;
-use crate::problem::{ApiError, InvalidItem};
+use crate::problem::ApiError;
 use crate::AppState;
 
 fn admin_only(principal: &Principal) -> Result<(), ApiError> {
@@ -45,21 +45,7 @@ pub(crate) async fn put_retention(
         )
     })?;
     // Every violation is reported, each naming its field; nothing is stored.
-    let policy = RetentionPolicy::from_json(&value).map_err(|errors| ApiError::Invalid {
-        detail: errors
-            .iter()
-            .map(|error| format!("{}: {}", error.field, error.reason))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors: errors
-            .into_iter()
-            .map(|error| InvalidItem {
-                index: None,
-                field: error.field,
-                reason: error.reason,
-            })
-            .collect(),
-    })?;
+    let policy = RetentionPolicy::from_json(&value).map_err(ApiError::invalid_fields)?;
     let stored = serde_json::to_vec(&policy.to_json()).map_err(ApiError::internal)?;
     state
         .store

@@ -175,6 +175,20 @@ pub fn post_json(url: &str, key: &str, body: &Value) -> (u16, Value) {
     (status, body)
 }
 
+/// `PUT url` with a JSON text body (sent as written, so a test can repeat a key): status and body.
+pub fn put_raw_json(url: &str, key: &str, body: &str) -> (u16, Value) {
+    let request = agent()
+        .put(url)
+        .set("Authorization", &format!("Bearer {key}"))
+        .set("Content-Type", "application/json");
+    let (status, body, _) = finish(request.send_bytes(body.as_bytes()));
+    (status, body)
+}
+
+pub fn put_json(url: &str, key: &str, body: &Value) -> (u16, Value) {
+    put_raw_json(url, key, &body.to_string())
+}
+
 pub fn get(url: &str, key: &str) -> (u16, Value) {
     let mut request = agent().get(url);
     if !key.is_empty() {
