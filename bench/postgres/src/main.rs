@@ -30,18 +30,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use sealtrail_bench_ingest::{
+    cpu_model, realistic_event, ADMIN_TOKEN, ID_PLACEHOLDER, ID_WIDTH, TENANTS,
+};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-// 32 bytes as hex: the server refuses a weaker platform-admin token.
-const ADMIN_TOKEN: &str = "5ea17a11b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
-const TENANTS: usize = 50;
 const BATCH_EVENTS: usize = 1_000;
-/// Width of the unique part of each event_id, patched into pre-built batches.
-const ID_WIDTH: usize = 16;
-const ID_PLACEHOLDER: &str = "################";
 /// Pre-built batches per body set; a client cycles through them.
 const TEMPLATES: usize = 16;
 
@@ -305,17 +301,6 @@ impl Bench {
     }
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn start_server(
     options: &Options,
     data_dir: &std::path::Path,
@@ -412,42 +397,6 @@ impl Bodies {
         }
         body
     }
-}
-
-/// The generator of `bench/ingest`, kept identical so the numbers compare.
-fn realistic_event(rng: &mut StdRng, tenant: usize) -> serde_json::Value {
-    const ACTIONS: [&str; 8] = [
-        "read",
-        "update",
-        "create",
-        "delete",
-        "login",
-        "export",
-        "role_assign",
-        "api_key_rotate",
-    ];
-    const RESOURCES: [&str; 5] = ["document", "user", "setting", "api_key", "session"];
-    const DEPARTMENTS: [&str; 5] = ["finance", "engineering", "sales", "legal", "support"];
-    let actor = rng.gen_range(0..500);
-    let action = ACTIONS[rng.gen_range(0..ACTIONS.len())];
-    let resource_type = RESOURCES[rng.gen_range(0..RESOURCES.len())];
-    let mut event = json!({
-        "event_id": format!("evt-{ID_PLACEHOLDER}"),
-        "tenant_id": format!("tenant-{tenant:02}"),
-        "actor_id": format!("user-{actor}@customer-{tenant:02}.example.com"),
-        "action": action,
-        "resource_type": resource_type,
-        "resource_id": format!("{resource_type}/{:08x}", rng.gen::<u32>()),
-        "outcome": if rng.gen_ratio(1, 20) { "failure" } else { "success" },
-        "ip_address": format!("10.{}.{}.{}", rng.gen::<u8>(), rng.gen::<u8>(), rng.gen::<u8>()),
-        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-        "request_id": format!("req-{:016x}", rng.gen::<u64>()),
-        "metadata": {"department": DEPARTMENTS[rng.gen_range(0..DEPARTMENTS.len())], "session": format!("s-{:08x}", rng.gen::<u32>()), "bytes": rng.gen_range(0..10_000_000)},
-    });
-    if action == "update" || action == "role_assign" {
-        event["changes"] = json!({"before": {"role": "viewer", "title": "Q3 plan"}, "after": {"role": "editor", "title": "Q3 plan v2"}});
-    }
-    event
 }
 
 #[derive(Debug, Clone, Default)]
