@@ -1273,8 +1273,16 @@ pub async fn tiles_complete_after_their_leaves_left(fixture: &dyn Fixture) {
 /// conflict; `existing` still knows them; the chain continues from its head.
 pub async fn a_retry_of_an_archived_event_gets_its_receipt(fixture: &dyn Fixture) {
     let store = fixture.open().await;
+    // Ingested over the API: each carries its capture decision, so it is also counted.
     let events: Vec<PendingEvent> = (1..=10)
-        .map(|n| test_event("acme", &format!("e{n}"), n))
+        .map(|n| {
+            let mut pending = test_event("acme", &format!("e{n}"), n);
+            pending.capture = Some(CaptureDecision {
+                class: 1,
+                kept: true,
+            });
+            pending
+        })
         .collect();
     let first = append(&*store, vec![events.clone()]).await;
     let first = receipts(&first[0]).to_vec();
@@ -1327,6 +1335,21 @@ pub async fn a_retry_of_an_archived_event_gets_its_receipt(fixture: &dyn Fixture
     let heads: BTreeMap<String, Option<ChainHead>> =
         store.tenant_heads().await.unwrap().into_iter().collect();
     assert_eq!(heads["acme"].map(|head| head.seq), Some(11));
+    // Moving events out, retrying archived ones and a refused request changed no count: the
+    // summaries count the 11 events once each, the sampling statistics the 10 decided ones.
+    let summarized: u64 = store
+        .actor_days("acme", None, None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, tally)| tally.kept)
+        .sum();
+    assert_eq!(summarized, 11);
+    let sampled = store.sampling_counts("acme", None, None).await.unwrap();
+    let (kept, seen) = sampled.iter().fold((0, 0), |(kept, seen), count| {
+        (kept + count.tally.kept, seen + count.tally.seen)
+    });
+    assert_eq!((kept, seen), (10, 10));
 }
 
 /// Verification of a live store, in a loop while writers append to two tenants, never reports
