@@ -259,6 +259,17 @@ fn three_nodes_share_one_archive_and_move_one_at_a_time() {
         ],
         "every acknowledged event once, the retried one not twice"
     );
+    // The summaries, kept in the group commits of three nodes, count each of those events once:
+    // lifecycle, ingest elsewhere, the archived retry and the restart moved no count.
+    for (tenant, (events, _)) in TENANTS.iter().zip(&counts) {
+        let (status, body) = post_json(
+            &restarted.url("/v1/query"),
+            ADMIN_TOKEN,
+            &json!({"tenant_id": tenant, "sql": "SELECT sum(total_events) AS total FROM summary_tenant_month"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(&body["rows"][0]["total"], events, "summaries of {tenant}");
+    }
     assert!(restarted.signal_and_wait("TERM").success());
 
     // Exactly one mover at a time: no two logged passes overlap, across all nodes.

@@ -1,6 +1,7 @@
 //! End-to-end: the summaries kept as events arrive equal a recount of the events, after a
-//! SIGKILL loop under load, after the lifecycle moved events to the warm and cold tiers, and
-//! after retention deleted the oldest (the summaries of deleted months stay).
+//! SIGKILL loop under load, after the lifecycle moved events to the warm and cold tiers, after
+//! a retry of archived events, more ingest and a restart, and after retention deleted the
+//! oldest (the summaries of deleted months stay).
 
 mod common;
 
@@ -262,6 +263,35 @@ fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
     let server = serve(&data_dir);
     let moved = assert_summaries_equal_a_recount(&server, "after lifecycle to warm and cold");
     assert_eq!(moved, before, "moving events changes no count");
+    // After the lifecycle: a retry of archived events (the client never got their answers),
+    // more ingest, a restart.
+    let retry: Vec<Value> = (0..50)
+        .map(|n| event(n, now_ns - 200 * DAY_NS + n * DAY_NS / 2, "old"))
+        .collect();
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(retry));
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|receipt| receipt["seq"].as_u64().unwrap() <= 400),
+        "archived events get their stored receipts: {body}"
+    );
+    let fresh: Vec<Value> = (0..30)
+        .map(|n| event(n, now_ns - n * 60_000_000_000, "after"))
+        .collect();
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(fresh));
+    assert_eq!(status, 201, "{body}");
+    server.signal_and_wait("TERM");
+    let server = serve(&data_dir);
+    let grown = assert_summaries_equal_a_recount(&server, "after a retry, more ingest, a restart");
+    assert_eq!(
+        grown.0.values().sum::<u64>(),
+        before.0.values().sum::<u64>() + 30,
+        "the retried archived events are counted once"
+    );
+    let before = grown;
     let (_, months_before) = summarized(&server);
     server.signal_and_wait("TERM");
 
