@@ -29,6 +29,7 @@ def main():
     parser.add_argument("--warm", required=True)
     parser.add_argument("--facts", required=True)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--actors", help="the largest tenant's directory (query-data's .actors.ndjson)")
     args = parser.parse_args()
     facts = json.load(open(args.facts))
     tenant = facts["largest_tenant"]
@@ -105,7 +106,68 @@ def main():
     def duck_ts(text):
         return f"TIMESTAMPTZ '{text}'"
 
+    # The summary questions read the actor directory: load it (an upsert, so a rerun is the same).
+    if args.actors:
+        with open(args.actors) as handle:
+            for line in handle:
+                api("PUT", f"/v1/tenants/{tenant}/actors", json.loads(line))
+
+    q_from_day, q_to_day = facts["quarter_from"][:10], facts["quarter_to"][:10]
+    finance_summary = ("SELECT s.actor_id, sum(s.events) AS deletes FROM summary_actor_day s "
+                       "JOIN actors a ON a.actor_id = s.actor_id "
+                       f"WHERE a.department = '{facts['department']}' AND s.action = 'document.delete' "
+                       f"AND s.date >= '{q_from_day}' AND s.date < '{q_to_day}' "
+                       "GROUP BY s.actor_id ORDER BY deletes DESC, s.actor_id")
+    finance_raw = (f"SELECT actor_id, count(*) AS deletes FROM {source} WHERE "
+                   + deletes_where.format(q_from=duck_ts(facts["quarter_from"]), q_to=duck_ts(facts["quarter_to"]))
+                   + " GROUP BY actor_id ORDER BY deletes DESC, actor_id")
+    month_from, month_to = facts["year_from"][:7], facts["year_to"][:7]
+    runs = iter(range(1_000_000))
+
+    def tenant_months(fresh):
+        # A fresh key per run (a `from` month before any event: the same answer) times the
+        # summaries themselves; a repeated one times the result cache.
+        start = f"{1900 + next(runs) % 100}-01" if fresh else month_from
+        query = urllib.parse.urlencode({"tenant_id": tenant, "from": start, "to": month_to})
+        return len(json.loads(api("GET", f"/v1/summaries/tenant-month?{query}"))["summaries"])
+
+    def finance(fresh):
+        comment = f" -- run {next(runs)}" if fresh else ""
+        return sql(finance_summary + comment)
+
+    def duck_tenant_months():
+        months = f"(SELECT strftime(timestamp, '%Y-%m') AS month, * FROM {source})"
+        totals = duck.execute(f"SELECT month, count(*), count(DISTINCT actor_id) FROM {months} "
+                              f"WHERE month >= '{month_from}' AND month <= '{month_to}' GROUP BY 1 ORDER BY 1").fetchall()
+        duck.execute(f"SELECT month, action, count(*) FROM {months} "
+                     f"WHERE month >= '{month_from}' AND month <= '{month_to}' GROUP BY 1, 2").fetchall()
+        duck.execute(f"SELECT * FROM (SELECT month, resource_type, resource_id, count(*) AS events, "
+                     "row_number() OVER (PARTITION BY month ORDER BY count(*) DESC, resource_type, resource_id) AS rank "
+                     f"FROM {months} WHERE resource_id IS NOT NULL AND month >= '{month_from}' AND month <= '{month_to}' "
+                     "GROUP BY 1, 2, 3) WHERE rank <= 20").fetchall()
+        return len(totals)
+
     cases = [
+        (
+            "deletes per actor, one department, one quarter, from summaries (summary_actor_day ⋈ actors; DuckDB: raw events)",
+            lambda: finance(True),
+            lambda: duck_rows(finance_raw),
+        ),
+        (
+            "… the same, repeated (result cache)",
+            lambda: finance(False),
+            lambda: duck_rows(finance_raw),
+        ),
+        (
+            "tenant-month report, 12 months (GET /v1/summaries/tenant-month; DuckDB: raw events)",
+            lambda: tenant_months(True),
+            duck_tenant_months,
+        ),
+        (
+            "… the same, repeated (result cache)",
+            lambda: tenant_months(False),
+            duck_tenant_months,
+        ),
         (
             "one actor's month (GET /v1/events, all pages)",
             lambda: pages({"actor_id": facts["actor_id"], "from": facts["month_from"], "to": facts["month_to"]}),

@@ -153,6 +153,31 @@ fn uuid_v7(ms: i64, rng: &mut Rng) -> String {
     )
 }
 
+/// The largest tenant's actor directory, one JSON array of `{actor_id, department}` per line
+/// of at most 1,000 actors (one `PUT /v1/tenants/{t}/actors` each), for the summary queries:
+/// the same actor ids and departments as its events.
+fn write_directory(out: &str, tenant_id: &str, actors: u64) -> anyhow::Result<()> {
+    let mut file = BufWriter::new(File::create(format!("{out}.actors.ndjson"))?);
+    let ids: Vec<u64> = (0..actors).collect();
+    for chunk in ids.chunks(1_000) {
+        let entries: Vec<String> = chunk
+            .iter()
+            .map(|&actor| {
+                let actor_id = if actor % 10 == 9 {
+                    format!("svc-{actor}")
+                } else {
+                    format!("user-{actor}@{tenant_id}.example")
+                };
+                let department = DEPARTMENTS[(actor * 2_654_435_761 % 8) as usize];
+                format!(r#"{{"actor_id":"{actor_id}","department":"{department}"}}"#)
+            })
+            .collect();
+        writeln!(file, "[{}]", entries.join(","))?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let end_days = match &args.end_day {
@@ -190,6 +215,9 @@ fn main() -> anyhow::Result<()> {
         sizes.push(count);
         let actors = (count / 500).max(20);
         let documents = (count / 50).max(100);
+        if tenant == 0 {
+            write_directory(&args.out, &tenant_id, actors)?;
+        }
         for index in 0..count {
             // Stratified: sorted by construction, uniform over the year.
             let ms = start_ms

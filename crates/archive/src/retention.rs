@@ -9,7 +9,9 @@
 //! checks and the same signed record. For each file:
 //!
 //! 1. read it and check it against its manifest and the end of the deleted prefix (the chain
-//!    must continue from the last deletion record);
+//!    must continue from the last deletion record), and mark the UTC days of its events in the
+//!    summaries (`SummaryStore::mark_deleted_days`): the summaries keep counting them, marked
+//!    as counting deleted events;
 //! 2. write a signed deletion record (`sealtrail_ledger::DeletionRecord`) of its range, with the
 //!    Merkle frontier of the whole deleted prefix and the policy that permitted it. Records are
 //!    always written to the cold tier, where `verify` reads them, whichever tier the file was
@@ -17,13 +19,18 @@
 //! 3. delete the Parquet file, then its manifest.
 //!
 //! A crash after step 2 leaves a file inside a recorded range: readers and `verify` skip it and
-//! the next run deletes it. A crash before leaves the file and no record: nothing happened.
+//! the next run deletes it. A crash before leaves the file and no record: nothing happened,
+//! except perhaps marks on days whose events the next run deletes; a deleted day is never
+//! left unmarked.
 
+use std::collections::BTreeSet;
+
+use sealtrail_hot::SummaryStore;
 use sealtrail_ledger::{
     open_deletion_record, sign_deletion_record, DeletedPrefix, DeletionRecord, MerkleFrontier,
     NoteSigner, NoteVerifier,
 };
-use sealtrail_model::RetentionPolicy;
+use sealtrail_model::{format_day, RetentionPolicy};
 
 use crate::cold::mismatch;
 use crate::lifecycle::check_file;
@@ -85,11 +92,13 @@ pub async fn deleted_prefix(
 }
 
 /// Applies each tenant's policy (`None`: keep forever) to its archived files at `now_ns`, signing
-/// deletion records with `signer` (the checkpoint key). `on_step` is called at each
-/// [`RetentionStep`].
+/// deletion records with `signer` (the checkpoint key) and marking the deleted days in
+/// `summaries`. `on_step` is called at each [`RetentionStep`].
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_retention(
     warm: &Tier,
     cold: &Tier,
+    summaries: &dyn SummaryStore,
     policies: &[(String, Option<RetentionPolicy>)],
     signer: &NoteSigner,
     now_ns: i64,
@@ -97,14 +106,21 @@ pub async fn apply_retention(
 ) -> Result<Vec<TenantRetention>> {
     let mut reports = Vec::new();
     for (tenant_id, policy) in policies {
-        reports.push(retain_tenant(warm, cold, tenant_id, *policy, signer, now_ns, on_step).await?);
+        reports.push(
+            retain_tenant(
+                warm, cold, summaries, tenant_id, *policy, signer, now_ns, on_step,
+            )
+            .await?,
+        );
     }
     Ok(reports)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn retain_tenant(
     warm: &Tier,
     cold: &Tier,
+    summaries: &dyn SummaryStore,
     tenant_id: &str,
     policy: Option<RetentionPolicy>,
     signer: &NoteSigner,
@@ -170,6 +186,13 @@ async fn retain_tenant(
         for stored in &events {
             frontier.append(stored.event_hash);
         }
+        let days: BTreeSet<String> = events
+            .iter()
+            .map(|stored| format_day(stored.event.timestamp_ns))
+            .collect();
+        summaries
+            .mark_deleted_days(tenant_id, days.into_iter().collect())
+            .await?;
         let record = DeletionRecord {
             tenant_id: tenant_id.to_owned(),
             first_seq: first.seq,

@@ -12,7 +12,7 @@ use sealtrail_archive::{
     TiersReport,
 };
 use sealtrail_hot::{AppendOutcome, StoredCheckpoint};
-use sealtrail_hot::{CheckpointStore, EventStore};
+use sealtrail_hot::{CheckpointStore, EventStore, SummaryStore};
 use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{
     sign_checkpoint, tenant_origin, tree_root, ChainHead, Checkpoint, NoteSigner,
@@ -282,6 +282,7 @@ fn retain(setup: &Setup) -> u64 {
         .block_on(apply_retention(
             &setup.warm,
             &setup.cold,
+            &SqliteStore::open(&setup.data_dir).unwrap(),
             &[
                 ("acme".to_owned(), policy(500, false)),
                 ("globex".to_owned(), policy(500, true)),
@@ -293,6 +294,22 @@ fn retain(setup: &Setup) -> u64 {
         .unwrap();
     assert_eq!(reports[1].events_deleted, 0, "legal hold: {reports:?}");
     assert!(reports[0].files_deleted >= 3, "{reports:?}");
+    // The summaries of the deleted events' days stay, marked; a held tenant's are not.
+    let store = SqliteStore::open(&setup.data_dir).unwrap();
+    let deleted_days = |tenant| {
+        setup
+            .runtime
+            .block_on(store.deleted_days(tenant, None, None))
+            .unwrap()
+    };
+    let acme_days = deleted_days("acme");
+    let expected: std::collections::BTreeSet<String> = setup.events
+        [..reports[0].events_deleted as usize]
+        .iter()
+        .map(|stored| sealtrail_model::format_day(stored.event.timestamp_ns))
+        .collect();
+    assert_eq!(acme_days, expected.into_iter().collect::<Vec<_>>());
+    assert!(deleted_days("globex").is_empty());
     // Only expired events went: the last deleted one is older than 500 days, the next is not
     // wholly expired (its file holds an event younger than the cutoff).
     let deleted_through = reports[0].deleted_through;
@@ -343,6 +360,7 @@ fn retain_again(setup: &Setup) -> u64 {
         .block_on(apply_retention(
             &setup.warm,
             &setup.cold,
+            &SqliteStore::open(&setup.data_dir).unwrap(),
             &[("acme".to_owned(), policy(500, false))],
             &signer(),
             NOW_NS,
@@ -426,6 +444,7 @@ fn verify_fails_on_an_unrecorded_deletion_of_a_cold_file() {
     let result = setup.runtime.block_on(apply_retention(
         &setup.warm,
         &setup.cold,
+        &SqliteStore::open(&setup.data_dir).unwrap(),
         &[("acme".to_owned(), policy(500, false))],
         &signer(),
         NOW_NS,

@@ -325,6 +325,46 @@ INSERT INTO summary_resource_month
            resource_type, resource_id, count(*)
     FROM events WHERE resource_id IS NOT NULL GROUP BY 1, 2, 3, 4;
 "#,
+}, Migration {
+    version: 7,
+    description: "summary_revisions and summary_deleted_days: the result cache's stamps, retention's marks",
+    sql: r#"
+-- Moved in the transaction of every change to a month's events and summaries, or to the actor
+-- directory (scope 'actors'): the stamp of the query result cache, the same on every node.
+CREATE TABLE summary_revisions (
+    tenant_id text   NOT NULL,
+    scope     text   NOT NULL,
+    revision  bigint NOT NULL,
+    PRIMARY KEY (tenant_id, scope)
+);
+ALTER TABLE summary_revisions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE summary_revisions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON summary_revisions
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON summary_revisions
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_revisions'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_revisions'::regclass), 'USAGE'));
+
+-- The days whose events retention deleted: their summaries stay, marked.
+CREATE TABLE summary_deleted_days (
+    tenant_id text NOT NULL,
+    day       text NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+);
+ALTER TABLE summary_deleted_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE summary_deleted_days FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON summary_deleted_days
+    USING (tenant_id = current_setting('sealtrail.tenant_id', true))
+    WITH CHECK (tenant_id = current_setting('sealtrail.tenant_id', true));
+CREATE POLICY service_scope ON summary_deleted_days
+    USING (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_deleted_days'::regclass), 'USAGE'))
+    WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
+           AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_deleted_days'::regclass), 'USAGE'));
+"#,
 }];
 
 /// The schema version this build requires.

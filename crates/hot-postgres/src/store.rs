@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    assemble_tenant_months, month_days, ActorDayKey, ApiKeyRecord, AppendOutcome, AppendRequest,
-    CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent, LifecycleStore, Order,
-    Role, SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore,
-    StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth, TreeStore,
+    assemble_tenant_months, month_days, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
+    AppendRequest, CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent,
+    LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey, SamplingStore,
+    SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
+    TreeStore, REVISION_SCOPE_ACTORS,
 };
 use sealtrail_ledger::{ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
@@ -128,6 +129,11 @@ const ADD_ACTOR_DAYS: &str = "INSERT INTO summary_actor_day AS s (tenant_id, day
 const ADD_RESOURCE_MONTHS: &str = "INSERT INTO summary_resource_month AS s (tenant_id, month, resource_type, resource_id, kept) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
      ON CONFLICT (tenant_id, month, resource_type, resource_id) DO UPDATE SET kept = s.kept + excluded.kept";
+
+/// Moves the revisions of the `(tenant, scope)`s a commit changes (distinct pairs).
+const BUMP_REVISIONS: &str = "INSERT INTO summary_revisions AS r (tenant_id, scope, revision) \
+     SELECT *, 1 FROM unnest($1::text[], $2::text[]) \
+     ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = r.revision + 1";
 
 /// Adds a group's sampling statistics (one row per key: the plan's keys are distinct).
 const ADD_SAMPLING_COUNTS: &str =
@@ -903,6 +909,11 @@ impl PostgresStore {
             &month_ids,
             &month_kept,
         ];
+        let changed_months = plan.changed_months();
+        let revision_tenants: Vec<&str> =
+            changed_months.iter().map(|(tenant, _)| *tenant).collect();
+        let revision_months: Vec<&str> = changed_months.iter().map(|(_, month)| *month).collect();
+        let revision_params: [&(dyn ToSql + Sync); 2] = [&revision_tenants, &revision_months];
         let count_params: [&(dyn ToSql + Sync); 6] = [
             &count_tenants,
             &count_days,
@@ -956,6 +967,10 @@ impl PostgresStore {
             let add = tx.prepare_cached(ADD_RESOURCE_MONTHS).await.map_err(db)?;
             statements.push((Write::Summaries, add, &month_params));
         }
+        if !revision_tenants.is_empty() {
+            let bump = tx.prepare_cached(BUMP_REVISIONS).await.map_err(db)?;
+            statements.push((Write::Revisions, bump, &revision_params));
+        }
         // Issued together, the statements travel without waiting for each other
         // (tokio-postgres pipelines concurrent requests on a connection). All of them run; the
         // first error in statement order is the cause, later ones only report the aborted
@@ -1002,6 +1017,11 @@ impl PostgresStore {
             days.len() + months.len(),
             "every summary row added"
         );
+        assert_eq!(
+            written(Write::Revisions),
+            revision_tenants.len(),
+            "every changed month's revision moved"
+        );
         Ok(())
     }
 }
@@ -1026,6 +1046,7 @@ enum Write {
     Tiles,
     Sampling,
     Summaries,
+    Revisions,
 }
 
 /// Most rows per multi-row INSERT: a power of two whose bound parameters (18 per event row)
@@ -1704,9 +1725,7 @@ impl SummaryStore for PostgresStore {
     async fn actor_days(
         &self,
         tenant_id: &str,
-        actor_id: Option<&str>,
-        from_day: Option<&str>,
-        to_day: Option<&str>,
+        filter: ActorDayFilter<'_>,
     ) -> sealtrail_hot::Result<Vec<(ActorDayKey, SummaryTally)>> {
         let db = |source| self.db(source);
         let rows = self
@@ -1715,8 +1734,15 @@ impl SummaryStore for PostgresStore {
                 Access::Read,
                 "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
                  WHERE tenant_id = $1 AND ($2::text IS NULL OR day >= $2) AND ($3::text IS NULL OR day <= $3) \
-                 AND ($4::text IS NULL OR actor_id = $4) ORDER BY day, actor_id, action, resource_type",
-                &[&tenant_id, &from_day, &to_day, &actor_id],
+                 AND ($4::text IS NULL OR actor_id = $4) AND ($5::text IS NULL OR action = $5) \
+                 ORDER BY day, actor_id, action, resource_type",
+                &[
+                    &tenant_id,
+                    &filter.from_day,
+                    &filter.to_day,
+                    &filter.actor_id,
+                    &filter.action,
+                ],
             )
             .await?;
         rows.iter()
@@ -1770,8 +1796,11 @@ impl SummaryStore for PostgresStore {
                 &[&tenant_id, &from_day, &to_day],
             )
             .await?;
-        let top_resources = self
-            .scoped_statement(
+        // No ranking when no resource is asked for (the SQL table has no top resources).
+        let top_resources = if top == 0 {
+            Vec::new()
+        } else {
+            self.scoped_statement(
                 tenant_id,
                 Access::Read,
                 "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
@@ -1781,7 +1810,8 @@ impl SummaryStore for PostgresStore {
                  ORDER BY month, rank",
                 &[&tenant_id, &from_month, &to_month, &top],
             )
-            .await?;
+            .await?
+        };
         let count = |row: &Row, index: usize| -> sealtrail_hot::Result<u64> {
             Ok(row.try_get::<_, i64>(index).map_err(db)? as u64)
         };
@@ -1813,6 +1843,74 @@ impl SummaryStore for PostgresStore {
             .collect::<sealtrail_hot::Result<Vec<_>>>()?;
         Ok(assemble_tenant_months(actions, actors, top_resources))
     }
+
+    async fn mark_deleted_days(
+        &self,
+        tenant_id: &str,
+        days: Vec<String>,
+    ) -> sealtrail_hot::Result<()> {
+        let months: Vec<&str> = days
+            .iter()
+            .map(|day| &day[..7])
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // One statement: the marks and the revisions they move, in one scoped transaction.
+        self.scoped_statement(
+            tenant_id,
+            Access::Write,
+            "WITH marked AS (INSERT INTO summary_deleted_days (tenant_id, day) \
+             SELECT $1, * FROM unnest($2::text[]) ON CONFLICT DO NOTHING) \
+             INSERT INTO summary_revisions AS r (tenant_id, scope, revision) \
+             SELECT $1, *, 1 FROM unnest($3::text[]) \
+             ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = r.revision + 1",
+            &[&tenant_id, &days, &months],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn deleted_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> sealtrail_hot::Result<Vec<String>> {
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT day FROM summary_deleted_days WHERE tenant_id = $1 \
+                 AND ($2::text IS NULL OR day >= $2) AND ($3::text IS NULL OR day <= $3) ORDER BY day",
+                &[&tenant_id, &from_day, &to_day],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(|source| self.db(source)))
+            .collect()
+    }
+
+    async fn revisions(&self, tenant_id: &str) -> sealtrail_hot::Result<Revisions> {
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT scope, revision FROM summary_revisions WHERE tenant_id = $1 ORDER BY scope",
+                &[&tenant_id],
+            )
+            .await?;
+        let db = |source| self.db(source);
+        let revisions = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(db)?,
+                    row.try_get::<_, i64>(1).map_err(db)? as u64,
+                ))
+            })
+            .collect::<sealtrail_hot::Result<_>>()?;
+        Ok(Revisions(revisions))
+    }
 }
 
 #[async_trait]
@@ -1836,11 +1934,21 @@ impl DirectoryStore for PostgresStore {
         self.scoped_statement(
             tenant_id,
             Access::Write,
-            "INSERT INTO actors (tenant_id, actor_id, display_name, department, team, attributes) \
+            "WITH bump AS (INSERT INTO summary_revisions AS r (tenant_id, scope, revision) \
+             VALUES ($1, $7, 1) ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = r.revision + 1) \
+             INSERT INTO actors (tenant_id, actor_id, display_name, department, team, attributes) \
              SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
              ON CONFLICT (tenant_id, actor_id) DO UPDATE SET display_name = excluded.display_name, \
              department = excluded.department, team = excluded.team, attributes = excluded.attributes",
-            &[&tenant_id, &actor_ids, &names, &departments, &teams, &attributes],
+            &[
+                &tenant_id,
+                &actor_ids,
+                &names,
+                &departments,
+                &teams,
+                &attributes,
+                &REVISION_SCOPE_ACTORS,
+            ],
         )
         .await?;
         Ok(actors.len() as u64)

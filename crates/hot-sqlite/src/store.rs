@@ -5,7 +5,7 @@
 //! with writes, which WAL allows. Commits use `synchronous=FULL`, so a commit has been fsynced to
 //! the WAL before `append` returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,11 +24,11 @@ use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEven
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    assemble_tenant_months, month_days, ActorDayKey, ApiKeyRecord, AppendOutcome, AppendRequest,
-    CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore, ExistingEvent,
-    LifecycleStore, Order, Result as HotResult, Role, SamplingCount, SamplingKey, SamplingStore,
-    SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
-    TreeStore,
+    assemble_tenant_months, month_days, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
+    AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore,
+    ExistingEvent, LifecycleStore, Order, Result as HotResult, Revisions, Role, SamplingCount,
+    SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore,
+    SummaryTally, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
 };
 
 use crate::Result;
@@ -185,7 +185,27 @@ CREATE TABLE actors (
     PRIMARY KEY (tenant_id, actor_id)
 ) WITHOUT ROWID;
 "#,
+    // Each tenant's revisions by scope (a month, or the directory), moved in the transaction of
+    // every change to what a read of the scope answers: the stamp of the query result cache.
+    r#"
+CREATE TABLE summary_revisions (
+    tenant_id TEXT    NOT NULL,
+    scope     TEXT    NOT NULL,
+    revision  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, scope)
+) WITHOUT ROWID;
+-- The days whose events retention deleted: their summaries stay, marked.
+CREATE TABLE summary_deleted_days (
+    tenant_id TEXT NOT NULL,
+    day       TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+) WITHOUT ROWID;
+"#,
 ];
+
+const BUMP_REVISION: &str =
+    "INSERT INTO summary_revisions (tenant_id, scope, revision) VALUES (?1, ?2, 1) \
+     ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = revision + 1";
 
 const EVENT_COLUMNS: &str = "tenant_id, seq, event_id, timestamp_ns, received_at_ns, actor_id, actor_type, action, \
      resource_type, resource_id, outcome, ip_address, user_agent, request_id, changes, metadata, prev_hash, event_hash";
@@ -661,12 +681,17 @@ impl Writer {
                 *kept as i64
             ])?;
         }
+        let mut bump = self.conn.prepare_cached(BUMP_REVISION)?;
+        for (tenant_id, month) in plan.changed_months() {
+            bump.execute(params![tenant_id, month])?;
+        }
         drop((
             insert_tile,
             update_head,
             count,
             add_actor_day,
             add_resource_month,
+            bump,
         ));
         // The caches follow the writes; `abort` drops them if the commit then fails.
         self.heads.extend(plan.heads);
@@ -1350,22 +1375,23 @@ impl SummaryStore for SqliteStore {
     async fn actor_days(
         &self,
         tenant_id: &str,
-        actor_id: Option<&str>,
-        from_day: Option<&str>,
-        to_day: Option<&str>,
+        filter: ActorDayFilter<'_>,
     ) -> HotResult<Vec<(ActorDayKey, SummaryTally)>> {
-        let (tenant_id, actor_id) = (tenant_id.to_owned(), actor_id.map(str::to_owned));
+        let tenant_id = tenant_id.to_owned();
+        let actor_id = filter.actor_id.map(str::to_owned);
+        let action = filter.action.map(str::to_owned);
         let (from_day, to_day) = (
-            from_day.unwrap_or("").to_owned(),
-            to_day.unwrap_or("9999-12-31").to_owned(),
+            filter.from_day.unwrap_or("").to_owned(),
+            filter.to_day.unwrap_or("9999-12-31").to_owned(),
         );
         self.read(move |conn| {
             let mut select = conn.prepare_cached(
                 "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
                  WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR actor_id = ?4) \
-                 ORDER BY day, actor_id, action, resource_type",
+                 AND (?5 IS NULL OR action = ?5) ORDER BY day, actor_id, action, resource_type",
             )?;
-            let rows = select.query_map(params![tenant_id, from_day, to_day, actor_id], |row| {
+            let bound = params![tenant_id, from_day, to_day, actor_id, action];
+            let rows = select.query_map(bound, |row| {
                 Ok((
                     ActorDayKey {
                         tenant_id: tenant_id.clone(),
@@ -1423,7 +1449,11 @@ impl SummaryStore for SqliteStore {
                     Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let top_resources = conn
+            // No ranking when no resource is asked for (the SQL table has no top resources).
+            let top_resources = if top == 0 {
+                Vec::new()
+            } else {
+                conn
                 .prepare_cached(
                     "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
                      resource_id, kept, row_number() OVER (PARTITION BY month ORDER BY kept DESC, \
@@ -1439,8 +1469,73 @@ impl SummaryStore for SqliteStore {
                         row.get::<_, i64>(3)? as u64,
                     ))
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
             Ok(assemble_tenant_months(actions, actors, top_resources))
+        })
+        .await
+    }
+
+    async fn mark_deleted_days(&self, tenant_id: &str, days: Vec<String>) -> HotResult<()> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            let tx = writer.conn.transaction()?;
+            {
+                let mut mark = tx.prepare_cached(
+                    "INSERT INTO summary_deleted_days (tenant_id, day) VALUES (?1, ?2) \
+                     ON CONFLICT DO NOTHING",
+                )?;
+                let mut bump = tx.prepare_cached(BUMP_REVISION)?;
+                let months: BTreeSet<&str> = days.iter().map(|day| &day[..7]).collect();
+                for day in &days {
+                    mark.execute(params![tenant_id, day])?;
+                }
+                for month in months {
+                    bump.execute(params![tenant_id, month])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deleted_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> HotResult<Vec<String>> {
+        let tenant_id = tenant_id.to_owned();
+        let (from_day, to_day) = (
+            from_day.unwrap_or("").to_owned(),
+            to_day.unwrap_or("9999-12-31").to_owned(),
+        );
+        self.read(move |conn| {
+            let days = conn
+                .prepare_cached(
+                    "SELECT day FROM summary_deleted_days WHERE tenant_id = ?1 AND day >= ?2 \
+                     AND day <= ?3 ORDER BY day",
+                )?
+                .query_map(params![tenant_id, from_day, to_day], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(days)
+        })
+        .await
+    }
+
+    async fn revisions(&self, tenant_id: &str) -> HotResult<Revisions> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| {
+            let revisions = conn
+                .prepare_cached(
+                    "SELECT scope, revision FROM summary_revisions WHERE tenant_id = ?1 ORDER BY scope",
+                )?
+                .query_map([tenant_id], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Revisions(revisions))
         })
         .await
     }
@@ -1469,6 +1564,7 @@ impl DirectoryStore for SqliteStore {
                         actor.attributes
                     ])?;
                 }
+                tx.execute(BUMP_REVISION, params![tenant_id, REVISION_SCOPE_ACTORS])?;
             }
             tx.commit()?;
             Ok(actors.len() as u64)

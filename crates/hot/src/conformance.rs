@@ -23,8 +23,8 @@ use sealtrail_model::{
 };
 
 use crate::{
-    verify_store, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore, Order, Role,
-    SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
+    verify_store, ActorDayFilter, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore,
+    Order, Role, SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
 };
 
 /// Fresh storage for one property.
@@ -73,7 +73,8 @@ macro_rules! conformance_tests {
             live_verification_reports_only_real_edits,
             sampling_counts_commit_with_their_events,
             actor_directory_upserts_per_tenant,
-            summaries_count_committed_events
+            summaries_count_committed_events,
+            revisions_move_with_every_change_they_stamp
         );
     };
     (@each $fixture:expr; $($property:ident),+) => {
@@ -1338,7 +1339,7 @@ pub async fn a_retry_of_an_archived_event_gets_its_receipt(fixture: &dyn Fixture
     // Moving events out, retrying archived ones and a refused request changed no count: the
     // summaries count the 11 events once each, the sampling statistics the 10 decided ones.
     let summarized: u64 = store
-        .actor_days("acme", None, None, None)
+        .actor_days("acme", ActorDayFilter::default())
         .await
         .unwrap()
         .iter()
@@ -1655,7 +1656,7 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
 
     let tally = |kept, sampled_out| SummaryTally { kept, sampled_out };
     let rows: Vec<(String, String, String, SummaryTally)> = store
-        .actor_days("acme", None, None, None)
+        .actor_days("acme", ActorDayFilter::default())
         .await
         .unwrap()
         .into_iter()
@@ -1687,15 +1688,41 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     let actor_2 = store
         .actor_days(
             "acme",
-            Some("actor-2"),
-            Some("2026-01-15"),
-            Some("2026-01-15"),
+            ActorDayFilter {
+                actor_id: Some("actor-2"),
+                action: None,
+                from_day: Some("2026-01-15"),
+                to_day: Some("2026-01-15"),
+            },
         )
         .await
         .unwrap();
     assert_eq!(actor_2.len(), 2);
+    let updates = store
+        .actor_days(
+            "acme",
+            ActorDayFilter {
+                action: Some("update"),
+                ..ActorDayFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        updates
+            .iter()
+            .map(|(key, tally)| (key.resource_type.as_str(), *tally))
+            .collect::<Vec<_>>(),
+        [("document", tally(0, 1)), ("user", tally(1, 0))]
+    );
     assert!(store
-        .actor_days("acme", None, Some("2026-01-16"), None)
+        .actor_days(
+            "acme",
+            ActorDayFilter {
+                from_day: Some("2026-01-16"),
+                ..ActorDayFilter::default()
+            },
+        )
         .await
         .unwrap()
         .is_empty());
@@ -1733,5 +1760,71 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     assert_eq!(
         beta[0].actions,
         BTreeMap::from([("update".to_owned(), tally(1, 0))])
+    );
+}
+
+/// A month's revision moves with every commit that changes its events or summaries (a kept or
+/// a dropped event), the directory's with every upsert; a retry, a conflicting request and
+/// another tenant's commit move nothing: what the query result cache relies on.
+pub async fn revisions_move_with_every_change_they_stamp(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let revisions = |tenant: &'static str| {
+        let store = &store;
+        async move { store.revisions(tenant).await.unwrap().0 }
+    };
+    assert!(revisions("acme").await.is_empty());
+    // Every test timestamp is in 2026-01.
+    append(&*store, vec![vec![test_event("acme", "e1", 1)]]).await;
+    let first = revisions("acme").await;
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["2026-01"]);
+    let before = first["2026-01"];
+    assert!(before > 0);
+    // A retry, and a request refused for a conflict: nothing changed.
+    let outcomes = append(
+        &*store,
+        vec![
+            vec![test_event("acme", "e1", 1)],
+            vec![test_event("acme", "x", 7), test_event("acme", "e1", 2)],
+        ],
+    )
+    .await;
+    assert!(matches!(outcomes[1], AppendOutcome::Conflict { .. }));
+    assert_eq!(revisions("acme").await, first);
+    // Another tenant's commit and directory leave acme's revisions alone.
+    append(&*store, vec![vec![test_event("beta", "b1", 1)]]).await;
+    let actor = Actor {
+        actor_id: "alice".into(),
+        display_name: None,
+        department: Some("finance".into()),
+        team: None,
+        attributes: None,
+    };
+    store
+        .upsert_actors("beta", vec![actor.clone()])
+        .await
+        .unwrap();
+    assert_eq!(revisions("acme").await, first);
+    // A dropped event changes the month's summaries.
+    let mut dropped = test_event("acme", "d1", 4);
+    dropped.capture = Some(CaptureDecision {
+        class: 1,
+        kept: false,
+    });
+    append(&*store, vec![vec![dropped]]).await;
+    let after_drop = revisions("acme").await["2026-01"];
+    assert!(after_drop > before, "{after_drop} > {before}");
+    // A new event moves it again; the directory has its own scope.
+    append(&*store, vec![vec![test_event("acme", "e2", 2)]]).await;
+    assert!(revisions("acme").await["2026-01"] > after_drop);
+    store
+        .upsert_actors("acme", vec![actor.clone()])
+        .await
+        .unwrap();
+    let directory = revisions("acme").await[crate::REVISION_SCOPE_ACTORS];
+    store.upsert_actors("acme", vec![actor]).await.unwrap();
+    assert!(revisions("acme").await[crate::REVISION_SCOPE_ACTORS] > directory);
+    assert_eq!(
+        revisions("beta").await.keys().collect::<Vec<_>>(),
+        ["2026-01", crate::REVISION_SCOPE_ACTORS]
     );
 }

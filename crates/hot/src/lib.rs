@@ -408,6 +408,16 @@ pub struct ActorDayKey {
     pub resource_type: String,
 }
 
+/// Which actor-day rows a read wants: the days `from_day..=to_day` (either open), and one actor
+/// and one action or all. The default admits every row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActorDayFilter<'a> {
+    pub actor_id: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub from_day: Option<&'a str>,
+    pub to_day: Option<&'a str>,
+}
+
 /// Events under one summary key: stored, and apart, dropped by the capture policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SummaryTally {
@@ -441,14 +451,11 @@ pub struct TenantMonth {
 /// by the lifecycle nor removed by retention.
 #[async_trait]
 pub trait SummaryStore: Send + Sync + std::fmt::Debug {
-    /// A tenant's actor-day rows for the days `from_day..=to_day` (either open), of one actor or
-    /// all, by day, actor, action and resource type.
+    /// A tenant's actor-day rows that `filter` admits, by day, actor, action and resource type.
     async fn actor_days(
         &self,
         tenant_id: &str,
-        actor_id: Option<&str>,
-        from_day: Option<&str>,
-        to_day: Option<&str>,
+        filter: ActorDayFilter<'_>,
     ) -> Result<Vec<(ActorDayKey, SummaryTally)>>;
 
     /// A tenant's months `from_month..=to_month` (`YYYY-MM`, either open) that hold events, in
@@ -460,6 +467,50 @@ pub trait SummaryStore: Send + Sync + std::fmt::Debug {
         to_month: Option<&str>,
         top: usize,
     ) -> Result<Vec<TenantMonth>>;
+
+    /// A tenant's revisions, by scope ([`REVISION_SCOPE_ACTORS`] or a `YYYY-MM` month), in
+    /// scope order: each counts the commits that changed what a read of that scope answers (the
+    /// month's events and summaries, or the directory), so a result computed at the same
+    /// revisions is still the answer ([`Revisions`]).
+    async fn revisions(&self, tenant_id: &str) -> Result<Revisions>;
+
+    /// Records that retention is deleting a tenant's events of these UTC days (`YYYY-MM-DD`):
+    /// their summaries stay, marked as counting deleted events. Idempotent; moves the revisions
+    /// of their months. MUST be durable before it returns: retention deletes only after it.
+    async fn mark_deleted_days(&self, tenant_id: &str, days: Vec<String>) -> Result<()>;
+
+    /// The days `from_day..=to_day` (either open) of a tenant whose events retention deleted,
+    /// in order.
+    async fn deleted_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<String>>;
+}
+
+/// The revision scope of a tenant's actor directory (the others are `YYYY-MM` months).
+pub const REVISION_SCOPE_ACTORS: &str = "actors";
+
+/// A tenant's revisions by scope, as [`SummaryStore::revisions`] reads them. A scope never
+/// written is at revision 0 and absent. Revisions only grow, inside the transaction of the
+/// change they count, on every node of a shared store, so two reads with equal revisions saw
+/// the same data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revisions(pub std::collections::BTreeMap<String, u64>);
+
+impl Revisions {
+    /// The revisions of the months `from_month..=to_month` (either open): what a read of those
+    /// months' summaries depends on.
+    pub fn months(&self, from_month: Option<&str>, to_month: Option<&str>) -> Vec<(&str, u64)> {
+        self.0
+            .iter()
+            .filter(|(scope, _)| scope.as_str() != REVISION_SCOPE_ACTORS)
+            .filter(|(scope, _)| from_month.is_none_or(|from| scope.as_str() >= from))
+            .filter(|(scope, _)| to_month.is_none_or(|to| scope.as_str() <= to))
+            .map(|(scope, revision)| (scope.as_str(), *revision))
+            .collect()
+    }
 }
 
 /// Builds [`TenantMonth`]s from a backend's three answers: `(month, action, kept, sampled_out)`,

@@ -265,6 +265,15 @@ fn summarize(
 }
 
 impl<'a> GroupPlan<'a> {
+    /// The `(tenant, YYYY-MM)` months whose events or summaries the group changes: their
+    /// revisions move in its transaction ([`crate::SummaryStore::revisions`]).
+    pub fn changed_months(&self) -> BTreeSet<(&str, &str)> {
+        self.actor_days
+            .keys()
+            .map(|key| (key.tenant_id.as_str(), &key.day[..7]))
+            .collect()
+    }
+
     /// The tenants that gained events, with their new leaf hashes in `seq` order.
     pub fn new_leaves(&self) -> BTreeMap<&'a str, Vec<Hash>> {
         let mut leaves: BTreeMap<&'a str, Vec<Hash>> = BTreeMap::new();

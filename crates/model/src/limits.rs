@@ -249,3 +249,10 @@ pub const ACTORS_PER_REQUEST_MAX: usize = 1_000;
 pub const SUMMARY_ROWS_MAX: usize = 10_000;
 /// Resources a tenant-month summary lists, most events first (the practice's top 20).
 pub const TOP_RESOURCES: usize = 20;
+
+/// Bytes of keys and answers the query result cache holds (`sealtrail_query::ResultCache`).
+pub const QUERY_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Largest answer the query result cache stores: a bigger one would push out many smaller
+/// ones, and computing it costs far more than the lookup saves.
+pub const QUERY_CACHE_ENTRY_BYTES_MAX: usize = 4 * 1024 * 1024;

@@ -20,6 +20,7 @@
 //! its range, so no event is ever seen twice.
 
 mod bundle;
+mod cache;
 mod error;
 mod executor;
 mod export;
@@ -42,6 +43,7 @@ use sealtrail_hot::HotStore;
 use sealtrail_model::limits::{QUERY_MEMORY_BYTES_MAX, QUERY_MEMORY_POOL_FRACTION};
 use sealtrail_model::StorageTier;
 
+pub use cache::{KeyBuilder, ResultCache};
 pub use error::{Error, Result};
 pub use executor::MaintenanceRuntime;
 pub use export::Chunk;
@@ -57,6 +59,8 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     /// Where SQL and exports run, and how many at once.
     executor: executor::QueryExecutor,
+    /// Answers of SQL and summary reads, by what they were computed from.
+    cache: ResultCache,
 }
 
 impl QueryEngine {
@@ -83,7 +87,13 @@ impl QueryEngine {
             cold,
             runtime,
             executor,
+            cache: ResultCache::default(),
         })
+    }
+
+    /// The result cache, shared by every read this engine's callers answer from it.
+    pub fn cache(&self) -> &ResultCache {
+        &self.cache
     }
 
     /// A fresh session: nothing registered, no catalog views, no URL tables, no

@@ -77,6 +77,10 @@ pub struct SqlResult {
     /// True when the result had more than [`SQL_ROWS_MAX`] rows, or more than would fit in
     /// [`SQL_RESPONSE_BYTES_MAX`] bytes, and was cut there.
     pub truncated: bool,
+    /// True when the answer depends only on the data (no `now()`, `random()` or other
+    /// function that is not immutable), so the same data gives it again and it may be cached.
+    #[serde(skip)]
+    pub deterministic: bool,
 }
 
 /// A result column: its name and Arrow type.
@@ -98,6 +102,26 @@ impl QueryEngine {
             .unwrap_or(Err(Error::Timeout { millis }))
     }
 
+    /// The result-cache key of `sql` over the tenant's data as it is now: the text, the
+    /// archived files `events` would read, and every revision of the tenant (any commit may
+    /// change what arbitrary SQL answers). Read it before computing the answer it keys.
+    pub async fn sql_cache_key(&self, tenant_id: &str, sql: &str) -> Result<String> {
+        let revisions = self.hot.revisions(tenant_id).await?;
+        let files = self.archived_files(tenant_id).await?;
+        let mut key = crate::KeyBuilder::new("sql", tenant_id).part(sql);
+        for file in &files {
+            key = key.part(&file.path).part(&file.last_seq.to_string());
+        }
+        Ok(key
+            .revisions(
+                revisions
+                    .0
+                    .iter()
+                    .map(|(scope, revision)| (scope.as_str(), *revision)),
+            )
+            .build())
+    }
+
     /// Plans on the caller's runtime (reading manifests, cheap), then executes and writes the
     /// answer on the query runtime.
     async fn run_sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
@@ -117,11 +141,11 @@ impl QueryEngine {
         )?;
         session.register_table(
             "summary_actor_day",
-            crate::summary_tables::actor_days(hot, tenant_id).await?,
+            crate::summary_tables::actor_days(Arc::clone(&self.hot), tenant_id),
         )?;
         session.register_table(
             "summary_tenant_month",
-            crate::summary_tables::tenant_months(hot, tenant_id).await?,
+            crate::summary_tables::tenant_months(Arc::clone(&self.hot), tenant_id),
         )?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
@@ -131,6 +155,7 @@ impl QueryEngine {
             .sql_with_options(sql, options)
             .await
             .map_err(|error| Error::InvalidSql(error.to_string()))?;
+        let deterministic = is_deterministic(frame.logical_plan())?;
         let columns: Vec<SqlColumn> = frame
             .schema()
             .fields()
@@ -165,6 +190,7 @@ impl QueryEngine {
             rows: rows.json,
             row_count: rows.count,
             truncated: rows.truncated,
+            deterministic,
         })
     }
 
@@ -356,4 +382,25 @@ fn execution_error(error: DataFusionError) -> Error {
         | DataFusionError::External(_) => Error::Engine(error),
         _ => Error::InvalidSql(error.to_string()),
     }
+}
+
+/// Whether every function `plan` calls, in every subquery, is immutable: the same rows give the
+/// same answer. `now()` is stable, not immutable (one value per query, another the next).
+fn is_deterministic(plan: &datafusion::logical_expr::LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut deterministic = true;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|expr| {
+                if let Expr::ScalarFunction(call) = expr {
+                    if call.func.signature().volatility != Volatility::Immutable {
+                        deterministic = false;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(deterministic)
 }

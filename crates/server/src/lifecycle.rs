@@ -308,13 +308,20 @@ async fn run_pass(
         let policy = load_retention_policy(store, &tenant_id).await?;
         policies.push((tenant_id, policy));
     }
-    let deleted: u64 =
-        sealtrail_archive::apply_retention(warm, cold, &policies, signer, now_ns, &mut |_| {})
-            .await
-            .map_err(|error| format!("retention: {error}"))?
-            .iter()
-            .map(|report| report.events_deleted)
-            .sum();
+    let deleted: u64 = sealtrail_archive::apply_retention(
+        warm,
+        cold,
+        store,
+        &policies,
+        signer,
+        now_ns,
+        &mut |_| {},
+    )
+    .await
+    .map_err(|error| format!("retention: {error}"))?
+    .iter()
+    .map(|report| report.events_deleted)
+    .sum();
     Ok(PassSummary {
         moved,
         compacted,

@@ -400,6 +400,33 @@ async fn render(state: &AppState) -> String {
         state.connections.open()
     );
 
+    let (hits, misses) = state.query.cache().hits_and_misses();
+    family(
+        &mut out,
+        "sealtrail_query_cache_lookups_total",
+        "counter",
+        "SQL and summary reads looked up in the result cache, by whether they were answered from it.",
+    );
+    let _ = writeln!(
+        out,
+        "sealtrail_query_cache_lookups_total{{result=\"hit\"}} {hits}"
+    );
+    let _ = writeln!(
+        out,
+        "sealtrail_query_cache_lookups_total{{result=\"miss\"}} {misses}"
+    );
+    family(
+        &mut out,
+        "sealtrail_query_cache_bytes",
+        "gauge",
+        "Bytes of keys and answers the result cache holds (at most QUERY_CACHE_BYTES_MAX).",
+    );
+    let _ = writeln!(
+        out,
+        "sealtrail_query_cache_bytes {}",
+        state.query.cache().bytes()
+    );
+
     family(
         &mut out,
         "sealtrail_async_queue_events",

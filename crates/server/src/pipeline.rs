@@ -950,11 +950,33 @@ mod tests {
         async fn actor_days(
             &self,
             _tenant_id: &str,
-            _actor_id: Option<&str>,
-            _from_day: Option<&str>,
-            _to_day: Option<&str>,
+            _filter: sealtrail_hot::ActorDayFilter<'_>,
         ) -> sealtrail_hot::Result<Vec<(sealtrail_hot::ActorDayKey, sealtrail_hot::SummaryTally)>>
         {
+            Ok(Vec::new())
+        }
+
+        async fn revisions(
+            &self,
+            _tenant_id: &str,
+        ) -> sealtrail_hot::Result<sealtrail_hot::Revisions> {
+            Ok(sealtrail_hot::Revisions::default())
+        }
+
+        async fn mark_deleted_days(
+            &self,
+            _tenant_id: &str,
+            _days: Vec<String>,
+        ) -> sealtrail_hot::Result<()> {
+            Ok(())
+        }
+
+        async fn deleted_days(
+            &self,
+            _tenant_id: &str,
+            _from_day: Option<&str>,
+            _to_day: Option<&str>,
+        ) -> sealtrail_hot::Result<Vec<String>> {
             Ok(Vec::new())
         }
 

@@ -27,7 +27,6 @@ use sealtrail_model::limits::{
     QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX,
 };
 use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
-use sealtrail_query::SqlResult;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
@@ -221,7 +220,7 @@ pub(crate) async fn run_sql(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     body: Bytes,
-) -> Result<Json<SqlResult>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::invalid_field(
             "body",
@@ -238,9 +237,39 @@ pub(crate) async fn run_sql(
         ));
     }
     let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
+    // The key is read before the answer is computed (see `sealtrail_query::ResultCache`); a
+    // hit takes no query slot.
+    let key = state.query.sql_cache_key(&tenant_id, &request.sql).await?;
+    let cache = state.query.cache();
+    if let Some(answer) = cache.get(&key) {
+        return Ok(json_answer(answer));
+    }
     let _slot = state.tenant_queries.admit(&tenant_id)?;
-    let result = state.query.sql(&tenant_id, &request.sql).await;
-    Ok(Json(result.map_err(heavy_read_error)?))
+    let result = state
+        .query
+        .sql(&tenant_id, &request.sql)
+        .await
+        .map_err(heavy_read_error)?;
+    let answer =
+        Bytes::from(serde_json::to_vec(&result).map_err(|error| {
+            ApiError::Internal(format!("could not write the SQL answer: {error}"))
+        })?);
+    if result.deterministic {
+        cache.put(key, answer.clone());
+    }
+    Ok(json_answer(answer))
+}
+
+/// A JSON answer already serialized (as the result cache keeps it).
+pub(crate) fn json_answer(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A query or export refused because too many are running is overload (503 with Retry-After),

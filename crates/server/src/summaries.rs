@@ -2,20 +2,26 @@
 //! commit keeps as events arrive (`sealtrail_hot::SummaryStore`), shaped as the practice's
 //! `audit_summary_by_user_day` and `audit_summary_by_tenant_month`. Answered from the summary
 //! tables, never from a scan of events, so a year costs what a year of summary rows costs.
+//! Summaries outlive the events they count: a day or month whose events retention deleted is
+//! still counted, with `"events_deleted": true`.
+//! Answers are kept in the query result cache under the revisions of the months they cover, so
+//! a repeated read of months nothing has changed since is answered without reading them again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::Json;
-use sealtrail_hot::{ActorDayKey, SummaryTally};
+use axum::response::Response;
+use sealtrail_hot::{month_days, ActorDayFilter, ActorDayKey, SummaryTally};
 use sealtrail_model::is_day_bound;
 use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_RESOURCES};
+use sealtrail_query::KeyBuilder;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Principal;
 use crate::problem::ApiError;
-use crate::query::readable_tenant;
+use crate::query::{json_answer, readable_tenant};
 use crate::AppState;
 
 /// Reads the query: `tenant_id` (platform admin), the range bounds (checked by `valid`), and
@@ -47,8 +53,13 @@ fn is_month(text: &str) -> bool {
     text.len() == 7 && is_day_bound(&format!("{text}-01"))
 }
 
-/// One actor's day, from its rows (one per action and resource type).
-fn actor_day(key: &ActorDayKey, rows: &[(ActorDayKey, SummaryTally)]) -> Value {
+/// One actor's day, from its rows (one per action and resource type). `events_deleted`: retention
+/// deleted events of that day (the summary still counts them).
+fn actor_day(
+    key: &ActorDayKey,
+    rows: &[(ActorDayKey, SummaryTally)],
+    events_deleted: bool,
+) -> Value {
     let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
     let mut resource_types: BTreeMap<&str, u64> = BTreeMap::new();
     let (mut total, mut sampled_out) = (0, 0);
@@ -67,6 +78,7 @@ fn actor_day(key: &ActorDayKey, rows: &[(ActorDayKey, SummaryTally)]) -> Value {
         "sampled_out_events": sampled_out,
         "action_counts": actions,
         "resource_type_counts": resource_types,
+        "events_deleted": events_deleted,
     })
 }
 
@@ -76,14 +88,42 @@ pub(crate) async fn actor_days(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
     let (from, to) = params(&query, &["actor_id"], is_day_bound, "a day, YYYY-MM-DD")?;
     let actor_id = query.get("actor_id").map(String::as_str);
+    let key = cache_key(
+        &state,
+        KeyBuilder::new("actor-day", &tenant_id)
+            .option(actor_id)
+            .option(from)
+            .option(to),
+        &tenant_id,
+        from.map(|day| &day[..7]),
+        to.map(|day| &day[..7]),
+    )
+    .await?;
+    if let Some(answer) = state.query.cache().get(&key) {
+        return Ok(json_answer(answer));
+    }
     let rows = state
         .store
-        .actor_days(&tenant_id, actor_id, from, to)
+        .actor_days(
+            &tenant_id,
+            ActorDayFilter {
+                actor_id,
+                action: None,
+                from_day: from,
+                to_day: to,
+            },
+        )
         .await?;
+    let deleted: HashSet<String> = state
+        .store
+        .deleted_days(&tenant_id, from, to)
+        .await?
+        .into_iter()
+        .collect();
     let mut summaries = Vec::new();
     let mut truncated = false;
     let mut start = 0;
@@ -98,14 +138,45 @@ pub(crate) async fn actor_days(
             truncated = true;
             break;
         }
-        summaries.push(actor_day(key, &rows[start..end]));
+        summaries.push(actor_day(
+            key,
+            &rows[start..end],
+            deleted.contains(&key.day),
+        ));
         start = end;
     }
-    Ok(Json(json!({
-        "tenant_id": tenant_id,
-        "summaries": summaries,
-        "truncated": truncated,
-    })))
+    Ok(cached(
+        &state,
+        key,
+        &json!({
+            "tenant_id": tenant_id,
+            "summaries": summaries,
+            "truncated": truncated,
+        }),
+    ))
+}
+
+/// The result-cache key of a summary read of the months `from_month..=to_month`: the question,
+/// and the revisions of those months (a commit to another month leaves the answer as it is).
+/// Read before the answer is computed.
+async fn cache_key(
+    state: &AppState,
+    question: KeyBuilder,
+    tenant_id: &str,
+    from_month: Option<&str>,
+    to_month: Option<&str>,
+) -> Result<String, ApiError> {
+    let revisions = state.store.revisions(tenant_id).await?;
+    Ok(question
+        .revisions(revisions.months(from_month, to_month))
+        .build())
+}
+
+/// Serializes `answer`, keeps it in the result cache under `key`, and answers it.
+fn cached(state: &AppState, key: String, answer: &Value) -> Response {
+    let body = Bytes::from(answer.to_string());
+    state.query.cache().put(key, body.clone());
+    json_answer(body)
 }
 
 /// `GET /v1/summaries/tenant-month?from=&to=`: per month, stored events in all and by action,
@@ -114,13 +185,34 @@ pub(crate) async fn tenant_months(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
     let (from, to) = params(&query, &[], is_month, "a month, YYYY-MM")?;
+    let key = cache_key(
+        &state,
+        KeyBuilder::new("tenant-month", &tenant_id)
+            .option(from)
+            .option(to),
+        &tenant_id,
+        from,
+        to,
+    )
+    .await?;
+    if let Some(answer) = state.query.cache().get(&key) {
+        return Ok(json_answer(answer));
+    }
     let months = state
         .store
         .tenant_months(&tenant_id, from, to, TOP_RESOURCES)
         .await?;
+    let (from_day, to_day) = month_days(from, to);
+    let deleted: HashSet<String> = state
+        .store
+        .deleted_days(&tenant_id, Some(&from_day), Some(&to_day))
+        .await?
+        .into_iter()
+        .map(|day| day[..7].to_owned())
+        .collect();
     let summaries: Vec<Value> = months
         .iter()
         .map(|month| {
@@ -136,13 +228,16 @@ pub(crate) async fn tenant_months(
                 "sampled_out_events": month.actions.values().map(|tally| tally.sampled_out).sum::<u64>(),
                 "unique_actors": month.unique_actors,
                 "action_breakdown": breakdown,
+                "events_deleted": deleted.contains(&month.month),
                 "top_resources": month.top_resources.iter().map(|(resource_type, resource_id, events)| json!({
                     "resource_type": resource_type, "resource_id": resource_id, "events": events,
                 })).collect::<Vec<_>>(),
             })
         })
         .collect();
-    Ok(Json(
-        json!({"tenant_id": tenant_id, "summaries": summaries}),
+    Ok(cached(
+        &state,
+        key,
+        &json!({"tenant_id": tenant_id, "summaries": summaries}),
     ))
 }

@@ -189,7 +189,6 @@ pub(crate) fn run_cold_and_retention(
             let policy = load_policy(&store, &tenant_id).await?;
             policies.push((tenant_id, policy));
         }
-        drop(store);
         let mut on_retention_step = |step: RetentionStep| {
             fault_point(match step {
                 RetentionStep::AfterRecord => "retention-after-record",
@@ -199,6 +198,7 @@ pub(crate) fn run_cold_and_retention(
             sealtrail_archive::apply_retention(
                 &warm,
                 &cold,
+                &store,
                 &policies,
                 &signer,
                 now_ns,
