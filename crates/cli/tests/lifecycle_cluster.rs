@@ -202,6 +202,19 @@ fn three_nodes_share_one_archive_and_move_one_at_a_time() {
                 .collect(),
         )
     };
+    // Node 0 answers a summary question twice (the second from its result cache)...
+    let total_b = |node: &Server| {
+        let (status, body) = post_json(
+            &node.url("/v1/query"),
+            ADMIN_TOKEN,
+            &json!({"tenant_id": "t-b", "sql": "SELECT sum(total_events) AS total FROM summary_tenant_month"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["rows"][0]["total"].clone()
+    };
+    for _ in 0..2 {
+        assert_eq!(total_b(&nodes[0]), json!(EVENTS_PER_TENANT));
+    }
     let (status, body) = post_json(
         &nodes[1].url("/v1/events?durability=sync"),
         ADMIN_TOKEN,
@@ -213,6 +226,9 @@ fn three_nodes_share_one_archive_and_move_one_at_a_time() {
         json!(EVENTS_PER_TENANT + 1),
         "{body}"
     );
+    // ...and after another node's commit, never its cached answer: the revisions it is keyed
+    // by live in the shared database.
+    assert_eq!(total_b(&nodes[0]), json!(EVENTS_PER_TENANT + NEW));
     let (status, body) = post_json(
         &nodes[2].url("/v1/events?durability=async"),
         ADMIN_TOKEN,
