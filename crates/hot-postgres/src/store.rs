@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    assemble_tenant_months, month_days, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
+    assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
     AppendRequest, CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent,
     LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey, SamplingStore,
     SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
@@ -134,6 +134,16 @@ const ADD_RESOURCE_MONTHS: &str = "INSERT INTO summary_resource_month AS s (tena
 const BUMP_REVISIONS: &str = "INSERT INTO summary_revisions AS r (tenant_id, scope, revision) \
      SELECT *, 1 FROM unnest($1::text[], $2::text[]) \
      ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = r.revision + 1";
+
+/// Adds a group's month totals per action (distinct keys).
+const ADD_MONTH_ACTIONS: &str = "INSERT INTO summary_month_action AS m (tenant_id, month, action, kept, sampled_out) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+     ON CONFLICT (tenant_id, month, action) \
+     DO UPDATE SET kept = m.kept + excluded.kept, sampled_out = m.sampled_out + excluded.sampled_out";
+
+/// Records a group's actors with a stored event in each month (a known one is left as it is).
+const ADD_MONTH_ACTORS: &str = "INSERT INTO summary_month_actor (tenant_id, month, actor_id) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING";
 
 /// Adds a group's sampling statistics (one row per key: the plan's keys are distinct).
 const ADD_SAMPLING_COUNTS: &str =
@@ -909,6 +919,30 @@ impl PostgresStore {
             &month_ids,
             &month_kept,
         ];
+        let month_actions = plan.month_actions();
+        let action_tenants: Vec<&str> = month_actions.keys().map(|(tenant, ..)| *tenant).collect();
+        let action_months: Vec<&str> = month_actions.keys().map(|(_, month, _)| *month).collect();
+        let action_names: Vec<&str> = month_actions.keys().map(|(.., action)| *action).collect();
+        let action_kept: Vec<i64> = month_actions
+            .values()
+            .map(|tally| tally.kept as i64)
+            .collect();
+        let action_dropped: Vec<i64> = month_actions
+            .values()
+            .map(|tally| tally.sampled_out as i64)
+            .collect();
+        let action_params: [&(dyn ToSql + Sync); 5] = [
+            &action_tenants,
+            &action_months,
+            &action_names,
+            &action_kept,
+            &action_dropped,
+        ];
+        let month_actors = plan.month_actors();
+        let actor_tenants: Vec<&str> = month_actors.iter().map(|(tenant, ..)| *tenant).collect();
+        let actor_months: Vec<&str> = month_actors.iter().map(|(_, month, _)| *month).collect();
+        let actor_ids: Vec<&str> = month_actors.iter().map(|(.., actor)| *actor).collect();
+        let actor_params: [&(dyn ToSql + Sync); 3] = [&actor_tenants, &actor_months, &actor_ids];
         let changed_months = plan.changed_months();
         let revision_tenants: Vec<&str> =
             changed_months.iter().map(|(tenant, _)| *tenant).collect();
@@ -967,6 +1001,14 @@ impl PostgresStore {
             let add = tx.prepare_cached(ADD_RESOURCE_MONTHS).await.map_err(db)?;
             statements.push((Write::Summaries, add, &month_params));
         }
+        if !action_tenants.is_empty() {
+            let add = tx.prepare_cached(ADD_MONTH_ACTIONS).await.map_err(db)?;
+            statements.push((Write::MonthActions, add, &action_params));
+        }
+        if !actor_tenants.is_empty() {
+            let add = tx.prepare_cached(ADD_MONTH_ACTORS).await.map_err(db)?;
+            statements.push((Write::MonthActors, add, &actor_params));
+        }
         if !revision_tenants.is_empty() {
             let bump = tx.prepare_cached(BUMP_REVISIONS).await.map_err(db)?;
             statements.push((Write::Revisions, bump, &revision_params));
@@ -1018,6 +1060,15 @@ impl PostgresStore {
             "every summary row added"
         );
         assert_eq!(
+            written(Write::MonthActions),
+            action_tenants.len(),
+            "every month total added"
+        );
+        assert!(
+            written(Write::MonthActors) <= actor_tenants.len(),
+            "an actor recorded at most once per month"
+        );
+        assert_eq!(
             written(Write::Revisions),
             revision_tenants.len(),
             "every changed month's revision moved"
@@ -1046,6 +1097,8 @@ enum Write {
     Tiles,
     Sampling,
     Summaries,
+    MonthActions,
+    MonthActors,
     Revisions,
 }
 
@@ -1774,40 +1827,41 @@ impl SummaryStore for PostgresStore {
         top: usize,
     ) -> sealtrail_hot::Result<Vec<TenantMonth>> {
         let db = |source| self.db(source);
-        let (from_day, to_day) = month_days(from_month, to_month);
         let (from_month, to_month) = (from_month.unwrap_or(""), to_month.unwrap_or("9999-12"));
         let top = i64::try_from(top).unwrap_or(i64::MAX);
         let actions = self
             .scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT substr(day, 1, 7) AS month, action, sum(kept)::int8, sum(sampled_out)::int8 \
-                 FROM summary_actor_day WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
-                 GROUP BY month, action ORDER BY month, action",
-                &[&tenant_id, &from_day, &to_day],
+                "SELECT month, action, kept, sampled_out FROM summary_month_action \
+                 WHERE tenant_id = $1 AND month >= $2 AND month <= $3 ORDER BY month, action",
+                &[&tenant_id, &from_month, &to_month],
             )
             .await?;
         let actors = self
             .scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT substr(day, 1, 7) AS month, count(DISTINCT actor_id) FROM summary_actor_day \
-                 WHERE tenant_id = $1 AND day >= $2 AND day <= $3 AND kept > 0 GROUP BY month",
-                &[&tenant_id, &from_day, &to_day],
+                "SELECT month, count(*) FROM summary_month_actor \
+                 WHERE tenant_id = $1 AND month >= $2 AND month <= $3 GROUP BY month",
+                &[&tenant_id, &from_month, &to_month],
             )
             .await?;
-        // No ranking when no resource is asked for (the SQL table has no top resources).
+        // Each month's top from the index on (month, kept DESC, resource): `top` entries read
+        // per month, however many resources it has. None when none is asked for.
         let top_resources = if top == 0 {
             Vec::new()
         } else {
             self.scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
-                 resource_id, kept, row_number() OVER (PARTITION BY month ORDER BY kept DESC, \
-                 resource_type, resource_id) AS rank FROM summary_resource_month \
-                 WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS ranked WHERE rank <= $4 \
-                 ORDER BY month, rank",
+                "SELECT m.month, r.resource_type, r.resource_id, r.kept \
+                 FROM (SELECT DISTINCT month FROM summary_month_action \
+                       WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS m \
+                 CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                       WHERE tenant_id = $1 AND month = m.month \
+                       ORDER BY kept DESC, resource_type, resource_id LIMIT $4) AS r \
+                 ORDER BY m.month, r.kept DESC, r.resource_type, r.resource_id",
                 &[&tenant_id, &from_month, &to_month, &top],
             )
             .await?

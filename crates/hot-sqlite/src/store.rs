@@ -24,7 +24,7 @@ use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEven
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    assemble_tenant_months, month_days, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
+    assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
     AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore,
     ExistingEvent, LifecycleStore, Order, Result as HotResult, Revisions, Role, SamplingCount,
     SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore,
@@ -200,6 +200,29 @@ CREATE TABLE summary_deleted_days (
     day       TEXT NOT NULL,
     PRIMARY KEY (tenant_id, day)
 ) WITHOUT ROWID;
+-- Month rollups, added to in the group commit beside the actor days, so a month report reads a
+-- row per action, a row per actor and the top of an index instead of every actor day.
+CREATE TABLE summary_month_action (
+    tenant_id   TEXT    NOT NULL,
+    month       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    kept        INTEGER NOT NULL,
+    sampled_out INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, month, action)
+) WITHOUT ROWID;
+CREATE TABLE summary_month_actor (
+    tenant_id TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    actor_id  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, month, actor_id)
+) WITHOUT ROWID;
+CREATE INDEX summary_resource_month_top
+    ON summary_resource_month (tenant_id, month, kept DESC, resource_type, resource_id);
+INSERT INTO summary_month_action
+    SELECT tenant_id, substr(day, 1, 7), action, sum(kept), sum(sampled_out)
+    FROM summary_actor_day GROUP BY 1, 2, 3;
+INSERT INTO summary_month_actor
+    SELECT DISTINCT tenant_id, substr(day, 1, 7), actor_id FROM summary_actor_day WHERE kept > 0;
 "#,
 ];
 
@@ -681,6 +704,27 @@ impl Writer {
                 *kept as i64
             ])?;
         }
+        let mut add_month_action = self.conn.prepare_cached(
+            "INSERT INTO summary_month_action (tenant_id, month, action, kept, sampled_out) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, month, action) \
+             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out",
+        )?;
+        for ((tenant_id, month, action), tally) in plan.month_actions() {
+            add_month_action.execute(params![
+                tenant_id,
+                month,
+                action,
+                tally.kept as i64,
+                tally.sampled_out as i64
+            ])?;
+        }
+        let mut add_month_actor = self.conn.prepare_cached(
+            "INSERT INTO summary_month_actor (tenant_id, month, actor_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for (tenant_id, month, actor_id) in plan.month_actors() {
+            add_month_actor.execute(params![tenant_id, month, actor_id])?;
+        }
         let mut bump = self.conn.prepare_cached(BUMP_REVISION)?;
         for (tenant_id, month) in plan.changed_months() {
             bump.execute(params![tenant_id, month])?;
@@ -691,6 +735,8 @@ impl Writer {
             count,
             add_actor_day,
             add_resource_month,
+            add_month_action,
+            add_month_actor,
             bump,
         ));
         // The caches follow the writes; `abort` drops them if the commit then fails.
@@ -1419,19 +1465,18 @@ impl SummaryStore for SqliteStore {
         top: usize,
     ) -> HotResult<Vec<TenantMonth>> {
         let tenant_id = tenant_id.to_owned();
-        let (from_day, to_day) = month_days(from_month, to_month);
         let (from_month, to_month) = (
             from_month.unwrap_or("").to_owned(),
             to_month.unwrap_or("9999-12").to_owned(),
         );
         self.read(move |conn| {
-            let actions = conn
+            let range = params![tenant_id, from_month, to_month];
+            let actions: Vec<(String, String, u64, u64)> = conn
                 .prepare_cached(
-                    "SELECT substr(day, 1, 7) AS month, action, sum(kept), sum(sampled_out) \
-                     FROM summary_actor_day WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
-                     GROUP BY month, action ORDER BY month, action",
+                    "SELECT month, action, kept, sampled_out FROM summary_month_action \
+                     WHERE tenant_id = ?1 AND month >= ?2 AND month <= ?3 ORDER BY month, action",
                 )?
-                .query_map(params![tenant_id, from_day, to_day], |row| {
+                .query_map(range, |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
@@ -1439,38 +1484,38 @@ impl SummaryStore for SqliteStore {
                         row.get::<_, i64>(3)? as u64,
                     ))
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<rusqlite::Result<_>>()?;
             let actors = conn
                 .prepare_cached(
-                    "SELECT substr(day, 1, 7) AS month, count(DISTINCT actor_id) FROM summary_actor_day \
-                     WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND kept > 0 GROUP BY month",
+                    "SELECT month, count(*) FROM summary_month_actor \
+                     WHERE tenant_id = ?1 AND month >= ?2 AND month <= ?3 GROUP BY month",
                 )?
-                .query_map(params![tenant_id, from_day, to_day], |row| {
-                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
-                })?
+                .query_map(range, |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            // No ranking when no resource is asked for (the SQL table has no top resources).
-            let top_resources = if top == 0 {
-                Vec::new()
-            } else {
-                conn
-                .prepare_cached(
-                    "SELECT month, resource_type, resource_id, kept FROM (SELECT month, resource_type, \
-                     resource_id, kept, row_number() OVER (PARTITION BY month ORDER BY kept DESC, \
-                     resource_type, resource_id) AS rank FROM summary_resource_month \
-                     WHERE tenant_id = ?1 AND month >= ?2 AND month <= ?3) WHERE rank <= ?4 \
-                     ORDER BY month, rank",
-                )?
-                .query_map(params![tenant_id, from_month, to_month, top as i64], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get::<_, i64>(3)? as u64,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-            };
+            // Each month's top from the index on (month, kept DESC, resource): `top` entries
+            // read, however many resources the month has.
+            let mut top_resources = Vec::new();
+            if top > 0 {
+                let mut ranked = conn.prepare_cached(
+                    "SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                     WHERE tenant_id = ?1 AND month = ?2 \
+                     ORDER BY kept DESC, resource_type, resource_id LIMIT ?3",
+                )?;
+                let months: BTreeSet<&String> = actions.iter().map(|(month, ..)| month).collect();
+                for month in months {
+                    let rows = ranked.query_map(params![tenant_id, month, top as i64], |row| {
+                        Ok((
+                            month.clone(),
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get::<_, i64>(2)? as u64,
+                        ))
+                    })?;
+                    for row in rows {
+                        top_resources.push(row?);
+                    }
+                }
+            }
             Ok(assemble_tenant_months(actions, actors, top_resources))
         })
         .await

@@ -265,6 +265,30 @@ fn summarize(
 }
 
 impl<'a> GroupPlan<'a> {
+    /// What the group adds to each `(tenant, YYYY-MM, action)`'s month totals: the actor days
+    /// rolled up, so a month report reads a row per action instead of every actor day.
+    pub fn month_actions(&self) -> BTreeMap<(&str, &str, &str), SummaryTally> {
+        let mut months: BTreeMap<(&str, &str, &str), SummaryTally> = BTreeMap::new();
+        for (key, tally) in &self.actor_days {
+            let month = months
+                .entry((key.tenant_id.as_str(), &key.day[..7], key.action.as_str()))
+                .or_default();
+            month.kept += tally.kept;
+            month.sampled_out += tally.sampled_out;
+        }
+        months
+    }
+
+    /// The `(tenant, YYYY-MM, actor)`s with a stored event in the group: a month's distinct
+    /// actors are the rows it has.
+    pub fn month_actors(&self) -> BTreeSet<(&str, &str, &str)> {
+        self.actor_days
+            .iter()
+            .filter(|(_, tally)| tally.kept > 0)
+            .map(|(key, _)| (key.tenant_id.as_str(), &key.day[..7], key.actor_id.as_str()))
+            .collect()
+    }
+
     /// The `(tenant, YYYY-MM)` months whose events or summaries the group changes: their
     /// revisions move in its transaction ([`crate::SummaryStore::revisions`]).
     pub fn changed_months(&self) -> BTreeSet<(&str, &str)> {

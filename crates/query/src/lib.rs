@@ -47,7 +47,7 @@ pub use cache::{KeyBuilder, ResultCache};
 pub use error::{Error, Result};
 pub use executor::MaintenanceRuntime;
 pub use export::Chunk;
-pub use sql::{SqlColumn, SqlResult};
+pub use sql::{PreparedSql, SqlColumn, SqlResult};
 
 /// Reads across the hot store and the archive tiers.
 #[derive(Debug)]

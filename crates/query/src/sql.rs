@@ -26,6 +26,7 @@
 //!   [`SQL_RESPONSE_BYTES_MAX`] bytes or [`SQL_ROWS_MAX`] rows.
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 use datafusion::physical_plan::execute_stream;
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::{col, lit, SessionContext};
 use futures::StreamExt;
 use sealtrail_archive::parquet_file::{decode_batch, event_schema};
 use sealtrail_model::limits::{
@@ -66,6 +67,44 @@ const JSON_ROWS_PER_STEP: usize = 64;
 /// Bytes of the answer around `columns` and `rows`: the other keys and the largest
 /// `row_count`.
 const ANSWER_FRAME_BYTES: usize = 128;
+
+/// The table every tenant's SQL reads its events from.
+const EVENTS_TABLE: &str = "events";
+
+/// A query ready to run: its text, the tables it names, the archived files `events` reads,
+/// and the result-cache key of its answer over the data as it was when prepared.
+#[derive(Debug)]
+pub struct PreparedSql {
+    tenant_id: String,
+    sql: String,
+    tables: BTreeSet<String>,
+    files: Vec<ArchivedFile>,
+    cache_key: String,
+}
+
+impl PreparedSql {
+    /// The key its answer is cached under ([`crate::ResultCache`]).
+    pub fn cache_key(&self) -> &str {
+        &self.cache_key
+    }
+}
+
+/// The names of the tables `sql` reads (not its CTEs); a statement that does not parse is
+/// [`Error::InvalidSql`], as planning it would be.
+fn referenced_tables(session: &SessionContext, sql: &str) -> Result<BTreeSet<String>> {
+    let state = session.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(|error| Error::InvalidSql(error.to_string()))?;
+    let references = state
+        .resolve_table_references(&statement)
+        .map_err(|error| Error::InvalidSql(error.to_string()))?;
+    Ok(references
+        .iter()
+        .map(|reference| reference.table().to_owned())
+        .collect())
+}
 
 /// The answer to a SQL query.
 #[derive(Debug, Serialize)]
@@ -92,39 +131,59 @@ pub struct SqlColumn {
 }
 
 impl QueryEngine {
-    /// Runs read-only `sql` over the tenant's `events` table. [`Error::Busy`] when
+    /// Runs read-only `sql` over the tenant's tables. [`Error::Busy`] when
     /// [`QUERIES_CONCURRENT_MAX`] queries and exports are running.
     pub async fn sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
+        let prepared = self.prepare_sql(tenant_id, sql).await?;
+        self.run_prepared(&prepared).await
+    }
+
+    /// Runs a query [`QueryEngine::prepare_sql`] prepared.
+    pub async fn run_prepared(&self, prepared: &PreparedSql) -> Result<SqlResult> {
         let _permit = self.executor.admit()?;
         let millis = SQL_TIMEOUT_MILLIS;
-        tokio::time::timeout(Duration::from_millis(millis), self.run_sql(tenant_id, sql))
+        tokio::time::timeout(Duration::from_millis(millis), self.run_sql(prepared))
             .await
             .unwrap_or(Err(Error::Timeout { millis }))
     }
 
-    /// The result-cache key of `sql` over the tenant's data as it is now: the text, the
-    /// archived files `events` would read, and every revision of the tenant (any commit may
-    /// change what arbitrary SQL answers). Read it before computing the answer it keys.
-    pub async fn sql_cache_key(&self, tenant_id: &str, sql: &str) -> Result<String> {
+    /// Parses `sql` for the tables it names, and reads what its answer depends on: every
+    /// revision of the tenant (any commit may change what arbitrary SQL answers) and, if it
+    /// reads `events`, the archived files it would scan. The result-cache key is made of them,
+    /// read before the answer is computed; a query that names no `events` lists no files.
+    pub async fn prepare_sql(&self, tenant_id: &str, sql: &str) -> Result<PreparedSql> {
+        let tables = referenced_tables(&self.session(1), sql)?;
         let revisions = self.hot.revisions(tenant_id).await?;
-        let files = self.archived_files(tenant_id).await?;
+        let files = if tables.contains(EVENTS_TABLE) {
+            self.archived_files(tenant_id).await?
+        } else {
+            Vec::new()
+        };
         let mut key = crate::KeyBuilder::new("sql", tenant_id).part(sql);
         for file in &files {
             key = key.part(&file.path).part(&file.last_seq.to_string());
         }
-        Ok(key
+        let cache_key = key
             .revisions(
                 revisions
                     .0
                     .iter()
                     .map(|(scope, revision)| (scope.as_str(), *revision)),
             )
-            .build())
+            .build();
+        Ok(PreparedSql {
+            tenant_id: tenant_id.to_owned(),
+            sql: sql.to_owned(),
+            tables,
+            files,
+            cache_key,
+        })
     }
 
     /// Plans on the caller's runtime (reading manifests, cheap), then executes and writes the
     /// answer on the query runtime.
-    async fn run_sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
+    async fn run_sql(&self, prepared: &PreparedSql) -> Result<SqlResult> {
+        let (tenant_id, sql) = (prepared.tenant_id.as_str(), prepared.sql.as_str());
         let session = self.session(1);
         session
             .state_ref()
@@ -133,20 +192,34 @@ impl QueryEngine {
             .options_mut()
             .execution
             .batch_size = SQL_BATCH_ROWS;
-        session.register_table("events", self.events_table(tenant_id).await?)?;
+        // Only the tables the statement names are built: `events` costs a manifest listing,
+        // `actors` a read of the directory.
+        let wants = |table: &str| prepared.tables.contains(table);
+        if wants(EVENTS_TABLE) {
+            session.register_table(
+                EVENTS_TABLE,
+                self.events_table(tenant_id, &prepared.files).await?,
+            )?;
+        }
         let hot = &*self.hot;
-        session.register_table(
-            "actors",
-            crate::summary_tables::actors(hot, tenant_id).await?,
-        )?;
-        session.register_table(
-            "summary_actor_day",
-            crate::summary_tables::actor_days(Arc::clone(&self.hot), tenant_id),
-        )?;
-        session.register_table(
-            "summary_tenant_month",
-            crate::summary_tables::tenant_months(Arc::clone(&self.hot), tenant_id),
-        )?;
+        if wants("actors") {
+            session.register_table(
+                "actors",
+                crate::summary_tables::actors(hot, tenant_id).await?,
+            )?;
+        }
+        if wants("summary_actor_day") {
+            session.register_table(
+                "summary_actor_day",
+                crate::summary_tables::actor_days(Arc::clone(&self.hot), tenant_id),
+            )?;
+        }
+        if wants("summary_tenant_month") {
+            session.register_table(
+                "summary_tenant_month",
+                crate::summary_tables::tenant_months(Arc::clone(&self.hot), tenant_id),
+            )?;
+        }
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -194,10 +267,13 @@ impl QueryEngine {
         })
     }
 
-    /// The tenant's `events`: its archived files, then its hot rows above them, each with its
+    /// The tenant's `events`: its archived `files`, then its hot rows above them, each with its
     /// `event_hash` and `tier`.
-    async fn events_table(&self, tenant_id: &str) -> Result<Arc<dyn TableProvider>> {
-        let files = self.archived_files(tenant_id).await?;
+    async fn events_table(
+        &self,
+        tenant_id: &str,
+        files: &[ArchivedFile],
+    ) -> Result<Arc<dyn TableProvider>> {
         let archived_through = files.last().map_or(0, |file| file.last_seq);
         let file_refs: Vec<&ArchivedFile> = files.iter().collect();
         let hot = StreamingTable::try_new(

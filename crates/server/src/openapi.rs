@@ -314,7 +314,7 @@ fn build() -> Value {
             }));
     paths.insert("/v1/query".into(), json!({"post": {
                 "summary": "Read-only SQL over events (the caller's tenant across every tier) and the tenant's actors, summary_actor_day and summary_tenant_month.",
-                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`, `actors(actor_id, display_name, department, team, attributes)`, `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out)` and `summary_tenant_month(year_month, total_events, sampled_out_events, unique_actors)`, each holding only the caller's tenant; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL."),
+                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`, `actors(actor_id, display_name, department, team, attributes)`, `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out, events_deleted)` and `summary_tenant_month(year_month, total_events, sampled_out_events, unique_actors, events_deleted)`, each holding only the caller's tenant; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL. A repeated query is answered from a bounded result cache while nothing it can read has changed (no commit to the tenant, no change of its archived files); a query calling a function that is not immutable (`now()`, `random()`) is always computed afresh."),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sql"], "additionalProperties": false,
                     "properties": {
                         "sql": {"type": "string", "minLength": 1, "maxLength": SQL_TEXT_BYTES_MAX, "pattern": "\\S",
@@ -519,10 +519,11 @@ fn build() -> Value {
                 "required": ["tenant_id", "summaries", "truncated"], "properties": {
                     "tenant_id": {"type": "string"}, "truncated": {"type": "boolean", "description": format!("More than {SUMMARY_ROWS_MAX} summaries matched; narrow the range.")},
                     "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
-                        "required": ["actor_id", "date", "total_events", "sampled_out_events", "action_counts", "resource_type_counts"], "properties": {
+                        "required": ["actor_id", "date", "total_events", "sampled_out_events", "action_counts", "resource_type_counts", "events_deleted"], "properties": {
                             "actor_id": {"type": "string"}, "date": {"type": "string", "format": "date"},
                             "total_events": {"type": "integer", "minimum": 0}, "sampled_out_events": {"type": "integer", "minimum": 0},
-                            "action_counts": counts_object, "resource_type_counts": counts_object}}}}})),
+                            "action_counts": counts_object, "resource_type_counts": counts_object,
+                            "events_deleted": {"type": "boolean", "description": "Retention deleted events of this day; the summary still counts them."}}}}}})),
             "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
     }}));
     let month_pattern = json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"});
@@ -533,8 +534,9 @@ fn build() -> Value {
                 "required": ["tenant_id", "summaries"], "properties": {
                     "tenant_id": {"type": "string"},
                     "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
-                        "required": ["year_month", "total_events", "sampled_out_events", "unique_actors", "action_breakdown", "top_resources"], "properties": {
+                        "required": ["year_month", "total_events", "sampled_out_events", "unique_actors", "action_breakdown", "events_deleted", "top_resources"], "properties": {
                             "year_month": {"type": "string"}, "total_events": {"type": "integer", "minimum": 0},
+                            "events_deleted": {"type": "boolean", "description": "Retention deleted events of this month; the summary still counts them."},
                             "sampled_out_events": {"type": "integer", "minimum": 0}, "unique_actors": {"type": "integer", "minimum": 0},
                             "action_breakdown": counts_object,
                             "top_resources": {"type": "array", "maxItems": TOP_RESOURCES, "items": {"type": "object", "additionalProperties": false,

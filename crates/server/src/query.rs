@@ -239,15 +239,15 @@ pub(crate) async fn run_sql(
     let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
     // The key is read before the answer is computed (see `sealtrail_query::ResultCache`); a
     // hit takes no query slot.
-    let key = state.query.sql_cache_key(&tenant_id, &request.sql).await?;
+    let prepared = state.query.prepare_sql(&tenant_id, &request.sql).await?;
     let cache = state.query.cache();
-    if let Some(answer) = cache.get(&key) {
+    if let Some(answer) = cache.get(prepared.cache_key()) {
         return Ok(json_answer(answer));
     }
     let _slot = state.tenant_queries.admit(&tenant_id)?;
     let result = state
         .query
-        .sql(&tenant_id, &request.sql)
+        .run_prepared(&prepared)
         .await
         .map_err(heavy_read_error)?;
     let answer =
@@ -255,7 +255,7 @@ pub(crate) async fn run_sql(
             ApiError::Internal(format!("could not write the SQL answer: {error}"))
         })?);
     if result.deterministic {
-        cache.put(key, answer.clone());
+        cache.put(prepared.cache_key().to_owned(), answer.clone());
     }
     Ok(json_answer(answer))
 }
