@@ -1847,8 +1847,9 @@ impl SummaryStore for PostgresStore {
                 &[&tenant_id, &from_month, &to_month],
             )
             .await?;
-        // Each month's top from the index on (month, kept DESC, resource): `top` entries read
-        // per month, however many resources it has. None when none is asked for.
+        // Each month's top from the partial index on (month, kept DESC, resource) of the
+        // resources with two or more events, then the resources seen once in resource order:
+        // `top` entries read per month, however many it has. None when none is asked for.
         let top_resources = if top == 0 {
             Vec::new()
         } else {
@@ -1858,8 +1859,14 @@ impl SummaryStore for PostgresStore {
                 "SELECT m.month, r.resource_type, r.resource_id, r.kept \
                  FROM (SELECT DISTINCT month FROM summary_month_action \
                        WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS m \
-                 CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                       WHERE tenant_id = $1 AND month = m.month \
+                 CROSS JOIN LATERAL (SELECT * FROM ( \
+                       (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                        WHERE tenant_id = $1 AND month = m.month AND kept >= 2 \
+                        ORDER BY kept DESC, resource_type, resource_id LIMIT $4) \
+                       UNION ALL \
+                       (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                        WHERE tenant_id = $1 AND month = m.month AND kept = 1 \
+                        ORDER BY resource_type, resource_id LIMIT $4)) AS both_parts \
                        ORDER BY kept DESC, resource_type, resource_id LIMIT $4) AS r \
                  ORDER BY m.month, r.kept DESC, r.resource_type, r.resource_id",
                 &[&tenant_id, &from_month, &to_month, &top],

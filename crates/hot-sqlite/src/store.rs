@@ -216,8 +216,11 @@ CREATE TABLE summary_month_actor (
     actor_id  TEXT NOT NULL,
     PRIMARY KEY (tenant_id, month, actor_id)
 ) WITHOUT ROWID;
+-- Only resources with two or more events: the long tail of resources seen once (most of them,
+-- in most months) costs the index nothing, and ranks after every indexed one.
 CREATE INDEX summary_resource_month_top
-    ON summary_resource_month (tenant_id, month, kept DESC, resource_type, resource_id);
+    ON summary_resource_month (tenant_id, month, kept DESC, resource_type, resource_id)
+    WHERE kept >= 2;
 INSERT INTO summary_month_action
     SELECT tenant_id, substr(day, 1, 7), action, sum(kept), sum(sampled_out)
     FROM summary_actor_day GROUP BY 1, 2, 3;
@@ -1492,13 +1495,21 @@ impl SummaryStore for SqliteStore {
                 )?
                 .query_map(range, |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            // Each month's top from the index on (month, kept DESC, resource): `top` entries
-            // read, however many resources the month has.
+            // Each month's top from the partial index on (month, kept DESC, resource) of the
+            // resources with two or more events, then, if it holds fewer than `top`, the
+            // resources seen once in resource order: `top` entries read however many the month
+            // has.
             let mut top_resources = Vec::new();
             if top > 0 {
                 let mut ranked = conn.prepare_cached(
-                    "SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                     WHERE tenant_id = ?1 AND month = ?2 \
+                    "SELECT resource_type, resource_id, kept FROM (\
+                       SELECT * FROM (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                         WHERE tenant_id = ?1 AND month = ?2 AND kept >= 2 \
+                         ORDER BY kept DESC, resource_type, resource_id LIMIT ?3) \
+                       UNION ALL \
+                       SELECT * FROM (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                         WHERE tenant_id = ?1 AND month = ?2 AND kept = 1 \
+                         ORDER BY resource_type, resource_id LIMIT ?3)) \
                      ORDER BY kept DESC, resource_type, resource_id LIMIT ?3",
                 )?;
                 let months: BTreeSet<&String> = actions.iter().map(|(month, ..)| month).collect();
