@@ -343,6 +343,11 @@ fn a_tenant_beyond_its_concurrent_heavy_reads_gets_429_while_another_tenant_is_s
         assert_eq!(status, 201, "{body}");
     }
 
+    // An answer acme has had once is in the result cache.
+    let cached_sql = json!({"sql": "SELECT 42 AS answer"});
+    let (status, first) = post_json(&server.url("/v1/query"), &acme, &cached_sql);
+    assert_eq!(status, 200, "{first}");
+
     // Acme's one heavy read: CPU-bound until the SQL timeout. Its answer is never awaited; the
     // server is stopped at the end of the test. A 429 (the probe below held acme's slot for a
     // moment) is retried.
@@ -364,14 +369,17 @@ fn a_tenant_beyond_its_concurrent_heavy_reads_gets_429_while_another_tenant_is_s
         std::thread::sleep(Duration::from_millis(10));
     });
     // Until the server runs it, acme's light queries still pass; then they get 429 (the probe
-    // is the only other acme query, so a 429 means the heavy one holds the slot).
+    // is the only other acme query, so a 429 means the heavy one holds the slot). Each probe is
+    // a new question, so none is answered from the result cache.
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probe = 0;
     let (body, retry_after) = loop {
+        probe += 1;
         let (status, body, retry_after) = post_raw(
             &server.url("/v1/query"),
             &acme,
             "application/json",
-            br#"{"sql": "SELECT 1 AS one"}"#,
+            format!(r#"{{"sql": "SELECT {probe} AS one"}}"#).as_bytes(),
         );
         if status == 429 {
             break (body, retry_after);
@@ -390,6 +398,10 @@ fn a_tenant_beyond_its_concurrent_heavy_reads_gets_429_while_another_tenant_is_s
     );
     assert!(body["detail"].as_str().unwrap().contains("acme"), "{body}");
     assert!(retry_after.is_some(), "429 without Retry-After");
+    // A cached answer is no heavy read: it is served while the slot is held.
+    let (status, again) = post_json(&server.url("/v1/query"), &acme, &cached_sql);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
     // An export of the same tenant counts against the same slot.
     let (status, body) = get(&server.url("/v1/export"), &acme);
     assert_eq!(status, 429, "{body}");
