@@ -94,7 +94,6 @@ pub async fn deleted_prefix(
 /// Applies each tenant's policy (`None`: keep forever) to its archived files at `now_ns`, signing
 /// deletion records with `signer` (the checkpoint key) and marking the deleted days in
 /// `summaries`. `on_step` is called at each [`RetentionStep`].
-#[allow(clippy::too_many_arguments)]
 pub async fn apply_retention(
     warm: &Tier,
     cold: &Tier,

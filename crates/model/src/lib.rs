@@ -15,7 +15,7 @@ pub use json_input::{check_events_json, nearest_doubles};
 pub use retention::{RetentionPeriod, RetentionPolicy};
 pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent};
 pub use time_fmt::{
-    format_day, format_timestamp, is_day_bound, parse_timestamp, timestamp_problem,
+    format_day, format_timestamp, is_day_bound, is_month_bound, parse_timestamp, timestamp_problem,
 };
 pub use validate::{
     validate_actor, validate_event, validate_imported_event, Actor, FieldError, SubmittedEvent,

@@ -95,9 +95,32 @@ pub fn is_day_bound(text: &str) -> bool {
     year >= 0 && (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
+/// Whether `text` is a month bound of a range: `YYYY-MM` with a month from 01 to 12.
+pub fn is_month_bound(text: &str) -> bool {
+    text.len() == 7 && is_day_bound(&format!("{text}-01"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_month_bound_is_a_year_and_a_month() {
+        for good in ["2026-01", "2026-12", "0000-06"] {
+            assert!(is_month_bound(good), "{good}");
+        }
+        for bad in [
+            "2026-00",
+            "2026-13",
+            "2026-1",
+            "2026-12-01",
+            "202612",
+            "2026-1a",
+            "",
+        ] {
+            assert!(!is_month_bound(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn days_are_utc_calendar_days() {

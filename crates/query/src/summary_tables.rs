@@ -19,7 +19,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use sealtrail_hot::{month_days, ActorDayFilter, HotStore};
-use sealtrail_model::is_day_bound;
+use sealtrail_model::{is_day_bound, is_month_bound};
 
 use crate::Result;
 
@@ -168,7 +168,7 @@ impl TableProvider for SummaryTable {
                 actor_day_rows(&self.schema, &rows, &deleted)?
             }
             Summary::TenantMonths => {
-                let months = TextBounds::of(&conjuncts, "year_month", is_month);
+                let months = TextBounds::of(&conjuncts, "year_month", is_month_bound);
                 let (low, high) = (months.low.as_deref(), months.high.as_deref());
                 let months = self
                     .hot
@@ -207,11 +207,6 @@ impl SummaryTable {
 
 fn external(error: sealtrail_hot::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
-}
-
-/// Whether `text` is a `YYYY-MM` month.
-fn is_month(text: &str) -> bool {
-    text.len() == 7 && is_day_bound(&format!("{text}-01"))
 }
 
 fn actor_day_rows(

@@ -14,8 +14,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use sealtrail_hot::{month_days, ActorDayFilter, ActorDayKey, SummaryTally};
-use sealtrail_model::is_day_bound;
 use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_RESOURCES};
+use sealtrail_model::{is_day_bound, is_month_bound};
 use sealtrail_query::KeyBuilder;
 use serde_json::{json, Map, Value};
 
@@ -46,11 +46,6 @@ fn params<'a>(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
     ))
-}
-
-/// Whether `text` is a `YYYY-MM` month.
-fn is_month(text: &str) -> bool {
-    text.len() == 7 && is_day_bound(&format!("{text}-01"))
 }
 
 /// One actor's day, from its rows (one per action and resource type). `events_deleted`: retention
@@ -187,7 +182,7 @@ pub(crate) async fn tenant_months(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
-    let (from, to) = params(&query, &[], is_month, "a month, YYYY-MM")?;
+    let (from, to) = params(&query, &[], is_month_bound, "a month, YYYY-MM")?;
     let key = cache_key(
         &state,
         KeyBuilder::new("tenant-month", &tenant_id)
