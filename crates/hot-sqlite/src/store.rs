@@ -1496,34 +1496,42 @@ impl SummaryStore for SqliteStore {
                 .query_map(range, |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             // Each month's top from the partial index on (month, kept DESC, resource) of the
-            // resources with two or more events, then, if it holds fewer than `top`, the
-            // resources seen once in resource order: `top` entries read however many the month
-            // has.
+            // resources with two or more events and, only if it holds fewer than `top`, the
+            // rest from the resources seen once, in resource order: `top` entries read however
+            // many resources the month has.
             let mut top_resources = Vec::new();
             if top > 0 {
-                let mut ranked = conn.prepare_cached(
-                    "SELECT resource_type, resource_id, kept FROM (\
-                       SELECT * FROM (SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                         WHERE tenant_id = ?1 AND month = ?2 AND kept >= 2 \
-                         ORDER BY kept DESC, resource_type, resource_id LIMIT ?3) \
-                       UNION ALL \
-                       SELECT * FROM (SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                         WHERE tenant_id = ?1 AND month = ?2 AND kept = 1 \
-                         ORDER BY resource_type, resource_id LIMIT ?3)) \
+                let mut repeated = conn.prepare_cached(
+                    "SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                     WHERE tenant_id = ?1 AND month = ?2 AND kept >= 2 \
                      ORDER BY kept DESC, resource_type, resource_id LIMIT ?3",
+                )?;
+                let mut once = conn.prepare_cached(
+                    "SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                     WHERE tenant_id = ?1 AND month = ?2 AND kept = 1 \
+                     ORDER BY resource_type, resource_id LIMIT ?3",
                 )?;
                 let months: BTreeSet<&String> = actions.iter().map(|(month, ..)| month).collect();
                 for month in months {
-                    let rows = ranked.query_map(params![tenant_id, month, top as i64], |row| {
+                    let row = |row: &rusqlite::Row<'_>| {
                         Ok((
                             month.clone(),
                             row.get(0)?,
                             row.get(1)?,
                             row.get::<_, i64>(2)? as u64,
                         ))
-                    })?;
-                    for row in rows {
-                        top_resources.push(row?);
+                    };
+                    let before = top_resources.len();
+                    for ranked in repeated.query_map(params![tenant_id, month, top as i64], row)? {
+                        top_resources.push(ranked?);
+                    }
+                    let missing = top - (top_resources.len() - before);
+                    if missing > 0 {
+                        for ranked in
+                            once.query_map(params![tenant_id, month, missing as i64], row)?
+                        {
+                            top_resources.push(ranked?);
+                        }
                     }
                 }
             }
