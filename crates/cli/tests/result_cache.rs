@@ -1,13 +1,15 @@
 //! End-to-end: the query result cache answers a repeated SQL or summary read only while nothing
 //! it depends on changed. A commit to the month it reads, a directory change or a query whose
 //! answer depends on the clock is computed afresh; a commit to another month leaves a summary
-//! of past months cached.
+//! of past months cached. Across the lifecycle, a retry of an archived event, more ingest and a
+//! restart, a repeated question follows the data (on PostgreSQL, `lifecycle_cluster.rs` polls a
+//! repeated question on one node while another moves the events).
 
 mod common;
 
 use std::io::Read;
 
-use common::{get, post_json, put_json, Server, ADMIN_TOKEN};
+use common::{get, post_json, put_json, verify, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const METRICS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
@@ -32,6 +34,24 @@ fn hits(server: &Server) -> u64 {
 fn ingest(server: &Server, events: &[Value]) {
     let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(events));
     assert_eq!(status, 201, "{body}");
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn start(data_dir: &std::path::Path, extra_args: &[&str]) -> Server {
+    Server::start_with(
+        data_dir,
+        extra_args,
+        &[
+            ("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SEALTRAIL_METRICS_TOKEN", METRICS_TOKEN),
+        ],
+    )
 }
 
 fn event(id: &str, timestamp_ns: i64) -> Value {
@@ -70,18 +90,8 @@ fn months(server: &Server, from: &str, to: &str) -> Value {
 #[test]
 fn a_cached_answer_is_reused_only_while_what_it_read_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &[],
-        &[
-            ("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SEALTRAIL_METRICS_TOKEN", METRICS_TOKEN),
-        ],
-    );
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let server = start(&dir.path().join("data"), &[]);
+    let now_ns = now_ns();
     // Two events about 70 days back (a past month), one now.
     let past_ns = now_ns - 70 * DAY_NS;
     let past = &sealtrail_model::format_day(past_ns)[..7];
@@ -158,4 +168,89 @@ fn a_cached_answer_is_reused_only_while_what_it_read_is_unchanged() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"][0]["n"], 0);
     server.signal_and_wait("TERM");
+}
+
+/// The same questions asked again and again while the scheduled lifecycle moves old events to
+/// the warm tier, a client retries an archived event, more events arrive and the server
+/// restarts: each answer is the data as it is then, never a cached earlier one.
+#[test]
+fn repeated_questions_follow_the_lifecycle_a_retry_more_ingest_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = start(&data_dir, &["--lifecycle-interval-secs", "1"]);
+    let now_ns = now_ns();
+    let old: Vec<Value> = (0..20)
+        .map(|n| event(&format!("old-{n:02}"), now_ns - 100 * DAY_NS + n))
+        .collect();
+    let recent: Vec<Value> = (0..10)
+        .map(|n| event(&format!("new-{n:02}"), now_ns - n))
+        .collect();
+    ingest(&server, &old);
+    ingest(&server, &recent);
+    let tiers = "SELECT tier, count(*) AS n FROM events GROUP BY tier ORDER BY tier";
+    let (from, to) = (
+        &sealtrail_model::format_day(now_ns - 100 * DAY_NS)[..7],
+        &sealtrail_model::format_day(now_ns)[..7],
+    );
+    let summaries_before = months(&server, from, to);
+
+    // The scheduled pass moves the 100-day-old events; the repeated question sees it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if sql(&server, tiers) == json!([{"tier": "hot", "n": 10}, {"tier": "warm", "n": 20}]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the repeated question never saw the lifecycle: {}",
+            sql(&server, tiers)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        months(&server, from, to),
+        summaries_before,
+        "moving events changes no summary"
+    );
+
+    // A retry of an archived event gets its stored receipt and changes no answer.
+    let (status, body) = post_json(
+        &server.url("/v1/events"),
+        ADMIN_TOKEN,
+        &json!([old[3].clone()]),
+    );
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    assert_eq!(body["results"][0]["seq"], 4, "{body}");
+    assert_eq!(sql(&server, tiers)[1]["n"], 20);
+    assert_eq!(months(&server, from, to), summaries_before);
+
+    // More ingest: the same questions answer the grown log.
+    ingest(&server, &[event("later-1", now_ns + 1)]);
+    assert_eq!(
+        sql(&server, tiers),
+        json!([{"tier": "hot", "n": 11}, {"tier": "warm", "n": 20}])
+    );
+    let grown = months(&server, from, to);
+    assert_ne!(grown, summaries_before);
+    let total = |summaries: &Value| -> u64 {
+        summaries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|month| month["total_events"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&grown), 31);
+
+    // A restart: the cache is gone, the answers are the same, and the log verifies.
+    assert!(server.signal_and_wait("TERM").success());
+    let server = start(&data_dir, &["--lifecycle-interval-secs", "1"]);
+    assert_eq!(
+        sql(&server, tiers),
+        json!([{"tier": "hot", "n": 11}, {"tier": "warm", "n": 20}])
+    );
+    assert_eq!(months(&server, from, to), grown);
+    assert!(server.signal_and_wait("TERM").success());
+    let (code, report) = verify(&data_dir, Some(TENANT));
+    assert_eq!(code, 0, "{report}");
 }
