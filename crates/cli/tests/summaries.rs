@@ -38,6 +38,22 @@ fn serve(data_dir: &Path) -> Server {
     )
 }
 
+/// `sealtrail lifecycle run`: hot -> warm after 30 days, warm -> cold after 60, then retention.
+fn lifecycle(data: &str) -> String {
+    let (code, output) = sealtrail(&[
+        "lifecycle",
+        "run",
+        "--data-dir",
+        data,
+        "--hot-retention-days",
+        "30",
+        "--warm-retention-days",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    output
+}
+
 fn event(n: i64, timestamp_ns: i64, prefix: &str) -> Value {
     let action = ["delete", "update", "read", "login"][(n % 4) as usize];
     let resource_type = ["document", "invoice"][(n % 2) as usize];
@@ -261,17 +277,7 @@ fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
     server.signal_and_wait("TERM");
 
     // Hot -> warm (older than 30 days) -> cold (older than 60 days).
-    let (code, output) = sealtrail(&[
-        "lifecycle",
-        "run",
-        "--data-dir",
-        data,
-        "--hot-retention-days",
-        "30",
-        "--warm-retention-days",
-        "60",
-    ]);
-    assert_eq!(code, 0, "{output}");
+    lifecycle(data);
     let server = serve(&data_dir);
     let moved = assert_summaries_equal_a_recount(&server, "after lifecycle to warm and cold");
     assert_eq!(moved, before, "moving events changes no count");
@@ -320,17 +326,7 @@ fn summaries_equal_a_recount_through_sigkill_lifecycle_and_retention() {
         "false",
     ]);
     assert_eq!(code, 0, "{output}");
-    let (code, output) = sealtrail(&[
-        "lifecycle",
-        "run",
-        "--data-dir",
-        data,
-        "--hot-retention-days",
-        "30",
-        "--warm-retention-days",
-        "60",
-    ]);
-    assert_eq!(code, 0, "{output}");
+    let output = lifecycle(data);
     let server = serve(&data_dir);
     let remaining = recount(&server);
     let remaining_total: u64 = remaining.0.values().sum();

@@ -1847,55 +1847,6 @@ impl SummaryStore for PostgresStore {
                 &[&tenant_id, &from_month, &to_month],
             )
             .await?;
-        // Each month's top from the partial index on (month, kept DESC, resource) of the
-        // resources with two or more events and, only for a month where it holds fewer than
-        // `top`, the rest from the resources seen once, in resource order: `top` entries read
-        // per month, however many it has. None when none is asked for.
-        let mut top_resources = Vec::new();
-        if top > 0 {
-            top_resources = self
-                .scoped_statement(
-                    tenant_id,
-                    Access::Read,
-                    "SELECT m.month, r.resource_type, r.resource_id, r.kept \
-                     FROM (SELECT DISTINCT month FROM summary_month_action \
-                           WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS m \
-                     CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                           WHERE tenant_id = $1 AND month = m.month AND kept >= 2 \
-                           ORDER BY kept DESC, resource_type, resource_id LIMIT $4) AS r",
-                    &[&tenant_id, &from_month, &to_month, &top],
-                )
-                .await?;
-            let mut found: BTreeMap<String, i64> = actions
-                .iter()
-                .map(|row| Ok((row.try_get::<_, String>(0).map_err(db)?, 0)))
-                .collect::<sealtrail_hot::Result<_>>()?;
-            for row in &top_resources {
-                *found
-                    .entry(row.try_get::<_, String>(0).map_err(db)?)
-                    .or_default() += 1;
-            }
-            let (short, missing): (Vec<String>, Vec<i64>) = found
-                .into_iter()
-                .filter(|(_, count)| *count < top)
-                .map(|(month, count)| (month, top - count))
-                .unzip();
-            if !short.is_empty() {
-                let rest = self
-                    .scoped_statement(
-                        tenant_id,
-                        Access::Read,
-                        "SELECT m.month, r.resource_type, r.resource_id, r.kept \
-                         FROM unnest($2::text[], $3::int8[]) AS m(month, missing) \
-                         CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
-                               WHERE tenant_id = $1 AND month = m.month AND kept = 1 \
-                               ORDER BY resource_type, resource_id LIMIT m.missing) AS r",
-                        &[&tenant_id, &short, &missing],
-                    )
-                    .await?;
-                top_resources.extend(rest);
-            }
-        }
         let count = |row: &Row, index: usize| -> sealtrail_hot::Result<u64> {
             Ok(row.try_get::<_, i64>(index).map_err(db)? as u64)
         };
@@ -1903,7 +1854,7 @@ impl SummaryStore for PostgresStore {
             .iter()
             .map(|row| {
                 Ok((
-                    row.try_get(0).map_err(db)?,
+                    row.try_get::<_, String>(0).map_err(db)?,
                     row.try_get(1).map_err(db)?,
                     count(row, 2)?,
                     count(row, 3)?,
@@ -1914,17 +1865,67 @@ impl SummaryStore for PostgresStore {
             .iter()
             .map(|row| Ok((row.try_get(0).map_err(db)?, count(row, 1)?)))
             .collect::<sealtrail_hot::Result<Vec<_>>>()?;
-        let mut top_resources = top_resources
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<_, String>(0).map_err(db)?,
-                    row.try_get(1).map_err(db)?,
-                    row.try_get(2).map_err(db)?,
-                    count(row, 3)?,
-                ))
-            })
-            .collect::<sealtrail_hot::Result<Vec<_>>>()?;
+        let resources = |rows: Vec<Row>| {
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get::<_, String>(0).map_err(db)?,
+                        row.try_get(1).map_err(db)?,
+                        row.try_get(2).map_err(db)?,
+                        count(row, 3)?,
+                    ))
+                })
+                .collect::<sealtrail_hot::Result<Vec<(String, String, String, u64)>>>()
+        };
+        // Each month's top from the partial index on (month, kept DESC, resource) of the
+        // resources with two or more events and, only for a month where it holds fewer than
+        // `top`, the rest from the resources seen once, in resource order: `top` entries read
+        // per month, however many it has. None when none is asked for.
+        let mut top_resources = Vec::new();
+        if top > 0 {
+            top_resources = resources(
+                self.scoped_statement(
+                    tenant_id,
+                    Access::Read,
+                    "SELECT m.month, r.resource_type, r.resource_id, r.kept \
+                     FROM (SELECT DISTINCT month FROM summary_month_action \
+                           WHERE tenant_id = $1 AND month >= $2 AND month <= $3) AS m \
+                     CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                           WHERE tenant_id = $1 AND month = m.month AND kept >= 2 \
+                           ORDER BY kept DESC, resource_type, resource_id LIMIT $4) AS r",
+                    &[&tenant_id, &from_month, &to_month, &top],
+                )
+                .await?,
+            )?;
+            let mut found: BTreeMap<&str, i64> = actions
+                .iter()
+                .map(|(month, ..)| (month.as_str(), 0))
+                .collect();
+            for (month, ..) in &top_resources {
+                *found.entry(month.as_str()).or_default() += 1;
+            }
+            let (short, missing): (Vec<&str>, Vec<i64>) = found
+                .into_iter()
+                .filter(|(_, count)| *count < top)
+                .map(|(month, count)| (month, top - count))
+                .unzip();
+            if !short.is_empty() {
+                let rest = resources(
+                    self.scoped_statement(
+                        tenant_id,
+                        Access::Read,
+                        "SELECT m.month, r.resource_type, r.resource_id, r.kept \
+                         FROM unnest($2::text[], $3::int8[]) AS m(month, missing) \
+                         CROSS JOIN LATERAL (SELECT resource_type, resource_id, kept FROM summary_resource_month \
+                               WHERE tenant_id = $1 AND month = m.month AND kept = 1 \
+                               ORDER BY resource_type, resource_id LIMIT m.missing) AS r",
+                        &[&tenant_id, &short, &missing],
+                    )
+                    .await?,
+                )?;
+                top_resources.extend(rest);
+            }
+        }
         // By month, most events first; a stable sort keeps each statement's resource order
         // among equal counts (the once-seen rows come after the month's repeated ones).
         top_resources.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)));

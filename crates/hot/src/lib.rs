@@ -487,6 +487,21 @@ pub trait SummaryStore: Send + Sync + std::fmt::Debug {
         from_day: Option<&str>,
         to_day: Option<&str>,
     ) -> Result<Vec<String>>;
+
+    /// The months `from_month..=to_month` (either open) of a tenant with a day whose events
+    /// retention deleted.
+    async fn deleted_months(
+        &self,
+        tenant_id: &str,
+        from_month: Option<&str>,
+        to_month: Option<&str>,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let (from_day, to_day) = month_days(from_month, to_month);
+        let days = self
+            .deleted_days(tenant_id, Some(&from_day), Some(&to_day))
+            .await?;
+        Ok(days.into_iter().map(|day| day[..7].to_owned()).collect())
+    }
 }
 
 /// The revision scope of a tenant's actor directory (the others are `YYYY-MM` months).

@@ -4,7 +4,7 @@
 //! of another tenant, whatever the SQL.
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -18,7 +18,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use sealtrail_hot::{month_days, ActorDayFilter, HotStore};
+use sealtrail_hot::{ActorDayFilter, HotStore};
 use sealtrail_model::{is_day_bound, is_month_bound};
 
 use crate::Result;
@@ -162,9 +162,13 @@ impl TableProvider for SummaryTable {
                     )
                     .await
                     .map_err(external)?;
-                let deleted = self
-                    .deleted_days(days.low.as_deref(), days.high.as_deref())
-                    .await?;
+                let deleted: HashSet<String> = self
+                    .hot
+                    .deleted_days(&self.tenant_id, days.low.as_deref(), days.high.as_deref())
+                    .await
+                    .map_err(external)?
+                    .into_iter()
+                    .collect();
                 actor_day_rows(&self.schema, &rows, &deleted)?
             }
             Summary::TenantMonths => {
@@ -175,33 +179,15 @@ impl TableProvider for SummaryTable {
                     .tenant_months(&self.tenant_id, low, high, 0)
                     .await
                     .map_err(external)?;
-                let (from_day, to_day) = month_days(low, high);
-                let deleted: HashSet<String> = self
-                    .deleted_days(Some(&from_day), Some(&to_day))
-                    .await?
-                    .into_iter()
-                    .map(|day| day[..7].to_owned())
-                    .collect();
+                let deleted = self
+                    .hot
+                    .deleted_months(&self.tenant_id, low, high)
+                    .await
+                    .map_err(external)?;
                 tenant_month_rows(&self.schema, &months, &deleted)?
             }
         };
         table.scan(state, projection, &[], limit).await
-    }
-}
-
-impl SummaryTable {
-    /// The days of the range whose events retention deleted.
-    async fn deleted_days(
-        &self,
-        from_day: Option<&str>,
-        to_day: Option<&str>,
-    ) -> datafusion::error::Result<HashSet<String>> {
-        let days = self
-            .hot
-            .deleted_days(&self.tenant_id, from_day, to_day)
-            .await
-            .map_err(external)?;
-        Ok(days.into_iter().collect())
     }
 }
 
@@ -242,7 +228,7 @@ fn actor_day_rows(
 fn tenant_month_rows(
     schema: &SchemaRef,
     months: &[sealtrail_hot::TenantMonth],
-    deleted_months: &HashSet<String>,
+    deleted_months: &BTreeSet<String>,
 ) -> datafusion::error::Result<MemTable> {
     let sum = |get: fn(&sealtrail_hot::SummaryTally) -> u64| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(months.iter().map(|month| {

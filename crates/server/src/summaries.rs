@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use sealtrail_hot::{month_days, ActorDayFilter, ActorDayKey, SummaryTally};
+use sealtrail_hot::{ActorDayFilter, ActorDayKey, SummaryTally};
 use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_RESOURCES};
 use sealtrail_model::{is_day_bound, is_month_bound};
 use sealtrail_query::KeyBuilder;
@@ -200,14 +200,7 @@ pub(crate) async fn tenant_months(
         .store
         .tenant_months(&tenant_id, from, to, TOP_RESOURCES)
         .await?;
-    let (from_day, to_day) = month_days(from, to);
-    let deleted: HashSet<String> = state
-        .store
-        .deleted_days(&tenant_id, Some(&from_day), Some(&to_day))
-        .await?
-        .into_iter()
-        .map(|day| day[..7].to_owned())
-        .collect();
+    let deleted = state.store.deleted_months(&tenant_id, from, to).await?;
     let summaries: Vec<Value> = months
         .iter()
         .map(|month| {
