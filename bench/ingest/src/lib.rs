@@ -3,8 +3,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::rngs::StdRng;
@@ -170,4 +172,122 @@ pub fn rss_mib(pid: u32) -> f64 {
                 })
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioResult {
+    pub events: u64,
+    pub requests: u64,
+    pub refused: u64,
+    pub events_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub peak_rss_mib: f64,
+}
+
+static EVENT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Loads the server from `clients` threads with `bodies` for `duration`: closed loop, or open
+/// loop at `target_events_per_sec` (latency from the scheduled send time); reports events/s,
+/// latency percentiles, 503s and the server's peak RSS.
+pub fn run_scenario(
+    base: &str,
+    pid: u32,
+    bodies: &Bodies,
+    durability: &str,
+    clients: usize,
+    duration: Duration,
+    target_events_per_sec: Option<f64>,
+) -> ScenarioResult {
+    let url = format!("{base}/v1/events?durability={durability}");
+    let latencies = Mutex::new(Vec::<Duration>::new());
+    let events = AtomicU64::new(0);
+    let refused = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let peak_rss = Mutex::new(0.0f64);
+    let batch = bodies.slots[0].len() as f64;
+    let started = Instant::now();
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let rss = rss_mib(pid);
+                let mut peak = peak_rss.lock().unwrap();
+                *peak = peak.max(rss);
+                drop(peak);
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        for client in 0..clients {
+            let (url, latencies, events, refused) = (&url, &latencies, &events, &refused);
+            scope.spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(60))
+                    .build();
+                let interval = target_events_per_sec
+                    .map(|rate| Duration::from_secs_f64(batch * clients as f64 / rate));
+                let mut local = Vec::new();
+                let mut sent = 0u32;
+                let begin = Instant::now() + Duration::from_millis(client as u64 * 3);
+                while begin.elapsed() < duration {
+                    let body = bodies.fill(client * 7 + sent as usize, &EVENT_COUNTER);
+                    // Open loop: the clock starts at the scheduled send time, so a slow response
+                    // cannot hide queueing delay (no coordinated omission).
+                    let scheduled = match interval {
+                        Some(interval) => {
+                            let at = begin + interval * sent;
+                            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                                thread::sleep(wait);
+                            }
+                            at
+                        }
+                        None => Instant::now(),
+                    };
+                    let response = agent
+                        .post(url)
+                        .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                        .set("Content-Type", "application/json")
+                        .send_bytes(&body);
+                    let elapsed = scheduled.elapsed();
+                    sent += 1;
+                    match response {
+                        Ok(_) => {
+                            local.push(elapsed);
+                            events.fetch_add(batch as u64, Ordering::Relaxed);
+                        }
+                        Err(ureq::Error::Status(503, _)) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(error) => panic!("request failed: {error}"),
+                    }
+                }
+                latencies.lock().unwrap().extend(local);
+            });
+        }
+        // Clients stop on their own; the RSS sampler stops after them.
+        thread::sleep(duration + Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = latencies.into_inner().unwrap();
+    latencies.sort();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[index].as_secs_f64() * 1000.0
+    };
+    let events = events.into_inner();
+    let result = ScenarioResult {
+        events,
+        requests: latencies.len() as u64,
+        refused: refused.into_inner(),
+        events_per_sec: events as f64 / elapsed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        peak_rss_mib: *peak_rss.lock().unwrap(),
+    };
+    eprintln!("{durability} x{clients}: {result:?}");
+    result
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
@@ -75,8 +76,10 @@ fn recount(server: &Server) -> Recount {
         .call()
         .unwrap();
     let (mut days, mut resources) = (BTreeMap::new(), BTreeMap::new());
-    for line in response.into_string().unwrap().lines() {
-        let event: Value = serde_json::from_str(line).unwrap();
+    // Streamed line by line: a fast machine stores tens of thousands of events before each
+    // kill, more than ureq's `into_string` will hold.
+    for line in BufReader::new(response.into_reader()).lines() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
         let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
         let day = text("timestamp")[..10].to_owned();
         *days

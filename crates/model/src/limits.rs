@@ -256,3 +256,60 @@ pub const QUERY_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest answer the query result cache stores: a bigger one would push out many smaller
 /// ones, and computing it costs far more than the lookup saves.
 pub const QUERY_CACHE_ENTRY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+// Real time: the committed-event feed, alert rules, webhooks, the live stream, SIEM sinks.
+
+/// Events a feed consumer reads from one tenant's log at a time.
+pub const FEED_BATCH_EVENTS_MAX: usize = 1_000;
+/// How often a feed consumer looks for commits it was not told of (another node's, on a
+/// shared PostgreSQL database), in milliseconds.
+pub const FEED_POLL_MILLIS: u64 = 1_000;
+/// Alert rules one tenant may hold.
+pub const ALERT_RULES_PER_TENANT_MAX: usize = 50;
+/// Longest alert rule name, in characters.
+pub const ALERT_RULE_NAME_CHARS_MAX: usize = 64;
+/// Values one `match` member (`action`, `action_prefix`) may list.
+pub const ALERT_RULE_MATCH_VALUES_MAX: usize = 32;
+/// Longest window or cool-down of a threshold rule: a day.
+pub const ALERT_WINDOW_SECONDS_MAX: u64 = 86_400;
+/// Largest threshold of an alert rule (sums of bytes reach petabytes well below it).
+pub const ALERT_THRESHOLD_MAX: f64 = 1e15;
+/// Largest number of standard deviations, and largest `min_count`, of a baseline rule.
+pub const ALERT_DEVIATIONS_MAX: f64 = 1_000.0;
+pub const ALERT_MIN_COUNT_MAX: u64 = 1_000_000_000;
+/// Longest history a baseline rule compares today with, in days.
+pub const ALERT_BASELINE_DAYS_MAX: u32 = 90;
+/// Ids of contributing events one alert event lists (the newest of its window).
+pub const ALERT_CONTRIBUTING_EVENTS_MAX: usize = 20;
+/// Events one group's window holds; beyond it the oldest are forgotten (the value is then a
+/// lower bound), so one hot key cannot take the server's memory.
+pub const ALERT_WINDOW_EVENTS_MAX: usize = 100_000;
+/// Groups one rule of one tenant tracks at once; a new group beyond it is not tracked until
+/// windows expire (counted in `/metrics`).
+pub const ALERT_GROUPS_PER_RULE_MAX: usize = 100_000;
+/// Events read back at start to rebuild one tenant's windows (those within the longest
+/// rule's reach before the consumer's cursor).
+pub const ALERT_REBUILD_EVENTS_MAX: usize = 200_000;
+/// Webhooks one tenant may register.
+pub const WEBHOOKS_PER_TENANT_MAX: usize = 20;
+/// Sinks one deployment may hold.
+pub const SINKS_MAX: usize = 100;
+/// Longest webhook or sink URL, in bytes.
+pub const DESTINATION_URL_BYTES_MAX: usize = 2_048;
+/// Attempts of one delivery (a webhook message, a sink batch) before it is parked in the
+/// dead-letter list.
+pub const DELIVERY_ATTEMPTS_MAX: u32 = 8;
+/// Default first pause between attempts (doubled each time, with jitter), in milliseconds.
+pub const DELIVERY_RETRY_BASE_MILLIS_DEFAULT: u64 = 500;
+/// Longest pause between two attempts, in milliseconds.
+pub const DELIVERY_RETRY_CAP_MILLIS: u64 = 60_000;
+/// How long one delivery attempt may take, in milliseconds.
+pub const DELIVERY_TIMEOUT_MILLIS: u64 = 10_000;
+/// Entries one destination's dead-letter list keeps (the oldest go first beyond it).
+pub const DEAD_LETTERS_MAX: usize = 1_000;
+/// Events one sink delivery carries.
+pub const SINK_BATCH_EVENTS_MAX: usize = 1_000;
+/// Live streams (`GET /v1/stream`) open at once on one node; more get 503.
+pub const STREAMS_MAX: usize = 256;
+/// Seconds between keep-alive comments on an idle live stream.
+pub const STREAM_KEEPALIVE_SECS: u64 = 15;

@@ -21,7 +21,7 @@ use sealtrail_model::limits::{
     SAMPLING_STATEMENT_COUNTS_MAX,
 };
 use sealtrail_model::{
-    check_events_json, check_tenant_id, is_day_bound, validate_event, CaptureDecision, PendingEvent,
+    check_tenant_id, is_day_bound, validate_event, CaptureDecision, PendingEvent,
 };
 use sealtrail_policy::{Durability, Policy};
 use serde_json::{json, Value};
@@ -223,18 +223,7 @@ pub(crate) async fn put_policy(
 ) -> Result<Json<Value>, ApiError> {
     check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
     may_administer(&principal, &tenant_id)?;
-    let mut value: Value = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::invalid_field("body", format!("not valid JSON: {error}")))?;
-    // A repeated key would otherwise keep its last value silently.
-    let silently_changed = check_events_json(&body, &mut value);
-    if !silently_changed.is_empty() {
-        return Err(ApiError::invalid_fields(
-            silently_changed
-                .into_iter()
-                .map(|(_, error)| error)
-                .collect(),
-        ));
-    }
+    let value = crate::problem::json_document(&body)?;
     let policy = Policy::from_json(&value).map_err(ApiError::invalid_fields)?;
     let before = state.policies.for_tenant(&*state.store, &tenant_id).await?;
     let event = json!({
@@ -260,8 +249,34 @@ pub(crate) async fn put_policy(
 }
 
 /// Commits one event the server writes itself (outside sampling), synchronously.
-async fn record(pipeline: &Pipeline, event: Value) -> Result<AppendOutcome, ApiError> {
+pub(crate) async fn record(pipeline: &Pipeline, event: Value) -> Result<AppendOutcome, ApiError> {
     record_with_id(pipeline, event, None).await
+}
+
+/// Commits events the server writes itself (outside sampling) as one synchronous request: all or
+/// none, in one commit.
+pub(crate) async fn record_all(
+    pipeline: &Pipeline,
+    events: Vec<Value>,
+) -> Result<AppendOutcome, ApiError> {
+    let received_at_ns = now_ns();
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let submitted = validate_event(event, received_at_ns).map_err(|errors| {
+            ApiError::internal(format!("the server's own event is invalid: {errors:?}"))
+        })?;
+        pending.push(submitted.complete(received_at_ns, || uuid::Uuid::now_v7().to_string()));
+    }
+    let outcome = pipeline
+        .submit_sync(pending)
+        .await
+        .map_err(crate::ingest::refusal)?;
+    match outcome {
+        AppendOutcome::Committed(_) => Ok(outcome),
+        AppendOutcome::Conflict { event_id, .. } => Err(ApiError::internal(format!(
+            "the server's own event {event_id} conflicts with a stored one"
+        ))),
+    }
 }
 
 async fn record_with_id(
@@ -272,21 +287,7 @@ async fn record_with_id(
     if let Some(event_id) = event_id {
         event["event_id"] = event_id.into();
     }
-    let received_at_ns = now_ns();
-    let submitted = validate_event(event, received_at_ns).map_err(|errors| {
-        ApiError::internal(format!("the server's own event is invalid: {errors:?}"))
-    })?;
-    let pending = submitted.complete(received_at_ns, || uuid::Uuid::now_v7().to_string());
-    let outcome = pipeline
-        .submit_sync(vec![pending])
-        .await
-        .map_err(crate::ingest::refusal)?;
-    match outcome {
-        AppendOutcome::Committed(_) => Ok(outcome),
-        AppendOutcome::Conflict { event_id, .. } => Err(ApiError::internal(format!(
-            "the server's own event {event_id} conflicts with a stored one"
-        ))),
-    }
+    record_all(pipeline, vec![event]).await
 }
 
 /// `GET /v1/tenants/{tenant_id}/sampling?from=&to=`: the tenant's sampling statistics for the

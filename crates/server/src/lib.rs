@@ -4,11 +4,14 @@
 //! writer, serve until the injected shutdown future resolves, then stop accepting, finish
 //! in-flight requests, drain and commit every queued event, and close.
 
+mod alerts;
 mod auth;
 mod capture;
 mod checkpoints;
 mod clock;
+mod destinations;
 mod directory;
+mod feed;
 mod ingest;
 mod keys;
 mod lifecycle;
@@ -21,7 +24,9 @@ mod query;
 mod rejections;
 mod retention;
 mod spool;
+mod stream;
 mod summaries;
+mod webhooks;
 
 use std::future::{Future, IntoFuture};
 use std::io::Write;
@@ -118,6 +123,8 @@ pub struct ServerConfig {
     pub capture_policy: sealtrail_policy::Policy,
     /// How often sampling statistics that moved are stated in each tenant's log.
     pub sampling_statement_interval: std::time::Duration,
+    /// The first pause before a failed webhook or sink delivery is tried again.
+    pub delivery_retry_base: std::time::Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -159,6 +166,15 @@ pub(crate) struct AppState {
     tenant_queries: Arc<query::TenantQuerySlots>,
     /// Each tenant's capture policy.
     policies: capture::Policies,
+    /// The committed-event feed (the pipeline's).
+    feed: Arc<feed::Feed>,
+    /// Webhooks and sinks, and their workers.
+    destinations: destinations::Destinations,
+    delivery_retry_base: std::time::Duration,
+    /// Live streams open (bounded).
+    streams: stream::Streams,
+    /// Started by the shutdown signal: live streams end then.
+    drain: pipeline::DrainDeadline,
 }
 
 /// The server's clock, in nanoseconds since the Unix epoch (a test may start it at a fixed
@@ -247,7 +263,10 @@ pub async fn run(
     );
 
     let connections = problem::ConnectionLimit::new(CONNECTIONS_MAX);
+    // Everything after the signal is bounded by one deadline (SHUTDOWN_DRAIN_SECS_MAX).
+    let drain = pipeline::DrainDeadline::new();
     let state = Arc::new(AppState {
+        feed: pipeline.feed().clone(),
         auth: Authenticator::new(admin_token_hash, store.clone()),
         query,
         store,
@@ -261,6 +280,10 @@ pub async fn run(
         connections: connections.clone(),
         tenant_queries: Arc::default(),
         policies: capture::Policies::new(config.capture_policy.clone()),
+        destinations: destinations::Destinations::default(),
+        delivery_retry_base: config.delivery_retry_base,
+        streams: stream::Streams::default(),
+        drain: drain.clone(),
     });
     let checkpoint_task = tokio::spawn(checkpoints::run_checkpointer(
         checkpointer.clone(),
@@ -270,6 +293,10 @@ pub async fn run(
         state.clone(),
         config.sampling_statement_interval,
     ));
+    let alert_task = tokio::spawn(alerts::run_engine(state.clone()));
+    destinations::Destinations::start(&state)
+        .await
+        .map_err(|error| Error::CorruptSetting(format!("webhooks and sinks: {error}")))?;
     // Tests and scripts read this line to find the port when listening on port 0.
     println!("sealtrail listening on http://{local_addr}");
     let _ = std::io::stdout().flush();
@@ -279,8 +306,6 @@ pub async fn run(
         listener,
         limit: connections,
     };
-    // Everything after the signal is bounded by one deadline (SHUTDOWN_DRAIN_SECS_MAX).
-    let drain = pipeline::DrainDeadline::new();
     let serving = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(drain.starts_after(shutdown))
         .into_future();
@@ -294,6 +319,10 @@ pub async fn run(
         })?;
     tracing::info!("stopped accepting; draining the ingest pipeline");
     statement_task.abort();
+    // Feed consumers stop before the pipeline drains: what they have not handled yet, they
+    // handle after the next start, from their cursors.
+    alert_task.abort();
+    state.destinations.stop();
     let drained = state.pipeline.shutdown(drain.deadline()).await?;
     checkpoint_task.abort();
     // Every lifecycle step is crash-safe; an interrupted pass is finished by the next one.
@@ -352,6 +381,44 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/sampling",
             get(capture::get_sampling),
+        )
+        .route("/v1/stream", get(stream::stream))
+        .route(
+            "/v1/tenants/{tenant_id}/alert-rules",
+            get(alerts::list_rules).post(alerts::create_rule.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/alert-rules/{name}",
+            put(alerts::put_rule.layer(json_body())).delete(alerts::delete_rule),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/webhooks/{id}",
+            delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/webhooks/{id}/dead-letters",
+            get(webhooks::webhook_dead_letters),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/webhooks/{id}/dead-letters/replay",
+            post(webhooks::replay_webhook_dead_letters),
+        )
+        .route(
+            "/v1/sinks",
+            get(webhooks::list_sinks).post(webhooks::create_sink.layer(json_body())),
+        )
+        .route("/v1/sinks/{id}", delete(webhooks::delete_sink))
+        .route(
+            "/v1/sinks/{id}/dead-letters",
+            get(webhooks::sink_dead_letters),
+        )
+        .route(
+            "/v1/sinks/{id}/dead-letters/replay",
+            post(webhooks::replay_sink_dead_letters),
         )
         .route("/v1/summaries/actor-day", get(summaries::actor_days))
         .route("/v1/summaries/tenant-month", get(summaries::tenant_months))

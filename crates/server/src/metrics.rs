@@ -138,6 +138,11 @@ struct Counters {
     lifecycle_bytes: BTreeMap<&'static str, u64>,
     /// Events the lifecycle moved or deleted, by step.
     lifecycle_events: BTreeMap<&'static str, u64>,
+    /// Alerts the rules raised.
+    alerts_raised: u64,
+    /// Delivery attempts of webhooks and sinks, by destination kind and outcome (`delivered`,
+    /// `retried`, `parked`).
+    deliveries: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// The process's counters and histograms.
@@ -218,6 +223,20 @@ impl Registry {
         for (step, events) in events_by_step {
             *counters.lifecycle_events.entry(step).or_default() += events;
         }
+    }
+
+    pub(crate) fn alerts_raised(&self, alerts: usize) {
+        self.counters().alerts_raised += alerts as u64;
+    }
+
+    /// One delivery of a webhook or sink message: `delivered`, `retried` (an attempt failed and
+    /// another follows) or `parked` (the final failure: the message went to the dead letters).
+    pub(crate) fn delivery(&self, kind: &'static str, outcome: &'static str) {
+        *self
+            .counters()
+            .deliveries
+            .entry((kind, outcome))
+            .or_default() += 1;
     }
 
     fn request(&self, method: &'static str, route: Arc<str>, status: u16, elapsed: Duration) {
@@ -561,6 +580,49 @@ async fn render(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "sealtrail_lifecycle_events_total{{step=\"{step}\"}} {events}"
+        );
+    }
+    family(
+        &mut out,
+        "sealtrail_alerts_raised_total",
+        "counter",
+        "Alerts the alert rules raised (each is an alert.triggered event of its tenant's log).",
+    );
+    let _ = writeln!(
+        out,
+        "sealtrail_alerts_raised_total {}",
+        counters.alerts_raised
+    );
+    family(
+        &mut out,
+        "sealtrail_deliveries_total",
+        "counter",
+        "Webhook and sink messages by kind and outcome; parked is a final failure (dead-lettered).",
+    );
+    for kind in ["webhook", "splunk_hec", "syslog", "ocsf_http"] {
+        for outcome in ["delivered", "retried", "parked"] {
+            let count = counters
+                .deliveries
+                .get(&(kind, outcome))
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "sealtrail_deliveries_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
+    }
+    family(
+        &mut out,
+        "sealtrail_feed_lag_events",
+        "gauge",
+        "Committed events each consumer (the alert engine, each webhook and sink) has yet to handle.",
+    );
+    for (consumer, lag) in state.pipeline.feed().lags() {
+        let _ = writeln!(
+            out,
+            "sealtrail_feed_lag_events{{consumer=\"{}\"}} {lag}",
+            escape(&consumer)
         );
     }
     out

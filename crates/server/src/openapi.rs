@@ -10,14 +10,17 @@
 use axum::Json;
 use sealtrail_model::limits::{
     ACTION_CHARS_MAX, ACTORS_PER_REQUEST_MAX, ACTOR_ATTRIBUTES_BYTES_MAX, ACTOR_ID_CHARS_MAX,
-    ACTOR_NAME_CHARS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX, BODY_BYTES_MAX,
-    CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX,
-    JSON_DEPTH_MAX, METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX,
-    QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
-    QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX,
-    RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX,
-    SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX,
-    TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX,
+    ACTOR_NAME_CHARS_MAX, ALERT_BASELINE_DAYS_MAX, ALERT_DEVIATIONS_MAX, ALERT_MIN_COUNT_MAX,
+    ALERT_RULES_PER_TENANT_MAX, ALERT_RULE_MATCH_VALUES_MAX, ALERT_RULE_NAME_CHARS_MAX,
+    ALERT_THRESHOLD_MAX, ALERT_WINDOW_SECONDS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX,
+    BODY_BYTES_MAX, CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, DESTINATION_URL_BYTES_MAX,
+    EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX, METADATA_BYTES_MAX,
+    POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX, QUERIES_CONCURRENT_MAX,
+    QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX,
+    REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX,
+    RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX, SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX,
+    SQL_TIMEOUT_MILLIS, STREAMS_MAX, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX,
+    TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX, WEBHOOKS_PER_TENANT_MAX,
 };
 use serde_json::{json, Value};
 
@@ -303,7 +306,7 @@ fn build() -> Value {
                 },
                 "get": {
                     "summary": "Page through one tenant's events, newest first by default.",
-                    "parameters": event_filters,
+                    "parameters": event_filters.clone(),
                     "responses": {
                         "200": json_body("A page.", json!({"type": "object", "additionalProperties": false, "required": ["events", "next_cursor"], "properties": {
                             "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
@@ -544,6 +547,7 @@ fn build() -> Value {
                                     "resource_type": {"type": "string"}, "resource_id": {"type": "string"}, "events": {"type": "integer", "minimum": 1}}}}}}}}})),
             "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
     }}));
+    realtime_paths(&mut paths, &event_filters[..9]);
     paths.insert("/v1/tenants/{tenant_id}/retention".into(), json!({
                 "parameters": [tenant_path()],
                 "put": {
@@ -618,6 +622,205 @@ fn build() -> Value {
         "security": [{"bearer": []}],
         "paths": Value::Object(paths)
     })
+}
+
+/// Alert rules, webhooks, sinks and the live stream (docs/REALTIME.md).
+fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[Value]) {
+    let verb = verb_schema(POLICY_MATCH_CHARS_MAX);
+    let verbs = json!({"oneOf": [verb, {"type": "array", "minItems": 1, "maxItems": ALERT_RULE_MATCH_VALUES_MAX, "items": verb}]});
+    let metadata_path = json!({"type": "string", "maxLength": POLICY_MATCH_CHARS_MAX, "pattern": "^metadata(\\.[A-Za-z0-9_-]+)+$"});
+    let seconds = json!({"type": "integer", "minimum": 1, "maximum": ALERT_WINDOW_SECONDS_MAX});
+    let rule_name = json!({"type": "string", "pattern": format!("^[A-Za-z0-9._-]{{1,{ALERT_RULE_NAME_CHARS_MAX}}}$")});
+    let threshold_match = json!({"type": "object", "additionalProperties": false, "properties": {
+        "action": verbs, "action_prefix": verbs, "resource_type": verb,
+        "outcome": {"enum": ["success", "failure"]}, "actor_type": {"enum": ["human", "service", "system"]}}});
+    let baseline_match = json!({"type": "object", "additionalProperties": false, "properties": {
+        "action": verbs, "action_prefix": verbs, "resource_type": verb}});
+    // `with_name`: the body of POST (the name inside) or of PUT …/{name} (the path's).
+    let rule = |with_name: bool| {
+        let mut threshold = json!({"type": "object", "additionalProperties": false,
+            "required": ["group_by", "window_seconds", "threshold"], "properties": {
+                "kind": {"const": "threshold"}, "match": threshold_match,
+                "group_by": {"anyOf": [{"enum": ["actor_id", "ip_address", "resource_id"]}, metadata_path]},
+                "window_seconds": seconds,
+                "aggregate": {"oneOf": [{"const": "count"}, {"type": "object", "additionalProperties": false, "required": ["sum"], "properties": {"sum": metadata_path}}]},
+                "threshold": {"type": "number", "minimum": 0, "maximum": ALERT_THRESHOLD_MAX, "description": "The rule fires when the value exceeds it."},
+                "cooldown_seconds": {"type": "integer", "minimum": 0, "maximum": ALERT_WINDOW_SECONDS_MAX, "description": "Default: window_seconds."}}});
+        let mut baseline = json!({"type": "object", "additionalProperties": false,
+            "required": ["kind"], "properties": {
+                "kind": {"const": "baseline"}, "match": baseline_match, "group_by": {"const": "actor_id"},
+                "deviations": {"type": "number", "minimum": 0, "maximum": ALERT_DEVIATIONS_MAX, "default": 3},
+                "baseline_days": {"type": "integer", "minimum": 1, "maximum": ALERT_BASELINE_DAYS_MAX, "default": 30},
+                "min_count": {"type": "integer", "minimum": 0, "maximum": ALERT_MIN_COUNT_MAX, "default": 10}}});
+        if with_name {
+            for schema in [&mut threshold, &mut baseline] {
+                schema["properties"]["name"] = rule_name.clone();
+                schema["required"]
+                    .as_array_mut()
+                    .expect("an array")
+                    .push("name".into());
+            }
+        }
+        json!({"oneOf": [threshold, baseline]})
+    };
+    let rule_out = json!({"type": "object", "required": ["name", "kind", "match"], "properties": {
+        "name": {"type": "string"}, "kind": {"enum": ["threshold", "baseline"]}, "match": {"type": "object"}}});
+    let name_path = json!({"name": "name", "in": "path", "required": true, "schema": rule_name});
+    let changed = "The change is first committed as an alert_rules.update event of the tenant's log (rules before and after).";
+    paths.insert("/v1/tenants/{tenant_id}/alert-rules".into(), json!({
+        "parameters": [tenant_path()],
+        "get": {
+            "summary": "The alert rules that apply to a tenant (its admin keys or the platform admin): its own (source tenant) or the defaults (source default). docs/REALTIME.md.",
+            "responses": {"200": json_body("The rules.", json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "source", "rules"], "properties": {
+                    "tenant_id": {"type": "string"}, "source": {"enum": ["tenant", "default"]}, "rules": {"type": "array", "items": rule_out}}})),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."), "403": problem("Not an admin of this tenant.")}
+        },
+        "post": {
+            "summary": format!("Add one alert rule: a threshold over a sliding window, or an actor's deviation from its own daily baseline. {changed}"),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": rule(true)}}},
+            "responses": {"201": json_body("The rule as stored.", rule_out.clone()),
+                "400": problem(&format!("A member is invalid (each named: match.outcome, group_by, …), or the tenant would have more than {ALERT_RULES_PER_TENANT_MAX} rules. Nothing is stored.")),
+                "401": problem("No valid key."), "403": problem("Not an admin of this tenant."),
+                "409": problem("The tenant has a rule of that name."), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads."),
+                "503": problem("The change could not be recorded in the tenant's log; nothing is stored.")}
+        }
+    }));
+    paths.insert("/v1/tenants/{tenant_id}/alert-rules/{name}".into(), json!({
+        "parameters": [tenant_path(), name_path],
+        "put": {
+            "summary": format!("Add or replace the rule of this name (the name is the path's, not in the body). {changed}"),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": rule(false)}}},
+            "responses": {"200": json_body("The rule as stored.", rule_out),
+                "400": problem("A member is invalid; each is named. Nothing is stored."), "401": problem("No valid key."),
+                "403": problem("Not an admin of this tenant."), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads."),
+                "503": problem("The change could not be recorded in the tenant's log; nothing is stored.")}
+        },
+        "delete": {
+            "summary": format!("Remove the rule. {changed}"),
+            "responses": {"204": {"description": "Removed."}, "400": problem("Bad tenant_id; it is named."),
+                "401": problem("No valid key."), "403": problem("Not an admin of this tenant."),
+                "404": problem("No rule of that name.")}
+        }
+    }));
+    let url = json!({"type": "string", "minLength": 1, "maxLength": DESTINATION_URL_BYTES_MAX, "description": "An absolute http:// or https:// URL with a host."});
+    let filters = json!({"type": "object", "additionalProperties": false, "description": "The filters of GET /v1/events, as strings.", "properties": {
+        "actor_id": {"type": "string", "minLength": 1}, "action": {"type": "string", "minLength": 1}, "resource_type": {"type": "string", "minLength": 1},
+        "resource_id": {"type": "string", "minLength": 1}, "request_id": {"type": "string", "minLength": 1},
+        "outcome": {"enum": ["success", "failure"]}, "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}});
+    let kinds = json!({"type": "array", "minItems": 1, "items": {"enum": ["alerts", "events"]}});
+    let destination = json!({"type": "object", "required": ["id", "kind", "tenant_id", "created_at", "events"], "properties": {
+        "id": {"type": "string"}, "kind": {"enum": ["webhook", "splunk_hec", "syslog", "ocsf_http"]},
+        "tenant_id": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"},
+        "url": {"type": "string"}, "address": {"type": "string"}, "tls": {"type": "boolean"},
+        "events": kinds, "filters": {"type": "object"},
+        "secret": {"type": "string", "description": "Only when the server generated it: shown this once."}}});
+    let letters = json_body(
+        "The parked messages, oldest first.",
+        json!({"type": "object", "additionalProperties": false, "required": ["id", "dead_letters"], "properties": {
+        "id": {"type": "string"}, "dead_letters": {"type": "array", "items": {"type": "object", "required": ["tenant_id", "first_seq", "last_seq", "event_ids", "events", "attempts", "error", "parked_at"]}}}}),
+    );
+    let replayed = json_body(
+        "Each parked message was sent once more; those that arrived left the list.",
+        json!({"type": "object", "additionalProperties": false,
+        "required": ["id", "delivered", "still_parked"], "properties": {"id": {"type": "string"},
+        "delivered": {"type": "integer", "minimum": 0}, "still_parked": {"type": "integer", "minimum": 0}}}),
+    );
+    let id_path =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    paths.insert("/v1/tenants/{tenant_id}/webhooks".into(), json!({
+        "parameters": [tenant_path()],
+        "post": {
+            "summary": "Register a Standard Webhooks endpoint for the tenant's alerts (default) or events (with filters), from now on. Deliveries are signed, retried with backoff and jitter in order, and parked after the last attempt.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "required": ["url"], "properties": {
+                "url": url, "secret": {"type": "string", "pattern": "^whsec_", "description": "whsec_ and the base64 of 24 to 64 bytes; generated (and returned once) when absent."},
+                "events": kinds, "filters": filters}}}}},
+            "responses": {"201": json_body("The webhook (with its secret if generated).", destination.clone()),
+                "400": problem("A member is invalid; it is named."), "401": problem("No valid key."),
+                "403": problem("Not an admin of this tenant."),
+                "409": problem(&format!("The tenant has {WEBHOOKS_PER_TENANT_MAX} webhooks already.")), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads.")}
+        },
+        "get": {
+            "summary": "The tenant's webhooks (never their secrets).",
+            "responses": {"200": json_body("The webhooks.", json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "webhooks"], "properties": {
+                    "tenant_id": {"type": "string"}, "webhooks": {"type": "array", "items": destination}}})),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."), "403": problem("Not an admin of this tenant.")}
+        }
+    }));
+    let gone = |what: &str| problem(&format!("No {what} of that id here."));
+    paths.insert("/v1/tenants/{tenant_id}/webhooks/{id}".into(), json!({"parameters": [tenant_path(), id_path], "delete": {
+        "summary": "Remove a webhook; its deliveries stop.",
+        "responses": {"204": {"description": "Removed."}, "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+            "403": problem("Not an admin of this tenant."), "404": gone("webhook")}}}));
+    paths.insert("/v1/tenants/{tenant_id}/webhooks/{id}/dead-letters".into(), json!({"parameters": [tenant_path(), id_path], "get": {
+        "summary": "The webhook's parked messages.",
+        "responses": {"200": letters, "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+            "403": problem("Not an admin of this tenant."), "404": gone("webhook")}}}));
+    paths.insert("/v1/tenants/{tenant_id}/webhooks/{id}/dead-letters/replay".into(), json!({"parameters": [tenant_path(), id_path], "post": {
+        "summary": "Send each parked message once more.",
+        "responses": {"200": replayed, "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."),
+            "403": problem("Not an admin of this tenant."), "404": gone("webhook")}}}));
+    let sink = |kind: &str, required: &[&str], extra: Value| {
+        let mut properties =
+            json!({"kind": {"const": kind}, "tenant_id": tenant_id_schema(), "filters": filters});
+        for (name, schema) in extra.as_object().expect("an object") {
+            properties[name] = schema.clone();
+        }
+        let mut required: Vec<&str> = required.to_vec();
+        required.push("kind");
+        json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties})
+    };
+    let token = json!({"type": "string", "minLength": 1, "maxLength": DESTINATION_URL_BYTES_MAX});
+    paths.insert("/v1/sinks".into(), json!({
+        "post": {
+            "summary": "Forward a tenant's events (tenant_id: its admin keys), or every tenant's (no tenant_id: the platform admin), to a SIEM: Splunk HEC, syslog RFC 5424 over TCP or TLS, or OCSF JSON over HTTP. At least once, in order per tenant, batched, with backoff and dead letters.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
+                sink("splunk_hec", &["url", "token"], json!({"url": url, "token": token})),
+                sink("ocsf_http", &["url"], json!({"url": url, "authorization": token})),
+                sink("syslog", &["address"], json!({"address": {"type": "string", "pattern": "^[^:]+:[1-9][0-9]{0,4}$", "maxLength": DESTINATION_URL_BYTES_MAX}, "tls": {"type": "boolean"}}))]}}}},
+            "responses": {"201": json_body("The sink (never its token).", destination.clone()),
+                "400": problem("A member is invalid; it is named."), "401": problem("No valid key."),
+                "403": problem("Not an admin of that tenant, or a tenant key asking for every tenant."),
+                "409": problem(&format!("{SINKS_MAX} sinks exist for this scope already.")), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads.")}
+        },
+        "get": {
+            "summary": "The sinks the caller manages: a tenant's (tenant_id), or with the platform-admin token every sink.",
+            "parameters": [tenant_query("Required for a tenant key.")],
+            "responses": {"200": json_body("The sinks.", json!({"type": "object", "additionalProperties": false, "required": ["sinks"], "properties": {
+                    "sinks": {"type": "array", "items": destination}}})),
+                "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Not an admin of this tenant.")}
+        }
+    }));
+    paths.insert("/v1/sinks/{id}".into(), json!({"parameters": [id_path], "delete": {
+        "summary": "Remove a sink; its forwarding stops.",
+        "responses": {"204": {"description": "Removed."}, "401": problem("No valid key."), "404": gone("sink")}}}));
+    paths.insert(
+        "/v1/sinks/{id}/dead-letters".into(),
+        json!({"parameters": [id_path], "get": {
+        "summary": "The sink's parked batches.",
+        "responses": {"200": letters, "401": problem("No valid key."), "404": gone("sink")}}}),
+    );
+    paths.insert(
+        "/v1/sinks/{id}/dead-letters/replay".into(),
+        json!({"parameters": [id_path], "post": {
+        "summary": "Send each parked batch once more.",
+        "responses": {"200": replayed, "401": problem("No valid key."), "404": gone("sink")}}}),
+    );
+    let mut stream_parameters = stream_filters.to_vec();
+    stream_parameters.push(json!({"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
+        "description": "Start after this seq (Last-Event-ID wins). Without either, the stream starts at the log's head."}));
+    stream_parameters.push(json!({"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+        "description": "The id (seq) of the last event received: the stream resumes right after it."}));
+    paths.insert("/v1/stream".into(), json!({"get": {
+        "summary": "A tenant's committed events as Server-Sent Events, live: id is the seq, event is `event` or `alert`, data the event's JSON (StoredEvent). Resumable with Last-Event-ID. docs/REALTIME.md.",
+        "parameters": stream_parameters,
+        "responses": {"200": {"description": "An endless event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "400": problem("Bad filter; the parameter is named."), "401": problem("No valid key."),
+            "403": problem("Wrong tenant or role."), "503": problem(&format!("{STREAMS_MAX} streams are open on this node."))}
+    }}));
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use sealtrail_model::limits::{
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::feed::Feed;
 use crate::rejections::{self, Rejection};
 use crate::spool::{Spool, SpoolTicket};
 use crate::{Error, Result};
@@ -74,6 +75,8 @@ pub(crate) struct Pipeline {
     healthy: Arc<[AtomicBool]>,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     syncer: JoinHandle<()>,
+    /// Told of every commit, for the consumers of committed events.
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for Job {
@@ -107,6 +110,7 @@ impl Pipeline {
             .map(|(request, _)| request.len().max(1))
             .sum();
         let leftover_permits = Arc::new(Semaphore::new(leftover_events));
+        let feed = Arc::new(Feed::default());
         for lane in 0..lane_count {
             let (jobs, receiver) = mpsc::unbounded_channel();
             for (request, ticket) in &refused {
@@ -129,6 +133,7 @@ impl Pipeline {
                 receiver,
                 healthy.clone(),
                 lane,
+                feed.clone(),
             )));
         }
         let syncer = tokio::spawn(run_spool_sync(spool.clone()));
@@ -141,7 +146,13 @@ impl Pipeline {
             healthy,
             writers: std::sync::Mutex::new(writers),
             syncer,
+            feed,
         }
+    }
+
+    /// The feed of committed events.
+    pub(crate) fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// Whether every writer is running and the last commit of each succeeded.
@@ -373,6 +384,15 @@ impl DrainDeadline {
         self.start()
     }
 
+    /// Resolves once the shutdown signal came (live streams end then, so they do not hold the
+    /// drain up).
+    pub(crate) async fn started(&self) {
+        let mut started = self.at.subscribe();
+        if started.wait_for(Option::is_some).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Resolves once the deadline has passed; never before the shutdown signal.
     async fn passed(&self) {
         let mut started = self.at.subscribe();
@@ -510,6 +530,7 @@ async fn run_writer(
     mut receiver: mpsc::UnboundedReceiver<Job>,
     healthy: Arc<[AtomicBool]>,
     lane: usize,
+    feed: Arc<Feed>,
 ) {
     // Async requests the store refused on their own (one tenant's chain it cannot extend, say).
     // They stay spooled and are retried with growing pauses *beside* new work, never in front
@@ -529,7 +550,7 @@ async fn run_writer(
                         .into_iter()
                         .map(|(request, ticket, permit)| (request, Reply::Async(ticket), permit))
                         .collect();
-                    parked = commit_group(&*store, &spool, retry, &healthy[lane]).await;
+                    parked = commit_group(&*store, &spool, retry, &healthy[lane], &feed).await;
                     parked_attempts = if parked.is_empty() { 0 } else { parked_attempts + 1 };
                     retry_at = tokio::time::Instant::now() + retry_pause(parked_attempts);
                     continue;
@@ -563,7 +584,7 @@ async fn run_writer(
             }
         }
         if !jobs.is_empty() {
-            let refused = commit_group(&*store, &spool, jobs, &healthy[lane]).await;
+            let refused = commit_group(&*store, &spool, jobs, &healthy[lane], &feed).await;
             if !refused.is_empty() && parked.is_empty() {
                 retry_at = tokio::time::Instant::now() + retry_pause(parked_attempts);
             }
@@ -576,7 +597,7 @@ async fn run_writer(
             .into_iter()
             .map(|(request, ticket, permit)| (request, Reply::Async(ticket), permit))
             .collect();
-        let left = commit_group(&*store, &spool, retry, &healthy[lane]).await;
+        let left = commit_group(&*store, &spool, retry, &healthy[lane], &feed).await;
         if !left.is_empty() {
             tracing::warn!(
                 lane,
@@ -608,6 +629,7 @@ async fn commit_group(
     spool: &Spool,
     jobs: Vec<(AppendRequest, Reply, OwnedSemaphorePermit)>,
     healthy: &AtomicBool,
+    feed: &Feed,
 ) -> Vec<Queued> {
     let mut batch = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
@@ -623,6 +645,12 @@ async fn commit_group(
     let error = match appended {
         Ok(outcomes) => {
             healthy.store(true, Ordering::Relaxed);
+            feed.committed(
+                batch
+                    .iter()
+                    .flatten()
+                    .map(|pending| pending.event.tenant_id.as_str()),
+            );
             for ((reply, _permit), (outcome, request)) in replies
                 .into_iter()
                 .zip(outcomes.into_iter().zip(batch.iter()))
@@ -645,6 +673,11 @@ async fn commit_group(
         match result {
             Ok(mut outcomes) => {
                 healthy.store(true, Ordering::Relaxed);
+                feed.committed(
+                    request
+                        .iter()
+                        .map(|pending| pending.event.tenant_id.as_str()),
+                );
                 let outcome = outcomes.pop().expect("one outcome per request");
                 answer(store, spool, reply, &request, outcome).await;
             }

@@ -525,6 +525,24 @@ impl From<sealtrail_query::Error> for ApiError {
     }
 }
 
+/// Reads a JSON request body (a settings document: a policy, an alert rule, a webhook). What
+/// parsing would change silently (a repeated key, an integer beyond 64 bits) is refused naming
+/// its path, as for events.
+pub(crate) fn json_document(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::invalid_field("body", format!("not valid JSON: {error}")))?;
+    let silently_changed = sealtrail_model::check_events_json(body, &mut value);
+    if !silently_changed.is_empty() {
+        return Err(ApiError::invalid_fields(
+            silently_changed
+                .into_iter()
+                .map(|(_, error)| error)
+                .collect(),
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

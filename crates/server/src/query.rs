@@ -103,30 +103,8 @@ pub(crate) async fn list_events(
     let mut query = EventQuery::for_tenant(&tenant_id);
     let mut cursor = None;
     for (name, value) in &params {
-        let slot = match name.as_str() {
-            "tenant_id" => continue,
-            "actor_id" => &mut query.actor_id,
-            "action" => &mut query.action,
-            "resource_type" => &mut query.resource_type,
-            "resource_id" => &mut query.resource_id,
-            "request_id" => &mut query.request_id,
-            "outcome" => {
-                if value != "success" && value != "failure" {
-                    return Err(ApiError::invalid_field(
-                        "outcome",
-                        "must be success or failure",
-                    ));
-                }
-                &mut query.outcome
-            }
-            "from" => {
-                query.from_ns = Some(timestamp_param("from", value)?);
-                continue;
-            }
-            "to" => {
-                query.to_ns = Some(timestamp_param("to", value)?);
-                continue;
-            }
+        match name.as_str() {
+            "tenant_id" => {}
             "limit" => {
                 query.limit = match value.parse::<usize>() {
                     Ok(limit) if (1..=QUERY_LIMIT_MAX).contains(&limit) => limit,
@@ -137,7 +115,6 @@ pub(crate) async fn list_events(
                         ))
                     }
                 };
-                continue;
             }
             "order" => {
                 query.order = match value.as_str() {
@@ -145,27 +122,12 @@ pub(crate) async fn list_events(
                     "desc" => Order::Desc,
                     _ => return Err(ApiError::invalid_field("order", "must be asc or desc")),
                 };
-                continue;
             }
-            "cursor" => {
-                cursor = Some(value.clone());
-                continue;
-            }
-            other => return Err(ApiError::invalid_field(other, "unknown query parameter")),
-        };
-        if value.is_empty() {
-            return Err(ApiError::invalid_field(name, "must not be empty"));
-        }
-        *slot = Some(value.clone());
-    }
-    if let (Some(from_ns), Some(to_ns)) = (query.from_ns, query.to_ns) {
-        if from_ns >= to_ns {
-            return Err(ApiError::invalid_field(
-                "to",
-                "must be later than from (the range is half-open)",
-            ));
+            "cursor" => cursor = Some(value.clone()),
+            _ => filter_param(&mut query, name, value)?,
         }
     }
+    check_range(&query)?;
     if let Some(cursor) = cursor {
         query.after_seq = Some(decode_cursor(&cursor, query.order)?);
     }
@@ -186,6 +148,128 @@ pub(crate) async fn list_events(
         events,
         next_cursor,
     }))
+}
+
+/// The filters `GET /v1/events`, the live stream and webhooks share: exact fields and the
+/// half-open `[from, to)` range on `timestamp`. An unknown name is refused.
+pub(crate) fn filter_param(
+    query: &mut EventQuery,
+    name: &str,
+    value: &str,
+) -> Result<(), ApiError> {
+    let slot = match name {
+        "actor_id" => &mut query.actor_id,
+        "action" => &mut query.action,
+        "resource_type" => &mut query.resource_type,
+        "resource_id" => &mut query.resource_id,
+        "request_id" => &mut query.request_id,
+        "outcome" => {
+            if value != "success" && value != "failure" {
+                return Err(ApiError::invalid_field(
+                    "outcome",
+                    "must be success or failure",
+                ));
+            }
+            &mut query.outcome
+        }
+        "from" => {
+            query.from_ns = Some(timestamp_param("from", value)?);
+            return Ok(());
+        }
+        "to" => {
+            query.to_ns = Some(timestamp_param("to", value)?);
+            return Ok(());
+        }
+        other => return Err(ApiError::invalid_field(other, "unknown query parameter")),
+    };
+    if value.is_empty() {
+        return Err(ApiError::invalid_field(name, "must not be empty"));
+    }
+    *slot = Some(value.to_owned());
+    Ok(())
+}
+
+/// Whether `stored` passes `filter`'s filters (its tenant, order, cursor and limit aside).
+pub(crate) fn filter_admits(filter: &EventQuery, stored: &sealtrail_model::StoredEvent) -> bool {
+    let event = &stored.event;
+    let exact = [
+        (&filter.actor_id, Some(event.actor_id.as_str())),
+        (&filter.action, Some(event.action.as_str())),
+        (&filter.resource_type, Some(event.resource_type.as_str())),
+        (&filter.resource_id, event.resource_id.as_deref()),
+        (&filter.request_id, event.request_id.as_deref()),
+        (&filter.outcome, Some(event.outcome.as_str())),
+    ];
+    exact.iter().all(|(wanted, found)| {
+        wanted
+            .as_deref()
+            .is_none_or(|wanted| Some(wanted) == *found)
+    }) && filter.from_ns.is_none_or(|from| event.timestamp_ns >= from)
+        && filter.to_ns.is_none_or(|to| event.timestamp_ns < to)
+}
+
+/// The filters as a JSON object of their query-string values.
+pub(crate) fn filter_to_json(filter: &EventQuery) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    for (name, value) in filter.exact_filters() {
+        if let Some(value) = value {
+            object.insert(name.into(), value.into());
+        }
+    }
+    for (name, bound) in [("from", filter.from_ns), ("to", filter.to_ns)] {
+        if let Some(bound) = bound {
+            object.insert(name.into(), sealtrail_model::format_timestamp(bound).into());
+        }
+    }
+    object.into()
+}
+
+/// Reads filters from a JSON object of query-string values (`"filters"` of a webhook); absent
+/// or `null` is no filter. Errors name the member (`filters.outcome`).
+pub(crate) fn filter_from_json(value: &serde_json::Value) -> Result<EventQuery, ApiError> {
+    let mut query = EventQuery::for_tenant("");
+    if value.is_null() {
+        return Ok(query);
+    }
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_field("filters", "must be a JSON object"));
+    };
+    for (name, member) in object {
+        let Some(text) = member.as_str() else {
+            return Err(ApiError::invalid_field(
+                &format!("filters.{name}"),
+                "must be a string",
+            ));
+        };
+        filter_param(&mut query, name, text).map_err(|error| match error {
+            ApiError::Invalid { detail, errors } => ApiError::Invalid {
+                detail: format!("filters.{detail}"),
+                errors: errors
+                    .into_iter()
+                    .map(|mut item| {
+                        item.field = format!("filters.{}", item.field);
+                        item
+                    })
+                    .collect(),
+            },
+            other => other,
+        })?;
+    }
+    check_range(&query)?;
+    Ok(query)
+}
+
+/// A range must be non-empty: `to` later than `from`.
+fn check_range(query: &EventQuery) -> Result<(), ApiError> {
+    if let (Some(from_ns), Some(to_ns)) = (query.from_ns, query.to_ns) {
+        if from_ns >= to_ns {
+            return Err(ApiError::invalid_field(
+                "to",
+                "must be later than from (the range is half-open)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn get_event(

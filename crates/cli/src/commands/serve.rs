@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sealtrail_model::limits::{
-    ASYNC_QUEUE_EVENTS_MAX, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
+    ASYNC_QUEUE_EVENTS_MAX, DELIVERY_ATTEMPTS_MAX, DELIVERY_RETRY_BASE_MILLIS_DEFAULT,
+    DELIVERY_RETRY_CAP_MILLIS, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
     SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT,
 };
 use sealtrail_server::{LifecycleSchedule, ServerConfig};
@@ -107,6 +108,16 @@ pub(crate) struct ServeArgs {
         )
     )]
     sampling_statement_interval_secs: Option<u64>,
+    #[arg(
+        long,
+        env = "SEALTRAIL_DELIVERY_RETRY_BASE_MILLIS",
+        help = format!(
+            "First pause before a failed webhook or sink delivery is tried again, doubled each \
+             attempt (with jitter, at most {DELIVERY_RETRY_CAP_MILLIS} ms; parked after \
+             {DELIVERY_ATTEMPTS_MAX} attempts) [default: {DELIVERY_RETRY_BASE_MILLIS_DEFAULT}]"
+        )
+    )]
+    delivery_retry_base_millis: Option<u64>,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     #[command(flatten)]
@@ -114,7 +125,8 @@ pub(crate) struct ServeArgs {
     /// TOML config file with the same settings (`data_dir`, `listen`, `database_url`,
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
-    /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`),
+    /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`,
+    /// `delivery_retry_base_millis`),
     /// and `[policy]`, the deployment's capture policy in the wire shape of
     /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
@@ -176,6 +188,7 @@ struct ConfigFile {
     log_format: Option<LogFormat>,
     sampling: Option<SamplingArg>,
     sampling_statement_interval_secs: Option<u64>,
+    delivery_retry_base_millis: Option<u64>,
     policy: Option<toml::Value>,
 }
 
@@ -247,6 +260,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .or(file.sampling_statement_interval_secs)
                 .unwrap_or(SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT)
                 .max(1),
+        ),
+        delivery_retry_base: std::time::Duration::from_millis(
+            args.delivery_retry_base_millis
+                .or(file.delivery_retry_base_millis)
+                .unwrap_or(DELIVERY_RETRY_BASE_MILLIS_DEFAULT)
+                .clamp(1, DELIVERY_RETRY_CAP_MILLIS),
         ),
         lifecycle,
         warm: args.warm.location(&data_dir),

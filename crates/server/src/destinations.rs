@@ -1,0 +1,725 @@
+//! Where committed events go out: signed webhooks (per tenant) and SIEM sinks (per tenant or
+//! platform-wide: Splunk HEC, syslog RFC 5424 over TCP or TLS, OCSF JSON over HTTP).
+//!
+//! Each destination is a feed consumer with a durable cursor per tenant, run by a worker task of
+//! its own, so a slow or unreachable receiver holds up nobody but itself. Delivery is at least
+//! once and in `seq` order per tenant: a message (a webhook's one event, a sink's batch of up
+//! to [`SINK_BATCH_EVENTS_MAX`]) is retried with exponential backoff and jitter up to
+//! [`DELIVERY_ATTEMPTS_MAX`] attempts; then it is parked in the destination's dead-letter list
+//! (which an admin lists and replays) and the worker goes on. The cursor moves only after a
+//! message was delivered or parked, so a crash in between sends it again: receivers dedupe by
+//! `event_id` (a webhook's `webhook-id`).
+//!
+//! Destinations are kept in the hot store's settings (one list, `destinations`), dead letters
+//! beside them (`dead_letters/<id>`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use sealtrail_hot::{EventQuery, HotStore};
+use sealtrail_model::limits::{
+    DEAD_LETTERS_MAX, DELIVERY_ATTEMPTS_MAX, DELIVERY_RETRY_CAP_MILLIS, DELIVERY_TIMEOUT_MILLIS,
+    FEED_BATCH_EVENTS_MAX, SINK_BATCH_EVENTS_MAX,
+};
+use sealtrail_model::{format_timestamp, StoredEvent};
+use sealtrail_realtime::webhook::WebhookSecret;
+use sealtrail_realtime::window::is_alert;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+
+use crate::feed::{self, Moved};
+use crate::problem::ApiError;
+use crate::{now_ns, AppState};
+
+const DESTINATIONS_SETTING: &str = "destinations";
+
+fn dead_letters_setting(id: &str) -> String {
+    format!("dead_letters/{id}")
+}
+
+/// Which committed events a destination receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Selection {
+    /// Alerts (`alert.triggered` events the server raised).
+    pub(crate) alerts: bool,
+    /// Events matching these filters (those of `GET /v1/events`), alerts among them when they
+    /// match; `None`: no events besides alerts.
+    pub(crate) events: Option<EventQuery>,
+}
+
+impl Selection {
+    fn admits(&self, stored: &StoredEvent) -> bool {
+        (self.alerts && is_alert(&stored.event))
+            || self
+                .events
+                .as_ref()
+                .is_some_and(|filter| crate::query::filter_admits(filter, stored))
+    }
+
+    /// The filters a read can push down: those of `events` when only events are wanted, the
+    /// alert action when only alerts are.
+    fn pushed_down(&self, tenant_id: &str) -> EventQuery {
+        match (&self.events, self.alerts) {
+            (Some(filter), false) => EventQuery {
+                tenant_id: tenant_id.to_owned(),
+                ..filter.clone()
+            },
+            (None, true) => EventQuery {
+                action: Some(sealtrail_realtime::window::ALERT_ACTION.into()),
+                ..EventQuery::for_tenant(tenant_id)
+            },
+            _ => EventQuery::for_tenant(tenant_id),
+        }
+    }
+}
+
+/// How a destination is reached.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// Standard Webhooks: one signed POST per event.
+    Webhook { url: String, secret: WebhookSecret },
+    /// Splunk HTTP Event Collector: a batch of events per POST.
+    SplunkHec { url: String, token: String },
+    /// RFC 5424 messages, octet-counted (RFC 6587), over one TCP (or TLS) connection.
+    Syslog { address: String, tls: bool },
+    /// A JSON array of OCSF events per POST.
+    OcsfHttp {
+        url: String,
+        authorization: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Transport {
+    // Hand-written: secrets and tokens never reach a log line.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.kind())
+    }
+}
+
+impl Transport {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Transport::Webhook { .. } => "webhook",
+            Transport::SplunkHec { .. } => "splunk_hec",
+            Transport::Syslog { .. } => "syslog",
+            Transport::OcsfHttp { .. } => "ocsf_http",
+        }
+    }
+
+    fn batch_max(&self) -> usize {
+        match self {
+            Transport::Webhook { .. } => 1,
+            _ => SINK_BATCH_EVENTS_MAX,
+        }
+    }
+}
+
+/// A webhook or a sink.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    pub(crate) id: String,
+    /// `None`: every tenant (a platform sink).
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) selection: Selection,
+    pub(crate) transport: Transport,
+    pub(crate) created_at: String,
+}
+
+impl Destination {
+    fn consumer(&self) -> String {
+        format!("destination/{}", self.id)
+    }
+
+    /// The stored form, secrets included (the store is the server's own).
+    fn to_stored(&self) -> Value {
+        let mut value = self.to_public();
+        match &self.transport {
+            Transport::Webhook { secret, .. } => value["secret"] = secret.to_text().into(),
+            Transport::SplunkHec { token, .. } => value["token"] = token.clone().into(),
+            Transport::OcsfHttp {
+                authorization: Some(authorization),
+                ..
+            } => value["authorization"] = authorization.clone().into(),
+            _ => {}
+        }
+        value
+    }
+
+    /// What the API shows: never a secret or token.
+    pub(crate) fn to_public(&self) -> Value {
+        let mut value = json!({
+            "id": self.id,
+            "kind": self.transport.kind(),
+            "tenant_id": self.tenant_id,
+            "created_at": self.created_at,
+        });
+        match &self.transport {
+            Transport::Webhook { url, .. }
+            | Transport::SplunkHec { url, .. }
+            | Transport::OcsfHttp { url, .. } => value["url"] = url.clone().into(),
+            Transport::Syslog { address, tls } => {
+                value["address"] = address.clone().into();
+                value["tls"] = (*tls).into();
+            }
+        }
+        let mut kinds = Vec::new();
+        if self.selection.alerts {
+            kinds.push("alerts");
+        }
+        if let Some(filter) = &self.selection.events {
+            kinds.push("events");
+            value["filters"] = crate::query::filter_to_json(filter);
+        }
+        value["events"] = json!(kinds);
+        value
+    }
+
+    fn from_stored(value: &Value) -> Option<Destination> {
+        let text = |name: &str| value[name].as_str().map(str::to_owned);
+        let url = text("url");
+        let transport = match value["kind"].as_str()? {
+            "webhook" => Transport::Webhook {
+                url: url?,
+                secret: WebhookSecret::parse(value["secret"].as_str()?).ok()?,
+            },
+            "splunk_hec" => Transport::SplunkHec {
+                url: url?,
+                token: text("token")?,
+            },
+            "syslog" => Transport::Syslog {
+                address: text("address")?,
+                tls: value["tls"].as_bool()?,
+            },
+            "ocsf_http" => Transport::OcsfHttp {
+                url: url?,
+                authorization: text("authorization"),
+            },
+            _ => return None,
+        };
+        let kinds = value["events"].as_array()?;
+        let events = kinds
+            .iter()
+            .any(|kind| kind.as_str() == Some("events"))
+            .then(|| crate::query::filter_from_json(&value["filters"]).ok())
+            .map(|filter| filter.unwrap_or_else(|| EventQuery::for_tenant("")));
+        Some(Destination {
+            id: text("id")?,
+            tenant_id: text("tenant_id"),
+            selection: Selection {
+                alerts: kinds.iter().any(|kind| kind.as_str() == Some("alerts")),
+                events,
+            },
+            transport,
+            created_at: text("created_at")?,
+        })
+    }
+}
+
+/// One parked message.
+fn dead_letter(tenant_id: &str, events: &[StoredEvent], attempts: u32, reason: &str) -> Value {
+    json!({
+        "tenant_id": tenant_id,
+        "first_seq": events.first().map(|event| event.seq),
+        "last_seq": events.last().map(|event| event.seq),
+        "event_ids": events.iter().take(20).map(|event| event.event.event_id.clone()).collect::<Vec<_>>(),
+        "events": events.len(),
+        "attempts": attempts,
+        "error": reason,
+        "parked_at": format_timestamp(now_ns()),
+    })
+}
+
+/// Every destination of the process and its worker.
+#[derive(Debug, Default)]
+pub(crate) struct Destinations {
+    /// Serializes read-modify-write of the stored lists.
+    changes: AsyncMutex<()>,
+    workers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Destinations {
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a worker for every stored destination.
+    pub(crate) async fn start(state: &Arc<AppState>) -> Result<(), ApiError> {
+        for destination in stored(&*state.store).await? {
+            state.destinations.spawn(state, destination);
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, state: &Arc<AppState>, destination: Destination) {
+        let id = destination.id.clone();
+        let worker = tokio::spawn(run_worker(state.clone(), destination));
+        if let Some(old) = self.workers().insert(id, worker) {
+            old.abort();
+        }
+    }
+
+    /// Stops every worker (at shutdown, before the pipeline drains).
+    pub(crate) fn stop(&self) {
+        for (_, worker) in self.workers().drain() {
+            worker.abort();
+        }
+    }
+
+    /// Stores a new destination, then starts its worker. A tenant's destination starts at its
+    /// log's head: it receives what is committed from now on.
+    pub(crate) async fn add(
+        &self,
+        state: &Arc<AppState>,
+        destination: Destination,
+        count_max: usize,
+    ) -> Result<(), ApiError> {
+        let _guard = self.changes.lock().await;
+        let mut list = stored(&*state.store).await?;
+        let same_scope = list
+            .iter()
+            .filter(|other| {
+                other.tenant_id == destination.tenant_id
+                    && (other.transport.kind() == "webhook")
+                        == (destination.transport.kind() == "webhook")
+            })
+            .count();
+        if same_scope >= count_max {
+            return Err(ApiError::Conflict {
+                detail: format!("at most {count_max} of these may exist for one scope"),
+                errors: Vec::new(),
+            });
+        }
+        let tenants = match &destination.tenant_id {
+            Some(tenant_id) => vec![(
+                tenant_id.clone(),
+                feed::head(&*state.store, tenant_id).await?,
+            )],
+            None => feed::heads(&*state.store).await?,
+        };
+        for (tenant_id, head) in tenants {
+            feed::save_cursor(&*state.store, &destination.consumer(), &tenant_id, head).await?;
+        }
+        list.push(destination.clone());
+        store_list(&*state.store, &list).await?;
+        self.spawn(state, destination);
+        Ok(())
+    }
+
+    /// Removes a destination and stops its worker; `false` when there is none with that id in
+    /// the scope.
+    pub(crate) async fn remove(
+        &self,
+        state: &AppState,
+        id: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let _guard = self.changes.lock().await;
+        let mut list = stored(&*state.store).await?;
+        let before = list.len();
+        list.retain(|destination| {
+            !(destination.id == id && destination.tenant_id.as_deref() == tenant_id)
+        });
+        if list.len() == before {
+            return Ok(false);
+        }
+        store_list(&*state.store, &list).await?;
+        if let Some(worker) = self.workers().remove(id) {
+            worker.abort();
+        }
+        state.feed.forget(&format!("destination/{id}"));
+        Ok(true)
+    }
+}
+
+/// Every stored destination.
+pub(crate) async fn stored(store: &dyn HotStore) -> Result<Vec<Destination>, ApiError> {
+    let Some(bytes) = store.setting(DESTINATIONS_SETTING).await? else {
+        return Ok(Vec::new());
+    };
+    let list: Vec<Value> = serde_json::from_slice(&bytes)
+        .map_err(|error| ApiError::internal(format!("stored destinations: {error}")))?;
+    list.iter()
+        .map(|value| {
+            Destination::from_stored(value)
+                .ok_or_else(|| ApiError::internal("a stored destination does not decode"))
+        })
+        .collect()
+}
+
+async fn store_list(store: &dyn HotStore, list: &[Destination]) -> Result<(), ApiError> {
+    let values: Vec<Value> = list.iter().map(Destination::to_stored).collect();
+    store
+        .set_setting(
+            DESTINATIONS_SETTING,
+            serde_json::to_vec(&values).map_err(ApiError::internal)?,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A destination's dead letters, oldest first.
+pub(crate) async fn dead_letters(store: &dyn HotStore, id: &str) -> Result<Vec<Value>, ApiError> {
+    let Some(bytes) = store.setting(&dead_letters_setting(id)).await? else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|error| ApiError::internal(format!("dead letters of {id}: {error}")))
+}
+
+async fn store_dead_letters(
+    store: &dyn HotStore,
+    id: &str,
+    list: &[Value],
+) -> Result<(), ApiError> {
+    let start = list.len().saturating_sub(DEAD_LETTERS_MAX);
+    store
+        .set_setting(
+            &dead_letters_setting(id),
+            serde_json::to_vec(&list[start..]).map_err(ApiError::internal)?,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sends every parked message of `destination` once more (each with one attempt); those that
+/// arrive leave the list. Returns `(delivered, still parked)`.
+pub(crate) async fn replay_dead_letters(
+    state: &AppState,
+    destination: &Destination,
+) -> Result<(usize, usize), ApiError> {
+    let _guard = state.destinations.changes.lock().await;
+    let letters = dead_letters(&*state.store, &destination.id).await?;
+    let mut sender = Sender::new(destination.transport.clone(), state.delivery_retry_base);
+    let mut kept = Vec::new();
+    let mut delivered = 0;
+    for letter in letters {
+        let (Some(tenant_id), Some(first), Some(last)) = (
+            letter["tenant_id"].as_str(),
+            letter["first_seq"].as_u64(),
+            letter["last_seq"].as_u64(),
+        ) else {
+            continue;
+        };
+        let count = usize::try_from(last + 1 - first).unwrap_or(usize::MAX);
+        let events = feed::read(
+            &state.query,
+            EventQuery::for_tenant(tenant_id),
+            first - 1,
+            count.min(SINK_BATCH_EVENTS_MAX),
+        )
+        .await?;
+        let events: Vec<StoredEvent> = events
+            .into_iter()
+            .filter(|event| destination.selection.admits(event))
+            .collect();
+        match sender.send(&events).await {
+            Ok(()) => delivered += 1,
+            Err(reason) => {
+                let mut letter = letter;
+                letter["error"] = reason.into();
+                kept.push(letter);
+            }
+        }
+    }
+    let still = kept.len();
+    store_dead_letters(&*state.store, &destination.id, &kept).await?;
+    Ok((delivered, still))
+}
+
+/// Sends messages of one transport, keeping its connection (syslog) between them.
+struct Sender {
+    transport: Transport,
+    http: reqwest::Client,
+    connection: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    retry_base: Duration,
+}
+
+impl Sender {
+    fn new(transport: Transport, retry_base: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(DELIVERY_TIMEOUT_MILLIS))
+            .build()
+            .unwrap_or_default();
+        Sender {
+            transport,
+            http,
+            connection: None,
+            retry_base,
+        }
+    }
+
+    /// One attempt at delivering `events` as one message.
+    async fn send(&mut self, events: &[StoredEvent]) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let transport = self.transport.clone();
+        match transport {
+            Transport::Webhook { url, secret } => {
+                let stored = &events[0];
+                let kind = if is_alert(&stored.event) {
+                    "alert.triggered"
+                } else {
+                    "audit.event"
+                };
+                let data = serde_json::to_value(stored).map_err(|error| error.to_string())?;
+                let body = sealtrail_realtime::webhook::message_body(kind, now_ns(), &data);
+                let timestamp = now_ns() / 1_000_000_000;
+                let id = &stored.event.event_id;
+                let signature = sealtrail_realtime::webhook::sign(&secret, id, timestamp, &body);
+                let request = self
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", signature)
+                    .body(body);
+                check_response(request.send().await).await
+            }
+            Transport::SplunkHec { url, token } => {
+                let batch: Vec<Value> = events
+                    .iter()
+                    .map(|stored| {
+                        sealtrail_realtime::hec::hec_event(stored, "sealtrail", "sealtrail:audit")
+                    })
+                    .collect();
+                let request = self
+                    .http
+                    .post(&url)
+                    .header("authorization", format!("Splunk {token}"))
+                    .header("content-type", "application/json")
+                    .body(sealtrail_realtime::hec::hec_batch(&batch));
+                check_response(request.send().await).await
+            }
+            Transport::OcsfHttp { url, authorization } => {
+                let batch: Vec<Value> = events
+                    .iter()
+                    .map(sealtrail_realtime::ocsf::ocsf_event)
+                    .collect();
+                let mut request = self
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(&batch).map_err(|error| error.to_string())?);
+                if let Some(authorization) = authorization {
+                    request = request.header("authorization", authorization);
+                }
+                check_response(request.send().await).await
+            }
+            Transport::Syslog { address, tls } => {
+                let mut bytes = Vec::new();
+                for stored in events {
+                    bytes.extend(sealtrail_realtime::syslog::syslog_frame(
+                        stored,
+                        "sealtrail",
+                        "sealtrail",
+                    ));
+                }
+                if self.connection.is_none() {
+                    self.connection = Some(connect(&address, tls).await?);
+                }
+                let connection = self.connection.as_mut().expect("connected above");
+                let written =
+                    tokio::time::timeout(Duration::from_millis(DELIVERY_TIMEOUT_MILLIS), async {
+                        connection.write_all(&bytes).await?;
+                        connection.flush().await
+                    })
+                    .await;
+                match written {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => {
+                        self.connection = None;
+                        Err(format!("syslog write to {address}: {error}"))
+                    }
+                    Err(_) => {
+                        self.connection = None;
+                        Err(format!("syslog write to {address} timed out"))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers with retries; `Err` after [`DELIVERY_ATTEMPTS_MAX`] failed attempts.
+    async fn deliver(&mut self, events: &[StoredEvent]) -> Result<(), (u32, String)> {
+        let mut attempt = 1;
+        loop {
+            match self.send(events).await {
+                Ok(()) => return Ok(()),
+                Err(reason) if attempt >= DELIVERY_ATTEMPTS_MAX => return Err((attempt, reason)),
+                Err(reason) => {
+                    tracing::debug!(
+                        kind = self.transport.kind(),
+                        attempt,
+                        reason,
+                        "delivery failed; retrying"
+                    );
+                    crate::metrics::registry().delivery(self.transport.kind(), "retried");
+                    tokio::time::sleep(backoff(self.retry_base, attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The pause after failed attempt `attempt`: the base doubled each time, at most
+/// [`DELIVERY_RETRY_CAP_MILLIS`], times a jitter in [0.5, 1.5) so that receivers coming back
+/// are not hit by every sender at once.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let doubled = base.saturating_mul(1 << attempt.min(20).saturating_sub(1));
+    let capped = doubled.min(Duration::from_millis(DELIVERY_RETRY_CAP_MILLIS));
+    capped.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+async fn check_response(response: Result<reqwest::Response, reqwest::Error>) -> Result<(), String> {
+    match response {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!("the receiver answered {}", response.status())),
+        Err(error) => Err(format!("cannot reach the receiver: {error}")),
+    }
+}
+
+async fn connect(
+    address: &str,
+    tls: bool,
+) -> Result<Box<dyn tokio::io::AsyncWrite + Send + Unpin>, String> {
+    let timeout = Duration::from_millis(DELIVERY_TIMEOUT_MILLIS);
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|_| format!("connecting to {address} timed out"))?
+        .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+    stream.set_nodelay(true).ok();
+    if !tls {
+        return Ok(Box::new(stream));
+    }
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
+        .map_err(|error| format!("{address}: not a TLS server name: {error}"))?;
+    let connector = tokio_rustls::TlsConnector::from(tls_config()?);
+    let stream = tokio::time::timeout(timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| format!("TLS handshake with {address} timed out"))?
+        .map_err(|error| format!("TLS handshake with {address}: {error}"))?;
+    Ok(Box::new(stream))
+}
+
+/// The platform's trusted roots, read once.
+fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<tokio_rustls::rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for certificate in found.certs {
+                let _ = roots.add(certificate);
+            }
+            if roots.is_empty() {
+                return Err("no trusted root certificates found on this machine".into());
+            }
+            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|error| error.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
+/// One destination's worker: catches up every tenant in its scope whenever a log grows.
+async fn run_worker(state: Arc<AppState>, destination: Destination) {
+    let subscription = state.feed.subscribe();
+    let mut sender = Sender::new(destination.transport.clone(), state.delivery_retry_base);
+    let mut moved = Moved::Poll;
+    loop {
+        let tenants: Vec<String> = match (&destination.tenant_id, moved) {
+            (Some(tenant_id), Moved::Tenants(moved)) if !moved.contains(tenant_id) => Vec::new(),
+            (Some(tenant_id), _) => vec![tenant_id.clone()],
+            (None, Moved::Tenants(moved)) => moved.into_iter().collect(),
+            (None, Moved::Poll) => match feed::heads(&*state.store).await {
+                Ok(heads) => heads.into_iter().map(|(tenant_id, _)| tenant_id).collect(),
+                Err(_) => Vec::new(),
+            },
+        };
+        for tenant_id in tenants {
+            if let Err(error) = catch_up(&state, &destination, &mut sender, &tenant_id).await {
+                tracing::warn!(%error, destination = destination.id, tenant_id, "delivery paused; retrying");
+            }
+        }
+        moved = subscription.next().await;
+    }
+}
+
+/// Delivers every selected event of `tenant_id` after the destination's cursor.
+async fn catch_up(
+    state: &AppState,
+    destination: &Destination,
+    sender: &mut Sender,
+    tenant_id: &str,
+) -> Result<(), ApiError> {
+    let consumer = destination.consumer();
+    // A tenant first seen after a platform sink was made: all of its events are new.
+    let mut cursor = feed::cursor(&*state.store, &consumer, tenant_id)
+        .await?
+        .unwrap_or(0);
+    let query = destination.selection.pushed_down(tenant_id);
+    let batch_max = destination.transport.batch_max();
+    loop {
+        let page = feed::read(&state.query, query.clone(), cursor, FEED_BATCH_EVENTS_MAX).await?;
+        let Some(last) = page.last().map(|event| event.seq) else {
+            state.feed.set_lag(&consumer, tenant_id, 0);
+            return Ok(());
+        };
+        let head = feed::head(&*state.store, tenant_id).await?;
+        state
+            .feed
+            .set_lag(&consumer, tenant_id, head.saturating_sub(cursor));
+        let selected: Vec<StoredEvent> = page
+            .into_iter()
+            .filter(|event| destination.selection.admits(event))
+            .collect();
+        for message in selected.chunks(batch_max) {
+            match sender.deliver(message).await {
+                Ok(()) => {
+                    crate::metrics::registry().delivery(destination.transport.kind(), "delivered")
+                }
+                Err((attempts, reason)) => {
+                    tracing::warn!(
+                        destination = destination.id,
+                        tenant_id,
+                        attempts,
+                        reason,
+                        "delivery parked in the dead-letter list"
+                    );
+                    crate::metrics::registry().delivery(destination.transport.kind(), "parked");
+                    let _guard = state.destinations.changes.lock().await;
+                    let mut letters = dead_letters(&*state.store, &destination.id).await?;
+                    letters.push(dead_letter(tenant_id, message, attempts, &reason));
+                    store_dead_letters(&*state.store, &destination.id, &letters).await?;
+                }
+            }
+            let done = message.last().expect("chunks are never empty").seq;
+            feed::save_cursor(&*state.store, &consumer, tenant_id, done).await?;
+            cursor = done;
+        }
+        if cursor < last {
+            feed::save_cursor(&*state.store, &consumer, tenant_id, last).await?;
+            cursor = last;
+        }
+    }
+}
