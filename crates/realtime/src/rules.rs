@@ -487,6 +487,21 @@ fn read_match(member: &Value, errors: &mut Vec<FieldError>) -> RuleMatch {
     matcher
 }
 
+/// A JSON number with no fraction (`12` or `12.0`: JSON Schema's integer), up to `max`.
+fn whole_number(value: &Value, max: u64) -> Option<u64> {
+    let number = match value.as_u64() {
+        Some(number) => number,
+        None => {
+            let float = value.as_f64()?;
+            if float.fract() != 0.0 || !(0.0..=max as f64).contains(&float) {
+                return None;
+            }
+            float as u64
+        }
+    };
+    (number <= max).then_some(number)
+}
+
 fn read_seconds(
     object: &Map<String, Value>,
     name: &str,
@@ -495,8 +510,8 @@ fn read_seconds(
 ) -> u64 {
     match object.get(name) {
         None if default.is_some() => default.unwrap_or_default(),
-        Some(value) => match value.as_u64() {
-            Some(seconds) if (1..=ALERT_WINDOW_SECONDS_MAX).contains(&seconds) => seconds,
+        Some(value) => match whole_number(value, ALERT_WINDOW_SECONDS_MAX) {
+            Some(seconds) if seconds >= 1 => seconds,
             Some(0) if default.is_some() => 0,
             _ => {
                 errors.push(FieldError::new(
@@ -611,9 +626,12 @@ fn read_baseline(
             0.0
         }
     };
-    let baseline_days = match object.get("baseline_days").map(Value::as_u64) {
+    let baseline_days = match object
+        .get("baseline_days")
+        .map(|value| whole_number(value, u64::from(ALERT_BASELINE_DAYS_MAX)))
+    {
         None => 30,
-        Some(Some(days)) if (1..=u64::from(ALERT_BASELINE_DAYS_MAX)).contains(&days) => days as u32,
+        Some(Some(days)) if days >= 1 => days as u32,
         Some(_) => {
             errors.push(FieldError::new(
                 "baseline_days",
@@ -622,9 +640,12 @@ fn read_baseline(
             0
         }
     };
-    let min_count = match object.get("min_count").map(Value::as_u64) {
+    let min_count = match object
+        .get("min_count")
+        .map(|value| whole_number(value, ALERT_MIN_COUNT_MAX))
+    {
         None => 10,
-        Some(Some(count)) if count <= ALERT_MIN_COUNT_MAX => count,
+        Some(Some(count)) => count,
         Some(_) => {
             errors.push(FieldError::new(
                 "min_count",
@@ -713,6 +734,26 @@ mod tests {
         assert_eq!(
             rules_from_json(&twice).unwrap_err()[0].field,
             "rules[1].name"
+        );
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let rule =
+            json!({"name": "b", "kind": "baseline", "min_count": 12.0, "baseline_days": 7.0});
+        let RuleKind::Baseline {
+            min_count,
+            baseline_days,
+            ..
+        } = AlertRule::from_json(&rule).unwrap().kind
+        else {
+            panic!()
+        };
+        assert_eq!((min_count, baseline_days), (12, 7));
+        let fraction = json!({"name": "b", "kind": "baseline", "min_count": 12.5});
+        assert_eq!(
+            AlertRule::from_json(&fraction).unwrap_err()[0].field,
+            "min_count"
         );
     }
 

@@ -100,7 +100,20 @@ async fn change_rules(
     before: &[AlertRule],
     after: Vec<AlertRule>,
 ) -> Result<(), ApiError> {
-    check_rule_count(after.len()).map_err(ApiError::invalid_fields)?;
+    // A valid rule the tenant has no room for: the state, not the request, is in the way.
+    if let Err(errors) = check_rule_count(after.len()) {
+        return Err(ApiError::Conflict {
+            detail: errors[0].reason.clone(),
+            errors: errors
+                .into_iter()
+                .map(|error| crate::problem::InvalidItem {
+                    index: None,
+                    field: error.field,
+                    reason: error.reason,
+                })
+                .collect(),
+        });
+    }
     let as_json = |rules: &[AlertRule]| rules.iter().map(AlertRule::to_json).collect::<Vec<_>>();
     let event = json!({
         "tenant_id": tenant_id,

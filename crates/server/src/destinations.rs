@@ -41,39 +41,33 @@ fn dead_letters_setting(id: &str) -> String {
     format!("dead_letters/{id}")
 }
 
-/// Which committed events a destination receives.
+/// Which committed events a destination receives: alerts (the `alert.triggered` events the
+/// server raised), events (every event, alerts among them), or both — narrowed by the filters
+/// of `GET /v1/events` (so `"resource_id": "brute-force"` picks one rule's alerts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Selection {
-    /// Alerts (`alert.triggered` events the server raised).
     pub(crate) alerts: bool,
-    /// Events matching these filters (those of `GET /v1/events`), alerts among them when they
-    /// match; `None`: no events besides alerts.
-    pub(crate) events: Option<EventQuery>,
+    pub(crate) events: bool,
+    pub(crate) filter: EventQuery,
 }
 
 impl Selection {
     fn admits(&self, stored: &StoredEvent) -> bool {
-        (self.alerts && is_alert(&stored.event))
-            || self
-                .events
-                .as_ref()
-                .is_some_and(|filter| crate::query::filter_admits(filter, stored))
+        (self.events || (self.alerts && is_alert(&stored.event)))
+            && crate::query::filter_admits(&self.filter, stored)
     }
 
-    /// The filters a read can push down: those of `events` when only events are wanted, the
-    /// alert action when only alerts are.
+    /// What a read of `tenant_id`'s log can leave to the store: the filters, and for alerts
+    /// alone their action.
     fn pushed_down(&self, tenant_id: &str) -> EventQuery {
-        match (&self.events, self.alerts) {
-            (Some(filter), false) => EventQuery {
-                tenant_id: tenant_id.to_owned(),
-                ..filter.clone()
-            },
-            (None, true) => EventQuery {
-                action: Some(sealtrail_realtime::window::ALERT_ACTION.into()),
-                ..EventQuery::for_tenant(tenant_id)
-            },
-            _ => EventQuery::for_tenant(tenant_id),
+        let mut query = EventQuery {
+            tenant_id: tenant_id.to_owned(),
+            ..self.filter.clone()
+        };
+        if !self.events && query.action.is_none() {
+            query.action = Some(sealtrail_realtime::window::ALERT_ACTION.into());
         }
+        query
     }
 }
 
@@ -170,11 +164,11 @@ impl Destination {
         if self.selection.alerts {
             kinds.push("alerts");
         }
-        if let Some(filter) = &self.selection.events {
+        if self.selection.events {
             kinds.push("events");
-            value["filters"] = crate::query::filter_to_json(filter);
         }
         value["events"] = json!(kinds);
+        value["filters"] = crate::query::filter_to_json(&self.selection.filter);
         value
     }
 
@@ -201,17 +195,14 @@ impl Destination {
             _ => return None,
         };
         let kinds = value["events"].as_array()?;
-        let events = kinds
-            .iter()
-            .any(|kind| kind.as_str() == Some("events"))
-            .then(|| crate::query::filter_from_json(&value["filters"]).ok())
-            .map(|filter| filter.unwrap_or_else(|| EventQuery::for_tenant("")));
+        let kind = |name: &str| kinds.iter().any(|kind| kind.as_str() == Some(name));
         Some(Destination {
             id: text("id")?,
             tenant_id: text("tenant_id"),
             selection: Selection {
-                alerts: kinds.iter().any(|kind| kind.as_str() == Some("alerts")),
-                events,
+                alerts: kind("alerts"),
+                events: kind("events"),
+                filter: crate::query::filter_from_json(&value["filters"]).ok()?,
             },
             transport,
             created_at: text("created_at")?,

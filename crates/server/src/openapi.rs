@@ -679,9 +679,9 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
             "summary": format!("Add one alert rule: a threshold over a sliding window, or an actor's deviation from its own daily baseline. {changed}"),
             "requestBody": {"required": true, "content": {"application/json": {"schema": rule(true)}}},
             "responses": {"201": json_body("The rule as stored.", rule_out.clone()),
-                "400": problem(&format!("A member is invalid (each named: match.outcome, group_by, …), or the tenant would have more than {ALERT_RULES_PER_TENANT_MAX} rules. Nothing is stored.")),
+                "400": problem("A member is invalid; each is named (match.outcome, group_by, …). Nothing is stored."),
                 "401": problem("No valid key."), "403": problem("Not an admin of this tenant."),
-                "409": problem("The tenant has a rule of that name."), "413": problem("Body too large."),
+                "409": problem(&format!("The tenant has a rule of that name, or {ALERT_RULES_PER_TENANT_MAX} rules already.")), "413": problem("Body too large."),
                 "415": problem("The body's Content-Type is not one this endpoint reads."),
                 "503": problem("The change could not be recorded in the tenant's log; nothing is stored.")}
         }
@@ -693,7 +693,9 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
             "requestBody": {"required": true, "content": {"application/json": {"schema": rule(false)}}},
             "responses": {"200": json_body("The rule as stored.", rule_out),
                 "400": problem("A member is invalid; each is named. Nothing is stored."), "401": problem("No valid key."),
-                "403": problem("Not an admin of this tenant."), "413": problem("Body too large."),
+                "403": problem("Not an admin of this tenant."),
+                "409": problem(&format!("A new rule, and the tenant has {ALERT_RULES_PER_TENANT_MAX} rules already.")),
+                "413": problem("Body too large."),
                 "415": problem("The body's Content-Type is not one this endpoint reads."),
                 "503": problem("The change could not be recorded in the tenant's log; nothing is stored.")}
         },
@@ -736,6 +738,7 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "required": ["url"], "properties": {
                 "url": url, "secret": {"type": "string", "pattern": "^whsec_", "description": "whsec_ and the base64 of 24 to 64 bytes; generated (and returned once) when absent."},
                 "events": kinds, "filters": filters}}}}},
+            "description": "filters narrow what events selects: with [\"alerts\"] and {\"resource_id\": \"brute-force\"}, one rule's alerts.",
             "responses": {"201": json_body("The webhook (with its secret if generated).", destination.clone()),
                 "400": problem("A member is invalid; it is named."), "401": problem("No valid key."),
                 "403": problem("Not an admin of this tenant."),
@@ -787,8 +790,8 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
                 "415": problem("The body's Content-Type is not one this endpoint reads.")}
         },
         "get": {
-            "summary": "The sinks the caller manages: a tenant's (tenant_id), or with the platform-admin token every sink.",
-            "parameters": [tenant_query("Required for a tenant key.")],
+            "summary": "The sinks the caller manages: a tenant's (a tenant key's own, or tenant_id), or with the platform-admin token every sink.",
+            "parameters": [tenant_query("A tenant key lists its own tenant's sinks; the platform admin every sink, or this tenant's.")],
             "responses": {"200": json_body("The sinks.", json!({"type": "object", "additionalProperties": false, "required": ["sinks"], "properties": {
                     "sinks": {"type": "array", "items": destination}}})),
                 "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Not an admin of this tenant.")}

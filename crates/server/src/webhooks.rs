@@ -97,18 +97,10 @@ fn read_selection(
             ))
         }
     };
-    let events = kinds.contains(&"events");
-    if object.contains_key("filters") && !events {
-        return Err(ApiError::invalid_field(
-            "filters",
-            "filters apply to \"events\"; add it to \"events\"",
-        ));
-    }
     Ok(Selection {
         alerts: kinds.contains(&"alerts"),
-        events: events
-            .then(|| crate::query::filter_from_json(object.get("filters").unwrap_or(&Value::Null)))
-            .transpose()?,
+        events: kinds.contains(&"events"),
+        filter: crate::query::filter_from_json(object.get("filters").unwrap_or(&Value::Null))?,
     })
 }
 
@@ -352,8 +344,7 @@ pub(crate) async fn create_sink(
             }
         };
     refuse_unknown(object, members)?;
-    let mut selection = read_selection(object, false)?;
-    selection.alerts = false; // alerts are events: a sink forwards them with the rest
+    let selection = read_selection(object, false)?;
     let destination = Destination {
         id: new_id("sink"),
         tenant_id,
@@ -377,21 +368,23 @@ pub(crate) async fn list_sinks(
     if let Some(unknown) = params.keys().find(|name| *name != "tenant_id") {
         return Err(ApiError::invalid_field(unknown, "unknown query parameter"));
     }
-    if let Some(tenant_id) = params.get("tenant_id") {
+    // A tenant's key lists its own tenant's sinks; the platform admin every sink, or one
+    // tenant's.
+    let tenant_id = params
+        .get("tenant_id")
+        .map(String::as_str)
+        .or(principal.tenant())
+        .map(str::to_owned);
+    if let Some(tenant_id) = &tenant_id {
         may_administer(&principal, tenant_id)?;
-    } else if principal != Principal::PlatformAdmin {
-        return Err(ApiError::invalid_field(
-            "tenant_id",
-            "required for a tenant's key",
-        ));
     }
     let sinks: Vec<Value> = destinations::stored(&*state.store)
         .await?
         .iter()
         .filter(|destination| {
             destination.transport.kind() != "webhook"
-                && params
-                    .get("tenant_id")
+                && tenant_id
+                    .as_ref()
                     .is_none_or(|tenant_id| destination.tenant_id.as_ref() == Some(tenant_id))
         })
         .map(Destination::to_public)
