@@ -22,7 +22,13 @@ use receivers::{wait_until, HttpReceiver, Request, SyslogReceiver};
 use sealtrail_realtime::webhook::WebhookSecret;
 use serde_json::{json, Value};
 
-const RETRY_FAST: &[&str] = &["--delivery-retry-base-millis", "200"];
+/// The receivers are on this machine: the tests allow private destinations.
+const LOCAL: &str = "--allow-private-destinations";
+const RETRY_FAST: &[&str] = &[LOCAL, "--delivery-retry-base-millis", "200"];
+
+fn local_server(dir: &std::path::Path) -> Server {
+    Server::start_with(dir, &[LOCAL], &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)])
+}
 
 fn secret() -> WebhookSecret {
     WebhookSecret::from_bytes([7; 32])
@@ -99,7 +105,7 @@ fn expect_alerts(server: &Server, count: usize, case: &str) -> Vec<Value> {
 #[test]
 fn default_rules_fire_once_above_their_thresholds_and_alerts_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = local_server(dir.path());
     let hook = webhook_receiver();
     let (status, body) = post_json(
         &server.url("/v1/tenants/acme/webhooks"),
@@ -682,7 +688,11 @@ fn metrics_text(server: &Server) -> String {
 fn an_undeliverable_message_is_parked_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
-    let server = Server::start_with(dir.path(), &["--delivery-retry-base-millis", "10"], &env);
+    let server = Server::start_with(
+        dir.path(),
+        &[LOCAL, "--delivery-retry-base-millis", "10"],
+        &env,
+    );
     let hook = webhook_receiver();
     hook.set_down(true);
     let (status, made) = post_json(
@@ -829,21 +839,29 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
         (json!({"url": "ftp://example.com/x"}), "url"),
         (json!({}), "url"),
         (
-            json!({"url": "http://127.0.0.1:9/x", "secret": "whsec_short"}),
+            json!({"url": "https://hooks.example.com/x", "secret": "whsec_short"}),
             "secret",
         ),
         (
-            json!({"url": "http://127.0.0.1:9/x", "events": ["everything"]}),
+            json!({"url": "https://hooks.example.com/x", "events": ["everything"]}),
             "events",
         ),
         (
-            json!({"url": "http://127.0.0.1:9/x", "events": ["events"], "filters": {"outcome": "meh"}}),
+            json!({"url": "https://hooks.example.com/x", "events": ["events"], "filters": {"outcome": "meh"}}),
             "filters.outcome",
         ),
         (
-            json!({"url": "http://127.0.0.1:9/x", "colour": "red"}),
+            json!({"url": "https://hooks.example.com/x", "colour": "red"}),
             "colour",
         ),
+        // Without --allow-private-destinations the server calls no address of its own network.
+        (json!({"url": "http://127.0.0.1:8080/x"}), "url"),
+        (json!({"url": "http://[::1]/x"}), "url"),
+        (
+            json!({"url": "http://169.254.169.254/latest/meta-data"}),
+            "url",
+        ),
+        (json!({"url": "http://10.1.2.3/x"}), "url"),
     ] {
         let (status, answer) = post_json(&hooks_url, ADMIN_TOKEN, &body);
         assert_eq!(
@@ -856,7 +874,7 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
     let sinks_url = server.url("/v1/sinks");
     for (body, field) in [
         (
-            json!({"tenant_id": "acme", "url": "http://127.0.0.1:9"}),
+            json!({"tenant_id": "acme", "url": "https://siem.example.com"}),
             "kind",
         ),
         (
@@ -864,12 +882,16 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
             "address",
         ),
         (
-            json!({"kind": "splunk_hec", "tenant_id": "acme", "url": "http://127.0.0.1:9"}),
+            json!({"kind": "splunk_hec", "tenant_id": "acme", "url": "https://siem.example.com"}),
             "token",
         ),
         (
-            json!({"kind": "syslog", "tenant_id": "acme", "address": "127.0.0.1:514", "tls": "yes"}),
+            json!({"kind": "syslog", "tenant_id": "acme", "address": "siem.example.com:514", "tls": "yes"}),
             "tls",
+        ),
+        (
+            json!({"kind": "syslog", "tenant_id": "acme", "address": "192.168.0.10:514"}),
+            "address",
         ),
     ] {
         let (status, answer) = post_json(&sinks_url, ADMIN_TOKEN, &body);
@@ -884,13 +906,13 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
     let (status, _) = post_json(
         &sinks_url,
         &admin,
-        &json!({"kind": "ocsf_http", "url": "http://127.0.0.1:9/x"}),
+        &json!({"kind": "ocsf_http", "url": "https://hooks.example.com/x"}),
     );
     assert_eq!(status, 403);
     let (status, body) = post_json(
         &sinks_url,
         &admin,
-        &json!({"kind": "ocsf_http", "tenant_id": "acme", "url": "http://127.0.0.1:9/x", "authorization": "Bearer t"}),
+        &json!({"kind": "ocsf_http", "tenant_id": "acme", "url": "https://hooks.example.com/x", "authorization": "Bearer t"}),
     );
     assert_eq!(status, 201, "{body}");
     assert!(

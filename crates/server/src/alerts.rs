@@ -22,7 +22,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use sealtrail_hot::{ActorDayFilter, EventQuery, Order};
 use sealtrail_model::limits::{ALERT_REBUILD_EVENTS_MAX, BATCH_EVENTS_MAX, FEED_BATCH_EVENTS_MAX};
-use sealtrail_model::{check_tenant_id, format_timestamp, StoredEvent};
+use sealtrail_model::{format_timestamp, StoredEvent};
 use sealtrail_realtime::rules::{check_rule_count, default_rules, rules_from_json, AlertRule};
 use sealtrail_realtime::window::{Mode, TenantAlerts};
 use serde_json::{json, Value};
@@ -61,14 +61,7 @@ async fn tenant_rules(
 }
 
 fn may_administer(principal: &Principal, tenant_id: &str) -> Result<(), ApiError> {
-    check_tenant_id(tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-    if principal.may_administer(tenant_id) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "only an admin key of tenant {tenant_id} or the platform admin may read or change its alert rules"
-        )))
-    }
+    crate::auth::administer(principal, tenant_id, "its alert rules")
 }
 
 fn rules_body(tenant_id: &str, rules: &[AlertRule], own: bool) -> Json<Value> {

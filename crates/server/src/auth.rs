@@ -93,6 +93,26 @@ impl Principal {
     }
 }
 
+/// Admits a caller to `tenant_id`'s settings (`what`: "its alert rules", …): the tenant id must
+/// be well formed (400 naming it), and the caller one of its admin keys or the platform admin
+/// (403 saying so).
+pub(crate) fn administer(
+    principal: &Principal,
+    tenant_id: &str,
+    what: &str,
+) -> Result<(), crate::problem::ApiError> {
+    use crate::problem::ApiError;
+    sealtrail_model::check_tenant_id(tenant_id)
+        .map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
+    if principal.may_administer(tenant_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only an admin key of tenant {tenant_id} or the platform admin may manage {what}"
+        )))
+    }
+}
+
 /// Verifies bearer credentials against the admin token and the stored keys.
 ///
 /// Every request reads its key from the store (one lookup by primary key): nothing is cached,

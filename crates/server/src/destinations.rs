@@ -14,6 +14,7 @@
 //! beside them (`dead_letters/<id>`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -272,17 +273,25 @@ impl Destinations {
     ) -> Result<(), ApiError> {
         let _guard = self.changes.lock().await;
         let mut list = stored(&*state.store).await?;
+        // Webhooks are counted per tenant, sinks across the deployment.
+        let is_webhook = |destination: &Destination| destination.transport.kind() == "webhook";
         let same_scope = list
             .iter()
             .filter(|other| {
-                other.tenant_id == destination.tenant_id
-                    && (other.transport.kind() == "webhook")
-                        == (destination.transport.kind() == "webhook")
+                is_webhook(other) == is_webhook(&destination)
+                    && (!is_webhook(other) || other.tenant_id == destination.tenant_id)
             })
             .count();
         if same_scope >= count_max {
             return Err(ApiError::Conflict {
-                detail: format!("at most {count_max} of these may exist for one scope"),
+                detail: format!(
+                    "at most {count_max} {} may exist",
+                    if is_webhook(&destination) {
+                        "webhooks of one tenant"
+                    } else {
+                        "sinks"
+                    }
+                ),
                 errors: Vec::new(),
             });
         }
@@ -386,7 +395,7 @@ pub(crate) async fn replay_dead_letters(
 ) -> Result<(usize, usize), ApiError> {
     let _guard = state.destinations.changes.lock().await;
     let letters = dead_letters(&*state.store, &destination.id).await?;
-    let mut sender = Sender::new(destination.transport.clone(), state.delivery_retry_base);
+    let mut sender = Sender::new(destination.transport.clone(), state);
     let mut kept = Vec::new();
     let mut delivered = 0;
     for letter in letters {
@@ -423,25 +432,115 @@ pub(crate) async fn replay_dead_letters(
     Ok((delivered, still))
 }
 
+/// Whether an address is one the public internet routes to. Deliveries go only there unless the
+/// deployment allows private destinations (`--allow-private-destinations`): otherwise a tenant
+/// admin could make the server call its own network (loopback, private ranges, link-local and
+/// cloud metadata addresses, carrier-grade NAT, unique-local IPv6).
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| !is_public(IpAddr::V4(v4))))
+        }
+    }
+}
+
+/// The reason a literal address of a URL or `host:port` may not be delivered to, if any.
+pub(crate) fn refused_literal(host: &str, allow_private: bool) -> Option<String> {
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!allow_private && !is_public(ip)).then(|| {
+        format!("{ip} is not a public address; this deployment does not deliver to private ones (--allow-private-destinations)")
+    })
+}
+
+/// Resolves host names for deliveries, keeping only public addresses.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let public = public_addresses(&host, 0).await?;
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+async fn public_addresses(
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let public: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await?
+        .filter(|address| is_public(address.ip()))
+        .collect();
+    if public.is_empty() {
+        return Err(format!("{host} resolves to no public address; this deployment does not deliver to private ones (--allow-private-destinations)").into());
+    }
+    Ok(public)
+}
+
 /// Sends messages of one transport, keeping its connection (syslog) between them.
 struct Sender {
     transport: Transport,
     http: reqwest::Client,
     connection: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
     retry_base: Duration,
+    allow_private: bool,
 }
 
 impl Sender {
-    fn new(transport: Transport, retry_base: Duration) -> Self {
-        let http = reqwest::Client::builder()
+    fn new(transport: Transport, state: &AppState) -> Self {
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_millis(DELIVERY_TIMEOUT_MILLIS))
-            .build()
-            .unwrap_or_default();
+            // A redirect could lead anywhere, a private address included.
+            .redirect(reqwest::redirect::Policy::none());
+        if !state.allow_private_destinations {
+            http = http.dns_resolver(Arc::new(PublicOnly));
+        }
         Sender {
             transport,
-            http,
+            http: http.build().unwrap_or_default(),
             connection: None,
-            retry_base,
+            retry_base: state.delivery_retry_base,
+            allow_private: state.allow_private_destinations,
+        }
+    }
+
+    /// Refuses a URL whose host is a literal private address (names are checked as they are
+    /// resolved).
+    fn check_url(&self, url: &str) -> Result<(), String> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        match refused_literal(&host, self.allow_private) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
         }
     }
 
@@ -453,6 +552,7 @@ impl Sender {
         let transport = self.transport.clone();
         match transport {
             Transport::Webhook { url, secret } => {
+                self.check_url(&url)?;
                 let stored = &events[0];
                 let kind = if is_alert(&stored.event) {
                     "alert.triggered"
@@ -475,6 +575,7 @@ impl Sender {
                 check_response(request.send().await).await
             }
             Transport::SplunkHec { url, token } => {
+                self.check_url(&url)?;
                 let batch: Vec<Value> = events
                     .iter()
                     .map(|stored| {
@@ -490,6 +591,7 @@ impl Sender {
                 check_response(request.send().await).await
             }
             Transport::OcsfHttp { url, authorization } => {
+                self.check_url(&url)?;
                 let batch: Vec<Value> = events
                     .iter()
                     .map(sealtrail_realtime::ocsf::ocsf_event)
@@ -514,7 +616,7 @@ impl Sender {
                     ));
                 }
                 if self.connection.is_none() {
-                    self.connection = Some(connect(&address, tls).await?);
+                    self.connection = Some(connect(&address, tls, self.allow_private).await?);
                 }
                 let connection = self.connection.as_mut().expect("connected above");
                 let written =
@@ -581,9 +683,25 @@ async fn check_response(response: Result<reqwest::Response, reqwest::Error>) -> 
 async fn connect(
     address: &str,
     tls: bool,
+    allow_private: bool,
 ) -> Result<Box<dyn tokio::io::AsyncWrite + Send + Unpin>, String> {
     let timeout = Duration::from_millis(DELIVERY_TIMEOUT_MILLIS);
-    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("{address} is not host:port"))?;
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let targets: Vec<SocketAddr> = if allow_private {
+        tokio::net::lookup_host((bare_host, port))
+            .await
+            .map_err(|error| format!("cannot resolve {address}: {error}"))?
+            .collect()
+    } else {
+        public_addresses(bare_host, port)
+            .await
+            .map_err(|error| error.to_string())?
+    };
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&targets[..]))
         .await
         .map_err(|_| format!("connecting to {address} timed out"))?
         .map_err(|error| format!("cannot connect to {address}: {error}"))?;
@@ -591,13 +709,7 @@ async fn connect(
     if !tls {
         return Ok(Box::new(stream));
     }
-    let host = address
-        .rsplit_once(':')
-        .map_or(address, |(host, _)| host)
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(bare_host.to_owned())
         .map_err(|error| format!("{address}: not a TLS server name: {error}"))?;
     let connector = tokio_rustls::TlsConnector::from(tls_config()?);
     let stream = tokio::time::timeout(timeout, connector.connect(name, stream))
@@ -635,7 +747,7 @@ fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
 /// One destination's worker: catches up every tenant in its scope whenever a log grows.
 async fn run_worker(state: Arc<AppState>, destination: Destination) {
     let subscription = state.feed.subscribe();
-    let mut sender = Sender::new(destination.transport.clone(), state.delivery_retry_base);
+    let mut sender = Sender::new(destination.transport.clone(), &state);
     let mut moved = Moved::Poll;
     loop {
         let tenants: Vec<String> = match (&destination.tenant_id, moved) {
@@ -711,6 +823,54 @@ async fn catch_up(
         if cursor < last {
             feed::save_cursor(&*state.store, &consumer, tenant_id, last).await?;
             cursor = last;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+            assert!(refused_literal(private, false).is_some(), "{private}");
+            assert!(refused_literal(private, true).is_none(), "{private}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        assert!(refused_literal("[::1]", false).is_some());
+        assert!(
+            refused_literal("hooks.example.com", false).is_none(),
+            "names are checked as they resolve"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=12 {
+            let nominal = (100u64 << (attempt - 1)).min(DELIVERY_RETRY_CAP_MILLIS) as f64;
+            let pause = backoff(base, attempt).as_millis() as f64;
+            assert!(
+                (nominal * 0.5..=nominal * 1.5).contains(&pause),
+                "attempt {attempt}: {pause}"
+            );
         }
     }
 }

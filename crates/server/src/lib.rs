@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub sampling_statement_interval: std::time::Duration,
     /// The first pause before a failed webhook or sink delivery is tried again.
     pub delivery_retry_base: std::time::Duration,
+    /// Whether webhooks and sinks may reach loopback and private addresses (off: a tenant admin
+    /// cannot make the server call its own network).
+    pub allow_private_destinations: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -171,6 +174,7 @@ pub(crate) struct AppState {
     /// Webhooks and sinks, and their workers.
     destinations: destinations::Destinations,
     delivery_retry_base: std::time::Duration,
+    allow_private_destinations: bool,
     /// Live streams open (bounded).
     streams: stream::Streams,
     /// Started by the shutdown signal: live streams end then.
@@ -282,6 +286,7 @@ pub async fn run(
         policies: capture::Policies::new(config.capture_policy.clone()),
         destinations: destinations::Destinations::default(),
         delivery_retry_base: config.delivery_retry_base,
+        allow_private_destinations: config.allow_private_destinations,
         streams: stream::Streams::default(),
         drain: drain.clone(),
     });

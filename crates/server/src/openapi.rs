@@ -786,7 +786,7 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
             "responses": {"201": json_body("The sink (never its token).", destination.clone()),
                 "400": problem("A member is invalid; it is named."), "401": problem("No valid key."),
                 "403": problem("Not an admin of that tenant, or a tenant key asking for every tenant."),
-                "409": problem(&format!("{SINKS_MAX} sinks exist for this scope already.")), "413": problem("Body too large."),
+                "409": problem(&format!("{SINKS_MAX} sinks exist already.")), "413": problem("Body too large."),
                 "415": problem("The body's Content-Type is not one this endpoint reads.")}
         },
         "get": {

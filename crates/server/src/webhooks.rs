@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use rand::RngCore;
-use sealtrail_model::check_tenant_id;
 use sealtrail_model::limits::{DESTINATION_URL_BYTES_MAX, SINKS_MAX, WEBHOOKS_PER_TENANT_MAX};
 use sealtrail_realtime::webhook::WebhookSecret;
 use serde_json::{json, Map, Value};
@@ -25,14 +24,7 @@ use crate::problem::ApiError;
 use crate::{now_ns, AppState};
 
 fn may_administer(principal: &Principal, tenant_id: &str) -> Result<(), ApiError> {
-    check_tenant_id(tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-    if principal.may_administer(tenant_id) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "only an admin key of tenant {tenant_id} or the platform admin may manage its webhooks and sinks"
-        )))
-    }
+    crate::auth::administer(principal, tenant_id, "its webhooks and sinks")
 }
 
 fn new_id(prefix: &str) -> String {
@@ -42,7 +34,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// An `http(s)://` URL with a host, at most [`DESTINATION_URL_BYTES_MAX`] bytes.
-fn read_url(object: &Map<String, Value>) -> Result<String, ApiError> {
+fn read_url(object: &Map<String, Value>, allow_private: bool) -> Result<String, ApiError> {
     let Some(text) = object.get("url").and_then(Value::as_str) else {
         return Err(ApiError::invalid_field(
             "url",
@@ -57,7 +49,11 @@ fn read_url(object: &Map<String, Value>) -> Result<String, ApiError> {
     }
     match reqwest::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(text.to_owned())
+            let host = url.host_str().unwrap_or_default();
+            match destinations::refused_literal(host, allow_private) {
+                Some(reason) => Err(ApiError::invalid_field("url", reason)),
+                None => Ok(text.to_owned()),
+            }
         }
         _ => Err(ApiError::invalid_field(
             "url",
@@ -118,7 +114,7 @@ pub(crate) async fn create_webhook(
         return Err(ApiError::invalid_field("body", "must be a JSON object"));
     };
     refuse_unknown(object, &["url", "secret", "events", "filters"])?;
-    let url = read_url(object)?;
+    let url = read_url(object, state.allow_private_destinations)?;
     let (secret, generated) = match object.get("secret") {
         None | Some(Value::Null) => {
             let mut bytes = [0u8; 32];
@@ -303,14 +299,14 @@ pub(crate) async fn create_sink(
         match object.get("kind").and_then(Value::as_str) {
             Some("splunk_hec") => (
                 Transport::SplunkHec {
-                    url: read_url(object)?,
+                    url: read_url(object, state.allow_private_destinations)?,
                     token: text("token")?,
                 },
                 &["kind", "tenant_id", "url", "token", "filters"],
             ),
             Some("ocsf_http") => (
                 Transport::OcsfHttp {
-                    url: read_url(object)?,
+                    url: read_url(object, state.allow_private_destinations)?,
                     authorization: object
                         .contains_key("authorization")
                         .then(|| text("authorization"))
@@ -325,6 +321,12 @@ pub(crate) async fn create_sink(
                 });
                 if !port_ok {
                     return Err(ApiError::invalid_field("address", "must be host:port"));
+                }
+                let host = address.rsplit_once(':').map_or("", |(host, _)| host);
+                if let Some(reason) =
+                    destinations::refused_literal(host, state.allow_private_destinations)
+                {
+                    return Err(ApiError::invalid_field("address", reason));
                 }
                 let tls = match object.get("tls") {
                     None => false,

@@ -118,6 +118,10 @@ pub(crate) struct ServeArgs {
         )
     )]
     delivery_retry_base_millis: Option<u64>,
+    /// Let webhooks and sinks reach loopback and private addresses (off by default, so that a
+    /// tenant admin cannot make the server call its own network)
+    #[arg(long, env = "SEALTRAIL_ALLOW_PRIVATE_DESTINATIONS")]
+    allow_private_destinations: bool,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     #[command(flatten)]
@@ -126,7 +130,7 @@ pub(crate) struct ServeArgs {
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
     /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`,
-    /// `delivery_retry_base_millis`),
+    /// `delivery_retry_base_millis`, `allow_private_destinations`),
     /// and `[policy]`, the deployment's capture policy in the wire shape of
     /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
@@ -189,6 +193,7 @@ struct ConfigFile {
     sampling: Option<SamplingArg>,
     sampling_statement_interval_secs: Option<u64>,
     delivery_retry_base_millis: Option<u64>,
+    allow_private_destinations: Option<bool>,
     policy: Option<toml::Value>,
 }
 
@@ -267,6 +272,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(DELIVERY_RETRY_BASE_MILLIS_DEFAULT)
                 .clamp(1, DELIVERY_RETRY_CAP_MILLIS),
         ),
+        allow_private_destinations: args.allow_private_destinations
+            || file.allow_private_destinations.unwrap_or(false),
         lifecycle,
         warm: args.warm.location(&data_dir),
         cold: Some(args.cold.location(&args.warm, &data_dir)),
