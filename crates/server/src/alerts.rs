@@ -254,6 +254,9 @@ pub(crate) async fn run_engine(state: Arc<AppState>) {
                 continue;
             }
             if let Err(error) = catch_up(&state, &mut tenants, &tenant_id).await {
+                // Its windows may hold events whose alerts were not appended: rebuild them
+                // from the log (up to the saved cursor) before judging again.
+                tenants.remove(&tenant_id);
                 tracing::warn!(%error, tenant_id, "alert engine could not judge the tenant's new events; retrying");
             }
         }
