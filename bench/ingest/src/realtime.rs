@@ -158,6 +158,20 @@ fn main() -> anyhow::Result<()> {
             }
         })
     };
+    // Where the time goes: how far the alert engine and the webhook fall behind the log.
+    let lag_peaks: Arc<Mutex<(u64, u64)>> = Arc::default();
+    let sampler = {
+        let (lag_peaks, done, base) = (lag_peaks.clone(), done.clone(), base.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let (engine, hook) = feed_lags(&base);
+                let mut peaks = lag_peaks.lock().unwrap();
+                *peaks = (peaks.0.max(engine), peaks.1.max(hook));
+                drop(peaks);
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
     let loaded = run_scenario(
         &base,
         server.id(),
@@ -169,6 +183,8 @@ fn main() -> anyhow::Result<()> {
     );
     done.store(true, Ordering::Relaxed);
     prober.join().expect("prober");
+    sampler.join().expect("sampler");
+    let (engine_lag, hook_lag) = *lag_peaks.lock().unwrap();
     thread::sleep(Duration::from_secs(3));
     let acks = acks.lock().unwrap().clone();
     let webhook_ms = latencies(
@@ -201,6 +217,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "| load beside the probes (half rate {half_rate:.0} events/s) | {:.0} events/s, p99 {:.0} ms |",
         loaded.events_per_sec, loaded.p99_ms
+    );
+    println!(
+        "| peak lag at half load (sampled every 200 ms) | alert engine {engine_lag} events, alert webhook {hook_lag} events |"
     );
     for (name, values) in [
         ("probe 201 → alert webhook", &webhook_ms),
@@ -269,6 +288,34 @@ fn metric(base: &str, name: &str) -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0))
+}
+
+/// The alert engine's and the webhooks' lag from `/metrics`, in events.
+fn feed_lags(base: &str) -> (u64, u64) {
+    let Ok(text) = request("GET", &format!("{base}/metrics"))
+        .call()
+        .map_err(anyhow::Error::from)
+        .and_then(|response| Ok(response.into_string()?))
+    else {
+        return (0, 0);
+    };
+    let mut lags = (0, 0);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("sealtrail_feed_lag_events{consumer=\"") else {
+            continue;
+        };
+        let value: u64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        if rest.starts_with("alerts\"") {
+            lags.0 = value;
+        } else if rest.starts_with("destination/wh_") {
+            lags.1 = lags.1.max(value);
+        }
+    }
+    lags
 }
 
 fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {

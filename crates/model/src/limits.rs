@@ -264,6 +264,11 @@ pub const FEED_BATCH_EVENTS_MAX: usize = 1_000;
 /// How often a feed consumer looks for commits it was not told of (another node's, on a
 /// shared PostgreSQL database), in milliseconds.
 pub const FEED_POLL_MILLIS: u64 = 1_000;
+/// How often a feed consumer that keeps up saves its cursor, in milliseconds. A save is a write
+/// through the store's one writer, so saving after every event would compete with ingest;
+/// delivery is at least once, so a crash repeats at most this much work (alerts are recognised
+/// by their ids, receivers dedupe by `event_id`).
+pub const FEED_CURSOR_SAVE_MILLIS: u64 = 1_000;
 /// Alert rules one tenant may hold.
 pub const ALERT_RULES_PER_TENANT_MAX: usize = 50;
 /// Longest alert rule name, in characters.

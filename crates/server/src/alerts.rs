@@ -223,7 +223,7 @@ pub(crate) async fn delete_rule(
 struct Tenant {
     alerts: TenantAlerts,
     /// The last `seq` judged.
-    cursor: u64,
+    cursor: feed::Cursor,
 }
 
 /// The engine: runs until the server stops (the task is aborted before the pipeline drains).
@@ -249,8 +249,18 @@ pub(crate) async fn run_engine(state: Arc<AppState>) {
             if head.is_some_and(|head| {
                 tenants
                     .get(&tenant_id)
-                    .is_some_and(|known| known.cursor >= head)
+                    .is_some_and(|known| known.cursor.seq >= head)
             }) {
+                // Caught up: the poll saves what the last catch-up left unsaved.
+                if let Some(known) = tenants.get_mut(&tenant_id) {
+                    let saved = known
+                        .cursor
+                        .save(&*state.store, CONSUMER, &tenant_id, true)
+                        .await;
+                    if let Err(error) = saved {
+                        tracing::warn!(%error, tenant_id, "alert engine cannot save its cursor");
+                    }
+                }
                 continue;
             }
             if let Err(error) = catch_up(&state, &mut tenants, &tenant_id).await {
@@ -278,10 +288,16 @@ async fn catch_up(
     let head = feed::head(&*state.store, tenant_id).await?;
     state
         .feed
-        .set_lag(CONSUMER, tenant_id, head.saturating_sub(tenant.cursor));
+        .set_lag(CONSUMER, tenant_id, head.saturating_sub(tenant.cursor.seq));
     loop {
         let query = EventQuery::for_tenant(tenant_id);
-        let events = feed::read(&state.query, query, tenant.cursor, FEED_BATCH_EVENTS_MAX).await?;
+        let events = feed::read(
+            &state.query,
+            query,
+            tenant.cursor.seq,
+            FEED_BATCH_EVENTS_MAX,
+        )
+        .await?;
         let Some(last) = events.last().map(|event| event.seq) else {
             break;
         };
@@ -294,8 +310,11 @@ async fn catch_up(
             crate::capture::record_all(&state.pipeline, chunk.to_vec()).await?;
             crate::metrics::registry().alerts_raised(chunk.len());
         }
-        tenant.cursor = last;
-        feed::save_cursor(&*state.store, CONSUMER, tenant_id, last).await?;
+        tenant.cursor.seq = last;
+        tenant
+            .cursor
+            .save(&*state.store, CONSUMER, tenant_id, false)
+            .await?;
         if events.len() < FEED_BATCH_EVENTS_MAX {
             break;
         }
@@ -414,7 +433,10 @@ async fn load(state: &AppState, tenant_id: &str) -> Result<Tenant, ApiError> {
         judge(state, tenant_id, &mut alerts, event, Mode::Replay).await?;
     }
     tracing::debug!(tenant_id, cursor, replayed, "alert windows rebuilt");
-    Ok(Tenant { alerts, cursor })
+    Ok(Tenant {
+        alerts,
+        cursor: feed::Cursor::at(cursor, saved.is_some()),
+    })
 }
 
 /// The events at or before `anchor` received within `reach_seconds` of it (at most

@@ -748,6 +748,7 @@ fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
 async fn run_worker(state: Arc<AppState>, destination: Destination) {
     let subscription = state.feed.subscribe();
     let mut sender = Sender::new(destination.transport.clone(), &state);
+    let mut cursors: HashMap<String, feed::Cursor> = HashMap::new();
     let mut moved = Moved::Poll;
     loop {
         let tenants: Vec<String> = match (&destination.tenant_id, moved) {
@@ -760,7 +761,11 @@ async fn run_worker(state: Arc<AppState>, destination: Destination) {
             },
         };
         for tenant_id in tenants {
-            if let Err(error) = catch_up(&state, &destination, &mut sender, &tenant_id).await {
+            let delivered =
+                catch_up(&state, &destination, &mut sender, &mut cursors, &tenant_id).await;
+            if let Err(error) = delivered {
+                // Read the cursor again: what was delivered but not saved goes again.
+                cursors.remove(&tenant_id);
                 tracing::warn!(%error, destination = destination.id, tenant_id, "delivery paused; retrying");
             }
         }
@@ -773,25 +778,38 @@ async fn catch_up(
     state: &AppState,
     destination: &Destination,
     sender: &mut Sender,
+    cursors: &mut HashMap<String, feed::Cursor>,
     tenant_id: &str,
 ) -> Result<(), ApiError> {
     let consumer = destination.consumer();
-    // A tenant first seen after a platform sink was made: all of its events are new.
-    let mut cursor = feed::cursor(&*state.store, &consumer, tenant_id)
-        .await?
-        .unwrap_or(0);
+    if !cursors.contains_key(tenant_id) {
+        let saved = feed::cursor(&*state.store, &consumer, tenant_id).await?;
+        // A tenant first seen after a platform sink was made: all of its events are new.
+        let cursor = feed::Cursor::at(saved.unwrap_or(0), saved.is_some());
+        cursors.insert(tenant_id.to_owned(), cursor);
+    }
+    let cursor = cursors.get_mut(tenant_id).expect("inserted above");
     let query = destination.selection.pushed_down(tenant_id);
     let batch_max = destination.transport.batch_max();
     loop {
-        let page = feed::read(&state.query, query.clone(), cursor, FEED_BATCH_EVENTS_MAX).await?;
+        let page = feed::read(
+            &state.query,
+            query.clone(),
+            cursor.seq,
+            FEED_BATCH_EVENTS_MAX,
+        )
+        .await?;
         let Some(last) = page.last().map(|event| event.seq) else {
             state.feed.set_lag(&consumer, tenant_id, 0);
-            return Ok(());
+            // Caught up: save what is left unsaved once it is due (the poll comes back here).
+            return cursor
+                .save(&*state.store, &consumer, tenant_id, false)
+                .await;
         };
         let head = feed::head(&*state.store, tenant_id).await?;
         state
             .feed
-            .set_lag(&consumer, tenant_id, head.saturating_sub(cursor));
+            .set_lag(&consumer, tenant_id, head.saturating_sub(cursor.seq));
         let selected: Vec<StoredEvent> = page
             .into_iter()
             .filter(|event| destination.selection.admits(event))
@@ -816,14 +834,15 @@ async fn catch_up(
                     store_dead_letters(&*state.store, &destination.id, &letters).await?;
                 }
             }
-            let done = message.last().expect("chunks are never empty").seq;
-            feed::save_cursor(&*state.store, &consumer, tenant_id, done).await?;
-            cursor = done;
+            cursor.seq = message.last().expect("chunks are never empty").seq;
+            cursor
+                .save(&*state.store, &consumer, tenant_id, false)
+                .await?;
         }
-        if cursor < last {
-            feed::save_cursor(&*state.store, &consumer, tenant_id, last).await?;
-            cursor = last;
-        }
+        cursor.seq = cursor.seq.max(last);
+        cursor
+            .save(&*state.store, &consumer, tenant_id, false)
+            .await?;
     }
 }
 

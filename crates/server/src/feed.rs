@@ -10,14 +10,16 @@
 //!
 //! Cursors are settings of the hot store (`feed_cursor:<consumer>:<tenant>`): the `seq` of the
 //! last event the consumer finished with. A consumer saves its cursor after acting on events,
-//! so a crash in between repeats the action (at least once), never skips it.
+//! so a crash in between repeats the action (at least once), never skips it; while it keeps
+//! up it saves at most every [`FEED_CURSOR_SAVE_MILLIS`], because each save is a write through
+//! the store's one writer, beside ingest.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sealtrail_hot::{EventQuery, HotStore, Order};
-use sealtrail_model::limits::FEED_POLL_MILLIS;
+use sealtrail_model::limits::{FEED_CURSOR_SAVE_MILLIS, FEED_POLL_MILLIS};
 use sealtrail_model::StoredEvent;
 use sealtrail_query::QueryEngine;
 use tokio::sync::Notify;
@@ -158,6 +160,43 @@ pub(crate) async fn save_cursor(
         )
         .await?;
     Ok(())
+}
+
+/// A consumer's cursor in one tenant's log: where it is, and what it last saved. Saves are
+/// spaced [`FEED_CURSOR_SAVE_MILLIS`] apart (see there).
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    pub(crate) seq: u64,
+    saved: u64,
+    saved_at: Instant,
+}
+
+impl Cursor {
+    /// A cursor read back from the store (or starting at `seq`, unsaved).
+    pub(crate) fn at(seq: u64, saved: bool) -> Self {
+        Cursor {
+            seq,
+            saved: if saved { seq } else { u64::MAX },
+            saved_at: Instant::now(),
+        }
+    }
+
+    /// Saves the position if it moved and the last save is old enough (or `now`).
+    pub(crate) async fn save(
+        &mut self,
+        store: &dyn HotStore,
+        consumer: &str,
+        tenant_id: &str,
+        now: bool,
+    ) -> Result<(), ApiError> {
+        let due = now || self.saved_at.elapsed() >= Duration::from_millis(FEED_CURSOR_SAVE_MILLIS);
+        if self.seq != self.saved && due {
+            save_cursor(store, consumer, tenant_id, self.seq).await?;
+            self.saved = self.seq;
+            self.saved_at = Instant::now();
+        }
+        Ok(())
+    }
 }
 
 /// Up to `limit` events of `query`'s tenant after `after_seq`, in `seq` order, from whichever
