@@ -293,6 +293,7 @@ async fn catch_up(
         let query = EventQuery::for_tenant(tenant_id);
         let events = feed::read(
             &state.query,
+            &*state.store,
             query,
             tenant.cursor.seq,
             FEED_BATCH_EVENTS_MAX,

@@ -409,6 +409,7 @@ pub(crate) async fn replay_dead_letters(
         let count = usize::try_from(last + 1 - first).unwrap_or(usize::MAX);
         let events = feed::read(
             &state.query,
+            &*state.store,
             EventQuery::for_tenant(tenant_id),
             first - 1,
             count.min(SINK_BATCH_EVENTS_MAX),
@@ -794,6 +795,7 @@ async fn catch_up(
     loop {
         let page = feed::read(
             &state.query,
+            &*state.store,
             query.clone(),
             cursor.seq,
             FEED_BATCH_EVENTS_MAX,

@@ -202,12 +202,33 @@ impl Cursor {
 /// Up to `limit` events of `query`'s tenant after `after_seq`, in `seq` order, from whichever
 /// tier holds them. `query` carries the filters a consumer pushes down; its order, cursor and
 /// limit are set here.
+///
+/// A consumer that keeps up reads what was just committed: an unfiltered read goes straight to
+/// the hot store's scan, and only when the hot tier does not begin right after `after_seq` (the
+/// lifecycle moved those events) through the query engine and the archive.
 pub(crate) async fn read(
     engine: &QueryEngine,
+    store: &dyn HotStore,
     mut query: EventQuery,
     after_seq: u64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, ApiError> {
+    let unfiltered = query
+        .exact_filters()
+        .iter()
+        .all(|(_, value)| value.is_none())
+        && query.from_ns.is_none()
+        && query.to_ns.is_none();
+    if unfiltered {
+        let hot = store
+            .scan_events(&query.tenant_id, after_seq, limit)
+            .await?;
+        // The hot tier is a contiguous suffix of the log: starting right after the cursor, it
+        // holds everything up to its head.
+        if hot.first().is_some_and(|first| first.seq == after_seq + 1) {
+            return Ok(hot);
+        }
+    }
     query.order = Order::Asc;
     query.after_seq = Some(after_seq);
     query.limit = limit;
