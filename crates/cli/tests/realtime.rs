@@ -926,3 +926,85 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
         "{body}"
     );
 }
+
+#[test]
+fn a_sink_behind_a_lifecycle_pass_reads_the_rest_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let server = Server::start_with(dir.path(), RETRY_FAST, &env);
+    let hec = HttpReceiver::start(|_: &Request| 200);
+    hec.set_down(true);
+    let (status, body) = post_json(
+        &server.url("/v1/sinks"),
+        ADMIN_TOKEN,
+        &json!({"kind": "splunk_hec", "tenant_id": "acme", "url": format!("{}/services/collector/event", hec.url), "token": "t"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    // Events of 45 days ago: the next lifecycle pass moves them to the warm tier.
+    let old_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        - 45 * 86_400 * 1_000_000_000;
+    let events: Vec<Value> = (0..200)
+        .map(|n| {
+            json!({"event_id": format!("old-{n:03}"), "tenant_id": "acme", "actor_id": "a",
+            "action": "update", "resource_type": "document",
+            "timestamp": sealtrail_model::format_timestamp(old_ns + n * 1_000_000_000)})
+        })
+        .collect();
+    post_events(&server, &events);
+    server.signal_and_wait("TERM");
+    let (code, output) = sealtrail(&[
+        "lifecycle",
+        "run",
+        "--data-dir",
+        &data,
+        "--hot-retention-days",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    // The sink never got them; they are in the warm tier now, and it catches up from there.
+    let server = Server::start_with(dir.path(), RETRY_FAST, &env);
+    hec.set_down(false);
+    let received = || -> Vec<Value> {
+        deduplicated_events(hec.accepted().iter().flat_map(|request| {
+            serde_json::Deserializer::from_slice(&request.body)
+                .into_iter::<Value>()
+                .map(|event| event.unwrap()["event"].clone())
+                .collect::<Vec<_>>()
+        }))
+    };
+    assert!(
+        wait_until(30, || received().len() >= 200),
+        "got {}",
+        received().len()
+    );
+    let got = received();
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|event| event["event_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..200).map(|n| format!("old-{n:03}")).collect();
+    assert_eq!(ids, expected, "in order, each once");
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|event| event["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    assert!(
+        got[0].get("tier").is_none(),
+        "where it is stored is no part of the event"
+    );
+    drop(server);
+}
+
+/// The events in first-arrival order, each `event_id` once.
+fn deduplicated_events(events: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let mut seen = HashSet::new();
+    events
+        .into_iter()
+        .filter(|event| seen.insert(event["event_id"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}

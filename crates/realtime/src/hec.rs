@@ -25,7 +25,7 @@ pub fn hec_event(stored: &StoredEvent, source: &str, sourcetype: &str) -> Value 
         "time": epoch_secs_millis(stored.event.timestamp_ns),
         "source": source,
         "sourcetype": sourcetype,
-        "event": api_json(stored),
+        "event": crate::event_json(stored),
         "fields": {
             "tenant_id": stored.event.tenant_id,
             "event_id": stored.event.event_id,
@@ -54,30 +54,6 @@ pub fn hec_batch(events: &[Value]) -> Vec<u8> {
 fn epoch_secs_millis(timestamp_ns: i64) -> f64 {
     // Millisecond counts up to 2^53 convert exactly; an i64 of nanoseconds stays far below.
     timestamp_ns.div_euclid(NANOS_PER_MILLI) as f64 / MILLIS_PER_SEC
-}
-
-/// The event's API JSON, as `GET /v1/events` returns it, shared by every SIEM wire format.
-///
-/// `changes` and `metadata` are canonical JSON text by the model's invariant, and then this is
-/// exactly the API representation. Should a stored text not parse (a corrupted row), the event is
-/// still forwarded, with that text as a JSON string in its place: a SIEM copy that shows the
-/// damage is worth more than an event silently missing from it.
-pub(crate) fn api_json(stored: &StoredEvent) -> Value {
-    if let Ok(value) = serde_json::to_value(stored) {
-        return value;
-    }
-    let as_json_text = |text: &Option<String>| {
-        text.as_ref()
-            .map(|text| match serde_json::from_str::<Value>(text) {
-                Ok(_) => text.clone(),
-                Err(_) => Value::from(text.as_str()).to_string(),
-            })
-    };
-    let mut repaired = stored.clone();
-    repaired.event.changes = as_json_text(&stored.event.changes);
-    repaired.event.metadata = as_json_text(&stored.event.metadata);
-    serde_json::to_value(&repaired)
-        .expect("every field now serialises: strings, numbers and valid JSON texts")
 }
 
 #[cfg(test)]
@@ -118,7 +94,9 @@ pub(crate) mod tests {
         assert_eq!(envelope["time"], json!(1_767_225_600.123));
         assert_eq!(envelope["source"], "sealtrail");
         assert_eq!(envelope["sourcetype"], "sealtrail:audit");
-        assert_eq!(envelope["event"], serde_json::to_value(&stored).unwrap());
+        let mut api = serde_json::to_value(&stored).unwrap();
+        api.as_object_mut().unwrap().remove("tier");
+        assert_eq!(envelope["event"], api, "the API JSON but for tier");
         assert_eq!(
             envelope["fields"],
             json!({"tenant_id": "acme", "event_id": "evt-1"})
@@ -161,7 +139,7 @@ pub(crate) mod tests {
     fn api_json_forwards_a_corrupted_json_text_as_a_string() {
         let mut stored = sample_event();
         stored.event.changes = Some("{not json".into());
-        let value = api_json(&stored);
+        let value = crate::event_json(&stored);
         assert_eq!(value["changes"], "{not json");
         assert_eq!(value["metadata"], json!({"department": "finance"}));
         assert_eq!(value["seq"], 17);

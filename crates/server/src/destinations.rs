@@ -560,7 +560,7 @@ impl Sender {
                 } else {
                     "audit.event"
                 };
-                let data = serde_json::to_value(stored).map_err(|error| error.to_string())?;
+                let data = sealtrail_realtime::event_json(stored);
                 let body = sealtrail_realtime::webhook::message_body(kind, now_ns(), &data);
                 let timestamp = now_ns() / 1_000_000_000;
                 let id = &stored.event.event_id;
