@@ -36,27 +36,43 @@ pub(crate) enum Moved {
 }
 
 /// One consumer's view of the commits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Subscription {
     moved: Mutex<HashSet<String>>,
     notify: Notify,
+    /// When the consumer last looked at every tenant.
+    polled: Mutex<Instant>,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Subscription {
+            moved: Mutex::default(),
+            notify: Notify::new(),
+            polled: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl Subscription {
-    /// Waits until a tenant's log grows or the poll interval passes.
+    /// Waits until a tenant's log grows or the poll interval passes. The poll comes every
+    /// [`FEED_POLL_MILLIS`] however busy this node is, so another node's commits are never
+    /// starved by this one's.
     pub(crate) async fn next(&self) -> Moved {
         let poll = Duration::from_millis(FEED_POLL_MILLIS);
         loop {
+            let since_poll = lock(&self.polled).elapsed();
+            if since_poll >= poll {
+                *lock(&self.polled) = Instant::now();
+                lock(&self.moved).clear();
+                return Moved::Poll;
+            }
             let moved = std::mem::take(&mut *lock(&self.moved));
             if !moved.is_empty() {
                 return Moved::Tenants(moved);
             }
-            if tokio::time::timeout(poll, self.notify.notified())
-                .await
-                .is_err()
-            {
-                return Moved::Poll;
-            }
+            // Woken by a commit, or at the next poll.
+            let _ = tokio::time::timeout(poll - since_poll, self.notify.notified()).await;
         }
     }
 }
