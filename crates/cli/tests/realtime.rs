@@ -577,18 +577,11 @@ fn deliveries_reach_receivers_that_were_down_in_order_once_through_a_sigkill() {
     );
     assert_eq!(hook_ids(), documents, "every document event once, in order");
 
-    let hec_ids = || {
-        deduplicated(hec.accepted().iter().flat_map(|request| {
-            serde_json::Deserializer::from_slice(&request.body)
-                .into_iter::<Value>()
-                .map(|event| {
-                    event.unwrap()["event"]["event_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect::<Vec<_>>()
-        }))
+    let hec_ids = || -> Vec<String> {
+        hec_events(&hec)
+            .iter()
+            .map(|event| event["event_id"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert!(
         wait_until(60, || hec_ids().len() >= acme.len()),
@@ -928,11 +921,35 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
 }
 
 #[test]
-fn a_sink_behind_a_lifecycle_pass_reads_the_rest_from_the_archive() {
+fn a_sink_and_the_alerts_cross_a_lifecycle_pass_ingest_a_retry_and_a_restart_on_sqlite() {
+    sink_and_alerts_across_tiers_and_time(None);
+}
+
+#[test]
+fn a_sink_and_the_alerts_cross_a_lifecycle_pass_ingest_a_retry_and_a_restart_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(sealtrail_hot_postgres::testing::TestDatabase::create());
+    sink_and_alerts_across_tiers_and_time(Some(&database.url()));
+}
+
+/// A HEC sink that was down while old events and a burst of failed logins came in; then a
+/// lifecycle pass moves the old events to the warm tier, and the sink catches up from there;
+/// then more ingest, a retry of an archived event, a SIGKILL and a restart; then verify and a
+/// bundle. The sink has every event once, in `seq` order; the burst alerted once.
+fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
+    let on_backend = |args: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        if let Some(url) = database_url {
+            args.extend(["--database-url".to_owned(), url.to_owned()]);
+        }
+        args
+    };
+    let serve_args = on_backend(RETRY_FAST);
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
-    let server = Server::start_with(dir.path(), RETRY_FAST, &env);
+    let server = Server::start_with(dir.path(), &serve_args, &env);
     let hec = HttpReceiver::start(|_: &Request| 200);
     hec.set_down(true);
     let (status, body) = post_json(
@@ -941,22 +958,34 @@ fn a_sink_behind_a_lifecycle_pass_reads_the_rest_from_the_archive() {
         &json!({"kind": "splunk_hec", "tenant_id": "acme", "url": format!("{}/services/collector/event", hec.url), "token": "t"}),
     );
     assert_eq!(status, 201, "{body}");
-    // Events of 45 days ago: the next lifecycle pass moves them to the warm tier.
+    // Events of 45 days ago (the next lifecycle pass moves them to the warm tier), the last six
+    // of them failed logins of one actor: a brute force, judged as the events arrive.
     let old_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
         - 45 * 86_400 * 1_000_000_000;
-    let events: Vec<Value> = (0..200)
-        .map(|n| {
-            json!({"event_id": format!("old-{n:03}"), "tenant_id": "acme", "actor_id": "a",
-            "action": "update", "resource_type": "document",
+    let old = |n: i64| {
+        let (action, outcome) = if n >= 194 {
+            ("login", "failure")
+        } else {
+            ("update", "success")
+        };
+        json!({"event_id": format!("old-{n:03}"), "tenant_id": "acme", "actor_id": "a",
+            "action": action, "outcome": outcome, "resource_type": "document",
             "timestamp": sealtrail_model::format_timestamp(old_ns + n * 1_000_000_000)})
-        })
-        .collect();
+    };
+    let events: Vec<Value> = (0..200).map(old).collect();
     post_events(&server, &events);
+    let alert_ids = |server: &Server| -> Vec<String> {
+        alerts(server, "acme")
+            .iter()
+            .map(|alert| alert["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(wait_until(20, || alert_ids(&server).len() == 1));
     server.signal_and_wait("TERM");
-    let (code, output) = sealtrail(&[
+    let lifecycle = on_backend(&[
         "lifecycle",
         "run",
         "--data-dir",
@@ -964,40 +993,109 @@ fn a_sink_behind_a_lifecycle_pass_reads_the_rest_from_the_archive() {
         "--hot-retention-days",
         "30",
     ]);
+    let lifecycle: Vec<&str> = lifecycle.iter().map(String::as_str).collect();
+    let (code, output) = sealtrail(&lifecycle);
     assert_eq!(code, 0, "{output}");
+    assert!(output.contains("200"), "the old events moved: {output}");
+
     // The sink never got them; they are in the warm tier now, and it catches up from there.
-    let server = Server::start_with(dir.path(), RETRY_FAST, &env);
+    let server = Server::start_with(dir.path(), &serve_args, &env);
     hec.set_down(false);
-    let received = || -> Vec<Value> {
-        deduplicated_events(hec.accepted().iter().flat_map(|request| {
-            serde_json::Deserializer::from_slice(&request.body)
-                .into_iter::<Value>()
-                .map(|event| event.unwrap()["event"].clone())
-                .collect::<Vec<_>>()
-        }))
-    };
+    let received = || hec_events(&hec);
     assert!(
-        wait_until(30, || received().len() >= 200),
+        wait_until(30, || received().len() >= 201),
         "got {}",
         received().len()
     );
+    // More ingest, and a retry of an archived event: it gets its stored receipt, and nothing
+    // new reaches the sink.
+    let fresh: Vec<Value> = (0..20)
+        .map(|n| {
+            json!({"event_id": format!("new-{n:02}"), "tenant_id": "acme", "actor_id": "a",
+            "action": "update", "resource_type": "document"})
+        })
+        .collect();
+    post_events(&server, &fresh);
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!([old(7)]));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["results"][0]["seq"], 8,
+        "the archived event's stored receipt: {body}"
+    );
+    assert!(
+        wait_until(30, || received().len() >= 221),
+        "got {}",
+        received().len()
+    );
+    // A SIGKILL and a restart: the windows are rebuilt, the sink resumes; nothing is doubled.
+    server.signal_and_wait("KILL");
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    post_events(&server, &[fresh[0].clone()]);
+    std::thread::sleep(Duration::from_millis(2_500));
+
     let got = received();
     let ids: Vec<&str> = got
         .iter()
         .map(|event| event["event_id"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (0..200).map(|n| format!("old-{n:03}")).collect();
-    assert_eq!(ids, expected, "in order, each once");
+    let alerts_now = alert_ids(&server);
+    assert_eq!(
+        alerts_now.len(),
+        1,
+        "the burst alerted once, across the pass and restarts"
+    );
+    let mut expected: Vec<String> = (0..200).map(|n| format!("old-{n:03}")).collect();
+    expected.push(alerts_now[0].clone());
+    expected.extend((0..20).map(|n| format!("new-{n:02}")));
+    assert_eq!(ids, expected, "every event once, in order");
     let seqs: Vec<u64> = got
         .iter()
         .map(|event| event["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(seqs, (1..=221).collect::<Vec<u64>>());
     assert!(
         got[0].get("tier").is_none(),
         "where it is stored is no part of the event"
     );
-    drop(server);
+    server.signal_and_wait("TERM");
+
+    let verify = on_backend(&["verify", "--data-dir", &data]);
+    let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
+    let (code, output) = sealtrail(&verify);
+    assert_eq!(code, 0, "{output}");
+    let bundle_dir = dir.path().join("bundle");
+    let bundle = on_backend(&[
+        "bundle",
+        "--data-dir",
+        &data,
+        "--tenant",
+        "acme",
+        "--out",
+        bundle_dir.to_str().unwrap(),
+    ]);
+    let bundle: Vec<&str> = bundle.iter().map(String::as_str).collect();
+    let (code, output) = sealtrail(&bundle);
+    assert_eq!(code, 0, "{output}");
+    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
+    assert_eq!(code, 0, "{key}");
+    let (code, output) = sealtrail(&[
+        "verify-bundle",
+        bundle_dir.to_str().unwrap(),
+        "--key",
+        key.trim(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("221 events"), "{output}");
+}
+
+/// What a HEC receiver accepted: each event once, in first-arrival order.
+fn hec_events(hec: &HttpReceiver) -> Vec<Value> {
+    deduplicated_events(hec.accepted().iter().flat_map(|request| {
+        serde_json::Deserializer::from_slice(&request.body)
+            .into_iter::<Value>()
+            .map(|event| event.unwrap()["event"].clone())
+            .collect::<Vec<_>>()
+    }))
 }
 
 /// The events in first-arrival order, each `event_id` once.
