@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     stop(&mut server, &data_dir)?;
 
     // 1b. Three rules per tenant and a platform-wide HEC sink.
-    let hec = Receiver::start("/services/collector/event");
+    let hec = Receiver::start();
     let (mut server, base, data_dir) = fresh_server(&options.server, "rules")?;
     for tenant in 0..TENANTS {
         delete(
@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
 
     // 3. Alert and stream latency at half load, on the same server.
     let half_rate = plain.events_per_sec / 2.0;
-    let hook = Receiver::start("/hook");
+    let hook = Receiver::start();
     post(
         &base,
         "/v1/tenants/probe/webhooks",
@@ -360,7 +360,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(_path: &str) -> Receiver {
+    fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
         let url = format!("http://{}", listener.local_addr().expect("an address"));
         let bodies: Arrived = Arc::default();
