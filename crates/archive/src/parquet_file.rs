@@ -27,7 +27,9 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use sealtrail_model::limits::ARCHIVE_ROW_GROUP_EVENTS_MAX;
+use sealtrail_model::limits::{
+    ARCHIVE_ROW_GROUP_EVENTS_MAX, EXPORT_PARQUET_ROW_GROUP_EVENTS, EXPORT_ZSTD_LEVEL,
+};
 use sealtrail_model::{ActorType, Event, Outcome, StoredEvent};
 
 /// Columns with a bloom filter: the identifiers investigations look up one at a time.
@@ -108,6 +110,24 @@ fn writer_properties(
         .set_column_dictionary_enabled(prev_hash.clone(), false)
         .set_column_statistics_enabled(prev_hash, EnabledStatistics::None);
     Ok(builder.build())
+}
+
+/// Writer settings of an export file: the warm tier's encodings, without bloom filters (an
+/// export is read whole, not probed), written as it streams.
+pub fn export_properties() -> WriterProperties {
+    let level = ZstdLevel::try_new(EXPORT_ZSTD_LEVEL).unwrap_or_default();
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_size(EXPORT_PARQUET_ROW_GROUP_EVENTS)
+        .set_created_by("sealtrail".into());
+    for column in ["seq", "timestamp", "received_at"] {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    builder
+        .set_column_dictionary_enabled(ColumnPath::from("prev_hash"), false)
+        .build()
 }
 
 /// For each bloom-filtered column, the most distinct values any row group of `events` has.

@@ -13,6 +13,7 @@ mod chain;
 mod checkpoint;
 mod deletion;
 mod encoding;
+mod export_bundle;
 mod frontier;
 mod log_check;
 mod merkle;
@@ -34,6 +35,10 @@ pub use deletion::{
 pub use encoding::{
     canonical_bytes, content_digest, encode_canonical, event_hash, event_hash_of_view, EventView,
     FORMAT_TAG,
+};
+pub use export_bundle::{
+    Bounds, ExportCheck, ExportFault, ExportFilter, ExportHeader, ExportReport,
+    EXPORT_BUNDLE_FORMAT,
 };
 pub use frontier::{
     append_leaves, decode_frontier, encode_frontier, partial_blocks, rebuild_frontier,

@@ -13,7 +13,7 @@ mod validate;
 
 pub use json_input::{check_events_json, nearest_doubles};
 pub use retention::{RetentionPeriod, RetentionPolicy};
-pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent};
+pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent, Untiered};
 pub use time_fmt::{
     format_day, format_timestamp, is_day_bound, is_month_bound, parse_timestamp, timestamp_problem,
 };

@@ -318,3 +318,21 @@ pub const SINK_BATCH_EVENTS_MAX: usize = 1_000;
 pub const STREAMS_MAX: usize = 256;
 /// Seconds between keep-alive comments on an idle live stream.
 pub const STREAM_KEEPALIVE_SECS: u64 = 15;
+
+// Export jobs (`POST /v1/exports`).
+
+/// Rows per row group of an exported Parquet file (and events one writer buffers).
+pub const EXPORT_PARQUET_ROW_GROUP_EVENTS: usize = 64 * 1024;
+/// zstd level of exported Parquet files: fast, an export is written once and read once.
+pub const EXPORT_ZSTD_LEVEL: i32 = 3;
+/// Export jobs running at once on one node; more wait in `queued`.
+pub const EXPORT_JOBS_CONCURRENT_MAX: usize = 2;
+/// Export jobs a tenant keeps on record (queued, running and finished); the oldest finished
+/// ones are forgotten beyond it, and a new job is refused while all of them are unfinished.
+pub const EXPORT_JOBS_PER_TENANT_MAX: usize = 100;
+/// Days a finished export's files are kept by default (`--export-expiry-days`).
+pub const EXPORT_EXPIRY_DAYS_DEFAULT: u32 = 7;
+/// Longest export expiry a deployment may configure, in days.
+pub const EXPORT_EXPIRY_DAYS_MAX: u32 = 365;
+/// Seconds between two sweeps that remove expired exports' files.
+pub const EXPORT_SWEEP_SECS: u64 = 60;

@@ -65,7 +65,18 @@ pub struct LocatedEvent {
 /// The API representation of a hot-tier event (see [`LocatedEvent`]).
 impl Serialize for StoredEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_located(self, StorageTier::Hot, serializer)
+        serialize_located(self, Some(StorageTier::Hot), serializer)
+    }
+}
+
+/// An event's API representation without `tier`: the rows of an export, where an event was
+/// stored says nothing about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Untiered<'a>(pub &'a StoredEvent);
+
+impl Serialize for Untiered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_located(self.0, None, serializer)
     }
 }
 
@@ -74,13 +85,13 @@ impl Serialize for StoredEvent {
 /// text, so what a client reads is byte for byte what was hashed.
 impl Serialize for LocatedEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_located(&self.stored, self.tier, serializer)
+        serialize_located(&self.stored, Some(self.tier), serializer)
     }
 }
 
 fn serialize_located<S: Serializer>(
     stored: &StoredEvent,
-    tier: StorageTier,
+    tier: Option<StorageTier>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let event = &stored.event;
@@ -111,7 +122,9 @@ fn serialize_located<S: Serializer>(
     map.serialize_entry("received_at", &format_timestamp(stored.received_at_ns))?;
     map.serialize_entry("prev_hash", &to_hex(&stored.prev_hash))?;
     map.serialize_entry("event_hash", &to_hex(&stored.event_hash))?;
-    map.serialize_entry("tier", tier.as_str())?;
+    if let Some(tier) = tier {
+        map.serialize_entry("tier", tier.as_str())?;
+    }
     map.end()
 }
 

@@ -125,7 +125,9 @@ impl QueryEngine {
         })
     }
 
-    async fn prove_inclusion(
+    /// The inclusion proof of event `seq` in the tree of `tree_size`, from whichever tier
+    /// holds its leaves.
+    pub async fn prove_inclusion(
         &self,
         tenant_id: &str,
         seq: u64,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::{col, lit};
 use futures::{Stream, StreamExt};
+use sealtrail_hot::{EventQuery, Order};
 use sealtrail_model::limits::{ARCHIVE_SCAN_EVENTS, EXPORT_CHUNKS_IN_FLIGHT, EXPORT_CHUNK_BYTES};
 use sealtrail_model::{LocatedEvent, StorageTier, StoredEvent};
 use tokio::sync::mpsc;
@@ -131,6 +132,91 @@ impl QueryEngine {
             for stored in decode(&[batch?])? {
                 out.line(stored, file.tier).await?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl QueryEngine {
+    /// The first and the last `seq`, at most `tree_size`, of the events `filter` selects (its
+    /// filters and time range; order, cursor and limit aside), or `None` when none.
+    pub async fn span(&self, filter: &EventQuery, tree_size: u64) -> Result<Option<(u64, u64)>> {
+        let mut bound = filter.clone();
+        bound.limit = 1;
+        bound.order = Order::Asc;
+        bound.after_seq = None;
+        let first = self.page(bound.clone()).await?;
+        bound.order = Order::Desc;
+        bound.after_seq = Some(tree_size + 1);
+        let last = self.page(bound).await?;
+        Ok(match (first.first(), last.first()) {
+            (Some(first), Some(last)) if first.stored.seq <= last.stored.seq => {
+                Some((first.stored.seq, last.stored.seq))
+            }
+            _ => None,
+        })
+    }
+
+    /// Hands every event of `first..=last` to `visit` in `seq` order, from whichever tier holds
+    /// it, a file's row group or a hot page at a time. A gap is [`Error::Corrupt`].
+    pub async fn for_each_in_span(
+        &self,
+        tenant_id: &str,
+        first: u64,
+        last: u64,
+        visit: &mut (dyn FnMut(StoredEvent) -> Result<()> + Send),
+    ) -> Result<()> {
+        let mut next = first;
+        let mut take = |stored: StoredEvent, next: &mut u64| -> Result<()> {
+            if stored.seq != *next {
+                return Err(Error::Corrupt(format!(
+                    "tenant {tenant_id}: seq {} read where seq {next} belongs",
+                    stored.seq
+                )));
+            }
+            *next += 1;
+            visit(stored)
+        };
+        let files = self.archived_files(tenant_id).await?;
+        let archived_through = files.last().map_or(0, |file| file.last_seq);
+        for file in files
+            .iter()
+            .filter(|file| file.last_seq >= first && file.first_seq <= last)
+        {
+            let session = self.session(1);
+            let Some(table) = self.tier_tables(&[file]).await?.pop() else {
+                continue;
+            };
+            let frame = session.read_table(table)?.filter(
+                col("seq")
+                    .gt_eq(lit(first as i64))
+                    .and(col("seq").lt_eq(lit(last as i64))),
+            )?;
+            let mut stream = frame.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                for stored in decode(&[batch?])? {
+                    take(stored, &mut next)?;
+                }
+            }
+        }
+        let mut after = archived_through.max(first - 1);
+        while after < last {
+            let page = self
+                .hot
+                .scan_events(tenant_id, after, ARCHIVE_SCAN_EVENTS)
+                .await?;
+            let Some(end) = page.last().map(|stored| stored.seq) else {
+                break;
+            };
+            for stored in page.into_iter().take_while(|stored| stored.seq <= last) {
+                take(stored, &mut next)?;
+            }
+            after = end;
+        }
+        if next != last + 1 {
+            return Err(Error::Corrupt(format!(
+                "tenant {tenant_id}: events from seq {next} to {last} are missing"
+            )));
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ mod error;
 mod executor;
 mod export;
 mod files;
+pub mod formats;
 mod hot_table;
 mod leaves;
 mod page;

@@ -57,6 +57,13 @@ impl Checkpointer {
         }
     }
 
+    /// Signs a statement of the server's (an export's claims) with the checkpoint key, as a
+    /// signed note.
+    pub(crate) fn sign_text(&self, text: &str) -> Result<String> {
+        sealtrail_ledger::sign_note(text, &self.signer)
+            .map_err(|error| Error::Task(format!("signing a statement: {error}")))
+    }
+
     pub(crate) fn verifier_key(&self) -> String {
         self.signer.verifier().verifier_key()
     }

@@ -11,6 +11,7 @@ mod checkpoints;
 mod clock;
 mod destinations;
 mod directory;
+mod exports;
 mod feed;
 mod ingest;
 mod keys;
@@ -128,6 +129,8 @@ pub struct ServerConfig {
     /// Whether webhooks and sinks may reach loopback and private addresses (off: a tenant admin
     /// cannot make the server call its own network).
     pub allow_private_destinations: bool,
+    /// Days a finished export's files are kept.
+    pub export_expiry_days: u32,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -175,6 +178,8 @@ pub(crate) struct AppState {
     destinations: destinations::Destinations,
     delivery_retry_base: std::time::Duration,
     allow_private_destinations: bool,
+    /// Export jobs.
+    exports: exports::Exports,
     /// Live streams open (bounded).
     streams: stream::Streams,
     /// Started by the shutdown signal: live streams end then.
@@ -245,6 +250,7 @@ pub async fn run(
         }
         _ => None,
     };
+    let export_store = warm.clone();
     let query = Arc::new(sealtrail_query::QueryEngine::new(
         store.clone(),
         Some(warm),
@@ -287,6 +293,7 @@ pub async fn run(
         destinations: destinations::Destinations::default(),
         delivery_retry_base: config.delivery_retry_base,
         allow_private_destinations: config.allow_private_destinations,
+        exports: exports::Exports::new(&config.data_dir, export_store, config.export_expiry_days),
         streams: stream::Streams::default(),
         drain: drain.clone(),
     });
@@ -299,6 +306,7 @@ pub async fn run(
         config.sampling_statement_interval,
     ));
     let alert_task = tokio::spawn(alerts::run_engine(state.clone()));
+    let export_task = tokio::spawn(exports::run_jobs(state.clone()));
     destinations::Destinations::start(&state)
         .await
         .map_err(|error| Error::CorruptSetting(format!("webhooks and sinks: {error}")))?;
@@ -327,6 +335,9 @@ pub async fn run(
     // Feed consumers stop before the pipeline drains: what they have not handled yet, they
     // handle after the next start, from their cursors.
     alert_task.abort();
+    // A running export stops here; it runs again from the beginning on the next start.
+    export_task.abort();
+    state.exports.stop();
     state.destinations.stop();
     let drained = state.pipeline.shutdown(drain.deadline()).await?;
     checkpoint_task.abort();
@@ -369,6 +380,15 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/{event_id}", get(query::get_event))
         .route("/v1/query", post(query::run_sql).layer(json_body()))
         .route("/v1/export", get(query::export))
+        .route(
+            "/v1/exports",
+            get(exports::list).post(exports::create.layer(json_body())),
+        )
+        .route(
+            "/v1/exports/{export_id}",
+            get(exports::get).delete(exports::cancel),
+        )
+        .route("/v1/exports/{export_id}/download", get(exports::download))
         .route("/v1/keys", post(keys::create_key).layer(json_body()))
         .route("/v1/keys/{key_id}", delete(keys::revoke_key))
         .route(

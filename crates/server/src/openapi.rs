@@ -14,8 +14,8 @@ use sealtrail_model::limits::{
     ALERT_RULES_PER_TENANT_MAX, ALERT_RULE_MATCH_VALUES_MAX, ALERT_RULE_NAME_CHARS_MAX,
     ALERT_THRESHOLD_MAX, ALERT_WINDOW_SECONDS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX,
     BODY_BYTES_MAX, CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, DESTINATION_URL_BYTES_MAX,
-    EVENT_ID_CHARS_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX, METADATA_BYTES_MAX,
-    POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX, QUERIES_CONCURRENT_MAX,
+    EVENT_ID_CHARS_MAX, EXPORT_JOBS_PER_TENANT_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
+    METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX, QUERIES_CONCURRENT_MAX,
     QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX,
     REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX,
     RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX, SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX,
@@ -342,6 +342,62 @@ fn build() -> Value {
                     "429": problem(&format!("The caller's tenant already runs {QUERIES_PER_TENANT_CONCURRENT_MAX} SQL queries or exports; retry after Retry-After seconds.")),
                     "503": problem(&format!("{QUERIES_CONCURRENT_MAX} SQL queries and exports already run; retry after Retry-After seconds."))}
             }}));
+    let export_filters = json!({"type": "object", "additionalProperties": false, "description": "Exact-match filters of GET /v1/events, as strings (the range is the request's own from and to).", "properties": {
+        "actor_id": {"type": "string", "minLength": 1}, "action": {"type": "string", "minLength": 1}, "resource_type": {"type": "string", "minLength": 1},
+        "resource_id": {"type": "string", "minLength": 1}, "request_id": {"type": "string", "minLength": 1},
+        "outcome": {"enum": ["success", "failure"]}}});
+    let export_job = json!({"type": "object", "required": ["export_id", "tenant_id", "format", "filters", "state", "requested_by", "created_at", "events_expected", "events_read", "events_written", "bytes"], "properties": {
+        "export_id": {"type": "string"}, "tenant_id": {"type": "string"}, "format": {"enum": ["ndjson", "csv", "parquet", "ocsf"]},
+        "filters": {"type": "object"}, "state": {"enum": ["queued", "running", "done", "failed", "cancelled", "expired"]},
+        "requested_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": "string", "format": "date-time"}, "expires_at": {"type": "string", "format": "date-time"},
+        "events_expected": {"type": "integer", "minimum": 0, "description": "Events the job reads: its span, from the first matching event to the last."},
+        "events_read": {"type": "integer", "minimum": 0}, "events_written": {"type": "integer", "minimum": 0, "description": "Rows in the file."},
+        "bytes": {"type": "integer", "minimum": 0}, "sha256": {"type": "string"}, "tree_size": {"type": "integer", "minimum": 0},
+        "error": {"type": "string"}, "download": {"type": "string"}, "bundle": {"type": "string"}}});
+    let export_id_path =
+        json!({"name": "export_id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let export_tenant = tenant_query("Required for the platform admin.");
+    paths.insert("/v1/exports".into(), json!({
+        "post": {
+            "summary": "Start an export job of the caller's tenant: the events with timestamp in [from, to) that match the filters, in seq order, as NDJSON, CSV (RFC 4180), Parquet or OCSF, written to object storage with a proof bundle that verifies offline (sealtrail verify-bundle). The request, completion and each download are events of the tenant's log.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
+                "format": {"enum": ["ndjson", "csv", "parquet", "ocsf"]},
+                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                "filters": export_filters,
+                "tenant_id": nullable(json!({"allOf": [tenant_id_schema()], "description": "Required for the platform admin."}))}}}}},
+            "responses": {"202": json_body("The job, queued.", export_job.clone()),
+                "400": problem("A member is invalid; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
+                "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads."),
+                "429": problem(&format!("The tenant has {EXPORT_JOBS_PER_TENANT_MAX} unfinished exports."))}
+        },
+        "get": {
+            "summary": "The tenant's export jobs, newest first.",
+            "parameters": [export_tenant.clone()],
+            "responses": {"200": json_body("The jobs.", json!({"type": "object", "required": ["tenant_id", "exports"], "properties": {
+                    "tenant_id": {"type": "string"}, "exports": {"type": "array", "items": export_job.clone()}}})),
+                "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
+        }
+    }));
+    paths.insert("/v1/exports/{export_id}".into(), json!({"parameters": [export_id_path.clone(), export_tenant.clone()],
+        "get": {
+            "summary": "One export job: its state, events read, expected and written, bytes, and when done where to download it.",
+            "responses": {"200": json_body("The job.", export_job.clone()), "400": problem("Bad parameter; it is named."),
+                "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No export of that id for this tenant.")}
+        },
+        "delete": {
+            "summary": "Cancel a job that has not finished, or remove the files of one that has (then expired).",
+            "responses": {"200": json_body("The job.", export_job), "400": problem("Bad parameter; it is named."),
+                "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No export of that id for this tenant.")}
+        }}));
+    paths.insert("/v1/exports/{export_id}/download".into(), json!({"parameters": [export_id_path, export_tenant,
+            {"name": "part", "in": "query", "required": false, "schema": {"enum": ["data", "bundle"]}, "description": "data (default): the exported file; bundle: its proof bundle (a header line, then the span's non-matching events)."}],
+        "get": {
+            "summary": "Download a done export's file or its proof bundle.",
+            "responses": {"200": {"description": "The file.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}, "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
+                "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
+                "404": problem("No export of that id for this tenant."), "409": problem("The export is not done (or its files expired).")}
+        }}));
     paths.insert("/v1/events/{event_id}".into(), json!({"get": {
                 "summary": "One stored event.",
                 "parameters": [{"name": "event_id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}},

@@ -45,11 +45,16 @@ pub(crate) struct BundleArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyBundleArgs {
-    /// A bundle directory or a single bundle .json file.
+    /// A bundle directory or a single bundle .json file; or an export: its directory (as
+    /// `sealtrail export` writes it) or its `bundle.ndjson`.
     bundle: PathBuf,
     /// The server's verifier key (`sealtrail keys show-verifier`, or GET /v1/verifier-key).
     #[arg(long)]
     key: String,
+    /// The exported file an export bundle vouches for (default: `events.<format>` beside the
+    /// bundle).
+    #[arg(long)]
+    file: Option<PathBuf>,
 }
 
 fn instant(name: &str, text: Option<&str>) -> anyhow::Result<Option<i64>> {
@@ -186,6 +191,9 @@ fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
 
 pub(crate) fn run_verify_bundle(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let key = NoteVerifier::parse(args.key.trim()).context("--key is not a verifier key")?;
+    if let Some(export_bundle) = super::export::export_bundle_path(&args.bundle) {
+        return super::export::verify(&export_bundle, args.file.as_deref(), &key);
+    }
     let bundle = read_bundle(&args.bundle)?;
     match verify_bundle(&bundle, &key) {
         Ok(report) => {

@@ -1,6 +1,7 @@
 //! Command-line entry: parses flags and dispatches to a subcommand.
 
 mod bundle;
+mod export;
 mod import;
 mod keys;
 mod lifecycle;
@@ -35,7 +36,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Export a proof bundle of one tenant's events for offline verification.
     Bundle(bundle::BundleArgs),
-    /// Verify a proof bundle with only the server's verifier key.
+    /// Run an export job on a server, show its progress, and download the file and its bundle.
+    Export(export::ExportArgs),
+    /// Verify a proof bundle, or an exported file and its bundle, with only the server's
+    /// verifier key.
     VerifyBundle(bundle::VerifyBundleArgs),
     /// Signing keys.
     Keys(keys::KeysArgs),
@@ -65,6 +69,7 @@ pub(crate) fn startup() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Bundle(args) => bundle::run_bundle(args),
         Command::VerifyBundle(args) => bundle::run_verify_bundle(args),
+        Command::Export(args) => export::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Lifecycle(args) => lifecycle::run(args),
         Command::Retention(args) => retention::run(args),

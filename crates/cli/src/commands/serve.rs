@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sealtrail_model::limits::{
     ASYNC_QUEUE_EVENTS_MAX, DELIVERY_ATTEMPTS_MAX, DELIVERY_RETRY_BASE_MILLIS_DEFAULT,
-    DELIVERY_RETRY_CAP_MILLIS, HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
+    DELIVERY_RETRY_CAP_MILLIS, EXPORT_EXPIRY_DAYS_DEFAULT, EXPORT_EXPIRY_DAYS_MAX,
+    HOT_RETENTION_DAYS_DEFAULT, LIFECYCLE_INTERVAL_SECS_DEFAULT,
     SAMPLING_STATEMENT_INTERVAL_SECS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT,
 };
 use sealtrail_server::{LifecycleSchedule, ServerConfig};
@@ -122,6 +123,15 @@ pub(crate) struct ServeArgs {
     /// tenant admin cannot make the server call its own network)
     #[arg(long, env = "SEALTRAIL_ALLOW_PRIVATE_DESTINATIONS")]
     allow_private_destinations: bool,
+    #[arg(
+        long,
+        env = "SEALTRAIL_EXPORT_EXPIRY_DAYS",
+        help = format!(
+            "Days a finished export's files are kept before they are removed (at most \
+             {EXPORT_EXPIRY_DAYS_MAX}) [default: {EXPORT_EXPIRY_DAYS_DEFAULT}]"
+        )
+    )]
+    export_expiry_days: Option<u32>,
     #[command(flatten)]
     warm: super::lifecycle::WarmArgs,
     #[command(flatten)]
@@ -130,7 +140,7 @@ pub(crate) struct ServeArgs {
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
     /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`,
-    /// `delivery_retry_base_millis`, `allow_private_destinations`),
+    /// `delivery_retry_base_millis`, `allow_private_destinations`, `export_expiry_days`),
     /// and `[policy]`, the deployment's capture policy in the wire shape of
     /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
@@ -194,6 +204,7 @@ struct ConfigFile {
     sampling_statement_interval_secs: Option<u64>,
     delivery_retry_base_millis: Option<u64>,
     allow_private_destinations: Option<bool>,
+    export_expiry_days: Option<u32>,
     policy: Option<toml::Value>,
 }
 
@@ -274,6 +285,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         allow_private_destinations: args.allow_private_destinations
             || file.allow_private_destinations.unwrap_or(false),
+        export_expiry_days: args
+            .export_expiry_days
+            .or(file.export_expiry_days)
+            .unwrap_or(EXPORT_EXPIRY_DAYS_DEFAULT)
+            .min(EXPORT_EXPIRY_DAYS_MAX),
         lifecycle,
         warm: args.warm.location(&data_dir),
         cold: Some(args.cold.location(&args.warm, &data_dir)),

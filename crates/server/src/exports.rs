@@ -1,0 +1,908 @@
+//! Export jobs: `POST /v1/exports` and the routes that follow one (docs/EXPORTS.md).
+//!
+//! A job writes the tenant's matching events, in `seq` order, to a local scratch file in one of
+//! four formats (`sealtrail_query::formats`) and its bundle beside it: the signed checkpoint
+//! the export was taken at, the inclusion proofs of its span's ends, the span's non-matching
+//! events and a signed statement of its claims (`sealtrail_ledger::ExportHeader`). Both go to
+//! the warm store under `_exports/<tenant>/<id>/` (a `_` prefix, so no tier listing or
+//! Hive-style reader takes them for a tenant's data) by multipart upload, which makes an object
+//! visible only once complete; only then is the job `done`. So a partial file is never offered:
+//! a crash before that leaves the job `queued` or `running`, and the next start runs it again
+//! from the beginning.
+//!
+//! Jobs live in the store's settings: `exports/<tenant>` holds a tenant's jobs, `exports` the
+//! tenants that have any. Each request, completion, download, cancellation and deletion is an
+//! event of the tenant's log, committed before the answer (exports are always-logged actions).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, WriteMultipart};
+use sealtrail_ledger::{ExportFilter, ExportHeader, EXPORT_BUNDLE_FORMAT};
+use sealtrail_model::limits::{
+    EXPORT_EXPIRY_DAYS_MAX, EXPORT_JOBS_CONCURRENT_MAX, EXPORT_JOBS_PER_TENANT_MAX,
+    EXPORT_SWEEP_SECS,
+};
+use sealtrail_model::{format_timestamp, parse_timestamp, StoredEvent, Untiered};
+use sealtrail_query::formats::{ExportFormat, ExportWriter};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::problem::ApiError;
+use crate::query::readable_tenant;
+use crate::{now_ns, AppState};
+
+const INDEX_SETTING: &str = "exports";
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+/// Bytes read from a scratch file per multipart write.
+const UPLOAD_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+fn jobs_setting(tenant_id: &str) -> String {
+    format!("exports/{tenant_id}")
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+    /// Done, and its files since removed (expired, or deleted by a caller).
+    Expired,
+}
+
+impl JobState {
+    fn finished(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+/// A job as stored and as answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    export_id: String,
+    tenant_id: String,
+    format: String,
+    filters: ExportFilter,
+    state: JobState,
+    requested_by: String,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    /// Events the job reads (its span), known once it runs.
+    #[serde(default)]
+    events_expected: u64,
+    #[serde(default)]
+    events_read: u64,
+    /// Rows in the file.
+    #[serde(default)]
+    events_written: u64,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tree_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Job {
+    fn answer(&self, live: Option<&Progress>) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(live) = live {
+            value["events_expected"] = live.expected.load(Ordering::Relaxed).into();
+            value["events_read"] = live.read.load(Ordering::Relaxed).into();
+            value["events_written"] = live.written.load(Ordering::Relaxed).into();
+        }
+        if self.state == JobState::Done {
+            let base = format!("/v1/exports/{}", self.export_id);
+            value["download"] = format!("{base}/download").into();
+            value["bundle"] = format!("{base}/download?part=bundle").into();
+        }
+        value
+    }
+}
+
+/// A running job's counters and its cancel flag.
+#[derive(Debug, Default)]
+struct Progress {
+    expected: AtomicU64,
+    read: AtomicU64,
+    written: AtomicU64,
+    cancel: AtomicBool,
+}
+
+/// The node's export jobs.
+#[derive(Debug)]
+pub(crate) struct Exports {
+    /// Serialises every read-modify-write of the job settings.
+    lock: tokio::sync::Mutex<()>,
+    running: std::sync::Mutex<HashMap<String, Arc<Progress>>>,
+    /// Every job task started, aborted by [`Exports::stop`].
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    scratch_dir: PathBuf,
+    expiry_days: u32,
+    warm: sealtrail_archive::Tier,
+}
+
+impl Exports {
+    pub(crate) fn new(
+        data_dir: &std::path::Path,
+        warm: sealtrail_archive::Tier,
+        expiry_days: u32,
+    ) -> Self {
+        Exports {
+            lock: tokio::sync::Mutex::new(()),
+            running: std::sync::Mutex::default(),
+            tasks: std::sync::Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(EXPORT_JOBS_CONCURRENT_MAX)),
+            scratch_dir: data_dir.join("exports-scratch"),
+            expiry_days: expiry_days.min(EXPORT_EXPIRY_DAYS_MAX),
+            warm,
+        }
+    }
+
+    /// Stops every job (at shutdown, before the pipeline drains): a stopped job is `running` on
+    /// record and runs again from the beginning on the next start.
+    pub(crate) fn stop(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn progress(&self, export_id: &str) -> Option<Arc<Progress>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(export_id)
+            .cloned()
+    }
+
+    fn object(&self, job: &Job, name: &str) -> (Arc<dyn ObjectStore>, ObjectPath) {
+        let (store, prefix) = self.warm.object_store();
+        let path = prefix
+            .child("_exports")
+            .child(job.tenant_id.as_str())
+            .child(job.export_id.as_str())
+            .child(name);
+        (store, path)
+    }
+}
+
+fn data_name(format: ExportFormat) -> String {
+    format!("events.{}", format.extension())
+}
+
+const BUNDLE_NAME: &str = "bundle.ndjson";
+
+async fn load_jobs(state: &AppState, tenant_id: &str) -> Result<Vec<Job>, ApiError> {
+    match state.store.setting(&jobs_setting(tenant_id)).await? {
+        None => Ok(Vec::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::internal(format!("stored export jobs of {tenant_id}: {error}"))
+        }),
+    }
+}
+
+async fn save_jobs(state: &AppState, tenant_id: &str, jobs: &[Job]) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(jobs).map_err(ApiError::internal)?;
+    state
+        .store
+        .set_setting(&jobs_setting(tenant_id), bytes)
+        .await?;
+    Ok(())
+}
+
+async fn load_index(state: &AppState) -> Result<Vec<String>, ApiError> {
+    match state.store.setting(INDEX_SETTING).await? {
+        None => Ok(Vec::new()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::internal(format!("stored export index: {error}"))),
+    }
+}
+
+/// Changes one job under the lock; `None` when it is not on record.
+async fn update_job(
+    state: &AppState,
+    tenant_id: &str,
+    export_id: &str,
+    change: impl FnOnce(&mut Job),
+) -> Result<Option<Job>, ApiError> {
+    let _guard = state.exports.lock.lock().await;
+    let mut jobs = load_jobs(state, tenant_id).await?;
+    let Some(job) = jobs.iter_mut().find(|job| job.export_id == export_id) else {
+        return Ok(None);
+    };
+    change(job);
+    let changed = job.clone();
+    save_jobs(state, tenant_id, &jobs).await?;
+    Ok(Some(changed))
+}
+
+/// Records an export action in the tenant's log, synchronously durable.
+async fn record(
+    state: &AppState,
+    job: &Job,
+    actor_id: &str,
+    action: &str,
+    metadata: Value,
+) -> Result<(), ApiError> {
+    let actor_type = if actor_id == "sealtrail" {
+        "system"
+    } else {
+        "service"
+    };
+    let event = json!({
+        "tenant_id": job.tenant_id,
+        "actor_id": actor_id,
+        "actor_type": actor_type,
+        "action": action,
+        "resource_type": "export",
+        "resource_id": job.export_id,
+        "outcome": "success",
+        "metadata": metadata,
+    });
+    crate::capture::record(&state.pipeline, event).await?;
+    Ok(())
+}
+
+/// `POST /v1/exports {format, from, to, filters, tenant_id}` → 202 `{export_id, …}`.
+pub(crate) async fn create(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let value = crate::problem::json_document(&body)?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be a JSON object"));
+    };
+    for name in object.keys() {
+        if !["format", "from", "to", "filters", "tenant_id"].contains(&name.as_str()) {
+            return Err(ApiError::invalid_field(name, "unknown member"));
+        }
+    }
+    let tenant_id = match object.get("tenant_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(_) => return Err(ApiError::invalid_field("tenant_id", "must be a string")),
+    };
+    let tenant_id = readable_tenant(&principal, tenant_id.as_ref())?;
+    let format_names = || ExportFormat::ALL.map(ExportFormat::as_str).join(", ");
+    let format = match object.get("format") {
+        Some(Value::String(name)) => ExportFormat::parse(name).ok_or_else(|| {
+            ApiError::invalid_field("format", format!("must be one of {}", format_names()))
+        })?,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "format",
+                format!("required: one of {}", format_names()),
+            ))
+        }
+    };
+    let mut filters = match object.get("filters") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(filters)) => filters.clone(),
+        Some(_) => return Err(ApiError::invalid_field("filters", "must be a JSON object")),
+    };
+    for bound in ["from", "to"] {
+        if filters.contains_key(bound) {
+            return Err(ApiError::invalid_field(
+                &format!("filters.{bound}"),
+                format!("the range is the request's own `{bound}`"),
+            ));
+        }
+        match object.get(bound) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => {
+                if parse_timestamp(text).is_none() {
+                    return Err(ApiError::invalid_field(
+                        bound,
+                        "must be an RFC 3339 date-time with offset",
+                    ));
+                }
+                filters.insert(bound.into(), text.clone().into());
+            }
+            Some(_) => return Err(ApiError::invalid_field(bound, "must be a string")),
+        }
+    }
+    let query = crate::query::filter_from_json(&Value::Object(filters))?;
+    let filters: ExportFilter =
+        serde_json::from_value(crate::query::filter_to_json(&query)).map_err(ApiError::internal)?;
+
+    let export_id = format!("exp_{}", uuid::Uuid::now_v7().simple());
+    let job = Job {
+        export_id: export_id.clone(),
+        tenant_id: tenant_id.clone(),
+        format: format.as_str().to_owned(),
+        filters,
+        state: JobState::Queued,
+        requested_by: principal.actor_id(),
+        created_at: format_timestamp(now_ns()),
+        finished_at: None,
+        expires_at: None,
+        events_expected: 0,
+        events_read: 0,
+        events_written: 0,
+        bytes: 0,
+        sha256: None,
+        tree_size: None,
+        error: None,
+    };
+    {
+        let _guard = state.exports.lock.lock().await;
+        let mut jobs = load_jobs(&state, &tenant_id).await?;
+        if jobs.len() >= EXPORT_JOBS_PER_TENANT_MAX {
+            let Some(oldest) = jobs.iter().position(|job| job.state.finished()) else {
+                return Err(ApiError::TooManyRequests(format!(
+                    "tenant {tenant_id} has {EXPORT_JOBS_PER_TENANT_MAX} unfinished exports, the \
+                     most it may have; wait for one or cancel one"
+                )));
+            };
+            let forgotten = jobs.remove(oldest);
+            remove_files(&state, &forgotten).await;
+        }
+        // Recorded before anything is stored: a request the log cannot take is refused whole.
+        record(
+            &state,
+            &job,
+            &job.requested_by,
+            "export.requested",
+            json!({"export_id": export_id, "format": job.format, "filters": job.filters}),
+        )
+        .await?;
+        jobs.push(job.clone());
+        save_jobs(&state, &tenant_id, &jobs).await?;
+        let mut index = load_index(&state).await?;
+        if !index.contains(&tenant_id) {
+            index.push(tenant_id.clone());
+            let bytes = serde_json::to_vec(&index).map_err(ApiError::internal)?;
+            state.store.set_setting(INDEX_SETTING, bytes).await?;
+        }
+    }
+    start(&state, job.clone());
+    tracing::info!(
+        tenant_id,
+        export_id,
+        format = job.format,
+        "export requested"
+    );
+    Ok((StatusCode::ACCEPTED, Json(job.answer(None))).into_response())
+}
+
+/// The job `export_id` of the caller's tenant (`?tenant_id=` for the platform admin); another
+/// tenant's job is 404, like one that never existed.
+async fn find(
+    state: &AppState,
+    principal: &Principal,
+    params: &HashMap<String, String>,
+    export_id: &str,
+) -> Result<Job, ApiError> {
+    for name in params.keys() {
+        if name != "tenant_id" && name != "part" {
+            return Err(ApiError::invalid_field(name, "unknown query parameter"));
+        }
+    }
+    let tenant_id = readable_tenant(principal, params.get("tenant_id"))?;
+    load_jobs(state, &tenant_id)
+        .await?
+        .into_iter()
+        .find(|job| job.export_id == export_id)
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant_id} has no export {export_id}")))
+}
+
+/// `GET /v1/exports`: the tenant's jobs, newest first.
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    for name in params.keys() {
+        if name != "tenant_id" {
+            return Err(ApiError::invalid_field(name, "unknown query parameter"));
+        }
+    }
+    let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
+    let jobs = load_jobs(&state, &tenant_id).await?;
+    let answers: Vec<Value> = jobs
+        .iter()
+        .rev()
+        .map(|job| job.answer(state.exports.progress(&job.export_id).as_deref()))
+        .collect();
+    Ok(Json(json!({"tenant_id": tenant_id, "exports": answers})))
+}
+
+/// `GET /v1/exports/{id}`.
+pub(crate) async fn get(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(export_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if params.contains_key("part") {
+        return Err(ApiError::invalid_field("part", "unknown query parameter"));
+    }
+    let job = find(&state, &principal, &params, &export_id).await?;
+    let live = state.exports.progress(&export_id);
+    Ok(Json(job.answer(live.as_deref())))
+}
+
+/// `GET /v1/exports/{id}/download[?part=bundle]`: the file, or its bundle, once done.
+pub(crate) async fn download(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(export_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &principal, &params, &export_id).await?;
+    let format = ExportFormat::parse(&job.format)
+        .ok_or_else(|| ApiError::internal(format!("stored export format {}", job.format)))?;
+    let (name, media_type) = match params.get("part").map(String::as_str) {
+        None | Some("data") => (data_name(format), format.media_type()),
+        Some("bundle") => (BUNDLE_NAME.to_owned(), "application/x-ndjson"),
+        Some(_) => return Err(ApiError::invalid_field("part", "must be data or bundle")),
+    };
+    if job.state != JobState::Done {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "export {export_id} is {}: only a done export can be downloaded",
+                serde_json::to_value(job.state)
+                    .ok()
+                    .and_then(|value| value.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            errors: Vec::new(),
+        });
+    }
+    let (store, path) = state.exports.object(&job, &name);
+    let object = store
+        .get(&path)
+        .await
+        .map_err(|error| ApiError::internal(format!("export {export_id}: {error}")))?;
+    record(
+        &state,
+        &job,
+        &principal.actor_id(),
+        "export.downloaded",
+        json!({"export_id": export_id, "part": if name == BUNDLE_NAME { "bundle" } else { "data" }}),
+    )
+    .await?;
+    let mut response = Body::from_stream(object.into_stream()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}-{export_id}-{name}\"",
+        job.tenant_id
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v1/exports/{id}`: cancels a job that has not finished; removes the files of one
+/// that has.
+pub(crate) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(export_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if params.contains_key("part") {
+        return Err(ApiError::invalid_field("part", "unknown query parameter"));
+    }
+    let job = find(&state, &principal, &params, &export_id).await?;
+    let action = match job.state {
+        JobState::Queued | JobState::Running => "export.cancelled",
+        JobState::Done => "export.deleted",
+        _ => return Ok(Json(job.answer(None))),
+    };
+    record(
+        &state,
+        &job,
+        &principal.actor_id(),
+        action,
+        json!({"export_id": export_id}),
+    )
+    .await?;
+    if let Some(progress) = state.exports.progress(&export_id) {
+        progress.cancel.store(true, Ordering::Relaxed);
+    }
+    let now = format_timestamp(now_ns());
+    let changed = update_job(&state, &job.tenant_id, &export_id, |job| {
+        job.state = match job.state {
+            JobState::Queued | JobState::Running => JobState::Cancelled,
+            JobState::Done => JobState::Expired,
+            other => other,
+        };
+        job.finished_at.get_or_insert(now);
+    })
+    .await?
+    .unwrap_or(job);
+    if changed.state == JobState::Expired {
+        remove_files(&state, &changed).await;
+    }
+    Ok(Json(changed.answer(None)))
+}
+
+async fn remove_files(state: &AppState, job: &Job) {
+    let Some(format) = ExportFormat::parse(&job.format) else {
+        return;
+    };
+    for name in [data_name(format), BUNDLE_NAME.to_owned()] {
+        let (store, path) = state.exports.object(job, &name);
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => {
+                tracing::warn!(export_id = job.export_id, %error, "removing an export file failed")
+            }
+        }
+    }
+}
+
+/// Runs `job` in the background (after a free slot).
+fn start(state: &Arc<AppState>, job: Job) {
+    let progress = Arc::new(Progress::default());
+    state
+        .exports
+        .running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(job.export_id.clone(), progress.clone());
+    let task_state = state.clone();
+    let task = tokio::spawn(async move {
+        let state = task_state;
+        let export_id = job.export_id.clone();
+        let tenant_id = job.tenant_id.clone();
+        let outcome = match state.exports.slots.clone().acquire_owned().await {
+            Ok(_slot) => run(&state, job, &progress).await,
+            Err(_) => Err(Failure::Failed("the export queue closed".into())),
+        };
+        let now = format_timestamp(now_ns());
+        let saved = match outcome {
+            Ok(()) => Ok(None),
+            Err(Failure::Cancelled) => {
+                update_job(&state, &tenant_id, &export_id, |job| {
+                    job.state = JobState::Cancelled;
+                    job.finished_at.get_or_insert(now);
+                })
+                .await
+            }
+            Err(Failure::Failed(reason)) => {
+                tracing::error!(tenant_id, export_id, reason, "export failed");
+                update_job(&state, &tenant_id, &export_id, |job| {
+                    job.state = JobState::Failed;
+                    job.error = Some(reason);
+                    job.finished_at = Some(now);
+                })
+                .await
+            }
+        };
+        if let Err(error) = saved {
+            tracing::error!(export_id, %error, "saving an export's state failed");
+        }
+        state
+            .exports
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&export_id);
+    });
+    let mut tasks = state
+        .exports
+        .tasks
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tasks.retain(|task| !task.is_finished());
+    tasks.push(task.abort_handle());
+}
+
+#[derive(Debug)]
+enum Failure {
+    Cancelled,
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Failed(error.to_string())
+    }
+}
+
+/// One job, from its checkpoint to `done`.
+async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(), Failure> {
+    let export_id = job.export_id.clone();
+    let tenant_id = job.tenant_id.clone();
+    let Some(job) = update_job(state, &tenant_id, &export_id, |job| {
+        if job.state == JobState::Queued || job.state == JobState::Running {
+            job.state = JobState::Running;
+        }
+    })
+    .await?
+    else {
+        return Err(Failure::Failed("the job is no longer on record".into()));
+    };
+    if job.state != JobState::Running || progress.cancel.load(Ordering::Relaxed) {
+        return Err(Failure::Cancelled);
+    }
+    let format = ExportFormat::parse(&job.format)
+        .ok_or_else(|| Failure::Failed(format!("unknown format {}", job.format)))?;
+
+    // The tree the export is taken at: everything committed now, under a signed checkpoint.
+    let head = state
+        .store
+        .chain_heads()
+        .await?
+        .into_iter()
+        .find(|(id, _)| *id == tenant_id)
+        .map_or(0, |(_, head)| head.seq);
+    if head == 0 {
+        return Err(Failure::Failed(format!(
+            "tenant {tenant_id} has no events yet: there is nothing to export"
+        )));
+    }
+    state.checkpointer.cut(&tenant_id, head).await?;
+    let checkpoint = state
+        .store
+        .checkpoint(&tenant_id, None)
+        .await?
+        .ok_or_else(|| Failure::Failed("no checkpoint could be cut".into()))?;
+    let tree_size = checkpoint.tree_size;
+
+    let mut query = sealtrail_hot::EventQuery::for_tenant(&tenant_id);
+    let filter_json = serde_json::to_value(&job.filters)?;
+    let parsed = crate::query::filter_from_json(&filter_json)
+        .map_err(|error| Failure::Failed(format!("stored filters: {error}")))?;
+    query.actor_id = parsed.actor_id;
+    query.action = parsed.action;
+    query.resource_type = parsed.resource_type;
+    query.resource_id = parsed.resource_id;
+    query.request_id = parsed.request_id;
+    query.outcome = parsed.outcome;
+    query.from_ns = parsed.from_ns;
+    query.to_ns = parsed.to_ns;
+    let span = state.query.span(&query, tree_size).await?;
+    let bounds = job
+        .filters
+        .bounds()
+        .map_err(|name| Failure::Failed(format!("stored filters.{name}")))?;
+
+    std::fs::create_dir_all(&state.exports.scratch_dir)?;
+    let scratch = |name: &str| {
+        state
+            .exports
+            .scratch_dir
+            .join(format!("{export_id}.{name}"))
+    };
+    let (data_path, witness_path, bundle_path) = (
+        scratch(format.extension()),
+        scratch("witnesses"),
+        scratch("bundle"),
+    );
+    let mut writer = ExportWriter::create(format, &data_path)?;
+    let mut witnesses = std::io::BufWriter::new(std::fs::File::create(&witness_path)?);
+    let mut witness_count = 0u64;
+    let (first_seq, last_seq) = span.unwrap_or((0, 0));
+    if let Some((first, last)) = span {
+        progress.expected.store(last - first + 1, Ordering::Relaxed);
+        let mut failure: Option<Failure> = None;
+        let mut visit = |stored: StoredEvent| -> sealtrail_query::Result<()> {
+            if progress.cancel.load(Ordering::Relaxed) {
+                failure = Some(Failure::Cancelled);
+                return Err(sealtrail_query::Error::Cancelled);
+            }
+            progress.read.fetch_add(1, Ordering::Relaxed);
+            let written = if job.filters.admits(bounds, &stored) {
+                progress.written.fetch_add(1, Ordering::Relaxed);
+                writer.write(stored).map_err(|error| error.to_string())
+            } else {
+                witness_count += 1;
+                serde_json::to_writer(&mut witnesses, &Untiered(&stored))
+                    .map_err(|error| error.to_string())
+                    .and_then(|()| witnesses.write_all(b"\n").map_err(|e| e.to_string()))
+            };
+            written.map_err(|reason| {
+                failure = Some(Failure::Failed(reason.clone()));
+                sealtrail_query::Error::Cancelled
+            })
+        };
+        let result = state
+            .query
+            .for_each_in_span(&tenant_id, first, last, &mut visit)
+            .await;
+        if let Err(error) = result {
+            return Err(failure.unwrap_or(Failure::Failed(error.to_string())));
+        }
+    }
+    let digest = writer.finish()?;
+    witnesses.flush()?;
+    drop(witnesses);
+
+    let mut inclusion = Vec::new();
+    if let Some((first, last)) = span {
+        inclusion.push(
+            state
+                .query
+                .prove_inclusion(&tenant_id, first, tree_size)
+                .await?,
+        );
+        if last != first {
+            inclusion.push(
+                state
+                    .query
+                    .prove_inclusion(&tenant_id, last, tree_size)
+                    .await?,
+            );
+        }
+    }
+    let mut header = ExportHeader {
+        format: EXPORT_BUNDLE_FORMAT.to_owned(),
+        tenant_id: tenant_id.clone(),
+        export_id: export_id.clone(),
+        file_format: format.as_str().to_owned(),
+        filters: job.filters.clone(),
+        first_seq,
+        last_seq,
+        events: progress.written.load(Ordering::Relaxed),
+        witnesses: witness_count,
+        tree_size,
+        file_sha256: digest.sha256.clone(),
+        checkpoint: checkpoint.note.clone(),
+        inclusion,
+        statement: String::new(),
+    };
+    header.statement = state.checkpointer.sign_text(&header.statement_text())?;
+    {
+        let mut bundle = std::io::BufWriter::new(std::fs::File::create(&bundle_path)?);
+        serde_json::to_writer(&mut bundle, &header)?;
+        bundle.write_all(b"\n")?;
+        std::io::copy(&mut std::fs::File::open(&witness_path)?, &mut bundle)?;
+        bundle.flush()?;
+        bundle.get_ref().sync_all()?;
+    }
+    if progress.cancel.load(Ordering::Relaxed) {
+        return Err(Failure::Cancelled);
+    }
+    upload(state, &job, &data_path, &data_name(format)).await?;
+    upload(state, &job, &bundle_path, BUNDLE_NAME).await?;
+    for path in [&data_path, &witness_path, &bundle_path] {
+        let _ = std::fs::remove_file(path);
+    }
+    record(
+        state,
+        &job,
+        "sealtrail",
+        "export.completed",
+        json!({
+            "export_id": export_id,
+            "format": job.format,
+            "events": header.events,
+            "bytes": digest.bytes,
+            "sha256": digest.sha256,
+            "tree_size": tree_size,
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+        }),
+    )
+    .await?;
+    let now = now_ns();
+    let expiry_days = i64::from(state.exports.expiry_days);
+    update_job(state, &tenant_id, &export_id, |job| {
+        job.state = JobState::Done;
+        job.finished_at = Some(format_timestamp(now));
+        job.expires_at = Some(format_timestamp(now + expiry_days * DAY_NS));
+        job.events_expected = progress.expected.load(Ordering::Relaxed);
+        job.events_read = progress.read.load(Ordering::Relaxed);
+        job.events_written = header.events;
+        job.bytes = digest.bytes;
+        job.sha256 = Some(digest.sha256.clone());
+        job.tree_size = Some(tree_size);
+    })
+    .await?;
+    tracing::info!(
+        tenant_id,
+        export_id,
+        events = header.events,
+        bytes = digest.bytes,
+        "export done"
+    );
+    Ok(())
+}
+
+/// Uploads a scratch file by multipart upload: the object appears only once complete.
+async fn upload(
+    state: &AppState,
+    job: &Job,
+    file: &std::path::Path,
+    name: &str,
+) -> Result<(), Failure> {
+    let (store, path) = state.exports.object(job, name);
+    let mut writer = WriteMultipart::new(store.put_multipart(&path).await?);
+    let mut source = std::fs::File::open(file)?;
+    let mut buffer = vec![0u8; UPLOAD_CHUNK_BYTES];
+    loop {
+        let read = source.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        writer.wait_for_capacity(4).await?;
+        writer.write(&buffer[..read]);
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// At start: runs again every job a stop interrupted (from the beginning: its scratch files
+/// are rewritten), then sweeps expired exports every [`EXPORT_SWEEP_SECS`].
+pub(crate) async fn run_jobs(state: Arc<AppState>) {
+    match load_index(&state).await {
+        Ok(tenants) => {
+            for tenant_id in tenants {
+                match load_jobs(&state, &tenant_id).await {
+                    Ok(jobs) => {
+                        for job in jobs.into_iter().filter(|job| !job.state.finished()) {
+                            tracing::info!(tenant_id, export_id = job.export_id, "export resumed");
+                            start(&state, job);
+                        }
+                    }
+                    Err(error) => tracing::error!(tenant_id, %error, "reading export jobs"),
+                }
+            }
+        }
+        Err(error) => tracing::error!(%error, "reading the export index"),
+    }
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(EXPORT_SWEEP_SECS));
+    loop {
+        ticker.tick().await;
+        if let Err(error) = sweep(&state).await {
+            tracing::error!(%error, "sweeping expired exports");
+        }
+    }
+}
+
+async fn sweep(state: &AppState) -> Result<(), ApiError> {
+    let now = now_ns();
+    for tenant_id in load_index(state).await? {
+        let expired: Vec<Job> = load_jobs(state, &tenant_id)
+            .await?
+            .into_iter()
+            .filter(|job| {
+                job.state == JobState::Done
+                    && job
+                        .expires_at
+                        .as_deref()
+                        .and_then(parse_timestamp)
+                        .is_some_and(|at| at <= now)
+            })
+            .collect();
+        for job in expired {
+            remove_files(state, &job).await;
+            update_job(state, &tenant_id, &job.export_id, |job| {
+                job.state = JobState::Expired;
+            })
+            .await?;
+            tracing::info!(tenant_id, export_id = job.export_id, "export expired");
+        }
+    }
+    Ok(())
+}
