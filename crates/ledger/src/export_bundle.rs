@@ -394,3 +394,172 @@ impl ExportCheck {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sign_checkpoint, sign_note, ChainHead, Checkpoint, MemoryTree, NoteSigner};
+    use sealtrail_model::{ActorType, Event, Outcome};
+
+    fn log(events: usize) -> Vec<StoredEvent> {
+        let mut head = ChainHead::default();
+        (0..events)
+            .map(|n| {
+                head.append(
+                    Event {
+                        event_id: format!("e{n}"),
+                        timestamp_ns: n as i64 * 1_000,
+                        tenant_id: "acme".into(),
+                        actor_id: format!("user-{}", n % 2),
+                        actor_type: ActorType::Human,
+                        action: if n % 3 == 0 { "login" } else { "update" }.into(),
+                        resource_type: "doc".into(),
+                        resource_id: None,
+                        outcome: Outcome::Success,
+                        ip_address: None,
+                        user_agent: None,
+                        request_id: None,
+                        changes: None,
+                        metadata: None,
+                    },
+                    7,
+                )
+            })
+            .collect()
+    }
+
+    /// An export of `log` under `filters`, as the server builds it: the rows, the witnesses and
+    /// the header.
+    fn export(
+        log: &[StoredEvent],
+        filters: ExportFilter,
+        signer: &NoteSigner,
+    ) -> (Vec<StoredEvent>, Vec<StoredEvent>, ExportHeader) {
+        let bounds = filters.bounds().unwrap();
+        let matching: Vec<&StoredEvent> = log
+            .iter()
+            .filter(|stored| filters.admits(bounds, stored))
+            .collect();
+        let (first, last) = (matching[0].seq, matching[matching.len() - 1].seq);
+        let span = &log[first as usize - 1..last as usize];
+        let (rows, witnesses): (Vec<StoredEvent>, Vec<StoredEvent>) = span
+            .iter()
+            .cloned()
+            .partition(|stored| filters.admits(bounds, stored));
+        let tree = MemoryTree::from_leaf_hashes(log.iter().map(|stored| stored.event_hash));
+        let size = tree.tree_size();
+        let checkpoint = Checkpoint::new(tenant_origin("acme"), size, tree.root());
+        let prove = |seq: u64| InclusionProof::generate(&tree, seq - 1, size).unwrap();
+        let mut header = ExportHeader {
+            format: EXPORT_BUNDLE_FORMAT.into(),
+            tenant_id: "acme".into(),
+            export_id: "exp_1".into(),
+            file_format: "ndjson".into(),
+            filters,
+            first_seq: first,
+            last_seq: last,
+            events: rows.len() as u64,
+            witnesses: witnesses.len() as u64,
+            tree_size: size,
+            file_sha256: "ab".repeat(32),
+            checkpoint: sign_checkpoint(&checkpoint, signer).unwrap(),
+            inclusion: vec![prove(first), prove(last)],
+            statement: String::new(),
+        };
+        header.statement = sign_note(&header.statement_text(), signer).unwrap();
+        (rows, witnesses, header)
+    }
+
+    /// Feeds rows and witnesses merged by `seq`, as a verifier reads them.
+    fn check(
+        rows: &[StoredEvent],
+        witnesses: &[StoredEvent],
+        header: ExportHeader,
+        key: &NoteVerifier,
+    ) -> Result<ExportReport, ExportFault> {
+        let digest = header.file_sha256.clone();
+        let mut check = ExportCheck::new(header, key)?;
+        let mut witnesses = witnesses.iter().peekable();
+        for row in rows {
+            while let Some(witness) = witnesses.next_if(|witness| witness.seq < row.seq) {
+                check.witness(witness)?;
+            }
+            check.row(row)?;
+        }
+        for witness in witnesses {
+            check.witness(witness)?;
+        }
+        check.finish(&digest)
+    }
+
+    fn setup() -> (Vec<StoredEvent>, NoteSigner) {
+        (log(40), NoteSigner::from_seed("test", &[7; 32]).unwrap())
+    }
+
+    #[test]
+    fn an_untouched_filtered_export_verifies() {
+        let (log, signer) = setup();
+        let filters = ExportFilter {
+            action: Some("login".into()),
+            from: Some(sealtrail_model::format_timestamp(3_000)),
+            ..ExportFilter::default()
+        };
+        let (rows, witnesses, header) = export(&log, filters, &signer);
+        let report = check(&rows, &witnesses, header, &signer.verifier()).unwrap();
+        assert_eq!((report.first_seq, report.last_seq), (4, 40));
+        assert_eq!(report.events, 13);
+        assert_eq!(report.witnesses, 24);
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_refused() {
+        let (log, signer) = setup();
+        let key = signer.verifier();
+        let filters = ExportFilter {
+            action: Some("login".into()),
+            ..ExportFilter::default()
+        };
+        let (rows, witnesses, header) = export(&log, filters, &signer);
+        let refused = |rows: &[StoredEvent], witnesses: &[StoredEvent], header: ExportHeader| {
+            check(rows, witnesses, header, &key)
+                .unwrap_err()
+                .to_string()
+        };
+
+        let mut edited = rows.clone();
+        edited[2].event.actor_id = "mallory".into();
+        assert!(refused(&edited, &witnesses, header.clone()).contains("content changed"));
+        let mut removed = rows.clone();
+        removed.remove(3);
+        assert!(refused(&removed, &witnesses, header.clone()).contains("event missing"));
+        let mut reordered = rows.clone();
+        reordered.swap(1, 2);
+        assert!(refused(&reordered, &witnesses, header.clone()).contains("moved"));
+        // A matching event passed off as a witness.
+        let mut hidden = rows.clone();
+        let moved = hidden.remove(4);
+        let mut more_witnesses = witnesses.clone();
+        more_witnesses.push(moved);
+        more_witnesses.sort_by_key(|stored| stored.seq);
+        assert!(refused(&hidden, &more_witnesses, header.clone()).contains("missing from the file"));
+        // A claim the server did not sign.
+        let mut narrowed = header.clone();
+        narrowed.filters.from = Some(sealtrail_model::format_timestamp(1));
+        assert!(refused(&rows, &witnesses, narrowed).contains("statement"));
+        // Another key.
+        let other = NoteSigner::from_seed("test", &[8; 32]).unwrap().verifier();
+        assert!(check(&rows, &witnesses, header.clone(), &other).is_err());
+        // The file's bytes are not the ones stated.
+        let digest_changed = ExportCheck::new(header.clone(), &key).and_then(|mut check| {
+            for stored in log[..40].iter() {
+                if header.filters.admits((None, None), stored) {
+                    check.row(stored)?;
+                } else {
+                    check.witness(stored)?;
+                }
+            }
+            check.finish(&"cd".repeat(32))
+        });
+        assert!(digest_changed.unwrap_err().to_string().contains("SHA-256"));
+    }
+}
