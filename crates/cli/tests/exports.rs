@@ -109,6 +109,7 @@ fn fetch(server: &Server, key: &str, job: &Value, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let extension = match job["format"].as_str().unwrap() {
         "ocsf" => "ocsf.ndjson",
+        "report" => "ndjson",
         other => other,
     };
     let data = dir.join(format!("events.{extension}"));
@@ -647,4 +648,73 @@ fn delete(url: &str, key: &str) -> (u16, Value) {
     };
     let status = response.status();
     (status, response.into_json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_compliance_report_states_the_period_and_its_verification_in_html_and_pdf() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let base_ns = now_ns() - 3_600 * 1_000_000_000;
+    let mut events: Vec<Value> = (0..30)
+        .map(|n| event("acme", n, base_ns + n * 1_000_000_000))
+        .collect();
+    events.push(
+        json!({"event_id": "grant-1", "tenant_id": "acme", "actor_id": "root",
+        "action": "permission_grant", "resource_type": "role", "resource_id": "billing-admin",
+        "timestamp": stamp(base_ns + 40 * 1_000_000_000)}),
+    );
+    post_events(&server, &events);
+    let (status, _) = put_json_status(
+        &server,
+        "/v1/tenants/acme/retention",
+        &json!({"retention_years": 7, "legal_hold": true}),
+    );
+    assert_eq!(status, 200);
+    let reader = server.create_key("acme", "reader");
+    let until = stamp(now_ns() - 60 * 1_000_000_000);
+    let job = export(&server, &reader, &json!({"format": "report", "to": until}));
+    let export_id = job["export_id"].as_str().unwrap();
+    let (status, html) = download(&server, &reader, export_id, "html");
+    assert_eq!(status, 200);
+    let html = String::from_utf8(html).unwrap();
+    for expected in [
+        "Audit evidence report: tenant acme",
+        "PASSED",
+        "permission_grant",
+        "billing-admin",
+        "retention_years=7",
+        "Legal hold: on",
+        "Failed logins per day",
+        "sealtrail verify-bundle",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    let (status, pdf) = download(&server, &reader, export_id, "pdf");
+    assert_eq!(status, 200);
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(
+        text.contains("PASSED") && text.contains("permission_grant"),
+        "{text}"
+    );
+    // The report's evidence verifies offline like any export.
+    let out = dir.path().join("report");
+    fetch(&server, &reader, &job, &out);
+    let key = verifier_key(dir.path());
+    let (code, output) = verify_bundle(&out, None, &key);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("31 events"), "{output}");
+    // A plain export has no report parts.
+    let plain = export(&server, &reader, &json!({"format": "ndjson", "to": until}));
+    let (status, _) = download(
+        &server,
+        &reader,
+        plain["export_id"].as_str().unwrap(),
+        "pdf",
+    );
+    assert_eq!(status, 400);
+}
+
+fn put_json_status(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    common::put_json(&server.url(path), ADMIN_TOKEN, body)
 }

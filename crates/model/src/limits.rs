@@ -336,3 +336,6 @@ pub const EXPORT_EXPIRY_DAYS_DEFAULT: u32 = 7;
 pub const EXPORT_EXPIRY_DAYS_MAX: u32 = 365;
 /// Seconds between two sweeps that remove expired exports' files.
 pub const EXPORT_SWEEP_SECS: u64 = 60;
+/// Administrative and security actions a compliance report lists one by one (all are counted,
+/// and all are in the report's accompanying export).
+pub const REPORT_LISTED_ACTIONS_MAX: usize = 1_000;

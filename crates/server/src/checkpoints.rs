@@ -64,6 +64,11 @@ impl Checkpointer {
             .map_err(|error| Error::Task(format!("signing a statement: {error}")))
     }
 
+    /// The key auditors verify checkpoints (and statements) with.
+    pub(crate) fn verifier(&self) -> sealtrail_ledger::NoteVerifier {
+        self.signer.verifier()
+    }
+
     pub(crate) fn verifier_key(&self) -> String {
         self.signer.verifier().verifier_key()
     }

@@ -196,6 +196,31 @@ fn data_name(format: ExportFormat) -> String {
 }
 
 const BUNDLE_NAME: &str = "bundle.ndjson";
+/// A job of this format is a compliance report: an NDJSON export of the period, and the report
+/// read from it (`report.rs`).
+const REPORT_FORMAT: &str = "report";
+const REPORT_HTML: &str = "report.html";
+const REPORT_PDF: &str = "report.pdf";
+
+/// The file format a job writes: its own, or NDJSON for a report.
+fn file_format(job_format: &str) -> Option<ExportFormat> {
+    match job_format {
+        REPORT_FORMAT => Some(ExportFormat::Ndjson),
+        other => ExportFormat::parse(other),
+    }
+}
+
+/// Every object a job may have written.
+fn object_names(job: &Job) -> Vec<String> {
+    let mut names = vec![BUNDLE_NAME.to_owned()];
+    if let Some(format) = file_format(&job.format) {
+        names.push(data_name(format));
+    }
+    if job.format == REPORT_FORMAT {
+        names.extend([REPORT_HTML.to_owned(), REPORT_PDF.to_owned()]);
+    }
+    names
+}
 
 async fn load_jobs(state: &AppState, tenant_id: &str) -> Result<Vec<Job>, ApiError> {
     match state.store.setting(&jobs_setting(tenant_id)).await? {
@@ -289,11 +314,19 @@ pub(crate) async fn create(
         Some(_) => return Err(ApiError::invalid_field("tenant_id", "must be a string")),
     };
     let tenant_id = readable_tenant(&principal, tenant_id.as_ref())?;
-    let format_names = || ExportFormat::ALL.map(ExportFormat::as_str).join(", ");
+    let format_names = || {
+        let mut names = ExportFormat::ALL.map(ExportFormat::as_str).to_vec();
+        names.push(REPORT_FORMAT);
+        names.join(", ")
+    };
     let format = match object.get("format") {
-        Some(Value::String(name)) => ExportFormat::parse(name).ok_or_else(|| {
-            ApiError::invalid_field("format", format!("must be one of {}", format_names()))
-        })?,
+        Some(Value::String(name)) if file_format(name).is_some() => name.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid_field(
+                "format",
+                format!("must be one of {}", format_names()),
+            ))
+        }
         _ => {
             return Err(ApiError::invalid_field(
                 "format",
@@ -335,7 +368,7 @@ pub(crate) async fn create(
     let job = Job {
         export_id: export_id.clone(),
         tenant_id: tenant_id.clone(),
-        format: format.as_str().to_owned(),
+        format,
         filters,
         state: JobState::Queued,
         requested_by: principal.actor_id(),
@@ -456,11 +489,20 @@ pub(crate) async fn download(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &principal, &params, &export_id).await?;
-    let format = ExportFormat::parse(&job.format)
+    let format = file_format(&job.format)
         .ok_or_else(|| ApiError::internal(format!("stored export format {}", job.format)))?;
+    let report = job.format == REPORT_FORMAT;
     let (name, media_type) = match params.get("part").map(String::as_str) {
         None | Some("data") => (data_name(format), format.media_type()),
         Some("bundle") => (BUNDLE_NAME.to_owned(), "application/x-ndjson"),
+        Some("html") if report => (REPORT_HTML.to_owned(), "text/html; charset=utf-8"),
+        Some("pdf") if report => (REPORT_PDF.to_owned(), "application/pdf"),
+        Some(_) if report => {
+            return Err(ApiError::invalid_field(
+                "part",
+                "must be data, bundle, html or pdf",
+            ))
+        }
         Some(_) => return Err(ApiError::invalid_field("part", "must be data or bundle")),
     };
     if job.state != JobState::Done {
@@ -485,7 +527,7 @@ pub(crate) async fn download(
         &job,
         &principal.actor_id(),
         "export.downloaded",
-        json!({"export_id": export_id, "part": if name == BUNDLE_NAME { "bundle" } else { "data" }}),
+        json!({"export_id": export_id, "part": params.get("part").map_or("data", String::as_str)}),
     )
     .await?;
     let mut response = Body::from_stream(object.into_stream()).into_response();
@@ -546,10 +588,7 @@ pub(crate) async fn cancel(
 }
 
 async fn remove_files(state: &AppState, job: &Job) {
-    let Some(format) = ExportFormat::parse(&job.format) else {
-        return;
-    };
-    for name in [data_name(format), BUNDLE_NAME.to_owned()] {
+    for name in object_names(job) {
         let (store, path) = state.exports.object(job, &name);
         match store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -645,8 +684,15 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
     if job.state != JobState::Running || progress.cancel.load(Ordering::Relaxed) {
         return Err(Failure::Cancelled);
     }
-    let format = ExportFormat::parse(&job.format)
+    let format = file_format(&job.format)
         .ok_or_else(|| Failure::Failed(format!("unknown format {}", job.format)))?;
+    let report = job.format == REPORT_FORMAT;
+    let mut tally = crate::report::Tally::default();
+    let policy = state
+        .policies
+        .for_tenant(&*state.store, &tenant_id)
+        .await
+        .map_err(|error| Failure::Failed(error.to_string()))?;
 
     // The tree the export is taken at: everything committed now, under a signed checkpoint.
     let head = state
@@ -714,6 +760,9 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
             progress.read.fetch_add(1, Ordering::Relaxed);
             let written = if job.filters.admits(bounds, &stored) {
                 progress.written.fetch_add(1, Ordering::Relaxed);
+                if report {
+                    tally.add(&stored, policy.classify(&stored.event));
+                }
                 writer.write(stored).map_err(|error| error.to_string())
             } else {
                 witness_count += 1;
@@ -783,9 +832,25 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
     if progress.cancel.load(Ordering::Relaxed) {
         return Err(Failure::Cancelled);
     }
+    let mut scratch_files = vec![data_path.clone(), witness_path, bundle_path.clone()];
+    if report {
+        let context = report_context(state, &job, &header, &data_path, &bundle_path).await?;
+        for (name, bytes) in [
+            (
+                REPORT_HTML,
+                crate::report::html(&context, &tally).into_bytes(),
+            ),
+            (REPORT_PDF, crate::report::pdf(&context, &tally)),
+        ] {
+            let path = scratch(name);
+            std::fs::write(&path, bytes)?;
+            upload(state, &job, &path, name).await?;
+            scratch_files.push(path);
+        }
+    }
     upload(state, &job, &data_path, &data_name(format)).await?;
     upload(state, &job, &bundle_path, BUNDLE_NAME).await?;
-    for path in [&data_path, &witness_path, &bundle_path] {
+    for path in scratch_files {
         let _ = std::fs::remove_file(path);
     }
     record(
@@ -827,6 +892,56 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
         "export done"
     );
     Ok(())
+}
+
+/// What a report states besides its tally: the server's own check of the export it just wrote
+/// (with the key auditors use), the checkpoint, retention and legal hold.
+async fn report_context(
+    state: &AppState,
+    job: &Job,
+    header: &ExportHeader,
+    data_path: &std::path::Path,
+    bundle_path: &std::path::Path,
+) -> Result<crate::report::Context, Failure> {
+    let verifier = state.checkpointer.verifier();
+    let verification = sealtrail_query::formats::verify_export(bundle_path, data_path, &verifier)
+        .map(|report| {
+            format!(
+                "All {} events of the period (seq {}..={} with {} others of that range) were \
+                 recomputed from the file: none altered or missing, included in the signed tree \
+                 of size {}.",
+                report.events,
+                report.first_seq,
+                report.last_seq,
+                report.witnesses,
+                report.tree_size
+            )
+        })
+        .map_err(|fault| fault.to_string());
+    let retention = crate::lifecycle::load_retention_policy(&*state.store, &job.tenant_id)
+        .await
+        .map_err(Failure::Failed)?;
+    let bound = |bound: &Option<String>, open: &str| bound.clone().unwrap_or_else(|| open.into());
+    Ok(crate::report::Context {
+        tenant_id: job.tenant_id.clone(),
+        export_id: job.export_id.clone(),
+        period: format!(
+            "{} to {}",
+            bound(&job.filters.from, "the first event"),
+            bound(&job.filters.to, "the export")
+        ),
+        generated_at: format_timestamp(now_ns()),
+        retention: retention.map_or_else(
+            || "no policy: every event is kept indefinitely".to_owned(),
+            |policy| policy.describe(),
+        ),
+        legal_hold: retention.is_some_and(|policy| policy.legal_hold),
+        tree_size: header.tree_size,
+        checkpoint: header.checkpoint.clone(),
+        file_sha256: header.file_sha256.clone(),
+        verification,
+        verifier_key: verifier.verifier_key(),
+    })
 }
 
 /// Uploads a scratch file by multipart upload: the object appears only once complete.

@@ -23,6 +23,7 @@ mod problem;
 mod proofs;
 mod query;
 mod rejections;
+mod report;
 mod retention;
 mod spool;
 mod stream;

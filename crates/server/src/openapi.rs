@@ -347,7 +347,7 @@ fn build() -> Value {
         "resource_id": {"type": "string", "minLength": 1}, "request_id": {"type": "string", "minLength": 1},
         "outcome": {"enum": ["success", "failure"]}}});
     let export_job = json!({"type": "object", "required": ["export_id", "tenant_id", "format", "filters", "state", "requested_by", "created_at", "events_expected", "events_read", "events_written", "bytes"], "properties": {
-        "export_id": {"type": "string"}, "tenant_id": {"type": "string"}, "format": {"enum": ["ndjson", "csv", "parquet", "ocsf"]},
+        "export_id": {"type": "string"}, "tenant_id": {"type": "string"}, "format": {"enum": ["ndjson", "csv", "parquet", "ocsf", "report"]},
         "filters": {"type": "object"}, "state": {"enum": ["queued", "running", "done", "failed", "cancelled", "expired"]},
         "requested_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time"}, "expires_at": {"type": "string", "format": "date-time"},
@@ -360,9 +360,9 @@ fn build() -> Value {
     let export_tenant = tenant_query("Required for the platform admin.");
     paths.insert("/v1/exports".into(), json!({
         "post": {
-            "summary": "Start an export job of the caller's tenant: the events with timestamp in [from, to) that match the filters, in seq order, as NDJSON, CSV (RFC 4180), Parquet or OCSF, written to object storage with a proof bundle that verifies offline (sealtrail verify-bundle). The request, completion and each download are events of the tenant's log.",
+            "summary": "Start an export job of the caller's tenant (format report: a compliance evidence report in HTML and PDF beside an NDJSON export of the period): the events with timestamp in [from, to) that match the filters, in seq order, as NDJSON, CSV (RFC 4180), Parquet or OCSF, written to object storage with a proof bundle that verifies offline (sealtrail verify-bundle). The request, completion and each download are events of the tenant's log.",
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "required": ["format"], "properties": {
-                "format": {"enum": ["ndjson", "csv", "parquet", "ocsf"]},
+                "format": {"enum": ["ndjson", "csv", "parquet", "ocsf", "report"]},
                 "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                 "filters": export_filters,
                 "tenant_id": nullable(json!({"allOf": [tenant_id_schema()], "description": "Required for the platform admin."}))}}}}},
@@ -391,10 +391,10 @@ fn build() -> Value {
                 "401": problem("No valid key."), "403": problem("Wrong tenant or role."), "404": problem("No export of that id for this tenant.")}
         }}));
     paths.insert("/v1/exports/{export_id}/download".into(), json!({"parameters": [export_id_path, export_tenant,
-            {"name": "part", "in": "query", "required": false, "schema": {"enum": ["data", "bundle"]}, "description": "data (default): the exported file; bundle: its proof bundle (a header line, then the span's non-matching events)."}],
+            {"name": "part", "in": "query", "required": false, "schema": {"enum": ["data", "bundle", "html", "pdf"]}, "description": "data (default): the exported file; bundle: its proof bundle (a header line, then the span's non-matching events); html, pdf: a report job's compliance evidence report."}],
         "get": {
             "summary": "Download a done export's file or its proof bundle.",
-            "responses": {"200": {"description": "The file.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}, "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": {"description": "The file.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}, "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}, "text/html": {"schema": {"type": "string"}}, "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
                 "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
                 "404": problem("No export of that id for this tenant."), "409": problem("The export is not done (or its files expired).")}
         }}));
