@@ -339,3 +339,6 @@ pub const EXPORT_SWEEP_SECS: u64 = 60;
 /// Administrative and security actions a compliance report lists one by one (all are counted,
 /// and all are in the report's accompanying export).
 pub const REPORT_LISTED_ACTIONS_MAX: usize = 1_000;
+/// Decoded batches an export job's reader may hand ahead of its writer: the bound on the
+/// memory between them.
+pub const EXPORT_BATCHES_IN_FLIGHT: usize = 4;

@@ -157,25 +157,34 @@ impl QueryEngine {
         })
     }
 
-    /// Hands every event of `first..=last` to `visit` in `seq` order, from whichever tier holds
-    /// it, a file's row group or a hot page at a time. A gap is [`Error::Corrupt`].
-    pub async fn for_each_in_span(
+    /// Sends every event of `first..=last` to `sender` in `seq` order, a decoded batch at a
+    /// time, from whichever tier holds it. A gap is [`Error::Corrupt`]; a receiver gone is
+    /// [`Error::Cancelled`].
+    pub async fn send_span(
         &self,
         tenant_id: &str,
         first: u64,
         last: u64,
-        visit: &mut (dyn FnMut(StoredEvent) -> Result<()> + Send),
+        sender: &mpsc::Sender<Vec<StoredEvent>>,
     ) -> Result<()> {
         let mut next = first;
-        let mut take = |stored: StoredEvent, next: &mut u64| -> Result<()> {
-            if stored.seq != *next {
-                return Err(Error::Corrupt(format!(
-                    "tenant {tenant_id}: seq {} read where seq {next} belongs",
-                    stored.seq
-                )));
+        let take = |batch: Vec<StoredEvent>, next: &mut u64| -> Result<Vec<StoredEvent>> {
+            for stored in &batch {
+                if stored.seq != *next {
+                    return Err(Error::Corrupt(format!(
+                        "tenant {tenant_id}: seq {} read where seq {next} belongs",
+                        stored.seq
+                    )));
+                }
+                *next += 1;
             }
-            *next += 1;
-            visit(stored)
+            Ok(batch)
+        };
+        let send = |batch: Vec<StoredEvent>| async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            sender.send(batch).await.map_err(|_| Error::Cancelled)
         };
         let files = self.archived_files(tenant_id).await?;
         let archived_through = files.last().map_or(0, |file| file.last_seq);
@@ -194,9 +203,7 @@ impl QueryEngine {
             )?;
             let mut stream = frame.execute_stream().await?;
             while let Some(batch) = stream.next().await {
-                for stored in decode(&[batch?])? {
-                    take(stored, &mut next)?;
-                }
+                send(take(decode(&[batch?])?, &mut next)?).await?;
             }
         }
         let mut after = archived_through.max(first - 1);
@@ -208,9 +215,11 @@ impl QueryEngine {
             let Some(end) = page.last().map(|stored| stored.seq) else {
                 break;
             };
-            for stored in page.into_iter().take_while(|stored| stored.seq <= last) {
-                take(stored, &mut next)?;
-            }
+            let page: Vec<StoredEvent> = page
+                .into_iter()
+                .take_while(|stored| stored.seq <= last)
+                .collect();
+            send(take(page, &mut next)?).await?;
             after = end;
         }
         if next != last + 1 {

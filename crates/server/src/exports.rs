@@ -29,8 +29,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 use sealtrail_ledger::{ExportFilter, ExportHeader, EXPORT_BUNDLE_FORMAT};
 use sealtrail_model::limits::{
-    EXPORT_EXPIRY_DAYS_MAX, EXPORT_JOBS_CONCURRENT_MAX, EXPORT_JOBS_PER_TENANT_MAX,
-    EXPORT_SWEEP_SECS,
+    EXPORT_BATCHES_IN_FLIGHT, EXPORT_EXPIRY_DAYS_MAX, EXPORT_JOBS_CONCURRENT_MAX,
+    EXPORT_JOBS_PER_TENANT_MAX, EXPORT_SWEEP_SECS,
 };
 use sealtrail_model::{format_timestamp, parse_timestamp, StoredEvent, Untiered};
 use sealtrail_query::formats::{ExportFormat, ExportWriter};
@@ -614,7 +614,7 @@ fn start(state: &Arc<AppState>, job: Job) {
         let export_id = job.export_id.clone();
         let tenant_id = job.tenant_id.clone();
         let outcome = match state.exports.slots.clone().acquire_owned().await {
-            Ok(_slot) => run(&state, job, &progress).await,
+            Ok(_slot) => run(&state, job, progress.clone()).await,
             Err(_) => Err(Failure::Failed("the export queue closed".into())),
         };
         let now = format_timestamp(now_ns());
@@ -669,7 +669,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 /// One job, from its checkpoint to `done`.
-async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(), Failure> {
+async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result<(), Failure> {
     let export_id = job.export_id.clone();
     let tenant_id = job.tenant_id.clone();
     let Some(job) = update_job(state, &tenant_id, &export_id, |job| {
@@ -687,7 +687,6 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
     let format = file_format(&job.format)
         .ok_or_else(|| Failure::Failed(format!("unknown format {}", job.format)))?;
     let report = job.format == REPORT_FORMAT;
-    let mut tally = crate::report::Tally::default();
     let policy = state
         .policies
         .for_tenant(&*state.store, &tenant_id)
@@ -745,44 +744,47 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
         scratch("witnesses"),
         scratch("bundle"),
     );
-    let mut writer = ExportWriter::create(format, &data_path)?;
-    let mut witnesses = std::io::BufWriter::new(std::fs::File::create(&witness_path)?);
-    let mut witness_count = 0u64;
+    let output = Output {
+        writer: ExportWriter::create(format, &data_path)?,
+        witnesses: std::io::BufWriter::new(std::fs::File::create(&witness_path)?),
+        witness_count: 0,
+        tally: crate::report::Tally::default(),
+    };
     let (first_seq, last_seq) = span.unwrap_or((0, 0));
-    if let Some((first, last)) = span {
-        progress.expected.store(last - first + 1, Ordering::Relaxed);
-        let mut failure: Option<Failure> = None;
-        let mut visit = |stored: StoredEvent| -> sealtrail_query::Result<()> {
-            if progress.cancel.load(Ordering::Relaxed) {
-                failure = Some(Failure::Cancelled);
-                return Err(sealtrail_query::Error::Cancelled);
-            }
-            progress.read.fetch_add(1, Ordering::Relaxed);
-            let written = if job.filters.admits(bounds, &stored) {
-                progress.written.fetch_add(1, Ordering::Relaxed);
-                if report {
-                    tally.add(&stored, policy.classify(&stored.event));
-                }
-                writer.write(stored).map_err(|error| error.to_string())
-            } else {
-                witness_count += 1;
-                serde_json::to_writer(&mut witnesses, &Untiered(&stored))
-                    .map_err(|error| error.to_string())
-                    .and_then(|()| witnesses.write_all(b"\n").map_err(|e| e.to_string()))
-            };
-            written.map_err(|reason| {
-                failure = Some(Failure::Failed(reason.clone()));
-                sealtrail_query::Error::Cancelled
-            })
-        };
-        let result = state
-            .query
-            .for_each_in_span(&tenant_id, first, last, &mut visit)
-            .await;
-        if let Err(error) = result {
-            return Err(failure.unwrap_or(Failure::Failed(error.to_string())));
+    progress.expected.store(
+        span.map_or(0, |(first, last)| last - first + 1),
+        Ordering::Relaxed,
+    );
+    // Decoding (the query engine, in this task) and writing (a blocking thread) overlap: two
+    // cores each do half of the work, and at most EXPORT_BATCHES_IN_FLIGHT batches wait.
+    let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_BATCHES_IN_FLIGHT);
+    let consumer = {
+        let (progress, filters) = (progress.clone(), job.filters.clone());
+        let classify = report.then(|| policy.clone());
+        tokio::task::spawn_blocking(move || {
+            output.write_all(receiver, &progress, &filters, bounds, classify.as_deref())
+        })
+    };
+    let produced = match span {
+        Some((first, last)) => {
+            state
+                .query
+                .send_span(&tenant_id, first, last, &sender)
+                .await
         }
-    }
+        None => Ok(()),
+    };
+    drop(sender);
+    let written = consumer
+        .await
+        .map_err(|error| Failure::Failed(format!("the export writer stopped: {error}")))?;
+    let Output {
+        writer,
+        mut witnesses,
+        witness_count,
+        tally,
+    } = written?;
+    produced?;
     let digest = writer.finish()?;
     witnesses.flush()?;
     drop(witnesses);
@@ -892,6 +894,50 @@ async fn run(state: &Arc<AppState>, job: Job, progress: &Progress) -> Result<(),
         "export done"
     );
     Ok(())
+}
+
+/// An export's files while its span streams past.
+struct Output {
+    writer: ExportWriter,
+    witnesses: std::io::BufWriter<std::fs::File>,
+    witness_count: u64,
+    tally: crate::report::Tally,
+}
+
+impl Output {
+    /// Writes every event that arrives: a matching one to the file (and the report's tally,
+    /// with `classify`), another to the witnesses. Runs on a blocking thread.
+    fn write_all(
+        mut self,
+        mut receiver: tokio::sync::mpsc::Receiver<Vec<StoredEvent>>,
+        progress: &Progress,
+        filters: &ExportFilter,
+        bounds: sealtrail_ledger::Bounds,
+        classify: Option<&sealtrail_policy::Policy>,
+    ) -> Result<Output, Failure> {
+        while let Some(batch) = receiver.blocking_recv() {
+            if progress.cancel.load(Ordering::Relaxed) {
+                return Err(Failure::Cancelled);
+            }
+            progress
+                .read
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for stored in batch {
+                if filters.admits(bounds, &stored) {
+                    progress.written.fetch_add(1, Ordering::Relaxed);
+                    if let Some(policy) = classify {
+                        self.tally.add(&stored, policy.classify(&stored.event));
+                    }
+                    self.writer.write(stored)?;
+                } else {
+                    self.witness_count += 1;
+                    serde_json::to_writer(&mut self.witnesses, &Untiered(&stored))?;
+                    self.witnesses.write_all(b"\n")?;
+                }
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// What a report states besides its tally: the server's own check of the export it just wrote
