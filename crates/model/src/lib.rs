@@ -19,6 +19,7 @@ pub use time_fmt::{
 };
 pub use validate::{
     validate_actor, validate_event, validate_imported_event, Actor, FieldError, SubmittedEvent,
+    EVENT_FIELDS,
 };
 
 /// Who performed an action.

@@ -82,7 +82,8 @@ impl SubmittedEvent {
     }
 }
 
-const FIELDS: &[&str] = &[
+/// The members of event format v1, in the order the API writes them.
+pub const EVENT_FIELDS: [&str; 14] = [
     "event_id",
     "timestamp",
     "tenant_id",
@@ -132,7 +133,7 @@ fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent
     };
     let mut errors = Vec::new();
     for key in object.keys() {
-        if !FIELDS.contains(&key.as_str()) {
+        if !EVENT_FIELDS.contains(&key.as_str()) {
             errors.push(FieldError::new(key, "unknown field (event format v1)"));
         }
     }

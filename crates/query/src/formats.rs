@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use sealtrail_archive::parquet_file::{decode_batch, event_schema, to_batch};
 use sealtrail_ledger::{ExportCheck, ExportFault, ExportHeader, ExportReport, NoteVerifier};
 use sealtrail_model::limits::EXPORT_PARQUET_ROW_GROUP_EVENTS;
-use sealtrail_model::{format_timestamp, parse_timestamp, StoredEvent, Untiered};
+use sealtrail_model::{format_timestamp, parse_timestamp, StoredEvent, Untiered, EVENT_FIELDS};
 use sha2::{Digest, Sha256};
 
 /// The formats of an export file.
@@ -75,27 +75,13 @@ impl ExportFormat {
     }
 }
 
-/// The CSV columns, in API order.
-pub const CSV_COLUMNS: [&str; 18] = [
-    "event_id",
-    "timestamp",
-    "tenant_id",
-    "actor_id",
-    "actor_type",
-    "action",
-    "resource_type",
-    "resource_id",
-    "outcome",
-    "ip_address",
-    "user_agent",
-    "request_id",
-    "changes",
-    "metadata",
-    "seq",
-    "received_at",
-    "prev_hash",
-    "event_hash",
-];
+/// The fields a stored event adds to format v1, in API order.
+const STORED_FIELDS: [&str; 4] = ["seq", "received_at", "prev_hash", "event_hash"];
+
+/// The CSV columns: every API field, in API order.
+pub fn csv_columns() -> Vec<&'static str> {
+    EVENT_FIELDS.iter().chain(&STORED_FIELDS).copied().collect()
+}
 
 /// A file's size and SHA-256 (lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +170,7 @@ impl ExportWriter {
                 let mut writer = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
-                writer.write_record(CSV_COLUMNS)?;
+                writer.write_record(csv_columns())?;
                 Inner::Csv(writer)
             }
             ExportFormat::Parquet => Inner::Parquet {
@@ -277,23 +263,24 @@ fn csv_record(stored: &StoredEvent) -> [String; 18] {
 /// Reads an event back from its CSV row, fields as written (no re-encoding: the row's own bytes
 /// are what is hashed).
 fn from_csv(record: &csv::StringRecord) -> Result<StoredEvent, String> {
-    if record.len() != CSV_COLUMNS.len() {
+    let columns = csv_columns();
+    if record.len() != columns.len() {
         return Err(format!(
             "{} columns, expected {}",
             record.len(),
-            CSV_COLUMNS.len()
+            columns.len()
         ));
     }
     let field = |index: usize| record.get(index).unwrap_or_default();
     let optional = |index: usize| Some(field(index).to_owned()).filter(|text| !text.is_empty());
     let instant = |index: usize| {
         parse_timestamp(field(index))
-            .ok_or_else(|| format!("{}: not an RFC 3339 timestamp", CSV_COLUMNS[index]))
+            .ok_or_else(|| format!("{}: not an RFC 3339 timestamp", columns[index]))
     };
     let hash = |index: usize| -> Result<[u8; 32], String> {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(field(index), &mut bytes)
-            .map_err(|_| format!("{}: not 64 hex digits", CSV_COLUMNS[index]))?;
+            .map_err(|_| format!("{}: not 64 hex digits", columns[index]))?;
         Ok(bytes)
     };
     let event = sealtrail_model::Event {
@@ -359,10 +346,11 @@ pub fn read_export(
             let headers = reader
                 .headers()
                 .map_err(|error| ExportFault::File(error.to_string()))?;
-            if headers.iter().ne(CSV_COLUMNS) {
+            let columns = csv_columns();
+            if headers.iter().ne(columns.iter().copied()) {
                 return Err(ExportFault::File(format!(
                     "the header row is not {}",
-                    CSV_COLUMNS.join(",")
+                    columns.join(",")
                 )));
             }
             for (index, record) in reader.records().enumerate() {

@@ -431,9 +431,10 @@ async fn find(
     principal: &Principal,
     params: &HashMap<String, String>,
     export_id: &str,
+    download: bool,
 ) -> Result<Job, ApiError> {
     for name in params.keys() {
-        if name != "tenant_id" && name != "part" {
+        if name != "tenant_id" && !(download && name == "part") {
             return Err(ApiError::invalid_field(name, "unknown query parameter"));
         }
     }
@@ -473,10 +474,7 @@ pub(crate) async fn get(
     Path(export_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    if params.contains_key("part") {
-        return Err(ApiError::invalid_field("part", "unknown query parameter"));
-    }
-    let job = find(&state, &principal, &params, &export_id).await?;
+    let job = find(&state, &principal, &params, &export_id, false).await?;
     let live = state.exports.progress(&export_id);
     Ok(Json(job.answer(live.as_deref())))
 }
@@ -488,7 +486,7 @@ pub(crate) async fn download(
     Path(export_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &principal, &params, &export_id).await?;
+    let job = find(&state, &principal, &params, &export_id, true).await?;
     let format = file_format(&job.format)
         .ok_or_else(|| ApiError::internal(format!("stored export format {}", job.format)))?;
     let report = job.format == REPORT_FORMAT;
@@ -550,10 +548,7 @@ pub(crate) async fn cancel(
     Path(export_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    if params.contains_key("part") {
-        return Err(ApiError::invalid_field("part", "unknown query parameter"));
-    }
-    let job = find(&state, &principal, &params, &export_id).await?;
+    let job = find(&state, &principal, &params, &export_id, false).await?;
     let action = match job.state {
         JobState::Queued | JobState::Running => "export.cancelled",
         JobState::Done => "export.deleted",
