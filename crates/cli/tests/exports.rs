@@ -4,6 +4,8 @@
 //! field. Across a lifecycle pass (warm and hot tiers) on SQLite and on PostgreSQL.
 
 mod common;
+#[path = "common/receivers.rs"]
+mod receivers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -717,4 +719,40 @@ fn a_compliance_report_states_the_period_and_its_verification_in_html_and_pdf() 
 
 fn put_json_status(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     common::put_json(&server.url(path), ADMIN_TOKEN, body)
+}
+
+#[test]
+fn a_webhook_hears_when_an_export_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--allow-private-destinations"],
+        &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    post_events(&server, &[event("acme", 1, now_ns())]);
+    let hook = receivers::HttpReceiver::start(|_| 200);
+    let (status, body) = post_json(
+        &server.url("/v1/tenants/acme/webhooks"),
+        ADMIN_TOKEN,
+        &json!({"url": hook.url, "events": ["events"], "filters": {"action": "export.completed"}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let reader = server.create_key("acme", "reader");
+    let job = export(&server, &reader, &json!({"format": "csv"}));
+    let notices = || {
+        hook.accepted()
+            .iter()
+            .map(|request| serde_json::from_slice::<Value>(&request.body).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        receivers::wait_until(30, || !notices().is_empty()),
+        "no notice"
+    );
+    let notice = notices()[0].to_string();
+    assert!(
+        notice.contains("export.completed") && notice.contains(job["export_id"].as_str().unwrap()),
+        "{notice}"
+    );
+    assert_eq!(notices().len(), 1, "only the completion, once");
 }
