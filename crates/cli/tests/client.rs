@@ -182,10 +182,18 @@ fn a_server_outage_mid_stream_loses_and_duplicates_nothing() {
         "the outage must have sent batches to the spool"
     );
     runtime.block_on(async {
+        // Bounded waits: a lost event must fail the test, not hang it.
+        let patience = Duration::from_secs(30);
         for recorded in critical {
-            assert_eq!(recorded.await.unwrap(), Delivery::Committed);
+            let delivery = tokio::time::timeout(patience, recorded)
+                .await
+                .expect("every critical event is committed once the server is back");
+            assert_eq!(delivery.unwrap(), Delivery::Committed);
         }
-        client.flush().await.unwrap();
+        tokio::time::timeout(patience, client.flush())
+            .await
+            .expect("flush returns once the server is back")
+            .unwrap();
         let report = client.shutdown(Duration::from_secs(30)).await;
         assert_eq!(report.spooled_batches, 0, "{report:?}");
         assert_eq!(report.lost_events, 0, "{report:?}");
