@@ -386,17 +386,21 @@ pub(crate) async fn create(
     {
         let _guard = state.exports.lock.lock().await;
         let mut jobs = load_jobs(&state, &tenant_id).await?;
-        if jobs.len() >= EXPORT_JOBS_PER_TENANT_MAX {
-            let Some(oldest) = jobs.iter().position(|job| job.state.finished()) else {
-                return Err(ApiError::TooManyRequests(format!(
+        let forget = match jobs.len() >= EXPORT_JOBS_PER_TENANT_MAX {
+            false => None,
+            true => Some(
+                jobs.iter()
+                    .position(|job| job.state.finished())
+                    .ok_or_else(|| {
+                        ApiError::TooManyRequests(format!(
                     "tenant {tenant_id} has {EXPORT_JOBS_PER_TENANT_MAX} unfinished exports, the \
                      most it may have; wait for one or cancel one"
-                )));
-            };
-            let forgotten = jobs.remove(oldest);
-            remove_files(&state, &forgotten).await;
-        }
-        // Recorded before anything is stored: a request the log cannot take is refused whole.
+                ))
+                    })?,
+            ),
+        };
+        // Recorded before anything is stored or removed: a request the log cannot take is
+        // refused whole.
         record(
             &state,
             &job,
@@ -405,6 +409,10 @@ pub(crate) async fn create(
             json!({"export_id": export_id, "format": job.format, "filters": job.filters}),
         )
         .await?;
+        if let Some(oldest) = forget {
+            let forgotten = jobs.remove(oldest);
+            remove_files(&state, &forgotten).await;
+        }
         jobs.push(job.clone());
         save_jobs(&state, &tenant_id, &jobs).await?;
         let mut index = load_index(&state).await?;
@@ -709,18 +717,9 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
         .ok_or_else(|| Failure::Failed("no checkpoint could be cut".into()))?;
     let tree_size = checkpoint.tree_size;
 
-    let mut query = sealtrail_hot::EventQuery::for_tenant(&tenant_id);
-    let filter_json = serde_json::to_value(&job.filters)?;
-    let parsed = crate::query::filter_from_json(&filter_json)
+    let mut query = crate::query::filter_from_json(&serde_json::to_value(&job.filters)?)
         .map_err(|error| Failure::Failed(format!("stored filters: {error}")))?;
-    query.actor_id = parsed.actor_id;
-    query.action = parsed.action;
-    query.resource_type = parsed.resource_type;
-    query.resource_id = parsed.resource_id;
-    query.request_id = parsed.request_id;
-    query.outcome = parsed.outcome;
-    query.from_ns = parsed.from_ns;
-    query.to_ns = parsed.to_ns;
+    query.tenant_id = tenant_id.clone();
     let span = state.query.span(&query, tree_size).await?;
     let bounds = job
         .filters
