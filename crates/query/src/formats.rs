@@ -90,7 +90,8 @@ pub struct FileDigest {
     pub sha256: String,
 }
 
-/// Counts and hashes what passes through, so a file's digest costs no second read.
+/// Counts and hashes what passes through, so a file's digest costs no second read. It sits
+/// under the buffer, so it hashes large chunks, not serde's many small writes.
 struct Digesting<W> {
     inner: W,
     hasher: Sha256,
@@ -110,17 +111,8 @@ impl<W: Write> Write for Digesting<W> {
     }
 }
 
-impl Digesting<BufWriter<File>> {
-    /// Flushes and fsyncs the file: a finished export survives a crash right after.
-    fn finish(mut self) -> std::io::Result<FileDigest> {
-        self.inner.flush()?;
-        self.inner.get_ref().sync_all()?;
-        Ok(FileDigest {
-            bytes: self.bytes,
-            sha256: hex::encode(self.hasher.finalize()),
-        })
-    }
-}
+/// Bytes an export writer buffers before they pass to its output.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Why an export file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -137,32 +129,36 @@ pub enum WriteError {
     Json(#[from] serde_json::Error),
 }
 
-/// Writes one export file, event by event, in `seq` order.
+type Out<W> = BufWriter<Digesting<W>>;
+
+/// Writes one export file to `W` (a file, an upload), event by event, in `seq` order.
 #[allow(missing_debug_implementations)] // the Parquet writer has none
-pub struct ExportWriter {
-    inner: Inner,
+pub struct ExportWriter<W: Write + Send> {
+    inner: Inner<W>,
 }
 
-enum Inner {
+enum Inner<W: Write + Send> {
     Lines {
-        out: Digesting<BufWriter<File>>,
+        out: Out<W>,
         ocsf: bool,
     },
-    Csv(csv::Writer<Digesting<BufWriter<File>>>),
+    Csv(csv::Writer<Out<W>>),
     Parquet {
-        writer: ArrowWriter<Digesting<BufWriter<File>>>,
+        writer: ArrowWriter<Out<W>>,
         pending: Vec<StoredEvent>,
     },
 }
 
-impl ExportWriter {
-    /// Creates (or truncates) the file at `path`.
-    pub fn create(format: ExportFormat, path: &Path) -> Result<ExportWriter, WriteError> {
-        let out = Digesting {
-            inner: BufWriter::with_capacity(1 << 20, File::create(path)?),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+impl<W: Write + Send> ExportWriter<W> {
+    pub fn new(format: ExportFormat, output: W) -> Result<ExportWriter<W>, WriteError> {
+        let out = BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            Digesting {
+                inner: output,
+                hasher: Sha256::new(),
+                bytes: 0,
+            },
+        );
         let inner = match format {
             ExportFormat::Ndjson => Inner::Lines { out, ocsf: false },
             ExportFormat::Ocsf => Inner::Lines { out, ocsf: true },
@@ -207,13 +203,14 @@ impl ExportWriter {
         Ok(())
     }
 
-    /// Ends the file, fsynced, and returns its digest.
-    pub fn finish(self) -> Result<FileDigest, WriteError> {
+    /// Ends the file: everything passed to the output, flushed; returns the file's digest and
+    /// the output (a file still to be synced, an upload still to be completed).
+    pub fn finish(self) -> Result<(FileDigest, W), WriteError> {
         let out = match self.inner {
             Inner::Lines { out, .. } => out,
             Inner::Csv(writer) => writer
                 .into_inner()
-                .map_err(|error| WriteError::Io(error.into_error()))?,
+                .map_err(|error| WriteError::Io(error.into_error().into()))?,
             Inner::Parquet {
                 mut writer,
                 pending,
@@ -224,7 +221,15 @@ impl ExportWriter {
                 writer.into_inner()?
             }
         };
-        Ok(out.finish()?)
+        let mut digesting = out
+            .into_inner()
+            .map_err(|error| WriteError::Io(error.into_error()))?;
+        digesting.inner.flush()?;
+        let digest = FileDigest {
+            bytes: digesting.bytes,
+            sha256: hex::encode(digesting.hasher.finalize()),
+        };
+        Ok((digest, digesting.inner))
     }
 }
 

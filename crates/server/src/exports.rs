@@ -33,7 +33,7 @@ use sealtrail_model::limits::{
     EXPORT_JOBS_PER_TENANT_MAX, EXPORT_SWEEP_SECS,
 };
 use sealtrail_model::{format_timestamp, parse_timestamp, StoredEvent, Untiered};
-use sealtrail_query::formats::{ExportFormat, ExportWriter};
+use sealtrail_query::formats::{ExportFormat, ExportWriter, FileDigest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -44,8 +44,11 @@ use crate::{now_ns, AppState};
 
 const INDEX_SETTING: &str = "exports";
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
-/// Bytes read from a scratch file per multipart write.
+/// Bytes per multipart upload part (S3's smallest is 5 MiB).
 const UPLOAD_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one upload in flight at once: with the chunks queued before them, the bound on an
+/// upload's memory.
+const UPLOAD_PARTS_IN_FLIGHT: usize = 4;
 
 fn jobs_setting(tenant_id: &str) -> String {
     format!("exports/{tenant_id}")
@@ -738,8 +741,24 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
         scratch("witnesses"),
         scratch("bundle"),
     );
+    // The file goes straight into a multipart upload of its object, as it is written: no copy
+    // on local disk (a report keeps one, to check it before it states the result).
+    let (chunks, chunk_receiver) = tokio::sync::mpsc::channel(EXPORT_BATCHES_IN_FLIGHT);
+    let (store, object_path) = state.exports.object(&job, &data_name(format));
+    let uploading = tokio::spawn(stream_upload(store, object_path, chunk_receiver));
+    let upload_sink = ChunkSink {
+        buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+        sender: chunks.clone(),
+    };
+    let sink: Box<dyn Write + Send> = match report {
+        true => Box::new(Tee(
+            upload_sink,
+            std::io::BufWriter::new(std::fs::File::create(&data_path)?),
+        )),
+        false => Box::new(upload_sink),
+    };
     let output = Output {
-        writer: ExportWriter::create(format, &data_path)?,
+        writer: ExportWriter::new(format, sink)?,
         witnesses: std::io::BufWriter::new(std::fs::File::create(&witness_path)?),
         witness_count: 0,
         tally: crate::report::Tally::default(),
@@ -772,16 +791,17 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
     let written = consumer
         .await
         .map_err(|error| Failure::Failed(format!("the export writer stopped: {error}")))?;
-    let Output {
-        writer,
-        mut witnesses,
-        witness_count,
-        tally,
-    } = written?;
+    let (digest, witness_count, tally) = written?;
     produced?;
-    let digest = writer.finish()?;
-    witnesses.flush()?;
-    drop(witnesses);
+    // Every byte is with the uploader: it completes the object now. Without this (a failure
+    // above drops `chunks`), it aborts the upload and no partial object ever appears.
+    chunks
+        .send(Chunk::Done)
+        .await
+        .map_err(|_| Failure::Failed("the upload stopped".into()))?;
+    uploading
+        .await
+        .map_err(|error| Failure::Failed(format!("the upload stopped: {error}")))??;
 
     let mut inclusion = Vec::new();
     if let Some((first, last)) = span {
@@ -844,7 +864,6 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
             scratch_files.push(path);
         }
     }
-    upload(state, &job, &data_path, &data_name(format)).await?;
     upload(state, &job, &bundle_path, BUNDLE_NAME).await?;
     for path in scratch_files {
         let _ = std::fs::remove_file(path);
@@ -892,7 +911,7 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
 
 /// An export's files while its span streams past.
 struct Output {
-    writer: ExportWriter,
+    writer: ExportWriter<Box<dyn Write + Send>>,
     witnesses: std::io::BufWriter<std::fs::File>,
     witness_count: u64,
     tally: crate::report::Tally,
@@ -908,7 +927,7 @@ impl Output {
         filters: &ExportFilter,
         bounds: sealtrail_ledger::Bounds,
         classify: Option<&sealtrail_policy::Policy>,
-    ) -> Result<Output, Failure> {
+    ) -> Result<(FileDigest, u64, crate::report::Tally), Failure> {
         while let Some(batch) = receiver.blocking_recv() {
             if progress.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::Cancelled);
@@ -930,8 +949,97 @@ impl Output {
                 }
             }
         }
-        Ok(self)
+        // Here, not in the job's task: the last chunk is handed to the uploader by a blocking
+        // send.
+        let (digest, mut sink) = self.writer.finish()?;
+        sink.flush()?;
+        self.witnesses.flush()?;
+        Ok((digest, self.witness_count, self.tally))
     }
+}
+
+/// A piece of an export file on its way to the object store, or the word that it is whole.
+#[derive(Debug)]
+enum Chunk {
+    Data(Vec<u8>),
+    Done,
+}
+
+/// Hands what is written to the uploader in chunks of [`UPLOAD_CHUNK_BYTES`] (from the writer's
+/// blocking thread).
+struct ChunkSink {
+    buffer: Vec<u8>,
+    sender: tokio::sync::mpsc::Sender<Chunk>,
+}
+
+impl ChunkSink {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(UPLOAD_CHUNK_BYTES));
+        self.sender
+            .blocking_send(Chunk::Data(chunk))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= UPLOAD_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.buffer.is_empty() {
+            true => Ok(()),
+            false => self.send(),
+        }
+    }
+}
+
+/// Writes to both.
+struct Tee<A, B>(A, B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(bytes)?;
+        self.1.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// Uploads the chunks that arrive as one object, completed at [`Chunk::Done`]; aborted (no
+/// object) when the writer goes away without it.
+async fn stream_upload(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    mut chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> Result<(), Failure> {
+    let mut upload =
+        WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await?, UPLOAD_CHUNK_BYTES);
+    while let Some(chunk) = chunks.recv().await {
+        match chunk {
+            Chunk::Data(bytes) => {
+                if let Err(error) = upload.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await {
+                    let _ = upload.abort().await;
+                    return Err(error.into());
+                }
+                upload.write(&bytes);
+            }
+            Chunk::Done => {
+                upload.finish().await?;
+                return Ok(());
+            }
+        }
+    }
+    let _ = upload.abort().await;
+    Err(Failure::Cancelled)
 }
 
 /// What a report states besides its tally: the server's own check of the export it just wrote
@@ -1000,7 +1108,7 @@ async fn upload(
         if read == 0 {
             break;
         }
-        writer.wait_for_capacity(4).await?;
+        writer.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await?;
         writer.write(&buffer[..read]);
     }
     writer.finish().await?;
