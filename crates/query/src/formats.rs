@@ -210,7 +210,7 @@ impl<W: Write + Send> ExportWriter<W> {
             Inner::Lines { out, .. } => out,
             Inner::Csv(writer) => writer
                 .into_inner()
-                .map_err(|error| WriteError::Io(error.into_error().into()))?,
+                .map_err(|error| WriteError::Io(error.into_error()))?,
             Inner::Parquet {
                 mut writer,
                 pending,
