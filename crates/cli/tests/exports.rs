@@ -714,7 +714,7 @@ fn a_compliance_report_states_the_period_and_its_verification_in_html_and_pdf() 
         plain["export_id"].as_str().unwrap(),
         "pdf",
     );
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
 }
 
 fn put_json_status(server: &Server, path: &str, body: &Value) -> (u16, Value) {

@@ -506,13 +506,17 @@ pub(crate) async fn download(
         Some("bundle") => (BUNDLE_NAME.to_owned(), "application/x-ndjson"),
         Some("html") if report => (REPORT_HTML.to_owned(), "text/html; charset=utf-8"),
         Some("pdf") if report => (REPORT_PDF.to_owned(), "application/pdf"),
-        Some(_) if report => {
+        Some(part @ ("html" | "pdf")) => {
+            return Err(ApiError::NotFound(format!(
+                "export {export_id} is not a report: it has no {part} part"
+            )))
+        }
+        Some(_) => {
             return Err(ApiError::invalid_field(
                 "part",
                 "must be data, bundle, html or pdf",
             ))
         }
-        Some(_) => return Err(ApiError::invalid_field("part", "must be data or bundle")),
     };
     if job.state != JobState::Done {
         return Err(ApiError::Conflict {

@@ -396,7 +396,7 @@ fn build() -> Value {
             "summary": "Download a done export's file or its proof bundle.",
             "responses": {"200": {"description": "The file.", "content": {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}, "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}, "text/html": {"schema": {"type": "string"}}, "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
                 "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
-                "404": problem("No export of that id for this tenant."), "409": problem("The export is not done (or its files expired).")}
+                "404": problem("No export of that id for this tenant, or part html or pdf of an export that is not a report."), "409": problem("The export is not done (or its files expired).")}
         }}));
     paths.insert("/v1/events/{event_id}".into(), json!({"get": {
                 "summary": "One stored event.",
