@@ -756,3 +756,41 @@ fn a_webhook_hears_when_an_export_is_done() {
     );
     assert_eq!(notices().len(), 1, "only the completion, once");
 }
+
+#[test]
+fn an_export_expires_after_its_days_and_its_files_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let server = Server::start_with(dir.path(), &["--export-expiry-days", "1"], &env);
+    post_events(&server, &[event("acme", 1, now_ns())]);
+    let reader = server.create_key("acme", "reader");
+    let job = export(&server, &reader, &json!({"format": "ndjson"}));
+    let export_id = job["export_id"].as_str().unwrap().to_owned();
+    let finished = sealtrail_model::parse_timestamp(job["finished_at"].as_str().unwrap()).unwrap();
+    let expires = sealtrail_model::parse_timestamp(job["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires - finished, DAY_NS, "{job}");
+    let file = dir
+        .path()
+        .join("warm/_exports/acme")
+        .join(&export_id)
+        .join("events.ndjson");
+    assert!(file.exists());
+    server.signal_and_wait("TERM");
+
+    // Two days later: the first sweep after the start removes the files.
+    let later = stamp(now_ns() + 2 * DAY_NS);
+    let env = [
+        ("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SEALTRAIL_TEST_NOW", later.as_str()),
+    ];
+    let server = Server::start_with(dir.path(), &["--export-expiry-days", "1"], &env);
+    let url = server.url(&format!("/v1/exports/{export_id}"));
+    assert!(
+        wait_until(20, || get(&url, &reader).1["state"] == "expired"),
+        "{}",
+        get(&url, &reader).1
+    );
+    assert!(!file.exists(), "the file is gone");
+    let (status, _) = download(&server, &reader, &export_id, "data");
+    assert_eq!(status, 409);
+}

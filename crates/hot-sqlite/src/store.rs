@@ -420,17 +420,31 @@ impl SqliteStore {
 /// [`WAL_BYTES_SOFT_MAX`] ([`Writer::bound_wal`]).
 fn start_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)?;
+    // No busy handler (rusqlite's default waits 5 s): a checkpoint that meets a writer gives up
+    // and is tried again next interval, never holding ingest up.
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let database = path.to_owned();
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             let interval = std::time::Duration::from_millis(WAL_CHECKPOINT_INTERVAL_MILLIS);
+            let wal = wal_path(&database);
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(interval)
             {
-                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
-                    tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                // Past the bound, the writer truncates after its next commit; but if that
+                // attempt met a reader (this checkpoint, say) and no commit follows, only this
+                // thread is left to do it. Without a busy handler TRUNCATE gives up at once
+                // while a writer is active, so it never holds one up for long.
+                let wal_bytes = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
+                let mode = match wal_bytes > WAL_BYTES_SOFT_MAX {
+                    true => "TRUNCATE",
+                    false => "PASSIVE",
+                };
+                let pragma = format!("PRAGMA wal_checkpoint({mode})");
+                if let Err(error) = conn.query_row(&pragma, [], |_| Ok(())) {
+                    tracing::warn!(%error, mode, "WAL checkpoint failed; retrying");
                 }
             }
         })
