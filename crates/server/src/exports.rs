@@ -46,6 +46,12 @@ const INDEX_SETTING: &str = "exports";
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Bytes per multipart upload part (S3's smallest is 5 MiB).
 const UPLOAD_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes the writer hands to the uploader at a time: small enough that the allocator reuses
+/// their memory (8 MiB buffers were fresh pages, zeroed by the kernel, each time), gathered
+/// into parts without a copy.
+const SINK_CHUNK_BYTES: usize = 1024 * 1024;
+/// Chunks queued between the writer and the uploader.
+const SINK_CHUNKS_IN_FLIGHT: usize = 16;
 /// Parts of one upload in flight at once: with the chunks queued before them, the bound on an
 /// upload's memory.
 const UPLOAD_PARTS_IN_FLIGHT: usize = 4;
@@ -747,11 +753,11 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
     );
     // The file goes straight into a multipart upload of its object, as it is written: no copy
     // on local disk (a report keeps one, to check it before it states the result).
-    let (chunks, chunk_receiver) = tokio::sync::mpsc::channel(EXPORT_BATCHES_IN_FLIGHT);
+    let (chunks, chunk_receiver) = tokio::sync::mpsc::channel(SINK_CHUNKS_IN_FLIGHT);
     let (store, object_path) = state.exports.object(&job, &data_name(format));
     let uploading = tokio::spawn(stream_upload(store, object_path, chunk_receiver));
     let upload_sink = ChunkSink {
-        buffer: Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+        buffer: Vec::with_capacity(SINK_CHUNK_BYTES),
         sender: chunks.clone(),
     };
     let sink: Box<dyn Write + Send> = match report {
@@ -969,7 +975,7 @@ enum Chunk {
     Done,
 }
 
-/// Hands what is written to the uploader in chunks of [`UPLOAD_CHUNK_BYTES`] (from the writer's
+/// Hands what is written to the uploader in chunks of [`SINK_CHUNK_BYTES`] (from the writer's
 /// blocking thread).
 struct ChunkSink {
     buffer: Vec<u8>,
@@ -978,7 +984,7 @@ struct ChunkSink {
 
 impl ChunkSink {
     fn send(&mut self) -> std::io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(UPLOAD_CHUNK_BYTES));
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(SINK_CHUNK_BYTES));
         self.sender
             .blocking_send(Chunk::Data(chunk))
             .map_err(|_| std::io::Error::other("the upload stopped"))
@@ -988,7 +994,7 @@ impl ChunkSink {
 impl Write for ChunkSink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= UPLOAD_CHUNK_BYTES {
+        if self.buffer.len() >= SINK_CHUNK_BYTES {
             self.send()?;
         }
         Ok(bytes.len())
@@ -1034,7 +1040,7 @@ async fn stream_upload(
                     let _ = upload.abort().await;
                     return Err(error.into());
                 }
-                upload.write(&bytes);
+                upload.put(bytes.into());
             }
             Chunk::Done => {
                 upload.finish().await?;
