@@ -4,6 +4,7 @@
 //! field. Across a lifecycle pass (warm and hot tiers) on SQLite and on PostgreSQL.
 
 mod common;
+mod lifecycle_harness;
 #[path = "common/receivers.rs"]
 mod receivers;
 
@@ -793,4 +794,66 @@ fn an_export_expires_after_its_days_and_its_files_go() {
     assert!(!file.exists(), "the file is gone");
     let (status, _) = download(&server, &reader, &export_id, "data");
     assert_eq!(status, 409);
+}
+
+/// The warm tier on S3 (a real `moto_server`): an export of more than one upload part lands in
+/// the bucket, downloads and verifies; nothing is written to the local warm directory.
+#[test]
+fn an_export_to_an_s3_warm_tier_is_uploaded_in_parts_and_verifies_against_moto() {
+    let moto = lifecycle_harness::Moto::start();
+    let bucket = format!("sealtrail-exports-{}", std::process::id());
+    ureq::put(&format!("{}/{bucket}", moto.endpoint))
+        .call()
+        .expect("creating the bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--s3-bucket",
+            &bucket,
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-region",
+            "us-east-1",
+            "--s3-prefix",
+            "exports-test/warm",
+        ],
+        &env,
+    );
+    // About 25 MB of NDJSON: more than two 8 MiB parts.
+    let base_ns = now_ns() - 3_600 * 1_000_000_000;
+    let events: Vec<Value> = (0..36_000)
+        .map(|n| event("acme", n, base_ns + n * 1_000_000))
+        .collect();
+    post_events(&server, &events);
+    let reader = server.create_key("acme", "reader");
+    let until = stamp(now_ns() - 60 * 1_000_000_000);
+    let job = export(&server, &reader, &json!({"format": "ndjson", "to": until}));
+    assert_eq!(job["events_written"], 36_000, "{job}");
+    assert!(job["bytes"].as_u64().unwrap() > 16 * 1024 * 1024, "{job}");
+    let export_id = job["export_id"].as_str().unwrap();
+    let object = format!(
+        "{}/{bucket}/exports-test/warm/_exports/acme/{export_id}/events.ndjson",
+        moto.endpoint
+    );
+    let stored = ureq::head(&object)
+        .call()
+        .expect("the object is in the bucket");
+    assert_eq!(
+        stored.header("content-length"),
+        Some(job["bytes"].to_string().as_str())
+    );
+    assert!(
+        !dir.path().join("warm").join("_exports").exists(),
+        "nothing went to the local warm directory"
+    );
+    let out = dir.path().join("s3-export");
+    fetch(&server, &reader, &job, &out);
+    let (code, output) = verify_bundle(&out, None, &verifier_key(dir.path()));
+    assert_eq!(code, 0, "{output}");
 }
