@@ -369,10 +369,7 @@ fn verify_fails_after_an_unrecorded_deletion_at(seed: &Seed) {
 #[test]
 fn the_s3_path_compacts_into_cold_and_survives_a_crash_against_moto() {
     let moto = Moto::start();
-    let bucket = format!("sealtrail-cold-{}", std::process::id());
-    ureq::put(&format!("{}/{bucket}", moto.endpoint))
-        .call()
-        .expect("creating the bucket");
+    let bucket = moto.create_bucket("sealtrail-cold");
     let extra = args(&[
         "--s3-bucket",
         &bucket,

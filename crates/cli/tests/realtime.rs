@@ -507,7 +507,10 @@ fn deliveries_reach_receivers_that_were_down_in_order_once_through_a_sigkill() {
     );
     let hook_id = made["id"].as_str().unwrap().to_owned();
     // The test's receiver checks signatures with a secret of its own: replace the webhook.
-    let (status, _) = ureq_delete(&server.url(&format!("/v1/tenants/acme/webhooks/{hook_id}")));
+    let (status, _) = common::delete(
+        &server.url(&format!("/v1/tenants/acme/webhooks/{hook_id}")),
+        ADMIN_TOKEN,
+    );
     assert_eq!(status, 204);
     create(
         "/v1/tenants/acme/webhooks",
@@ -653,22 +656,6 @@ fn deliveries_reach_receivers_that_were_down_in_order_once_through_a_sigkill() {
         metrics.contains("sealtrail_feed_lag_events{consumer=\"alerts\"} 0"),
         "{metrics}"
     );
-}
-
-fn ureq_delete(url: &str) -> (u16, String) {
-    match ureq::delete(url)
-        .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
-        .call()
-    {
-        Ok(response) => (
-            response.status(),
-            response.into_string().unwrap_or_default(),
-        ),
-        Err(ureq::Error::Status(status, response)) => {
-            (status, response.into_string().unwrap_or_default())
-        }
-        Err(other) => panic!("{other}"),
-    }
 }
 
 fn metrics_text(server: &Server) -> String {
@@ -822,9 +809,15 @@ fn rules_webhooks_and_sinks_refuse_bad_input_naming_the_field() {
         5,
         "{body}"
     );
-    let (status, _) = ureq_delete(&server.url("/v1/tenants/acme/alert-rules/quiet"));
+    let (status, _) = common::delete(
+        &server.url("/v1/tenants/acme/alert-rules/quiet"),
+        ADMIN_TOKEN,
+    );
     assert_eq!(status, 204);
-    let (status, _) = ureq_delete(&server.url("/v1/tenants/acme/alert-rules/quiet"));
+    let (status, _) = common::delete(
+        &server.url("/v1/tenants/acme/alert-rules/quiet"),
+        ADMIN_TOKEN,
+    );
     assert_eq!(status, 404);
 
     let hooks_url = server.url("/v1/tenants/acme/webhooks");
@@ -939,13 +932,7 @@ fn a_sink_and_the_alerts_cross_a_lifecycle_pass_ingest_a_retry_and_a_restart_on_
 fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let on_backend = |args: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        if let Some(url) = database_url {
-            args.extend(["--database-url".to_owned(), url.to_owned()]);
-        }
-        args
-    };
+    let on_backend = |args: &[&str]| common::on_backend(args, database_url);
     let serve_args = on_backend(RETRY_FAST);
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];

@@ -228,10 +228,7 @@ request_id:string,changes:string,metadata:string,prev_hash:fixed_size_binary[32]
 #[test]
 fn the_s3_path_migrates_survives_a_crash_and_verifies_against_moto() {
     let moto = Moto::start();
-    let bucket = format!("sealtrail-test-{}", std::process::id());
-    ureq::put(&format!("{}/{bucket}", moto.endpoint))
-        .call()
-        .expect("creating the bucket");
+    let bucket = moto.create_bucket("sealtrail-test");
     let extra: Vec<String> = [
         "--s3-bucket",
         &bucket,

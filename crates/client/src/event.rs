@@ -337,22 +337,7 @@ mod tests {
             .build()
             .unwrap();
         let value = event.to_json();
-        for field in [
-            "event_id",
-            "timestamp",
-            "tenant_id",
-            "actor_id",
-            "actor_type",
-            "action",
-            "resource_type",
-            "resource_id",
-            "outcome",
-            "ip_address",
-            "user_agent",
-            "request_id",
-            "changes",
-            "metadata",
-        ] {
+        for field in sealtrail_model::EVENT_FIELDS {
             assert!(value.get(field).is_some(), "{field} missing from {value}");
         }
         assert_eq!(value["actor_type"], "service");

@@ -138,12 +138,17 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
-fn finish(result: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
-    let response = match result {
+/// The response, whatever its status; a transport error fails the test.
+fn response_of(result: Result<ureq::Response, ureq::Error>) -> ureq::Response {
+    match result {
         Ok(response) => response,
         Err(ureq::Error::Status(_, response)) => response,
         Err(other) => panic!("transport error: {other}"),
-    };
+    }
+}
+
+fn finish(result: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
+    let response = response_of(result);
     let status = response.status();
     let retry_after = response.header("retry-after").map(str::to_owned);
     let content_type = response.header("content-type").unwrap_or("").to_owned();
@@ -187,6 +192,38 @@ pub fn put_raw_json(url: &str, key: &str, body: &str) -> (u16, Value) {
 
 pub fn put_json(url: &str, key: &str, body: &Value) -> (u16, Value) {
     put_raw_json(url, key, &body.to_string())
+}
+
+/// `DELETE url` with a key: status and body.
+pub fn delete(url: &str, key: &str) -> (u16, Value) {
+    let request = agent()
+        .delete(url)
+        .set("Authorization", &format!("Bearer {key}"));
+    let (status, body, _) = finish(request.call());
+    (status, body)
+}
+
+/// `GET url` with a key: status and the body's bytes, as sent (a file, say).
+pub fn get_bytes(url: &str, key: &str) -> (u16, Vec<u8>) {
+    let response = response_of(
+        agent()
+            .get(url)
+            .set("Authorization", &format!("Bearer {key}"))
+            .call(),
+    );
+    let status = response.status();
+    let mut bytes = Vec::new();
+    response.into_reader().read_to_end(&mut bytes).unwrap();
+    (status, bytes)
+}
+
+/// `args` for a subcommand or `serve`, on PostgreSQL at `database_url` when given.
+pub fn on_backend(args: &[&str], database_url: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    if let Some(url) = database_url {
+        args.extend(["--database-url".to_owned(), url.to_owned()]);
+    }
+    args
 }
 
 pub fn get(url: &str, key: &str) -> (u16, Value) {

@@ -286,6 +286,15 @@ impl Moto {
         }
         Moto { child, endpoint }
     }
+
+    /// Creates a bucket named `prefix` and this process's id; returns its name.
+    pub fn create_bucket(&self, prefix: &str) -> String {
+        let bucket = format!("{prefix}-{}", std::process::id());
+        ureq::put(&format!("{}/{bucket}", self.endpoint))
+            .call()
+            .expect("creating the bucket");
+        bucket
+    }
 }
 
 impl Drop for Moto {
