@@ -415,6 +415,13 @@ CREATE POLICY service_scope ON summary_deleted_days
     WITH CHECK (current_setting('sealtrail.tenant_id', true) = '*'
            AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'summary_deleted_days'::regclass), 'USAGE'));
 "#,
+}, Migration {
+    version: 8,
+    description: "api_keys.scope: the actor or teams a self or team_admin key reads",
+    sql: r#"
+-- JSON (sealtrail_hot::KeyScope); NULL for the roles that read the whole tenant or nothing.
+ALTER TABLE api_keys ADD COLUMN scope text;
+"#,
 }];
 
 /// The schema version this build requires.

@@ -18,7 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
     assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
     AppendRequest, CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent,
-    LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey, SamplingStore,
+    KeyScope, LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey, SamplingStore,
     SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
     TreeStore, REVISION_SCOPE_ACTORS,
 };
@@ -1433,6 +1433,10 @@ fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) 
             conditions.push(format!("{column} = ${}", values.len()));
         }
     }
+    if let Some(actors) = &query.actor_in {
+        values.push(Box::new(actors.clone()));
+        conditions.push(format!("actor_id = ANY(${})", values.len()));
+    }
     if let Some(from_ns) = query.from_ns {
         values.push(Box::new(from_ns));
         conditions.push(format!("timestamp_ns >= ${}", values.len()));
@@ -2141,7 +2145,7 @@ impl SettingsStore for PostgresStore {
             &key.tenant_id,
             Access::Write,
             "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns, \
-             expires_at_ns, revoked_at_ns) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             expires_at_ns, revoked_at_ns, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &key.key_id,
                 &key.tenant_id,
@@ -2150,6 +2154,7 @@ impl SettingsStore for PostgresStore {
                 &key.created_at_ns,
                 &key.expires_at_ns,
                 &key.revoked_at_ns,
+                &key.scope.as_ref().map(KeyScope::to_text),
             ],
         )
         .await?;
@@ -2164,8 +2169,8 @@ impl SettingsStore for PostgresStore {
             .scoped_statement(
                 ALL_TENANTS,
                 Access::Read,
-                "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns \
-                 FROM api_keys WHERE key_id = $1",
+                "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns, \
+                 scope FROM api_keys WHERE key_id = $1",
                 &[&key_id],
             )
             .await?;
@@ -2178,7 +2183,15 @@ impl SettingsStore for PostgresStore {
         let created_at_ns: i64 = row.try_get(3).map_err(db)?;
         let expires_at_ns: Option<i64> = row.try_get(4).map_err(db)?;
         let revoked_at_ns: Option<i64> = row.try_get(5).map_err(db)?;
-        // A malformed stored key authenticates nobody, as in the SQLite store.
+        let scope: Option<String> = row.try_get(6).map_err(db)?;
+        // A malformed stored key (or scope) authenticates nobody, as in the SQLite store.
+        let scope = match scope {
+            Some(text) => match KeyScope::from_text(&text) {
+                Some(scope) => Some(scope),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         Ok(Role::parse(&role)
             .zip(<[u8; 32]>::try_from(secret_hash).ok())
             .map(|(role, secret_hash)| ApiKeyRecord {
@@ -2189,6 +2202,7 @@ impl SettingsStore for PostgresStore {
                 created_at_ns,
                 expires_at_ns,
                 revoked_at_ns,
+                scope,
             }))
     }
 
@@ -2512,6 +2526,7 @@ mod tests {
             resource_id: None,
             request_id: Some("r1".into()),
             outcome: None,
+            actor_in: None,
             from_ns: Some(1),
             to_ns: Some(2),
             order: Order::Desc,

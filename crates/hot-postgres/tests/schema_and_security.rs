@@ -44,6 +44,7 @@ async fn two_tenants(store: &PostgresStore) {
                 created_at_ns: received,
                 expires_at_ns: None,
                 revoked_at_ns: None,
+                scope: None,
             })
             .await
             .unwrap();

@@ -26,9 +26,9 @@ use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, Stor
 use sealtrail_hot::{
     assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
     AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore,
-    ExistingEvent, LifecycleStore, Order, Result as HotResult, Revisions, Role, SamplingCount,
-    SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore,
-    SummaryTally, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
+    ExistingEvent, KeyScope, LifecycleStore, Order, Result as HotResult, Revisions, Role,
+    SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint,
+    SummaryStore, SummaryTally, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
 };
 
 use crate::Result;
@@ -226,6 +226,10 @@ INSERT INTO summary_month_action
     FROM summary_actor_day GROUP BY 1, 2, 3;
 INSERT INTO summary_month_actor
     SELECT DISTINCT tenant_id, substr(day, 1, 7), actor_id FROM summary_actor_day WHERE kept > 0;
+"#,
+    // The scope of a `self` or `team_admin` key (JSON, `sealtrail_hot::KeyScope`).
+    r#"
+ALTER TABLE api_keys ADD COLUMN scope TEXT;
 "#,
 ];
 
@@ -1058,6 +1062,11 @@ fn run_query(conn: &Connection, query: &EventQuery) -> Result<Vec<StoredEvent>> 
             values.push(value.to_owned().into());
         }
     }
+    if let Some(actors) = &query.actor_in {
+        // One parameter whatever the scope's size, so the statement cache keeps one plan.
+        conditions.push("actor_id IN (SELECT value FROM json_each(?))".to_owned());
+        values.push(serde_json::to_string(actors).unwrap_or_default().into());
+    }
     if let Some(from_ns) = query.from_ns {
         conditions.push("timestamp_ns >= ?".to_owned());
         values.push(from_ns.into());
@@ -1289,8 +1298,8 @@ impl SettingsStore for SqliteStore {
     async fn insert_api_key(&self, key: ApiKeyRecord) -> HotResult<()> {
         self.write(move |writer| {
             writer.conn.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns, scope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     key.key_id,
                     key.tenant_id,
@@ -1298,7 +1307,8 @@ impl SettingsStore for SqliteStore {
                     &key.secret_hash[..],
                     key.created_at_ns,
                     key.expires_at_ns,
-                    key.revoked_at_ns
+                    key.revoked_at_ns,
+                    key.scope.as_ref().map(KeyScope::to_text)
                 ],
             )?;
             Ok(())
@@ -1311,7 +1321,7 @@ impl SettingsStore for SqliteStore {
         self.read(move |conn| {
             let found = conn
                 .query_row(
-                    "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns \
+                    "SELECT tenant_id, role, secret_hash, created_at_ns, expires_at_ns, revoked_at_ns, scope \
                      FROM api_keys WHERE key_id = ?1",
                     [&key_id],
                     |row| {
@@ -1325,13 +1335,22 @@ impl SettingsStore for SqliteStore {
                                 row.get::<_, i64>(3)?,
                                 row.get::<_, Option<i64>>(4)?,
                                 row.get::<_, Option<i64>>(5)?,
+                                row.get::<_, Option<String>>(6)?,
                             ),
                         ))
                     },
                 )
                 .optional()?;
             Ok(found.and_then(
-                |((tenant_id, role, secret_hash), (created_at_ns, expires_at_ns, revoked_at_ns))| {
+                |(
+                    (tenant_id, role, secret_hash),
+                    (created_at_ns, expires_at_ns, revoked_at_ns, scope),
+                )| {
+                    // A scope that does not decode makes the key unusable, never wider.
+                    let scope = match scope {
+                        Some(text) => Some(KeyScope::from_text(&text)?),
+                        None => None,
+                    };
                     Some(ApiKeyRecord {
                         key_id: key_id.clone(),
                         tenant_id,
@@ -1340,6 +1359,7 @@ impl SettingsStore for SqliteStore {
                         created_at_ns,
                         expires_at_ns,
                         revoked_at_ns,
+                        scope,
                     })
                 },
             ))

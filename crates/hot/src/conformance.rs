@@ -24,7 +24,7 @@ use sealtrail_model::{
 
 use crate::{
     verify_store, ActorDayFilter, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore,
-    Order, Role, SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
+    KeyScope, Order, Role, SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
 };
 
 /// Fresh storage for one property.
@@ -688,6 +688,26 @@ pub async fn every_filter_matches_exactly(fixture: &dyn Fixture) {
             }),
         ),
         (
+            "actor_in (a scope of several actors)",
+            EventQuery {
+                actor_in: Some(vec!["actor-1".into(), "actor-9".into(), "actor-2".into()]),
+                outcome: Some("failure".into()),
+                ..query("acme")
+            },
+            Box::new(|event| {
+                ["actor-1", "actor-2", "actor-9"].contains(&event.actor_id.as_str())
+                    && event.outcome == Outcome::Failure
+            }),
+        ),
+        (
+            "actor_in empty (a scope with nobody in it)",
+            EventQuery {
+                actor_in: Some(Vec::new()),
+                ..query("acme")
+            },
+            Box::new(|_| false),
+        ),
+        (
             "no match",
             EventQuery {
                 action: Some("export".into()),
@@ -980,6 +1000,7 @@ pub async fn api_keys_round_trip(fixture: &dyn Fixture) {
         created_at_ns: 1_768_469_400_000_000_000,
         expires_at_ns: None,
         revoked_at_ns: None,
+        scope: None,
     };
     store.insert_api_key(key.clone()).await.unwrap();
     store
@@ -997,6 +1018,24 @@ pub async fn api_keys_round_trip(fixture: &dyn Fixture) {
         Some(Role::Admin)
     );
     assert_eq!(store.find_api_key("missing").await.unwrap(), None);
+    // The narrower roles keep their scope: the actor, the teams in their order.
+    for (key_id, role, scope) in [
+        ("k3", Role::Actor, KeyScope::Actor("alice".into())),
+        (
+            "k4",
+            Role::TeamAdmin,
+            KeyScope::Teams(vec!["payments".into(), "growth \"eu\"".into()]),
+        ),
+    ] {
+        let scoped = ApiKeyRecord {
+            key_id: key_id.into(),
+            role,
+            scope: Some(scope),
+            ..key.clone()
+        };
+        store.insert_api_key(scoped.clone()).await.unwrap();
+        assert_eq!(store.find_api_key(key_id).await.unwrap(), Some(scoped));
+    }
     assert!(
         store.insert_api_key(key).await.is_err(),
         "a second key with the same id is refused"
@@ -1016,6 +1055,7 @@ pub async fn api_keys_expire_and_are_revoked(fixture: &dyn Fixture) {
         created_at_ns,
         expires_at_ns: Some(created_at_ns + HOUR_NS + 123),
         revoked_at_ns: None,
+        scope: None,
     };
     let other = ApiKeyRecord {
         key_id: "other".into(),
@@ -1169,6 +1209,7 @@ pub async fn retention_deletes_a_prefix_only(fixture: &dyn Fixture) {
             resource_id: None,
             request_id: None,
             outcome: None,
+            actor_in: None,
             from_ns: None,
             to_ns: None,
             order: Order::Asc,

@@ -54,6 +54,9 @@ pub struct EventQuery {
     pub resource_id: Option<String>,
     pub request_id: Option<String>,
     pub outcome: Option<String>,
+    /// Only events of these actors (the caller's access scope: a `self` or `team_admin`
+    /// reader); `None` is every actor, an empty list none.
+    pub actor_in: Option<Vec<String>>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
     pub order: Order,
@@ -75,6 +78,7 @@ impl EventQuery {
             resource_id: None,
             request_id: None,
             outcome: None,
+            actor_in: None,
             from_ns: None,
             to_ns: None,
             order: Order::Desc,
@@ -147,8 +151,14 @@ pub struct StoredCheckpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Ingest,
+    /// The whole tenant's audit data (the security admin's level; `security_admin` is the
+    /// same role).
     Reader,
     Admin,
+    /// One actor's own events (`self`); the key's [`KeyScope::Actor`] names the actor.
+    Actor,
+    /// The events of the actors in the key's teams (`team_admin`), by the actor directory.
+    TeamAdmin,
 }
 
 impl Role {
@@ -157,14 +167,18 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Reader => "reader",
             Role::Admin => "admin",
+            Role::Actor => "self",
+            Role::TeamAdmin => "team_admin",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "ingest" => Some(Role::Ingest),
-            "reader" => Some(Role::Reader),
+            "reader" | "security_admin" => Some(Role::Reader),
             "admin" => Some(Role::Admin),
+            "self" => Some(Role::Actor),
+            "team_admin" => Some(Role::TeamAdmin),
             _ => None,
         }
     }
@@ -182,6 +196,31 @@ pub struct ApiKeyRecord {
     pub expires_at_ns: Option<i64>,
     /// When the key was revoked (`None`: it was not). Set once; a later revocation keeps it.
     pub revoked_at_ns: Option<i64>,
+    /// Whose events the key reads, for the roles that read less than the tenant.
+    pub scope: Option<KeyScope>,
+}
+
+/// The part of a tenant a `self` or `team_admin` key reads. Stored as JSON text beside the
+/// key (`{"actor":"alice"}`, `{"teams":["payments"]}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyScope {
+    /// One actor's own events.
+    Actor(String),
+    /// The events of every actor the directory places in one of these teams.
+    Teams(Vec<String>),
+}
+
+impl KeyScope {
+    /// The stored text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The stored text read back; `None` if it does not decode.
+    pub fn from_text(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 // The hot-tier storage contract, by concern. A backend implements each part (SQLite and

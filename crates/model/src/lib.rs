@@ -117,10 +117,25 @@ pub struct CaptureDecision {
     pub kept: bool,
 }
 
+/// Tenant ids beginning with this are the service's own read trails (`_access.<tenant>`, one
+/// per tenant): no request may name one, so no key can be made for one and no event sent to
+/// one.
+pub const ACCESS_TRAIL_TENANT_PREFIX: &str = "_access.";
+
+/// The tenant id of `tenant_id`'s read trail.
+pub fn access_trail_tenant(tenant_id: &str) -> String {
+    format!("{ACCESS_TRAIL_TENANT_PREFIX}{tenant_id}")
+}
+
 /// Checks a tenant id against the format v1 rule; returns the reason when it fails.
 pub fn check_tenant_id(tenant_id: &str) -> Result<(), String> {
     if tenant_id.is_empty() {
         return Err("must not be empty".into());
+    }
+    if tenant_id.starts_with(ACCESS_TRAIL_TENANT_PREFIX) {
+        return Err(format!(
+            "must not begin with {ACCESS_TRAIL_TENANT_PREFIX:?}: such ids are the service's read trails"
+        ));
     }
     if tenant_id.chars().count() > limits::TENANT_ID_CHARS_MAX {
         return Err(format!(

@@ -342,3 +342,17 @@ pub const REPORT_LISTED_ACTIONS_MAX: usize = 1_000;
 /// Decoded batches an export job's reader may hand ahead of its writer: the bound on the
 /// memory between them.
 pub const EXPORT_BATCHES_IN_FLIGHT: usize = 4;
+
+// Access levels, viewer tokens and the read trail (docs/ACCESS.md).
+
+/// Teams one `team_admin` key may name.
+pub const KEY_TEAMS_MAX: usize = 100;
+/// Longest life of a viewer token, in seconds (the one hour).
+pub const VIEWER_TOKEN_TTL_SECS_MAX: i64 = 3_600;
+/// Longest bearer credential read at all; anything longer is refused before it is parsed.
+pub const BEARER_BYTES_MAX: usize = 4 * 1024;
+/// Actors a `team_admin` scope may span: its teams' members, by the directory. A larger scope
+/// is refused (403 naming the bound) rather than read partially.
+pub const SCOPE_ACTORS_MAX: usize = 10_000;
+/// Bytes of a read's SQL text or filters kept in its read-trail entry (then cut, marked).
+pub const TRAIL_DETAIL_BYTES_MAX: usize = 4 * 1024;

@@ -35,6 +35,10 @@ pub enum Error {
     /// A query task ended without an answer (it panicked or its runtime stopped).
     #[error("query task: {0}")]
     Task(String),
+    /// The request reads beyond the caller's scope (a tenant-wide table for a `self` or
+    /// `team_admin` caller): 403.
+    #[error("{0}")]
+    OutOfScope(String),
     /// An archived file does not decode as events (the message names the file and `seq`).
     #[error("archived file {path}: {reason}")]
     Decode { path: String, reason: String },

@@ -170,6 +170,14 @@ fn filters(query: &EventQuery) -> Vec<Expr> {
             predicates.push(col(column).eq(lit(value)));
         }
     }
+    if let Some(actors) = &query.actor_in {
+        // An empty scope is `IN ()`, which matches nothing, as in the hot stores.
+        predicates.push(if actors.is_empty() {
+            lit(false)
+        } else {
+            col("actor_id").in_list(actors.iter().map(lit).collect(), false)
+        });
+    }
     if let Some(from_ns) = query.from_ns {
         predicates.push(col("timestamp").gt_eq(lit(instant(from_ns))));
     }

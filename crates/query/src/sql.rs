@@ -70,12 +70,16 @@ const ANSWER_FRAME_BYTES: usize = 128;
 
 /// The table every tenant's SQL reads its events from.
 const EVENTS_TABLE: &str = "events";
+/// The per-month summary of the whole tenant: out of a narrow scope's reach.
+const TENANT_MONTH_TABLE: &str = "summary_tenant_month";
 
 /// A query ready to run: its text, the tables it names, the archived files `events` reads,
 /// and the result-cache key of its answer over the data as it was when prepared.
 #[derive(Debug)]
 pub struct PreparedSql {
     tenant_id: String,
+    /// The caller's scope: only these actors' rows (`None`: the whole tenant).
+    actors: Option<Vec<String>>,
     sql: String,
     tables: BTreeSet<String>,
     files: Vec<ArchivedFile>,
@@ -134,7 +138,7 @@ impl QueryEngine {
     /// Runs read-only `sql` over the tenant's tables. [`Error::Busy`] when
     /// [`QUERIES_CONCURRENT_MAX`] queries and exports are running.
     pub async fn sql(&self, tenant_id: &str, sql: &str) -> Result<SqlResult> {
-        let prepared = self.prepare_sql(tenant_id, sql).await?;
+        let prepared = self.prepare_sql(tenant_id, None, sql).await?;
         self.run_prepared(&prepared).await
     }
 
@@ -151,8 +155,24 @@ impl QueryEngine {
     /// revision of the tenant (any commit may change what arbitrary SQL answers) and, if it
     /// reads `events`, the archived files it would scan. The result-cache key is made of them,
     /// read before the answer is computed; a query that names no `events` lists no files.
-    pub async fn prepare_sql(&self, tenant_id: &str, sql: &str) -> Result<PreparedSql> {
+    ///
+    /// `actors` narrows every table to those actors' rows (a `self` or `team_admin` caller):
+    /// `events`, `actors` and `summary_actor_day` are views that filter on `actor_id` beneath
+    /// the caller's SQL, and `summary_tenant_month`, which counts the whole tenant, is
+    /// [`Error::OutOfScope`].
+    pub async fn prepare_sql(
+        &self,
+        tenant_id: &str,
+        actors: Option<&[String]>,
+        sql: &str,
+    ) -> Result<PreparedSql> {
         let tables = referenced_tables(&self.session(1), sql)?;
+        if actors.is_some() && tables.contains(TENANT_MONTH_TABLE) {
+            return Err(Error::OutOfScope(format!(
+                "{TENANT_MONTH_TABLE} counts the whole tenant; this caller reads only its own \
+                 scope (use summary_actor_day)"
+            )));
+        }
         let revisions = self.hot.revisions(tenant_id).await?;
         let files = if tables.contains(EVENTS_TABLE) {
             self.archived_files(tenant_id).await?
@@ -160,6 +180,13 @@ impl QueryEngine {
             Vec::new()
         };
         let mut key = crate::KeyBuilder::new("sql", tenant_id).part(sql);
+        // The scope is part of the key: a narrow caller never gets a wider caller's answer.
+        key = match actors {
+            None => key.part("scope:tenant"),
+            Some(actors) => actors
+                .iter()
+                .fold(key.part("scope:actors"), |key, actor| key.part(actor)),
+        };
         for file in &files {
             key = key.part(&file.path).part(&file.last_seq.to_string());
         }
@@ -173,6 +200,7 @@ impl QueryEngine {
             .build();
         Ok(PreparedSql {
             tenant_id: tenant_id.to_owned(),
+            actors: actors.map(<[String]>::to_vec),
             sql: sql.to_owned(),
             tables,
             files,
@@ -195,28 +223,32 @@ impl QueryEngine {
         // Only the tables the statement names are built: `events` costs a manifest listing,
         // `actors` a read of the directory.
         let wants = |table: &str| prepared.tables.contains(table);
+        let actors = prepared.actors.as_deref();
         if wants(EVENTS_TABLE) {
             session.register_table(
                 EVENTS_TABLE,
-                self.events_table(tenant_id, &prepared.files).await?,
+                narrowed(self.events_table(tenant_id, &prepared.files).await?, actors)?,
             )?;
         }
         let hot = &*self.hot;
         if wants("actors") {
             session.register_table(
                 "actors",
-                crate::summary_tables::actors(hot, tenant_id).await?,
+                narrowed(crate::summary_tables::actors(hot, tenant_id).await?, actors)?,
             )?;
         }
         if wants("summary_actor_day") {
             session.register_table(
                 "summary_actor_day",
-                crate::summary_tables::actor_days(Arc::clone(&self.hot), tenant_id),
+                narrowed(
+                    crate::summary_tables::actor_days(Arc::clone(&self.hot), tenant_id),
+                    actors,
+                )?,
             )?;
         }
-        if wants("summary_tenant_month") {
+        if wants(TENANT_MONTH_TABLE) && actors.is_none() {
             session.register_table(
-                "summary_tenant_month",
+                TENANT_MONTH_TABLE,
                 crate::summary_tables::tenant_months(Arc::clone(&self.hot), tenant_id),
             )?;
         }
@@ -311,6 +343,27 @@ impl QueryEngine {
         let plan = plan.build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
+}
+
+/// `table` seen through a view that keeps only the rows of `actors` (by its `actor_id`
+/// column); `table` itself when there is no scope. The caller's SQL plans over the view, so no
+/// join, subquery or `UNION` reaches a row beneath it.
+fn narrowed(
+    table: Arc<dyn TableProvider>,
+    actors: Option<&[String]>,
+) -> Result<Arc<dyn TableProvider>> {
+    let Some(actors) = actors else {
+        return Ok(table);
+    };
+    let keep = if actors.is_empty() {
+        lit(false)
+    } else {
+        col("actor_id").in_list(actors.iter().map(lit).collect(), false)
+    };
+    let plan = LogicalPlanBuilder::scan("scoped", provider_as_source(table), None)?
+        .filter(keep)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 /// The columns of the event schema, in its order.

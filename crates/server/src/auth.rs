@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use sealtrail_hot::{ApiKeyRecord, HotStore, Role};
+use sealtrail_hot::{ApiKeyRecord, HotStore, KeyScope, Role};
 use sealtrail_model::format_timestamp;
 use sealtrail_model::limits::ADMIN_TOKEN_BITS_MIN;
 use sha2::{Digest, Sha256};
@@ -29,11 +29,17 @@ pub(crate) const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 pub enum Principal {
     /// The platform operator: every tenant, every action.
     PlatformAdmin,
-    /// A key bound to one tenant and one role.
+    /// A key or a viewer token bound to one tenant and one role.
     Tenant {
         tenant_id: String,
         role: Role,
-        key_id: String,
+        /// Names the credential (`api-key:<key_id>`, `viewer-token:<token_id>`) in events and
+        /// in the read trail; never its secret.
+        credential: String,
+        /// Whose events a `self` or `team_admin` caller reads (`None` for the other roles).
+        scope: Option<KeyScope>,
+        /// The end user a viewer token was minted for (`None` for an API key).
+        on_behalf_of: Option<String>,
     },
 }
 
@@ -50,7 +56,10 @@ impl Principal {
         }
     }
 
-    /// Whether this caller may read events of `tenant_id`.
+    /// Whether this caller may read all of `tenant_id`'s audit data (a security admin, a tenant
+    /// admin, the platform admin). Routes that can narrow what they answer to a caller's scope
+    /// ask [`crate::access`] instead; every other read route is closed to `self` and
+    /// `team_admin` callers by this.
     pub fn may_read(&self, tenant_id: &str) -> bool {
         match self {
             Principal::PlatformAdmin => true,
@@ -60,6 +69,14 @@ impl Principal {
                 ..
             } => own == tenant_id && matches!(role, Role::Reader | Role::Admin),
         }
+    }
+
+    /// Whether this caller may read some of `tenant_id`'s events: the whole-tenant readers and
+    /// the `self` and `team_admin` callers, within their scope.
+    pub fn may_read_within_scope(&self, tenant_id: &str) -> bool {
+        self.may_read(tenant_id)
+            || matches!(self, Principal::Tenant { tenant_id: own, role, .. }
+                if own == tenant_id && matches!(role, Role::Actor | Role::TeamAdmin))
     }
 
     /// Whether this caller may change `tenant_id`'s settings (its capture policy): its admin
@@ -80,7 +97,19 @@ impl Principal {
     pub fn actor_id(&self) -> String {
         match self {
             Principal::PlatformAdmin => "platform-admin".into(),
-            Principal::Tenant { key_id, .. } => format!("api-key:{key_id}"),
+            Principal::Tenant { credential, .. } => credential.clone(),
+        }
+    }
+
+    /// The access level's name: `platform_admin`, `admin`, `security_admin`, `team_admin`,
+    /// `self` or `ingest`.
+    pub fn level(&self) -> &'static str {
+        match self {
+            Principal::PlatformAdmin => "platform_admin",
+            Principal::Tenant { role, .. } => match role {
+                Role::Reader => "security_admin",
+                other => other.as_str(),
+            },
         }
     }
 
@@ -136,6 +165,9 @@ impl Authenticator {
         if constant_time_eq(&sha256(bearer.as_bytes()), &self.admin_token_hash) {
             return Ok(Principal::PlatformAdmin);
         }
+        if crate::viewer::is_viewer_token(bearer) {
+            return crate::viewer::authenticate(&*self.store, bearer).await;
+        }
         let (key_id, secret) = parse_key(bearer).ok_or(ApiError::Unauthorized)?;
         let record = self
             .store
@@ -150,7 +182,9 @@ impl Authenticator {
         Ok(Principal::Tenant {
             tenant_id: record.tenant_id,
             role: record.role,
-            key_id: record.key_id,
+            credential: format!("api-key:{}", record.key_id),
+            scope: record.scope,
+            on_behalf_of: None,
         })
     }
 }
@@ -181,6 +215,7 @@ pub(crate) fn new_api_key(
     role: Role,
     created_at_ns: i64,
     expires_at_ns: Option<i64>,
+    scope: Option<KeyScope>,
 ) -> (String, ApiKeyRecord) {
     let key_id = hex::encode(random_bytes::<8>());
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
@@ -193,6 +228,7 @@ pub(crate) fn new_api_key(
         created_at_ns,
         expires_at_ns,
         revoked_at_ns: None,
+        scope,
     };
     (key, record)
 }
@@ -262,7 +298,7 @@ fn parse_key(text: &str) -> Option<(&str, &str)> {
     (key_id.len() == 16 && !secret.is_empty()).then_some((key_id, secret))
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes

@@ -294,16 +294,11 @@ async fn record_with_id(
 /// days `from..=to` (`YYYY-MM-DD`, either open), with totals per class.
 pub(crate) async fn get_sampling(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: crate::access::ReadRequest,
     Path(tenant_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-    if !principal.may_read(&tenant_id) {
-        return Err(ApiError::Forbidden(format!(
-            "this key may not read tenant {tenant_id}"
-        )));
-    }
+    let reader = request.whole_tenant(&state, Some(&tenant_id)).await?;
     let mut range = [None, None];
     for (name, value) in &params {
         let slot = match name.as_str() {
@@ -328,6 +323,7 @@ pub(crate) async fn get_sampling(
         total.1 += count.tally.seen;
     }
     let policy = state.policies.for_tenant(&*state.store, &tenant_id).await?;
+    reader.record(&state, json!(params), Some(counts.len()))?;
     Ok(Json(json!({
         "tenant_id": tenant_id,
         "from": from,

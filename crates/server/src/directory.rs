@@ -111,26 +111,27 @@ pub(crate) async fn put_actors(
     Ok(Json(json!({"tenant_id": tenant_id, "upserted": upserted})))
 }
 
-/// One actor of the directory: readers and admins of the tenant.
+/// One actor of the directory: readers and admins of the tenant, and the narrow levels for an
+/// actor within their scope (another is as absent as one not in the directory).
 pub(crate) async fn get_actor(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: crate::access::ReadRequest,
     Path((tenant_id, actor_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-    if !principal.may_read(&tenant_id) {
-        return Err(ApiError::Forbidden(format!(
-            "this key may not read tenant {tenant_id}"
-        )));
-    }
-    let actor = state
-        .store
-        .actor(&tenant_id, &actor_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no actor {actor_id} in tenant {tenant_id}'s directory"
-            ))
-        })?;
+    let reader = request.reader(&state, Some(&tenant_id)).await?;
+    let found = match reader.admits(&actor_id) {
+        true => state.store.actor(&tenant_id, &actor_id).await?,
+        false => None,
+    };
+    reader.record(
+        &state,
+        json!({"actor_id": actor_id}),
+        Some(usize::from(found.is_some())),
+    )?;
+    let actor = found.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no actor {actor_id} in tenant {tenant_id}'s directory"
+        ))
+    })?;
     Ok(Json(actor_json(&tenant_id, &actor)?))
 }

@@ -499,11 +499,15 @@ pub(crate) async fn get(
 /// `GET /v1/exports/{id}/download[?part=bundle]`: the file, or its bundle, once done.
 pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: crate::access::ReadRequest,
     Path(export_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let principal = request.principal.clone();
     let job = find(&state, &principal, &params, &export_id, true).await?;
+    let reader = request
+        .whole_tenant(&state, params.get("tenant_id"))
+        .await?;
     let format = file_format(&job.format)
         .ok_or_else(|| ApiError::internal(format!("stored export format {}", job.format)))?;
     let report = job.format == REPORT_FORMAT;
@@ -549,6 +553,11 @@ pub(crate) async fn download(
         json!({"export_id": export_id, "part": params.get("part").map_or("data", String::as_str)}),
     )
     .await?;
+    reader.record(
+        &state,
+        json!({"export_id": export_id, "part": params.get("part")}),
+        usize::try_from(job.events_written).ok(),
+    )?;
     let mut response = Body::from_stream(object.into_stream()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));

@@ -7,8 +7,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use sealtrail_hot::Role;
-use sealtrail_model::limits::API_KEY_TTL_DAYS_MAX;
+use sealtrail_hot::{KeyScope, Role};
+use sealtrail_model::limits::{
+    ACTOR_ID_CHARS_MAX, ACTOR_NAME_CHARS_MAX, API_KEY_TTL_DAYS_MAX, KEY_TEAMS_MAX,
+};
 use sealtrail_model::{check_tenant_id, format_timestamp, parse_timestamp};
 use serde_json::{json, Value};
 
@@ -34,11 +36,16 @@ pub(crate) async fn create_key(
     };
     check_tenant_id(&tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
     let role = match fields.remove("role") {
-        Some(Value::String(role)) => Role::parse(&role)
-            .ok_or_else(|| ApiError::invalid_field("role", "must be ingest, reader or admin"))?,
+        Some(Value::String(role)) => Role::parse(&role).ok_or_else(|| {
+            ApiError::invalid_field(
+                "role",
+                "must be ingest, reader (or security_admin), admin, team_admin or self",
+            )
+        })?,
         Some(_) => return Err(ApiError::invalid_field("role", "must be a string")),
         None => return Err(ApiError::invalid_field("role", "is required")),
     };
+    let scope = key_scope(role, fields.remove("actor_id"), fields.remove("teams"))?;
     let created_at_ns = now_ns();
     let expires_at_ns = expiry(
         fields.remove("expires_at"),
@@ -54,7 +61,12 @@ pub(crate) async fn create_key(
             "only the platform admin, or an admin key of the same tenant, may create keys".into(),
         ));
     }
-    let (key, record) = new_api_key(&tenant_id, role, created_at_ns, expires_at_ns);
+    let (key, record) = new_api_key(&tenant_id, role, created_at_ns, expires_at_ns, scope);
+    let scope_json = match &record.scope {
+        Some(KeyScope::Actor(actor_id)) => json!({"actor_id": actor_id}),
+        Some(KeyScope::Teams(teams)) => json!({"teams": teams}),
+        None => Value::Null,
+    };
     let key_id = record.key_id.clone();
     state.store.insert_api_key(record).await?;
     Ok((
@@ -64,10 +76,85 @@ pub(crate) async fn create_key(
             "key_id": key_id,
             "tenant_id": tenant_id,
             "role": role.as_str(),
+            "scope": scope_json,
             "created_at": format_timestamp(created_at_ns),
             "expires_at": expires_at_ns.map(format_timestamp),
         })),
     ))
+}
+
+/// The scope a key of `role` reads: `self` names one `actor_id`, `team_admin` one or more
+/// `teams` (at most [`KEY_TEAMS_MAX`]); the other roles take neither.
+fn key_scope(
+    role: Role,
+    actor_id: Option<Value>,
+    teams: Option<Value>,
+) -> Result<Option<KeyScope>, ApiError> {
+    match (role, actor_id, teams) {
+        (Role::Actor, Some(Value::String(actor_id)), None) => {
+            check_actor_id(&actor_id)?;
+            Ok(Some(KeyScope::Actor(actor_id)))
+        }
+        (Role::Actor, Some(_), None) => {
+            Err(ApiError::invalid_field("actor_id", "must be a string"))
+        }
+        (Role::Actor, None, _) => Err(ApiError::invalid_field(
+            "actor_id",
+            "is required for a self key: the actor whose events it reads",
+        )),
+        (Role::TeamAdmin, None, Some(Value::Array(teams))) => {
+            if teams.is_empty() || teams.len() > KEY_TEAMS_MAX {
+                return Err(ApiError::invalid_field(
+                    "teams",
+                    format!("must list from 1 to {KEY_TEAMS_MAX} teams"),
+                ));
+            }
+            let teams = teams
+                .into_iter()
+                .enumerate()
+                .map(|(index, team)| match team {
+                    Value::String(team)
+                        if !team.is_empty() && team.chars().count() <= ACTOR_NAME_CHARS_MAX =>
+                    {
+                        Ok(team)
+                    }
+                    _ => Err(ApiError::invalid_field(
+                        &format!("teams[{index}]"),
+                        format!("must be a non-empty string of at most {ACTOR_NAME_CHARS_MAX} characters"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(KeyScope::Teams(teams)))
+        }
+        (Role::TeamAdmin, None, Some(_)) => Err(ApiError::invalid_field(
+            "teams",
+            "must be an array of team names",
+        )),
+        (Role::TeamAdmin, _, None) => Err(ApiError::invalid_field(
+            "teams",
+            "is required for a team_admin key: the teams whose actors' events it reads",
+        )),
+        (_, Some(_), _) => Err(ApiError::invalid_field(
+            "actor_id",
+            "is only for a self key",
+        )),
+        (_, _, Some(_)) => Err(ApiError::invalid_field(
+            "teams",
+            "is only for a team_admin key",
+        )),
+        (_, None, None) => Ok(None),
+    }
+}
+
+/// An actor id as the event format allows it.
+pub(crate) fn check_actor_id(actor_id: &str) -> Result<(), ApiError> {
+    if actor_id.is_empty() || actor_id.chars().count() > ACTOR_ID_CHARS_MAX {
+        return Err(ApiError::invalid_field(
+            "actor_id",
+            format!("must be a non-empty string of at most {ACTOR_ID_CHARS_MAX} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// Longest life of a key, in seconds ([`API_KEY_TTL_DAYS_MAX`] days).

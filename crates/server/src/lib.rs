@@ -4,11 +4,13 @@
 //! writer, serve until the injected shutdown future resolves, then stop accepting, finish
 //! in-flight requests, drain and commit every queued event, and close.
 
+mod access;
 mod alerts;
 mod auth;
 mod capture;
 mod checkpoints;
 mod clock;
+mod console;
 mod destinations;
 mod directory;
 mod exports;
@@ -28,6 +30,7 @@ mod retention;
 mod spool;
 mod stream;
 mod summaries;
+mod viewer;
 mod webhooks;
 
 use std::future::{Future, IntoFuture};
@@ -457,6 +460,16 @@ fn router(state: Arc<AppState>) -> Router {
             get(directory::get_actor),
         )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
+        .route("/v1/whoami", get(access::whoami))
+        .route("/v1/access-trail", get(access::trail))
+        .route("/v1/viewer-tokens", post(viewer::mint.layer(json_body())))
+        .route(
+            "/v1/tenants/{tenant_id}/viewer-tokens/rotate-key",
+            post(viewer::rotate_key),
+        )
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .route(
             "/v1/tenants/{tenant_id}/checkpoint",
             get(proofs::get_checkpoint).post(proofs::cut_checkpoint),

@@ -517,7 +517,9 @@ impl From<sealtrail_query::Error> for ApiError {
     fn from(error: sealtrail_query::Error) -> Self {
         // The caller's SQL at fault (it does not plan, is not a read, or ran out of time) is a
         // 400 about the `sql` field; anything else is the service's failure.
-        if error.is_client_error() {
+        if let sealtrail_query::Error::OutOfScope(reason) = error {
+            ApiError::Forbidden(reason)
+        } else if error.is_client_error() {
             ApiError::invalid_field("sql", error.to_string())
         } else {
             ApiError::internal(error)

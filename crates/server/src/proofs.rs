@@ -10,7 +10,9 @@ use axum::Json;
 use sealtrail_ledger::{ConsistencyProof, InclusionProof};
 use sealtrail_model::check_tenant_id;
 use sealtrail_model::limits::SEQ_MAX;
+use serde_json::json;
 
+use crate::access::ReadRequest;
 use crate::auth::Principal;
 use crate::checkpoints::{consistency, inclusion};
 use crate::problem::ApiError;
@@ -20,7 +22,8 @@ fn note_response(note: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
-/// Checks the path's tenant and that the caller may read it; returns the tenant's tree size.
+/// Checks the path's tenant and that the caller may read all of it; returns the tenant's tree
+/// size.
 async fn readable_tree(
     state: &AppState,
     principal: &Principal,
@@ -32,6 +35,11 @@ async fn readable_tree(
             "this key may not read tenant {tenant_id}"
         )));
     }
+    tree_size(state, tenant_id).await
+}
+
+/// The tenant's tree size (its log's length).
+async fn tree_size(state: &AppState, tenant_id: &str) -> Result<u64, ApiError> {
     let heads = state.store.chain_heads().await?;
     Ok(heads
         .into_iter()
@@ -61,15 +69,18 @@ fn size_param(
 }
 
 /// `GET /v1/tenants/{tenant_id}/checkpoint[?tree_size=N]`: the signed note as is.
+/// A checkpoint holds no event: every level that reads some of the tenant may fetch it.
 pub(crate) async fn get_checkpoint(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Path(tenant_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tree_size = size_param(&params, "tree_size", &["tree_size"])?;
-    readable_tree(&state, &principal, &tenant_id).await?;
-    match state.store.checkpoint(&tenant_id, tree_size).await? {
+    let reader = request.reader(&state, Some(&tenant_id)).await?;
+    let found = state.store.checkpoint(&tenant_id, tree_size).await?;
+    reader.record(&state, json!(params), Some(usize::from(found.is_some())))?;
+    match found {
         Some(checkpoint) => Ok(note_response(checkpoint.note)),
         None => Err(ApiError::NotFound(match tree_size {
             Some(size) => {
@@ -106,9 +117,10 @@ pub(crate) async fn cut_checkpoint(
 
 /// `GET /v1/tenants/{tenant_id}/proofs/inclusion?event_id=..&tree_size=N`. Without `tree_size`,
 /// the size of the latest checkpoint.
+/// Only for an event within the caller's scope: another is as absent as one that does not exist.
 pub(crate) async fn get_inclusion(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Path(tenant_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<InclusionProof>, ApiError> {
@@ -116,7 +128,8 @@ pub(crate) async fn get_inclusion(
     let event_id = params
         .get("event_id")
         .ok_or_else(|| ApiError::invalid_field("event_id", "is required"))?;
-    let current = readable_tree(&state, &principal, &tenant_id).await?;
+    let reader = request.reader(&state, Some(&tenant_id)).await?;
+    let current = tree_size(&state, &tenant_id).await?;
     let tree_size = match requested {
         Some(size) => size,
         None => state
@@ -141,6 +154,7 @@ pub(crate) async fn get_inclusion(
         .query
         .event(&tenant_id, event_id)
         .await?
+        .filter(|found| reader.admits(&found.stored.event.actor_id))
         .ok_or_else(|| ApiError::NotFound(format!("no event {event_id} in tenant {tenant_id}")))?
         .stored;
     if stored.seq > tree_size {
@@ -152,15 +166,15 @@ pub(crate) async fn get_inclusion(
             ),
         ));
     }
-    Ok(Json(
-        inclusion(&state.query, &tenant_id, stored.seq - 1, tree_size).await?,
-    ))
+    let proof = inclusion(&state.query, &tenant_id, stored.seq - 1, tree_size).await?;
+    reader.record(&state, json!(params), Some(1))?;
+    Ok(Json(proof))
 }
 
 /// `GET /v1/tenants/{tenant_id}/proofs/consistency?first=M&second=N`.
 pub(crate) async fn get_consistency(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Path(tenant_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
@@ -174,16 +188,17 @@ pub(crate) async fn get_consistency(
             "must not be larger than second",
         ));
     }
-    let current = readable_tree(&state, &principal, &tenant_id).await?;
+    let reader = request.reader(&state, Some(&tenant_id)).await?;
+    let current = tree_size(&state, &tenant_id).await?;
     if second > current {
         return Err(ApiError::invalid_field(
             "second",
             format!("is larger than the tree ({current} events)"),
         ));
     }
-    Ok(Json(
-        consistency(&state.query, &tenant_id, first, second).await?,
-    ))
+    let proof = consistency(&state.query, &tenant_id, first, second).await?;
+    reader.record(&state, json!(params), Some(1))?;
+    Ok(Json(proof))
 }
 
 /// `GET /v1/verifier-key`: the note verifier key checkpoints are signed with.

@@ -28,7 +28,9 @@ use sealtrail_model::limits::{
 };
 use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::access::ReadRequest;
 use crate::auth::Principal;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -90,17 +92,17 @@ impl Drop for TenantQuerySlot {
 /// One page of `GET /v1/events`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Page {
-    events: Vec<LocatedEvent>,
+    pub(crate) events: Vec<LocatedEvent>,
     next_cursor: Option<String>,
 }
 
 pub(crate) async fn list_events(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page>, ApiError> {
-    let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
-    let mut query = EventQuery::for_tenant(&tenant_id);
+    let reader = request.reader(&state, params.get("tenant_id")).await?;
+    let mut query = EventQuery::for_tenant(&reader.tenant_id);
     let mut cursor = None;
     for (name, value) in &params {
         match name.as_str() {
@@ -127,6 +129,19 @@ pub(crate) async fn list_events(
             _ => filter_param(&mut query, name, value)?,
         }
     }
+    reader.narrow(&mut query);
+    let page = read_page(&state, query, cursor).await?;
+    reader.record(&state, json!(params), Some(page.events.len()))?;
+    Ok(Json(page))
+}
+
+/// One page of `query` after `cursor` (a cursor this module issued), with the cursor of the
+/// next page when there is one.
+pub(crate) async fn read_page(
+    state: &AppState,
+    mut query: EventQuery,
+    cursor: Option<String>,
+) -> Result<Page, ApiError> {
     check_range(&query)?;
     if let Some(cursor) = cursor {
         query.after_seq = Some(decode_cursor(&cursor, query.order)?);
@@ -144,10 +159,10 @@ pub(crate) async fn list_events(
     } else {
         None
     };
-    Ok(Json(Page {
+    Ok(Page {
         events,
         next_cursor,
-    }))
+    })
 }
 
 /// The filters `GET /v1/events`, the live stream and webhooks share: exact fields and the
@@ -204,7 +219,11 @@ pub(crate) fn filter_admits(filter: &EventQuery, stored: &sealtrail_model::Store
         wanted
             .as_deref()
             .is_none_or(|wanted| Some(wanted) == *found)
-    }) && filter.from_ns.is_none_or(|from| event.timestamp_ns >= from)
+    }) && filter
+        .actor_in
+        .as_ref()
+        .is_none_or(|actors| actors.contains(&event.actor_id))
+        && filter.from_ns.is_none_or(|from| event.timestamp_ns >= from)
         && filter.to_ns.is_none_or(|to| event.timestamp_ns < to)
 }
 
@@ -274,15 +293,27 @@ fn check_range(query: &EventQuery) -> Result<(), ApiError> {
 
 pub(crate) async fn get_event(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Path(event_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<LocatedEvent>, ApiError> {
     if let Some(unknown) = params.keys().find(|name| *name != "tenant_id") {
         return Err(ApiError::invalid_field(unknown, "unknown query parameter"));
     }
-    let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
-    match state.query.event(&tenant_id, &event_id).await? {
+    let reader = request.reader(&state, params.get("tenant_id")).await?;
+    let tenant_id = &reader.tenant_id;
+    // An event outside the caller's scope is as absent as one that does not exist.
+    let found = state
+        .query
+        .event(tenant_id, &event_id)
+        .await?
+        .filter(|found| reader.admits(&found.stored.event.actor_id));
+    reader.record(
+        &state,
+        json!({"event_id": event_id}),
+        Some(usize::from(found.is_some())),
+    )?;
+    match found {
         Some(stored) => Ok(Json(stored)),
         None => Err(ApiError::NotFound(format!(
             "no event {event_id} in tenant {tenant_id}"
@@ -302,9 +333,10 @@ struct SqlRequest {
 /// `POST /v1/query`: read-only SQL over the caller's tenant's `events`, across every tier.
 pub(crate) async fn run_sql(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let read = request;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::invalid_field(
             "body",
@@ -320,12 +352,18 @@ pub(crate) async fn run_sql(
             format!("must be at most {SQL_TEXT_BYTES_MAX} bytes"),
         ));
     }
-    let tenant_id = readable_tenant(&principal, request.tenant_id.as_ref())?;
+    let reader = read.reader(&state, request.tenant_id.as_ref()).await?;
+    let tenant_id = reader.tenant_id.clone();
     // The key is read before the answer is computed (see `sealtrail_query::ResultCache`); a
     // hit takes no query slot.
-    let prepared = state.query.prepare_sql(&tenant_id, &request.sql).await?;
+    let prepared = state
+        .query
+        .prepare_sql(&tenant_id, reader.actors(), &request.sql)
+        .await?;
     let cache = state.query.cache();
+    let detail = json!({"sql": request.sql});
     if let Some(answer) = cache.get(prepared.cache_key()) {
+        reader.record(&state, detail, answer_rows(&answer))?;
         return Ok(json_answer(answer));
     }
     let _slot = state.tenant_queries.admit(&tenant_id)?;
@@ -341,7 +379,19 @@ pub(crate) async fn run_sql(
     if result.deterministic {
         cache.put(prepared.cache_key().to_owned(), answer.clone());
     }
+    reader.record(&state, detail, Some(result.row_count))?;
     Ok(json_answer(answer))
+}
+
+/// `row_count` of a SQL answer as cached.
+fn answer_rows(answer: &[u8]) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Count {
+        row_count: usize,
+    }
+    serde_json::from_slice::<Count>(answer)
+        .ok()
+        .map(|count| count.row_count)
 }
 
 /// A JSON answer already serialized (as the result cache keeps it).
@@ -369,7 +419,7 @@ fn heavy_read_error(error: sealtrail_query::Error) -> ApiError {
 /// streamed as NDJSON.
 pub(crate) async fn export(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let mut from_ns = None;
@@ -390,8 +440,13 @@ pub(crate) async fn export(
             ));
         }
     }
-    let tenant_id = readable_tenant(&principal, params.get("tenant_id"))?;
+    let reader = request
+        .whole_tenant(&state, params.get("tenant_id"))
+        .await?;
+    let tenant_id = reader.tenant_id.clone();
     let slot = state.tenant_queries.admit(&tenant_id)?;
+    // The answer streams: its row count is not known when it is recorded.
+    reader.record(&state, json!(params), None)?;
     let chunks = state
         .query
         .export(tenant_id, from_ns, to_ns)

@@ -23,7 +23,6 @@ use sealtrail_model::LocatedEvent;
 use sealtrail_realtime::window::is_alert;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Principal;
 use crate::feed::{self, Moved, Subscription};
 use crate::pipeline::DrainDeadline;
 use crate::problem::ApiError;
@@ -51,11 +50,12 @@ struct Tail {
 
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: crate::access::ReadRequest,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let tenant_id = crate::query::readable_tenant(&principal, params.get("tenant_id"))?;
+    let reader = request.reader(&state, params.get("tenant_id")).await?;
+    let tenant_id = reader.tenant_id.clone();
     let mut filter = EventQuery::for_tenant(&tenant_id);
     let mut after = None;
     for (name, value) in &params {
@@ -71,6 +71,8 @@ pub(crate) async fn stream(
             .map_err(|_| ApiError::invalid_field("Last-Event-ID", "must be a seq"))?;
         after = Some(seq_param("Last-Event-ID", text)?);
     }
+    // The scope is resolved once, when the stream opens.
+    reader.narrow(&mut filter);
     let permit = state.streams.0.clone().try_acquire_owned().map_err(|_| {
         ApiError::Overloaded(format!(
             "{STREAMS_MAX} live streams are open on this node, the most it serves; retry later"
@@ -80,6 +82,8 @@ pub(crate) async fn stream(
         Some(seq) => seq,
         None => feed::head(&*state.store, &tenant_id).await?,
     };
+    // A stream's rows are not known when it opens: it is recorded once, as opened.
+    reader.record(&state, serde_json::json!(params), None)?;
     let tail = Tail {
         subscription: state.feed.subscribe(),
         drain: state.drain.clone(),

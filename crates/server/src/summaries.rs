@@ -19,9 +19,9 @@ use sealtrail_model::{is_day_bound, is_month_bound};
 use sealtrail_query::KeyBuilder;
 use serde_json::{json, Map, Value};
 
-use crate::auth::Principal;
+use crate::access::ReadRequest;
 use crate::problem::ApiError;
-use crate::query::{json_answer, readable_tenant};
+use crate::query::json_answer;
 use crate::AppState;
 
 /// Reads the query: `tenant_id` (platform admin), the range bounds (checked by `valid`), and
@@ -81,10 +81,13 @@ fn actor_day(
 /// and by action and by resource type, and apart the events the capture policy dropped.
 pub(crate) async fn actor_days(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
+    let reader = request.reader(&state, query.get("tenant_id")).await?;
+    let tenant_id = reader.tenant_id.clone();
+    // A narrow caller's answer is its own: computed for it, never cached for another.
+    let scoped = reader.actors().is_some();
     let (from, to) = params(&query, &["actor_id"], is_day_bound, "a day, YYYY-MM-DD")?;
     let actor_id = query.get("actor_id").map(String::as_str);
     let key = cache_key(
@@ -98,10 +101,11 @@ pub(crate) async fn actor_days(
         to.map(|day| &day[..7]),
     )
     .await?;
-    if let Some(answer) = state.query.cache().get(&key) {
+    if let Some(answer) = state.query.cache().get(&key).filter(|_| !scoped) {
+        reader.record(&state, json!(query), summary_count(&answer))?;
         return Ok(json_answer(answer));
     }
-    let rows = state
+    let mut rows = state
         .store
         .actor_days(
             &tenant_id,
@@ -113,6 +117,7 @@ pub(crate) async fn actor_days(
             },
         )
         .await?;
+    rows.retain(|(row, _)| reader.admits(&row.actor_id));
     let deleted: HashSet<String> = state
         .store
         .deleted_days(&tenant_id, from, to)
@@ -140,15 +145,27 @@ pub(crate) async fn actor_days(
         ));
         start = end;
     }
-    Ok(cached(
-        &state,
-        key,
-        &json!({
-            "tenant_id": tenant_id,
-            "summaries": summaries,
-            "truncated": truncated,
-        }),
-    ))
+    reader.record(&state, json!(query), Some(summaries.len()))?;
+    let answer = json!({
+        "tenant_id": tenant_id,
+        "summaries": summaries,
+        "truncated": truncated,
+    });
+    Ok(match scoped {
+        true => json_answer(Bytes::from(answer.to_string())),
+        false => cached(&state, key, &answer),
+    })
+}
+
+/// How many summaries a cached answer holds.
+fn summary_count(answer: &[u8]) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    struct Summaries {
+        summaries: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Summaries>(answer)
+        .ok()
+        .map(|answer| answer.summaries.len())
 }
 
 /// The result-cache key of a summary read of the months `from_month..=to_month`: the question,
@@ -178,10 +195,11 @@ fn cached(state: &AppState, key: String, answer: &Value) -> Response {
 /// the events dropped, distinct actors, and the resources with the most stored events.
 pub(crate) async fn tenant_months(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    request: ReadRequest,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let tenant_id = readable_tenant(&principal, query.get("tenant_id"))?;
+    let reader = request.whole_tenant(&state, query.get("tenant_id")).await?;
+    let tenant_id = reader.tenant_id.clone();
     let (from, to) = params(&query, &[], is_month_bound, "a month, YYYY-MM")?;
     let key = cache_key(
         &state,
@@ -194,6 +212,7 @@ pub(crate) async fn tenant_months(
     )
     .await?;
     if let Some(answer) = state.query.cache().get(&key) {
+        reader.record(&state, json!(query), summary_count(&answer))?;
         return Ok(json_answer(answer));
     }
     let months = state
@@ -223,6 +242,7 @@ pub(crate) async fn tenant_months(
             })
         })
         .collect();
+    reader.record(&state, json!(query), Some(summaries.len()))?;
     Ok(cached(
         &state,
         key,
