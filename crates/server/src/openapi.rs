@@ -15,12 +15,13 @@ use sealtrail_model::limits::{
     ALERT_THRESHOLD_MAX, ALERT_WINDOW_SECONDS_MAX, API_KEY_TTL_DAYS_MAX, BATCH_EVENTS_MAX,
     BODY_BYTES_MAX, CHANGES_BYTES_MAX, CLOCK_SKEW_SECS_MAX, DESTINATION_URL_BYTES_MAX,
     EVENT_ID_CHARS_MAX, EXPORT_JOBS_PER_TENANT_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
-    METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX, QUERIES_CONCURRENT_MAX,
-    QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX,
-    REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX,
-    RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX, SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX,
-    SQL_TIMEOUT_MILLIS, STREAMS_MAX, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX,
-    TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX, WEBHOOKS_PER_TENANT_MAX,
+    KEY_TEAMS_MAX, METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX,
+    QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
+    QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX,
+    RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX,
+    SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, STREAMS_MAX, SUMMARY_ROWS_MAX,
+    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES,
+    USER_AGENT_CHARS_MAX, VIEWER_TOKEN_TTL_SECS_MAX, WEBHOOKS_PER_TENANT_MAX,
 };
 use serde_json::{json, Value};
 
@@ -90,7 +91,10 @@ fn printable_pattern() -> String {
 
 /// `tenant_id` as `sealtrail_model::check_tenant_id` accepts it.
 fn tenant_id_schema() -> Value {
-    json!({"type": "string", "pattern": format!("^[A-Za-z0-9_.-]{{1,{TENANT_ID_CHARS_MAX}}}$")})
+    // Read trails' ids (`_access.<tenant>`) are the service's own: no request may name one.
+    let reserved = sealtrail_model::ACCESS_TRAIL_TENANT_PREFIX.replace('.', "\\.");
+    json!({"type": "string", "pattern": format!("^[A-Za-z0-9_.-]{{1,{TENANT_ID_CHARS_MAX}}}$"),
+        "not": {"pattern": format!("^{reserved}")}})
 }
 
 /// A free-text identifier of at most `chars_max` characters.
@@ -106,6 +110,22 @@ fn verb_schema(chars_max: usize) -> Value {
 /// An optional field: the server treats `null` as not sent.
 fn nullable(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+/// The body of `POST /v1/keys` for the roles `role` matches, with `scope` (their scope's
+/// members, `required` among them) beside the members every key takes.
+fn key_body(role: Value, scope: Value, required: &[&str]) -> Value {
+    let mut properties = json!({"tenant_id": tenant_id_schema(), "role": role,
+        "expires_at": {"type": "string", "format": "date-time",
+            "description": format!("When the key stops working (RFC 3339): after now, at most {API_KEY_TTL_DAYS_MAX} days ahead. Not together with ttl_seconds.")},
+        "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": API_KEY_TTL_SECS_MAX,
+            "description": "Seconds from now until the key stops working. Not together with expires_at."}});
+    if let (Some(all), Some(extra)) = (properties.as_object_mut(), scope.as_object()) {
+        all.extend(extra.clone());
+    }
+    let mut required_members = vec!["tenant_id", "role"];
+    required_members.extend_from_slice(required);
+    json!({"type": "object", "additionalProperties": false, "required": required_members, "properties": properties})
 }
 
 fn problem(description: &str) -> Value {
@@ -446,23 +466,74 @@ fn build() -> Value {
             }}));
     paths.insert("/v1/keys".into(), json!({"post": {
                 "summary": "Create an API key (platform admin, or a tenant admin for its own tenant). The key is shown once. It may be given an expiry, by expires_at or by ttl_seconds (not both), at most API_KEY_TTL_DAYS_MAX days ahead; without one it works until revoked.",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id", "role"],
-                    "additionalProperties": false,
-                    "properties": {"tenant_id": tenant_id_schema(), "role": {"enum": ["ingest", "reader", "admin"]},
-                        "expires_at": {"type": "string", "format": "date-time",
-                            "description": format!("When the key stops working (RFC 3339): after now, at most {API_KEY_TTL_DAYS_MAX} days ahead. Not together with ttl_seconds.")},
-                        "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": API_KEY_TTL_SECS_MAX,
-                            "description": "Seconds from now until the key stops working. Not together with expires_at."}}}}}},
+                "description": "Roles: ingest (writes events), reader or security_admin (reads the whole tenant), admin (reads and manages the tenant), team_admin (reads the events of the actors its teams hold in the actor directory; give teams), self (reads one actor's own events; give actor_id). docs/ACCESS.md.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
+                    key_body(json!({"enum": ["ingest", "reader", "security_admin", "admin"]}), json!({}), &[]),
+                    key_body(json!({"const": "self"}),
+                        json!({"actor_id": {"type": "string", "minLength": 1, "maxLength": ACTOR_ID_CHARS_MAX, "description": "The actor whose events the key reads."}}),
+                        &["actor_id"]),
+                    key_body(json!({"const": "team_admin"}),
+                        json!({"teams": {"type": "array", "minItems": 1, "maxItems": KEY_TEAMS_MAX, "items": {"type": "string", "minLength": 1, "maxLength": ACTOR_NAME_CHARS_MAX},
+                            "description": "The teams (of the actor directory) whose actors' events the key reads."}}),
+                        &["teams"]),
+                ]}}}},
                 "responses": {"201": json_body("The new key.", json!({"type": "object", "required": ["key", "key_id", "tenant_id", "role", "created_at", "expires_at"],
                         "properties": {"key": {"type": "string"}, "key_id": {"type": "string"}, "tenant_id": {"type": "string"},
-                            "role": {"enum": ["ingest", "reader", "admin"]}, "created_at": {"type": "string", "format": "date-time"},
+                            "role": {"enum": ["ingest", "reader", "admin", "team_admin", "self"]}, "created_at": {"type": "string", "format": "date-time"},
+                            "scope": {"description": "The actor or teams a self or team_admin key reads; null for the other roles."},
                             "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "null: the key does not expire."}}})),
                     "400": problem("Bad tenant_id, role, expires_at or ttl_seconds (errors[].field names it)."), "401": problem("No valid key."),
                     "403": problem("Not allowed to create keys for this tenant."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
             }}));
+    paths.insert("/v1/whoami".into(), json!({"get": {
+        "summary": "The caller: its tenant, access level, scope and the name of its credential (never a secret).",
+        "responses": {"200": json_body("The caller.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "role", "actor_id", "teams", "credential"], "properties": {
+                    "tenant_id": {"type": ["string", "null"]},
+                    "role": {"enum": ["platform_admin", "admin", "security_admin", "team_admin", "self", "ingest"]},
+                    "actor_id": {"type": ["string", "null"]}, "teams": {"type": "array", "items": {"type": "string"}},
+                    "credential": {"type": "string"}}})),
+            "401": problem("No valid key or token.")}
+    }}));
+    paths.insert("/v1/viewer-tokens".into(), json!({"post": {
+        "summary": "Mint a short-lived viewer token (PASETO v4.public) for one actor, for that person's browser to read their own events (scope self) or their team's (scope team) directly. A tenant's admin key, or the platform admin naming tenant_id.",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
+            "required": ["actor_id"], "properties": {
+                "actor_id": {"type": "string", "minLength": 1, "maxLength": ACTOR_ID_CHARS_MAX},
+                "scope": {"enum": ["self", "team"], "description": "Default self. team needs the actor's team in the actor directory."},
+                "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": VIEWER_TOKEN_TTL_SECS_MAX, "description": "Default and most: one hour."},
+                "tenant_id": tenant_id_schema()}}}}},
+        "responses": {"201": json_body("The token: shown once, never stored.", json!({"type": "object", "additionalProperties": false,
+                "required": ["token", "token_id", "tenant_id", "actor_id", "scope", "expires_at"], "properties": {
+                    "token": {"type": "string"}, "token_id": {"type": "string"}, "tenant_id": {"type": "string"},
+                    "actor_id": {"type": "string"}, "scope": {"enum": ["self", "team"]},
+                    "expires_at": {"type": "string", "format": "date-time"}}})),
+            "400": problem("Bad actor_id, scope or ttl_seconds (named); a team token for an actor without a team."),
+            "401": problem("No valid key."), "403": problem("Not an admin of the tenant."),
+            "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
+    }}));
+    paths.insert("/v1/tenants/{tenant_id}/viewer-tokens/rotate-key".into(), json!({"post": {
+        "summary": "Replace the tenant's viewer-token signing key: every token signed before stops working at once. Recorded in the tenant's log.",
+        "parameters": [tenant_path()],
+        "responses": {"200": json_body("The new key's id.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "key_id"], "properties": {"tenant_id": {"type": "string"}, "key_id": {"type": "string"}}})),
+            "400": problem("Bad tenant_id."), "401": problem("No valid key."), "403": problem("Not an admin of the tenant.")}
+    }}));
+    paths.insert("/v1/access-trail".into(), json!({"get": {
+        "summary": "The tenant's read trail: one access.read entry per read of its audit data (who, which key or token, route, filters or SQL, rows returned, request id), the platform admin's included. A log of its own (_access.<tenant>), chained and checkpointed; reading it is recorded in it. Security admins, admins and the platform admin.",
+        "parameters": [tenant_query("Required with the platform-admin token; a tenant key reads its own tenant."),
+            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": QUERY_LIMIT_MAX}},
+            {"name": "order", "in": "query", "required": false, "schema": {"enum": ["asc", "desc"]}},
+            {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}, "description": "next_cursor of the previous page."}],
+        "responses": {"200": json_body("A page of entries.", json!({"type": "object", "additionalProperties": false, "required": ["events", "next_cursor"], "properties": {
+                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
+                    "next_cursor": {"type": ["string", "null"]}}})),
+            "400": problem("Bad parameter; it is named."), "401": problem("No valid key."),
+            "403": problem("Wrong tenant, or a level that reads less than the whole tenant.")}
+    }}));
     paths.insert("/v1/keys/{key_id}".into(), json!({"delete": {
                 "summary": "Revoke an API key: the next request with it gets 401. The platform admin may revoke any key; a tenant admin key only keys of its own tenant (any other key is 404, as an unknown one). Revoking a revoked key again succeeds.",
-                "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"},
+                "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
                     "description": "The key's id: the part between `stk_` and the next `_` of the key."}],
                 "responses": {"204": {"description": "Revoked (or already revoked)."},
                     "401": problem("No valid key."), "403": problem("A tenant key without the admin role."),

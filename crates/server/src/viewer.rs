@@ -239,8 +239,15 @@ pub(crate) async fn mint(
     };
     let ttl_seconds = match object.get("ttl_seconds") {
         None => VIEWER_TOKEN_TTL_SECS_MAX,
+        // A whole number written with a fraction part (`75.0`) is the same JSON number.
         Some(value) => value
             .as_i64()
+            .or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|ttl| ttl.fract() == 0.0 && ttl.abs() < 1e15)
+                    .map(|ttl| ttl as i64)
+            })
             .filter(|ttl| (1..=VIEWER_TOKEN_TTL_SECS_MAX).contains(ttl))
             .ok_or_else(|| {
                 ApiError::invalid_field(
