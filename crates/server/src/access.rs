@@ -224,7 +224,7 @@ impl Reader {
             Principal::Tenant {
                 on_behalf_of: Some(user),
                 ..
-            } => (user.clone(), "user"),
+            } => (user.clone(), "human"),
             other => (other.actor_id(), "service"),
         };
         let mut metadata = json!({
