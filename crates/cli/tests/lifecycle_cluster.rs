@@ -327,7 +327,14 @@ fn three_nodes_share_one_archive_and_move_one_at_a_time() {
     };
     let (code, output) = verify();
     assert_eq!(code, 0, "{output}");
-    assert!(output.contains("all 3 tenants intact"), "{output}");
+    // The three tenants, and the read trail of each (the reads above are recorded there).
+    assert!(output.contains("all 6 tenants intact"), "{output}");
+    for tenant in ["t-a", "t-b", "t-c"] {
+        assert!(
+            output.contains(&format!("ok      tenant _access.{tenant}:")),
+            "{output}"
+        );
+    }
 
     // A rerun of the import after lifecycle adds nothing.
     import(0);

@@ -843,10 +843,11 @@ async function renderSearch(context) {
       TEXT_FILTERS.map(([name, label]) => field(label,
         h('input', { id: `f-${name}`, name, value: params.get(name) || '', autocomplete: 'off', spellcheck: 'false' }))),
       select('outcome', 'Outcome', [['', 'Any'], ['success', 'Success'], ['failure', 'Failure']], params.get('outcome') || ''),
-      field('From (your local time)', h('input', { id: 'f-from', name: 'from', type: 'datetime-local', step: '1', value: toLocalInput(params.get('from')) })),
-      field('To, exclusive (your local time)', h('input', { id: 'f-to', name: 'to', type: 'datetime-local', step: '1', value: toLocalInput(params.get('to')) })),
+      field('From', h('input', { id: 'f-from', name: 'from', type: 'datetime-local', step: '1', value: toLocalInput(params.get('from')), 'aria-describedby': 'time-help' })),
+      field('To', h('input', { id: 'f-to', name: 'to', type: 'datetime-local', step: '1', value: toLocalInput(params.get('to')), 'aria-describedby': 'time-help' })),
       select('order', 'Order', [['desc', 'Newest first'], ['asc', 'Oldest first']], params.get('order') || 'desc'),
       select('limit', 'Per page', ['25', '50', '100', '200'].map((n) => [n, n]), params.get('limit') || '50')),
+    h('p', { id: 'time-help', class: 'muted small' }, 'From and To are in your browser’s local time; events at To itself are not included. Results show times in UTC.'),
     h('div', { class: 'actions' },
       h('button', { type: 'submit' }, 'Search'),
       h('button', { type: 'button', class: 'secondary', onclick: () => { location.hash = '#/search'; } }, 'Clear')));
@@ -961,9 +962,9 @@ function renderDiff(changes) {
       h('th', { scope: 'row' }, h('code', null, row.path)),
       h('td', null, h('span', { class: `badge ${row.kind}` }, labels[row.kind])),
       h('td', { class: 'before' }, row.before === undefined ? h('span', { class: 'muted' }, '(absent)')
-        : h(row.kind === 'unchanged' ? 'span' : 'del', null, h('span', { class: 'visually-hidden' }, 'removed: '), valueText(row.before))),
+        : h(row.kind === 'unchanged' ? 'span' : 'del', null, valueText(row.before))),
       h('td', { class: 'after' }, row.after === undefined ? h('span', { class: 'muted' }, '(absent)')
-        : h(row.kind === 'unchanged' ? 'span' : 'ins', null, h('span', { class: 'visually-hidden' }, 'added: '), valueText(row.after)))))))));
+        : h(row.kind === 'unchanged' ? 'span' : 'ins', null, valueText(row.after)))))))));
   return section;
 }
 
@@ -1034,7 +1035,7 @@ function keyChangeNotice(found, context) {
 /** When the checkpoint was cut, or else when the newest event it covers was received. */
 async function checkpointAge(found, tenantId) {
   if (found.cutAt && !Number.isNaN(found.cutAt.getTime())) {
-    return { text: `${ago(Date.now() - found.cutAt.getTime())} old`, exact: true };
+    return { text: `${ago(Date.now() - found.cutAt.getTime())} old`, detail: `Cut at ${found.cutAt.toISOString()}.` };
   }
   try {
     const answer = await api('/v1/query', { method: 'POST', body: { sql: `SELECT received_at FROM events WHERE seq = ${found.checkpoint.size}` } });
@@ -1043,12 +1044,16 @@ async function checkpointAge(found, tenantId) {
       // Arrow writes the instant with or without its zone; it is UTC either way.
       const text = /(?:Z|[+-]\d{2}:\d{2})$/.test(received) ? received : `${received}Z`;
       const ms = Number(timestampNanos(text.replace(' ', 'T')) / 1_000_000n);
-      return { text: `at most ${ago(Date.now() - ms)} old (its newest event was received then)`, exact: false };
+      const since = ago(Date.now() - ms);
+      return {
+        text: since.startsWith('less') ? `${since} old` : `at most ${since} old`,
+        detail: `The server does not say when it was cut; it was cut after its newest event, which was received ${since} ago.`,
+      };
     }
   } catch {
     // A role without SQL: the age is unknown.
   }
-  return { text: 'of unknown age', exact: false };
+  return { text: 'of unknown age', detail: 'The server does not say when it was cut.' };
 }
 
 async function verifyEventInto(panel, text, event, context) {
@@ -1177,7 +1182,7 @@ async function renderVerify(context) {
         h('dt', null, 'Origin'), h('dd', null, h('code', null, checkpoint.origin)),
         h('dt', null, 'Tree size'), h('dd', { id: 'tree-size' }, String(checkpoint.size)),
         h('dt', null, 'Root hash'), h('dd', null, h('code', null, bytesToBase64(checkpoint.root)), h('br'), h('code', { class: 'muted' }, bytesToHex(checkpoint.root))),
-        h('dt', null, 'Age'), h('dd', null, age.text),
+        h('dt', null, 'Age'), h('dd', null, age.text, h('br'), h('span', { class: 'muted small' }, age.detail)),
         h('dt', null, 'Signer'), h('dd', null, h('code', null, `${key.name} (key ID ${key.id})`)),
         h('dt', null, 'Verifier key'), h('dd', null, h('code', { class: 'wrap' }, key.text))),
       consistency,
@@ -1244,13 +1249,27 @@ function askedFor(metadata) {
 }
 
 async function renderAccess(context) {
+  const { params } = context;
+  const filters = { actor_id: params.get('actor_id') || '', resource_id: params.get('resource_id') || '' };
+  const form = h('form', { class: 'card filters inline', 'aria-label': 'Access trail filters' },
+    field('Reader', h('input', { id: 'a-actor_id', name: 'actor_id', value: filters.actor_id, autocomplete: 'off', spellcheck: 'false' })),
+    field('Route', h('input', { id: 'a-resource_id', name: 'resource_id', value: filters.resource_id, placeholder: '/v1/events', autocomplete: 'off', spellcheck: 'false' })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Filter')));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams(Object.entries({ actor_id: form.actor_id.value.trim(), resource_id: form.resource_id.value.trim() })
+      .filter(([, value]) => value));
+    pageStates.delete(`access:${query}`);
+    location.hash = `#/access?${query}`;
+  });
   context.main.append(h('h1', { tabindex: '-1' }, 'Access trail'),
-    h('p', null, 'Every read of this tenant’s audit data: who read, with which credential, what they asked for and how many rows they got.'));
+    h('p', null, 'Every read of this tenant’s audit data: who read, with which credential, what they asked for and how many rows they got. Newest first.'),
+    form);
   await pagedList(context, {
-    key: 'access',
+    key: `access:${new URLSearchParams(Object.entries(filters).filter(([, value]) => value))}`,
     label: 'Access trail',
     noun: 'reads',
-    fetchPage: (cursor) => api('/v1/access-trail', { params: { limit: 50, cursor } }),
+    fetchPage: (cursor) => api('/v1/access-trail', { params: { limit: 50, ...filters, cursor } }),
     renderRows: (entries) => tableWrap('Access trail', h('table', { class: 'events access' },
       h('caption', { class: 'visually-hidden' }, 'Reads of audit data'),
       h('thead', null, h('tr', null, ['Time (UTC)', 'Reader', 'Role', 'Credential', 'Route', 'Asked for', 'Rows', 'Request ID']
@@ -1287,12 +1306,19 @@ async function download(job, part) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+/** An export's period and filters in words: `2026-01-01 00:00:00Z → 2026-02-01 00:00:00Z, actor_id alice`. */
+function describeFilters(filters) {
+  const { from, to, ...rest } = filters;
+  const period = from || to ? `${from ? shortTime(from) : 'the start'} → ${to ? shortTime(to) : 'now'}` : 'all events';
+  return [period, ...Object.entries(rest).filter(([, value]) => value != null).map(([name, value]) => `, ${name} ${value}`)].join('');
+}
+
 function exportsTable(jobs, refresh) {
   const parts = (job) => job.format === 'report' ? [['data', 'Events'], ['bundle', 'Bundle'], ['html', 'Report (HTML)'], ['pdf', 'Report (PDF)']] : [['data', 'File'], ['bundle', 'Proof bundle']];
   const bytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
   return tableWrap('Export jobs', h('table', { class: 'events exports' },
     h('caption', { class: 'visually-hidden' }, 'Export jobs, newest first'),
-    h('thead', null, h('tr', null, ['Export', 'Format', 'State', 'Requested (UTC)', 'Range and filters', 'Events', 'Size', 'Downloads'].map((name) => h('th', { scope: 'col' }, name)))),
+    h('thead', null, h('tr', null, ['Export', 'Format', 'State', 'Requested (UTC)', 'Period (UTC) and filters', 'Events', 'Size', 'Downloads'].map((name) => h('th', { scope: 'col' }, name)))),
     h('tbody', null, jobs.map((job) => {
       const running = job.state === 'queued' || job.state === 'running';
       const progress = running && job.events_expected ? ` (${job.events_read} of ${job.events_expected} read)` : '';
@@ -1301,7 +1327,7 @@ function exportsTable(jobs, refresh) {
         h('td', null, job.format),
         h('td', null, h('span', { class: `badge state-${job.state}` }, job.state), progress, job.error ? h('div', { class: 'muted' }, job.error) : null),
         h('td', null, shortTime(job.created_at)),
-        h('td', null, h('code', null, compactJson(job.filters))),
+        h('td', null, describeFilters(job.filters || {})),
         h('td', { class: 'num' }, String(job.events_written ?? '')),
         h('td', { class: 'num' }, job.bytes ? bytes(job.bytes) : ''),
         h('td', { class: 'downloads' }, job.state === 'done'
@@ -1332,8 +1358,9 @@ async function renderExports(context) {
     h('h2', { id: 'new-export' }, 'New export'),
     h('div', { class: 'grid' },
       field('Format', h('select', { id: 'x-format', name: 'format' }, EXPORT_FORMATS.map(([value, label]) => h('option', { value }, label)))),
-      field('From (your local time)', h('input', { id: 'x-from', name: 'from', type: 'datetime-local', step: '1', required: true, value: toLocalInput(monthAgo.toISOString()) })),
-      field('To, exclusive (your local time)', h('input', { id: 'x-to', name: 'to', type: 'datetime-local', step: '1', required: true, value: toLocalInput(new Date(today.getTime() + 60000).toISOString()) }))),
+      field('From', h('input', { id: 'x-from', name: 'from', type: 'datetime-local', step: '1', required: true, value: toLocalInput(monthAgo.toISOString()), 'aria-describedby': 'x-time-help' })),
+      field('To', h('input', { id: 'x-to', name: 'to', type: 'datetime-local', step: '1', required: true, value: toLocalInput(new Date(today.getTime() + 60000).toISOString()), 'aria-describedby': 'x-time-help' }))),
+    h('p', { id: 'x-time-help', class: 'muted small' }, 'In your browser’s local time; events at To itself are not included.'),
     h('details', null, h('summary', null, 'Only some events'),
       h('div', { class: 'grid' },
         TEXT_FILTERS.map(([name, label]) => field(label, h('input', { id: `x-${name}`, name, autocomplete: 'off', spellcheck: 'false' }))),
@@ -1377,7 +1404,7 @@ async function renderExports(context) {
     status.replaceChildren(notice('info', 'Requesting the export…'));
     try {
       const job = await api('/v1/exports', { method: 'POST', body: { format: form.format.value, from, to, filters } });
-      status.replaceChildren(notice('info', `Export ${job.export_id} is ${job.state}.`));
+      status.replaceChildren(notice('info', `Export ${job.export_id} requested; the list below follows it.`));
       refresh();
     } catch (error) {
       status.replaceChildren(errorNotice(error, 'start an export'));

@@ -9,7 +9,7 @@
 // A classic script, not a module, so a host page on another origin can load it with a plain
 // <script src> (a cross-origin module script would need CORS).
 //
-// Attributes: server (default: where this script came from), token, title (the frame's
+// Attributes: server (default: where this script came from), token, label (the frame's
 // accessible name, default "Account activity"), min-height (CSS length, default 320px).
 // Events: `sealtrail-expired` (bubbles) when the token expired; set a fresh `token` to go on.
 (() => {
@@ -18,7 +18,7 @@
 
   class SealtrailActivity extends HTMLElement {
     static get observedAttributes() {
-      return ['server', 'token', 'title', 'min-height'];
+      return ['server', 'token', 'label', 'min-height'];
     }
 
     constructor() {
@@ -61,7 +61,7 @@
     update() {
       const minHeight = this.getAttribute('min-height') || '320px';
       this.frame.style.minHeight = minHeight;
-      this.frame.title = this.getAttribute('title') || 'Account activity';
+      this.frame.title = this.getAttribute('label') || 'Account activity';
       const token = this.token;
       if (!token) return;
       const src = `${this.server}/console/activity.html#token=${encodeURIComponent(token)}`;

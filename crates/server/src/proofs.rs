@@ -81,7 +81,15 @@ pub(crate) async fn get_checkpoint(
     let found = state.store.checkpoint(&tenant_id, tree_size).await?;
     reader.record(&state, json!(params), Some(usize::from(found.is_some())))?;
     match found {
-        Some(checkpoint) => Ok(note_response(checkpoint.note)),
+        Some(checkpoint) => {
+            // When it was cut, so a reader can tell its age without trusting its own clock
+            // for anything but the difference.
+            let mut response = note_response(checkpoint.note);
+            if let Some(value) = http_date(checkpoint.created_at_ns) {
+                response.headers_mut().insert(header::LAST_MODIFIED, value);
+            }
+            Ok(response)
+        }
         None => Err(ApiError::NotFound(match tree_size {
             Some(size) => {
                 format!("no checkpoint of tenant {tenant_id} was cut at tree size {size}")
@@ -89,6 +97,16 @@ pub(crate) async fn get_checkpoint(
             None => format!("tenant {tenant_id} has no checkpoint yet"),
         })),
     }
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate) of an instant in nanoseconds since the epoch.
+fn http_date(ns: i64) -> Option<axum::http::HeaderValue> {
+    let format = time::format_description::parse(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+    )
+    .ok()?;
+    let instant = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()?;
+    axum::http::HeaderValue::from_str(&instant.format(&format).ok()?).ok()
 }
 
 /// `POST /v1/tenants/{tenant_id}/checkpoint`: cut one now (if the log grew) and return it.
@@ -222,6 +240,12 @@ mod tests {
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        let date = http_date(784_111_777_000_000_000).unwrap();
+        assert_eq!(date, "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]
