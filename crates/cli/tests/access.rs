@@ -200,6 +200,9 @@ fn every_read_route_answers_each_level_within_its_scope_on_postgres() {
     access_levels(Some(&database.url()));
 }
 
+/// One read through one route, answering its status.
+type Read<'a> = Box<dyn Fn() -> u16 + 'a>;
+
 /// Who is asking, and what they must see.
 struct Caller {
     name: &'static str,
@@ -648,7 +651,7 @@ fn access_levels(database_url: Option<&str>) {
         before = now;
         settled
     }));
-    let reads: Vec<(&str, Box<dyn Fn() -> u16>)> = vec![
+    let reads: Vec<(&str, Read)> = vec![
         (
             "/v1/events",
             Box::new(|| get(&server.url("/v1/events"), &security).0),

@@ -101,7 +101,7 @@ pub(crate) async fn get_checkpoint(
 
 /// An HTTP date (RFC 9110 IMF-fixdate) of an instant in nanoseconds since the epoch.
 fn http_date(ns: i64) -> Option<axum::http::HeaderValue> {
-    let format = time::format_description::parse(
+    let format = time::format_description::parse_borrowed::<2>(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
     )
     .ok()?;
