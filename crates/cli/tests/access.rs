@@ -9,11 +9,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{get, post_json, put_json, sealtrail, Server, ADMIN_TOKEN};
+use common::{get, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -150,17 +150,6 @@ fn viewer_token(server: &Server, admin: &str, actor: &str, scope: &str, ttl: i64
     );
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
-}
-
-fn wait_until(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 /// Every entry of a tenant's read trail, oldest first, read by `key`, but the entries that

@@ -10,9 +10,8 @@ mod receivers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{delete, get, get_bytes, post_json, sealtrail, Server, ADMIN_TOKEN};
+use common::{delete, get, get_bytes, post_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -51,17 +50,6 @@ fn post_events(server: &Server, events: &[Value]) {
         let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(chunk));
         assert_eq!(status, 201, "{body}");
     }
-}
-
-fn wait_until(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 /// Requests an export and waits for it to finish; returns the job.

@@ -24,10 +24,8 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, MatchedPath, Query, State};
 use axum::http::request::Parts;
 use axum::Json;
-use sealtrail_hot::{EventQuery, KeyScope, Order};
-use sealtrail_model::limits::{
-    QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, SCOPE_ACTORS_MAX, TRAIL_DETAIL_BYTES_MAX,
-};
+use sealtrail_hot::{EventQuery, KeyScope};
+use sealtrail_model::limits::{REQUEST_ID_CHARS_MAX, SCOPE_ACTORS_MAX, TRAIL_DETAIL_BYTES_MAX};
 use sealtrail_model::{access_trail_tenant, check_tenant_id, validate_event};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -313,33 +311,7 @@ pub(crate) async fn trail(
         .whole_tenant(&state, params.get("tenant_id"))
         .await?;
     let mut query = EventQuery::for_tenant(&access_trail_tenant(&reader.tenant_id));
-    let mut cursor = None;
-    for (name, value) in &params {
-        match name.as_str() {
-            "tenant_id" => {}
-            "limit" => {
-                query.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|limit| (1..=QUERY_LIMIT_MAX).contains(limit))
-                    .ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "limit",
-                            format!("must be an integer from 1 to {QUERY_LIMIT_MAX}"),
-                        )
-                    })?;
-            }
-            "order" => {
-                query.order = match value.as_str() {
-                    "asc" => Order::Asc,
-                    "desc" => Order::Desc,
-                    _ => return Err(ApiError::invalid_field("order", "must be asc or desc")),
-                };
-            }
-            "cursor" => cursor = Some(value.clone()),
-            _ => crate::query::filter_param(&mut query, name, value)?,
-        }
-    }
+    let cursor = crate::query::page_params(&mut query, &params)?;
     let page = crate::query::read_page(&state, query, cursor).await?;
     reader.record(
         &state,

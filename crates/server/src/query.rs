@@ -103,8 +103,21 @@ pub(crate) async fn list_events(
 ) -> Result<Json<Page>, ApiError> {
     let reader = request.reader(&state, params.get("tenant_id")).await?;
     let mut query = EventQuery::for_tenant(&reader.tenant_id);
+    let cursor = page_params(&mut query, &params)?;
+    reader.narrow(&mut query);
+    let page = read_page(&state, query, cursor).await?;
+    reader.record(&state, json!(params), Some(page.events.len()))?;
+    Ok(Json(page))
+}
+
+/// Reads `GET /v1/events`'s parameters into `query` (`limit`, `order` and the filters; the
+/// caller has read `tenant_id`) and returns the `cursor`. An unknown name is refused.
+pub(crate) fn page_params(
+    query: &mut EventQuery,
+    params: &HashMap<String, String>,
+) -> Result<Option<String>, ApiError> {
     let mut cursor = None;
-    for (name, value) in &params {
+    for (name, value) in params {
         match name.as_str() {
             "tenant_id" => {}
             "limit" => {
@@ -126,13 +139,10 @@ pub(crate) async fn list_events(
                 };
             }
             "cursor" => cursor = Some(value.clone()),
-            _ => filter_param(&mut query, name, value)?,
+            _ => filter_param(query, name, value)?,
         }
     }
-    reader.narrow(&mut query);
-    let page = read_page(&state, query, cursor).await?;
-    reader.record(&state, json!(params), Some(page.events.len()))?;
-    Ok(Json(page))
+    Ok(cursor)
 }
 
 /// One page of `query` after `cursor` (a cursor this module issued), with the cursor of the

@@ -340,3 +340,15 @@ pub fn sealtrail_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) 
 pub fn sealtrail(args: &[&str]) -> (i32, String) {
     sealtrail_with_env(args, &[])
 }
+
+/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
+pub fn wait_until(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}

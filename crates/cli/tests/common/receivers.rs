@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -170,14 +169,4 @@ impl SyslogReceiver {
     }
 }
 
-/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
-pub fn wait_until(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    condition()
-}
+pub use crate::common::wait_until;
