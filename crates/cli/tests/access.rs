@@ -795,6 +795,40 @@ fn access_levels(database_url: Option<&str>) {
         .unwrap()
         .starts_with("viewer-token:"));
     assert_eq!(viewer_entry["metadata"]["level"], "self");
+
+    // Reads answered just before a SIGKILL are in the trail after the restart: each entry was
+    // spooled before its answer was sent.
+    let settled = |server: &Server| {
+        let mut last = trail(server, &admin, None);
+        assert!(wait_until(20, || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = trail(server, &admin, None);
+            let same = now.len() == last.len();
+            last = now;
+            same
+        }));
+        last
+    };
+    let before_kill = settled(&server);
+    for n in 0..5 {
+        let (status, _) = get(
+            &server.url(&format!("/v1/events?limit={}", n + 1)),
+            &security,
+        );
+        assert_eq!(status, 200);
+    }
+    server.signal_and_wait("KILL");
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    let after_restart = settled(&server);
+    let limits: Vec<&str> = after_restart[before_kill.len()..]
+        .iter()
+        .map(|entry| entry["metadata"]["query"]["limit"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        limits,
+        ["1", "2", "3", "4", "5"],
+        "the five reads before the SIGKILL, once each, in order"
+    );
     server.signal_and_wait("TERM");
 
     // Each trail is a log like any other: `sealtrail verify` checks it.
