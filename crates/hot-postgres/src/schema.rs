@@ -422,6 +422,12 @@ CREATE POLICY service_scope ON summary_deleted_days
 -- JSON (sealtrail_hot::KeyScope); NULL for the roles that read the whole tenant or nothing.
 ALTER TABLE api_keys ADD COLUMN scope text;
 "#,
+}, Migration {
+    version: 9,
+    description: "actors_team: a team_admin scope reads its teams' members through an index",
+    sql: r#"
+CREATE INDEX actors_team ON actors (tenant_id, team, actor_id);
+"#,
 }];
 
 /// The schema version this build requires.

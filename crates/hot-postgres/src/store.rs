@@ -2059,6 +2059,26 @@ impl DirectoryStore for PostgresStore {
         rows.iter().map(|row| self.actor_from_row(row)).collect()
     }
 
+    async fn team_members(
+        &self,
+        tenant_id: &str,
+        teams: &[String],
+        limit: usize,
+    ) -> sealtrail_hot::Result<Vec<String>> {
+        let db = |source| self.db(source);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT actor_id FROM actors WHERE tenant_id = $1 AND team = ANY($2) \
+                 ORDER BY actor_id LIMIT $3",
+                &[&tenant_id, &teams, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
+    }
+
     async fn actor(&self, tenant_id: &str, actor_id: &str) -> sealtrail_hot::Result<Option<Actor>> {
         let rows = self
             .scoped_statement(

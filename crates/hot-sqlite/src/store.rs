@@ -231,6 +231,10 @@ INSERT INTO summary_month_actor
     r#"
 ALTER TABLE api_keys ADD COLUMN scope TEXT;
 "#,
+    // A team_admin scope reads its teams' members through this index.
+    r#"
+CREATE INDEX actors_team ON actors (tenant_id, team, actor_id);
+"#,
 ];
 
 const BUMP_REVISION: &str =
@@ -1678,6 +1682,26 @@ impl DirectoryStore for SqliteStore {
                  WHERE tenant_id = ?1 ORDER BY actor_id",
             )?;
             let rows = select.query_map([tenant_id], actor_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn team_members(
+        &self,
+        tenant_id: &str,
+        teams: &[String],
+        limit: usize,
+    ) -> HotResult<Vec<String>> {
+        let tenant_id = tenant_id.to_owned();
+        let teams = serde_json::to_string(teams).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT actor_id FROM actors WHERE tenant_id = ?1 \
+                 AND team IN (SELECT value FROM json_each(?2)) ORDER BY actor_id LIMIT ?3",
+            )?;
+            let rows = select.query_map(params![tenant_id, teams, limit], |row| row.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

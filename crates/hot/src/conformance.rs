@@ -1654,6 +1654,55 @@ pub async fn actor_directory_upserts_per_tenant(fixture: &dyn Fixture) {
         Some(actor("bob", "sales", None))
     );
     assert_eq!(store.actor("beta", "bob").await.unwrap(), None);
+
+    // Team members, through the index: only the named teams, only this tenant, in order, at
+    // most the limit.
+    store
+        .upsert_actors(
+            "acme",
+            vec![
+                actor("carol", "finance", Some("payables")),
+                actor("dave", "finance", Some("receivables")),
+                actor("erin", "finance", Some("payables")),
+                actor("frank", "it", Some("ops \"eu\"")),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_actors("beta", vec![actor("zed", "legal", Some("payables"))])
+        .await
+        .unwrap();
+    let teams = |names: &[&str]| {
+        names
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        store
+            .team_members("acme", &teams(&["payables", "ops \"eu\""]), 10)
+            .await
+            .unwrap(),
+        ["carol", "erin", "frank"]
+    );
+    assert_eq!(
+        store
+            .team_members("acme", &teams(&["payables"]), 1)
+            .await
+            .unwrap(),
+        ["carol"]
+    );
+    assert!(store
+        .team_members("acme", &teams(&["nobody"]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .team_members("acme", &[], 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Summaries count every new event once (a retry and a request refused for a conflict add

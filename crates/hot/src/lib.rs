@@ -630,6 +630,16 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
 
     /// A tenant's whole directory, by `actor_id` (for the SQL table `actors`).
     async fn actors(&self, tenant_id: &str) -> Result<Vec<Actor>>;
+
+    /// The `actor_id`s of a tenant's directory whose `team` is one of `teams`, in order, at
+    /// most `limit` (a `team_admin` scope; read through an index on the team, so a large
+    /// directory is not read whole).
+    async fn team_members(
+        &self,
+        tenant_id: &str,
+        teams: &[String],
+        limit: usize,
+    ) -> Result<Vec<String>>;
 }
 
 /// Every concern of a hot store, and its log for verification: what the server runs on.

@@ -18,7 +18,6 @@
 //! async lane: spooled before the answer is sent, so a read is never answered unrecorded; a full
 //! queue answers the read 503 instead.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, MatchedPath, Query, State};
@@ -163,25 +162,15 @@ async fn scope_actors(
     match scope {
         KeyScope::Actor(actor_id) => Ok(vec![actor_id.clone()]),
         KeyScope::Teams(teams) => {
-            let teams: BTreeSet<&str> = teams.iter().map(String::as_str).collect();
-            let actors: Vec<String> = state
+            // One more than the bound tells a scope beyond it without reading it whole.
+            let actors = state
                 .store
-                .actors(tenant_id)
-                .await?
-                .into_iter()
-                .filter(|actor| {
-                    actor
-                        .team
-                        .as_deref()
-                        .is_some_and(|team| teams.contains(team))
-                })
-                .map(|actor| actor.actor_id)
-                .collect();
+                .team_members(tenant_id, teams, SCOPE_ACTORS_MAX + 1)
+                .await?;
             if actors.len() > SCOPE_ACTORS_MAX {
                 return Err(ApiError::Forbidden(format!(
-                    "the key's teams hold {} actors, more than the {SCOPE_ACTORS_MAX} a \
-                     team_admin scope may span; use a security_admin key",
-                    actors.len()
+                    "the key's teams hold more than the {SCOPE_ACTORS_MAX} actors a team_admin \
+                     scope may span; use a security_admin key"
                 )));
             }
             Ok(actors)

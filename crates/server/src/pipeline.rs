@@ -1048,6 +1048,15 @@ mod tests {
         ) -> sealtrail_hot::Result<Vec<sealtrail_model::Actor>> {
             Ok(Vec::new())
         }
+
+        async fn team_members(
+            &self,
+            _tenant_id: &str,
+            _teams: &[String],
+            _limit: usize,
+        ) -> sealtrail_hot::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
     }
 
     #[async_trait]
