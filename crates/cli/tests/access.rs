@@ -46,11 +46,16 @@ fn event(tenant: &str, actor: &str, n: i64, at_ns: i64) -> Value {
 fn events() -> Vec<Value> {
     let old = now_ns() - 45 * DAY_NS;
     let recent = now_ns() - 3_600 * 1_000_000_000;
+    // The old ones first: the lifecycle moves a prefix of the log.
     let mut events = Vec::new();
     for (index, actor) in PEOPLE.iter().enumerate() {
         for n in 0..5 {
             let at = old + (index as i64 * 5 + n) * 1_000_000_000;
             events.push(event("acme", actor, n, at));
+        }
+    }
+    for (index, actor) in PEOPLE.iter().enumerate() {
+        for n in 0..5 {
             let at = recent + (index as i64 * 5 + n) * 1_000_000;
             events.push(event("acme", actor, n + 5, at));
         }
@@ -205,8 +210,7 @@ struct Caller {
 fn access_levels(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let on_backend = |args: &[&str]| common::on_backend(args, database_url);
-    let serve_args = on_backend(&[]);
+    let serve_args = common::on_backend(&[], database_url);
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
 
@@ -216,18 +220,51 @@ fn access_levels(database_url: Option<&str>) {
     let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(all));
     assert_eq!(status, 201, "{body}");
     server.signal_and_wait("TERM");
-    let lifecycle = on_backend(&[
-        "lifecycle",
-        "run",
-        "--data-dir",
-        &data,
-        "--hot-retention-days",
-        "30",
-    ]);
-    let lifecycle: Vec<&str> = lifecycle.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&lifecycle);
+    let (code, output) = common::sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            &data,
+            "--hot-retention-days",
+            "30",
+        ],
+        database_url,
+    );
     assert_eq!(code, 0, "{output}");
     let server = Server::start_with(dir.path(), &serve_args, &env);
+    let (_, page) = get(
+        &server.url("/v1/events?tenant_id=acme&limit=100"),
+        ADMIN_TOKEN,
+    );
+    let warm: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["tier"] == "warm")
+        .map(|event| &event["event_id"])
+        .collect();
+    assert_eq!(
+        warm.len(),
+        20,
+        "acme's 20 old events are in the warm tier: {warm:?}"
+    );
+    // A retry of an event the lifecycle moved gets its stored receipt and stores nothing again.
+    let archived = all
+        .iter()
+        .find(|event| event["event_id"] == "acme-alice-1")
+        .unwrap();
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!([archived]));
+    assert_eq!(status, 201, "{body}");
+    let (_, stored) = get(
+        &server.url("/v1/events/acme-alice-1?tenant_id=acme"),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(
+        (&body["results"][0]["seq"], stored["tier"].as_str()),
+        (&stored["seq"], Some("warm")),
+        "{body}"
+    );
 
     let directory: Vec<Value> = TEAMS
         .iter()
@@ -832,12 +869,35 @@ fn access_levels(database_url: Option<&str>) {
     server.signal_and_wait("TERM");
 
     // Each trail is a log like any other: `sealtrail verify` checks it.
-    let verify = on_backend(&["verify", "--data-dir", &data]);
-    let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&verify);
+    let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
     assert_eq!(code, 0, "{output}");
     assert!(
         output.contains("tenant _access.acme") && output.contains("tenant _access.beta"),
         "{output}"
     );
+    // And an auditor can take a trail away as a proof bundle and check it offline.
+    let bundle_dir = dir.path().join("trail-bundle");
+    let (code, output) = common::sealtrail_on(
+        &[
+            "bundle",
+            "--data-dir",
+            &data,
+            "--tenant",
+            "_access.acme",
+            "--out",
+            bundle_dir.to_str().unwrap(),
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
+    assert_eq!(code, 0, "{key}");
+    let (code, output) = sealtrail(&[
+        "verify-bundle",
+        bundle_dir.to_str().unwrap(),
+        "--key",
+        key.trim(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("ok      tenant _access.acme"), "{output}");
 }

@@ -166,8 +166,7 @@ fn exports_in_every_format_verify_across_tiers_and_a_sigkill_on_postgres() {
 fn exports_across_tiers_and_time(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let on_backend = |args: &[&str]| common::on_backend(args, database_url);
-    let serve_args = on_backend(&[]);
+    let serve_args = common::on_backend(&[], database_url);
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
     let server = Server::start_with(dir.path(), &serve_args, &env);
@@ -178,16 +177,17 @@ fn exports_across_tiers_and_time(database_url: Option<&str>) {
     old.extend((0..50).map(|n| event("other", n, old_ns + n * 1_000_000_000)));
     post_events(&server, &old);
     server.signal_and_wait("TERM");
-    let lifecycle = on_backend(&[
-        "lifecycle",
-        "run",
-        "--data-dir",
-        &data,
-        "--hot-retention-days",
-        "30",
-    ]);
-    let lifecycle: Vec<&str> = lifecycle.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&lifecycle);
+    let (code, output) = common::sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            &data,
+            "--hot-retention-days",
+            "30",
+        ],
+        database_url,
+    );
     assert_eq!(code, 0, "{output}");
 
     let server = Server::start_with(dir.path(), &serve_args, &env);
@@ -302,9 +302,7 @@ fn exports_across_tiers_and_time(database_url: Option<&str>) {
     assert_eq!(completed.len(), 1, "completed once: {completed:?}");
     server.signal_and_wait("TERM");
 
-    let verify = on_backend(&["verify", "--data-dir", &data]);
-    let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&verify);
+    let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
     assert_eq!(code, 0, "{output}");
 }
 

@@ -972,16 +972,17 @@ fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
     };
     assert!(wait_until(20, || alert_ids(&server).len() == 1));
     server.signal_and_wait("TERM");
-    let lifecycle = on_backend(&[
-        "lifecycle",
-        "run",
-        "--data-dir",
-        &data,
-        "--hot-retention-days",
-        "30",
-    ]);
-    let lifecycle: Vec<&str> = lifecycle.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&lifecycle);
+    let (code, output) = common::sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            &data,
+            "--hot-retention-days",
+            "30",
+        ],
+        database_url,
+    );
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("200"), "the old events moved: {output}");
 
@@ -1046,22 +1047,21 @@ fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
     );
     server.signal_and_wait("TERM");
 
-    let verify = on_backend(&["verify", "--data-dir", &data]);
-    let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&verify);
+    let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
     assert_eq!(code, 0, "{output}");
     let bundle_dir = dir.path().join("bundle");
-    let bundle = on_backend(&[
-        "bundle",
-        "--data-dir",
-        &data,
-        "--tenant",
-        "acme",
-        "--out",
-        bundle_dir.to_str().unwrap(),
-    ]);
-    let bundle: Vec<&str> = bundle.iter().map(String::as_str).collect();
-    let (code, output) = sealtrail(&bundle);
+    let (code, output) = common::sealtrail_on(
+        &[
+            "bundle",
+            "--data-dir",
+            &data,
+            "--tenant",
+            "acme",
+            "--out",
+            bundle_dir.to_str().unwrap(),
+        ],
+        database_url,
+    );
     assert_eq!(code, 0, "{output}");
     let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
     assert_eq!(code, 0, "{key}");

@@ -136,6 +136,22 @@ impl ReadRequest {
     }
 }
 
+/// The tenant a whole-tenant read is about (its `tenant_id`, which a tenant-bound caller may
+/// omit), for a caller that may read all of it; 403 for any other, the narrow levels included.
+/// For routes that read without recording (export job states).
+pub(crate) fn readable_tenant(
+    principal: &Principal,
+    requested: Option<&String>,
+) -> Result<String, ApiError> {
+    let tenant_id = requested_tenant(principal, requested)?;
+    if !principal.may_read(&tenant_id) {
+        return Err(ApiError::Forbidden(format!(
+            "this key may not read tenant {tenant_id}"
+        )));
+    }
+    Ok(tenant_id)
+}
+
 /// The tenant a read is about: the `tenant_id` parameter, which a tenant-bound caller may omit.
 fn requested_tenant(principal: &Principal, requested: Option<&String>) -> Result<String, ApiError> {
     match (requested, principal.tenant()) {

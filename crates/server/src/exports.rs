@@ -37,9 +37,9 @@ use sealtrail_query::formats::{ExportFormat, ExportWriter, FileDigest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::access::readable_tenant;
 use crate::auth::Principal;
 use crate::problem::ApiError;
-use crate::query::readable_tenant;
 use crate::{now_ns, AppState};
 
 const INDEX_SETTING: &str = "exports";

@@ -26,12 +26,11 @@ use sealtrail_hot::{EventQuery, Order};
 use sealtrail_model::limits::{
     QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX,
 };
-use sealtrail_model::{check_tenant_id, parse_timestamp, LocatedEvent};
+use sealtrail_model::{parse_timestamp, LocatedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::access::ReadRequest;
-use crate::auth::Principal;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -473,33 +472,6 @@ pub(crate) async fn export(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
-}
-
-/// The tenant a read is about: the `tenant_id` parameter, which a tenant-bound key may omit.
-pub(crate) fn readable_tenant(
-    principal: &Principal,
-    requested: Option<&String>,
-) -> Result<String, ApiError> {
-    let tenant_id = match (requested, principal.tenant()) {
-        (Some(requested), _) => {
-            check_tenant_id(requested)
-                .map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
-            requested.clone()
-        }
-        (None, Some(own)) => own.to_owned(),
-        (None, None) => {
-            return Err(ApiError::invalid_field(
-                "tenant_id",
-                "is required for a platform-admin key",
-            ))
-        }
-    };
-    if !principal.may_read(&tenant_id) {
-        return Err(ApiError::Forbidden(format!(
-            "this key may not read tenant {tenant_id}"
-        )));
-    }
-    Ok(tenant_id)
 }
 
 fn timestamp_param(name: &str, value: &str) -> Result<i64, ApiError> {

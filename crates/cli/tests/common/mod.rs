@@ -352,3 +352,10 @@ pub fn wait_until(seconds: u64, mut condition: impl FnMut() -> bool) -> bool {
     }
     condition()
 }
+
+/// Runs `sealtrail args…` (a subcommand), on PostgreSQL at `database_url` when given.
+pub fn sealtrail_on(args: &[&str], database_url: Option<&str>) -> (i32, String) {
+    let args = on_backend(args, database_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sealtrail(&args)
+}
