@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent implementation of docs/FORMAT.md ("Canonical encoding, version 1", "Numbers",
 "JSON input rules", "Sampling"), written from the document alone, checked against
-docs/vectors/event-v1.json, docs/vectors/json-v1.json and docs/vectors/sampling-v1.json. Standard library only.
+docs/vectors/event-v1.json, event-v2.json, json-v1.json and sampling-v1.json. Standard library only.
 
 Usage: python3 docs/verify_vectors.py   (exit status 0 when every vector matches)
 """
@@ -189,6 +189,74 @@ def canonical_bytes(event):
     ])
 
 
+TAG_V2 = b"sealtrail.event.v2\n"
+COMMITMENT_TAG = b"sealtrail.commitment.v2\n"
+PROTECTED = ("ip_address", "user_agent", "changes", "metadata")
+
+
+def commitment(salt, plaintext):
+    # "Protected fields": SHA-256(tag || salt || str(plaintext)).
+    return hashlib.sha256(COMMITMENT_TAG + salt + s(plaintext)).digest()
+
+
+def canonical_bytes_v2(event):
+    # Version 2: another tag, and each protected field as 0x02 || its commitment.
+    sealed = event.get("sealed") or {}
+
+    def field(name, value):
+        if name in sealed:
+            return b"\x02" + bytes.fromhex(sealed[name]["commitment"])
+        return opt(value)
+
+    return b"".join([
+        TAG_V2,
+        u64(event["seq"]),
+        bytes.fromhex(event["prev_hash"]),
+        s(event["tenant_id"]),
+        s(event["event_id"]),
+        i64(nanos(event["timestamp"])),
+        i64(nanos(event["received_at"])),
+        s(event["actor_id"]),
+        s(event["actor_type"]),
+        s(event["action"]),
+        s(event["resource_type"]),
+        opt(event["resource_id"]),
+        s(event["outcome"]),
+        field("ip_address", event["ip_address"]),
+        field("user_agent", event["user_agent"]),
+        opt(event["request_id"]),
+        field("changes", canonical_json(event["changes"])),
+        field("metadata", canonical_json(event["metadata"])),
+    ])
+
+
+def check_v2_vectors(path):
+    """docs/vectors/event-v2.json: each event opened and erased hashes the same, and every
+    opened field matches its commitment."""
+    failures = 0
+    prev = "00" * 32
+    vectors = parse_input(path.read_text(encoding="utf-8"))
+    for number, vector in enumerate(vectors, 1):
+        event = vector["event"]
+        ok = event["prev_hash"] == prev
+        for state in ("event", "erased"):
+            data = canonical_bytes_v2(vector[state])
+            digest = hashlib.sha256(b"\x00" + data).hexdigest()
+            ok = ok and data.hex() == vector["canonical_hex"] and digest == vector["event_hash"]
+        for name, entry in event["sealed"].items():
+            assert name in PROTECTED, name
+            value = event[name]
+            plaintext = value if isinstance(value, str) else canonical_text(value)
+            opened = commitment(bytes.fromhex(entry["salt"]), plaintext).hex()
+            ok = ok and entry["state"] == "open" and opened == entry["commitment"]
+            ok = ok and vector["erased"][name] is None
+            ok = ok and vector["erased"]["sealed"][name]["state"] == "erased"
+        print(f"vector v2-{number}: {'ok' if ok else 'MISMATCH'} {vector['event_hash']}")
+        failures += not ok
+        prev = vector["event_hash"]
+    return failures
+
+
 def check_json_vectors(path):
     """docs/vectors/json-v1.json: what each input is stored as, or the field it is refused at."""
     vectors = json.loads(path.read_text(encoding="utf-8"))
@@ -260,6 +328,7 @@ def main():
     path = vectors_dir / "event-v1.json"
     failures = check_json_vectors(vectors_dir / "json-v1.json")
     failures += check_sampling_vectors(vectors_dir / "sampling-v1.json")
+    failures += check_v2_vectors(vectors_dir / "event-v2.json")
     prev = "00" * 32
     for number, vector in enumerate(parse_input(path.read_text(encoding="utf-8")), 1):
         event = vector["event"]

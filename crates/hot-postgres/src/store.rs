@@ -2283,6 +2283,40 @@ impl SettingsStore for PostgresStore {
             .map_err(|source| self.db(source))?;
         Ok(())
     }
+
+    async fn settings_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> sealtrail_hot::Result<Vec<(String, Vec<u8>)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, value FROM settings WHERE starts_with(name, $1) ORDER BY name",
+                &[&prefix],
+            )
+            .await
+            .map_err(|source| self.db(source))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|source| self.db(source))
+    }
+
+    async fn delete_settings(&self, prefix: &str) -> sealtrail_hot::Result<u64> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute("DELETE FROM settings WHERE starts_with(name, $1)", &[&prefix])
+            .await
+            .map_err(|source| self.db(source))?;
+        // A deleted row stays in its page until the space is reused. `VACUUM FULL` writes the
+        // (small) table anew and unlinks the old file, so the values are in no file of the
+        // table; PostgreSQL's WAL keeps them until its segments are recycled.
+        client
+            .batch_execute("VACUUM FULL settings")
+            .await
+            .map_err(|source| self.db(source))?;
+        Ok(deleted)
+    }
 }
 
 #[async_trait]

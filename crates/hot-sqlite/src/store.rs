@@ -17,8 +17,8 @@ use sealtrail_ledger::{
     MerkleFrontier, TILE_WIDTH,
 };
 use sealtrail_model::limits::{
-    HOT_READ_CONNECTIONS_MAX, WAL_BYTES_SOFT_MAX, WAL_CHECKPOINT_INTERVAL_MILLIS,
-    WAL_TRUNCATE_WAIT_MILLIS,
+    HOT_READ_CONNECTIONS_MAX, SECURE_DELETE_WAL_ATTEMPTS, WAL_BYTES_SOFT_MAX,
+    WAL_CHECKPOINT_INTERVAL_MILLIS, WAL_TRUNCATE_WAIT_MILLIS,
 };
 use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEvent};
 
@@ -1421,6 +1421,60 @@ impl SettingsStore for SqliteStore {
         })
         .await
     }
+
+    async fn settings_with_prefix(&self, prefix: &str) -> HotResult<Vec<(String, Vec<u8>)>> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT name, value FROM settings WHERE substr(name, 1, length(?1)) = ?1 \
+                 ORDER BY name",
+            )?;
+            let rows = statement
+                .query_map([&prefix], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_settings(&self, prefix: &str) -> HotResult<u64> {
+        let prefix = prefix.to_owned();
+        self.write(move |writer| {
+            // `secure_delete` zeroes what the delete frees, in the page and on the freelist;
+            // only for this statement, since zeroing costs every other delete (the lifecycle).
+            writer.conn.pragma_update(None, "secure_delete", true)?;
+            let deleted = writer.conn.execute(
+                "DELETE FROM settings WHERE substr(name, 1, length(?1)) = ?1",
+                [&prefix],
+            );
+            writer.conn.pragma_update(None, "secure_delete", false)?;
+            let deleted = deleted?;
+            // The WAL still holds the frames that wrote the values: fold the zeroed pages into
+            // the database file and cut the WAL to nothing.
+            wipe_wal(&writer.conn)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}
+
+/// Checkpoints the whole WAL into the database file and truncates it, waiting for readers that
+/// still need older frames (up to the connection's busy timeout, then again).
+fn wipe_wal(conn: &Connection) -> Result<()> {
+    for _ in 0..SECURE_DELETE_WAL_ATTEMPTS {
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(HotError::Task(format!(
+        "readers held the WAL through {SECURE_DELETE_WAL_ATTEMPTS} attempts to truncate it after a secure delete"
+    ))
+    .into())
 }
 
 /// An actor selected as `actor_id, display_name, department, team, attributes`.

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             api_keys_expire_and_are_revoked,
             settings_are_set_once,
             settings_can_be_replaced,
+            settings_are_listed_and_deleted_by_prefix,
             retention_deletes_a_prefix_only,
             tiles_complete_after_their_leaves_left,
             a_retry_of_an_archived_event_gets_its_receipt,
@@ -1154,6 +1155,37 @@ pub async fn settings_can_be_replaced(fixture: &dyn Fixture) {
         store.setting("retention/globex").await.unwrap(),
         Some(b"kept".to_vec())
     );
+}
+
+/// Settings are listed and deleted by name prefix, exactly: `vault/acme/` never touches
+/// `vault/acme2/` or the name equal to the prefix without its slash.
+pub async fn settings_are_listed_and_deleted_by_prefix(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    for name in ["vault/acme/a", "vault/acme/b", "vault/acme2/a", "vault/acme", "other"] {
+        store
+            .set_setting(name, name.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let listed = store.settings_with_prefix("vault/acme/").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("vault/acme/a".to_owned(), b"vault/acme/a".to_vec()),
+            ("vault/acme/b".to_owned(), b"vault/acme/b".to_vec())
+        ]
+    );
+    assert_eq!(store.delete_settings("vault/acme/").await.unwrap(), 2);
+    assert_eq!(store.setting("vault/acme/a").await.unwrap(), None);
+    assert!(store
+        .settings_with_prefix("vault/acme/")
+        .await
+        .unwrap()
+        .is_empty());
+    for kept in ["vault/acme2/a", "vault/acme", "other"] {
+        assert!(store.setting(kept).await.unwrap().is_some(), "{kept}");
+    }
+    assert_eq!(store.delete_settings("vault/acme/").await.unwrap(), 0);
 }
 
 /// The lifecycle's calls: the due prefix stops at the first young event in `seq` order, deletes

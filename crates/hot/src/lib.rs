@@ -349,6 +349,15 @@ pub trait SettingsStore: Send + Sync + std::fmt::Debug {
     /// Stores a setting, replacing any value of that name (per-tenant policies such as
     /// retention). MUST NOT return `Ok` before the value is durable.
     async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<()>;
+
+    /// Every setting whose name starts with `prefix`, by name (the keys of a tenant's vault).
+    async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Deletes every setting whose name starts with `prefix`, returning how many. This is how a
+    /// key is destroyed: before `Ok`, the deleted values MUST be gone from the store's own files
+    /// as far as the backend allows (SQLite: zeroed pages and a truncated WAL; PostgreSQL: the
+    /// table rewritten, so its old file is unlinked).
+    async fn delete_settings(&self, prefix: &str) -> Result<u64>;
 }
 
 /// Moving events out of the hot tier (`sealtrail-archive`'s lifecycle).

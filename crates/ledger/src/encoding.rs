@@ -5,11 +5,16 @@
 
 use sha2::{Digest, Sha256};
 
-use sealtrail_model::Event;
+use sealtrail_model::{sealed_commitment, Event, SEALED_PREFIX};
 
 /// Leading bytes of every canonical encoding: names the format and its version, so a hash of a
 /// v1 event can never collide with a hash of anything else Sealtrail signs or hashes.
 pub const FORMAT_TAG: &[u8] = b"sealtrail.event.v1\n";
+/// The tag of version 2, for an event holding at least one protected field as an envelope
+/// (docs/FORMAT.md, "Canonical encoding, version 2"). An event without one keeps version 1.
+pub const FORMAT_TAG_V2: &[u8] = b"sealtrail.event.v2\n";
+/// Leading bytes of a protected field's salted commitment.
+const COMMITMENT_TAG: &[u8] = b"sealtrail.commitment.v2\n";
 /// RFC 6962's domain-separation byte for leaf hashes.
 const LEAF_HASH_PREFIX: u8 = 0x00;
 /// Leading bytes of the idempotency digest, which is internal and never published.
@@ -91,6 +96,48 @@ impl<'a> From<&'a Event> for EventView<'a> {
     }
 }
 
+/// The salted commitment to a protected field's plaintext (canonical JSON text for `changes`
+/// and `metadata`): SHA-256 of a tag, the 32-byte salt and `str(plaintext)`. Without the salt,
+/// which is kept only inside the ciphertext's key, a guess of a low-entropy value (an IP
+/// address) cannot be checked against it.
+pub fn commitment(salt: &[u8; 32], plaintext: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.put(COMMITMENT_TAG);
+    hasher.put(salt);
+    hasher.put_str(plaintext);
+    hasher.finalize().into()
+}
+
+/// The commitment of a protected field held as an envelope, `None` for a plaintext value.
+fn sealed(field: Option<&[u8]>) -> Option<[u8; 32]> {
+    let field = field?;
+    if !field.starts_with(SEALED_PREFIX.as_bytes()) {
+        return None;
+    }
+    sealed_commitment(std::str::from_utf8(field).ok()?)
+}
+
+impl EventView<'_> {
+    /// Whether the event holds a protected field as an envelope, and so hashes as version 2.
+    pub fn is_sealed(&self) -> bool {
+        [self.ip_address, self.user_agent, self.changes, self.metadata]
+            .into_iter()
+            .any(|field| sealed(field).is_some())
+    }
+}
+
+/// A protected field: as `opt` in version 1; in version 2 an envelope is the byte `0x02` and
+/// its 32-byte commitment instead.
+fn put_protected(sink: &mut impl Sink, field: Option<&[u8]>) {
+    match sealed(field) {
+        Some(commitment) => {
+            sink.put(&[2]);
+            sink.put(&commitment);
+        }
+        None => sink.put_opt(field),
+    }
+}
+
 /// The fields of an event that its client chose, in canonical order.
 fn put_content(sink: &mut impl Sink, event: &EventView<'_>) {
     sink.put_str(event.actor_id);
@@ -99,11 +146,11 @@ fn put_content(sink: &mut impl Sink, event: &EventView<'_>) {
     sink.put_str(event.resource_type);
     sink.put_opt(event.resource_id);
     sink.put_str(event.outcome);
-    sink.put_opt(event.ip_address);
-    sink.put_opt(event.user_agent);
+    put_protected(sink, event.ip_address);
+    put_protected(sink, event.user_agent);
     sink.put_opt(event.request_id);
-    sink.put_opt(event.changes);
-    sink.put_opt(event.metadata);
+    put_protected(sink, event.changes);
+    put_protected(sink, event.metadata);
 }
 
 fn put_canonical(
@@ -113,7 +160,11 @@ fn put_canonical(
     received_at_ns: i64,
     prev_hash: &[u8; 32],
 ) {
-    sink.put(FORMAT_TAG);
+    sink.put(if event.is_sealed() {
+        FORMAT_TAG_V2
+    } else {
+        FORMAT_TAG
+    });
     sink.put(&seq.to_be_bytes());
     sink.put(prev_hash);
     sink.put_str(event.tenant_id);

@@ -33,8 +33,8 @@ pub use deletion::{
     DELETION_RECORD_FORMAT,
 };
 pub use encoding::{
-    canonical_bytes, content_digest, encode_canonical, event_hash, event_hash_of_view, EventView,
-    FORMAT_TAG,
+    canonical_bytes, commitment, content_digest, encode_canonical, event_hash, event_hash_of_view,
+    EventView, FORMAT_TAG, FORMAT_TAG_V2,
 };
 pub use export_bundle::{
     Bounds, ExportCheck, ExportFault, ExportFilter, ExportHeader, ExportReport,

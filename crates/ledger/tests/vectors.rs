@@ -232,3 +232,132 @@ fn json_input_vectors_match_the_code() {
         .unwrap();
     }
 }
+
+const VECTORS_V2_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/vectors/event-v2.json"
+);
+
+/// A protected field as a reader allowed to see it gets it: the plaintext in the field, and in
+/// `sealed` its commitment, the salt that opens it and `"state": "open"`.
+fn open_field(event: &mut Value, field: &str, salt_byte: u8) {
+    let salt = [salt_byte; 32];
+    let plaintext = match &event[field] {
+        Value::String(text) => text.clone(),
+        other => serde_json::to_string(other).unwrap(),
+    };
+    let commitment = sealtrail_ledger::commitment(&salt, plaintext.as_bytes());
+    event["sealed"][field] = json!({
+        "commitment": hex::encode(commitment), "salt": hex::encode(salt), "state": "open",
+    });
+}
+
+/// The same event as every reader gets it once its subject's key is destroyed.
+fn erase_fields(event: &Value) -> Value {
+    let mut erased = event.clone();
+    for (field, entry) in event["sealed"].as_object().unwrap() {
+        erased[field] = Value::Null;
+        erased["sealed"][field] = json!({"commitment": entry["commitment"], "state": "erased"});
+    }
+    erased
+}
+
+fn generate_v2() -> Value {
+    let mut events = vec![
+        ("first event of tenant acme-eu: ip_address and user_agent encrypted and opened for the reader; changes and metadata in plaintext", json!({
+            "event_id": "evt-0101", "timestamp": "2026-03-02T08:00:00Z", "tenant_id": "acme-eu",
+            "actor_id": "marie@acme.test", "actor_type": "human", "action": "login", "resource_type": "session",
+            "resource_id": null, "outcome": "success", "ip_address": "198.51.100.23",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", "request_id": "req-0101",
+            "changes": null, "metadata": {"mfa": true},
+            "seq": 1, "received_at": "2026-03-02T08:00:00.1Z", "prev_hash": hex::encode([0u8; 32])
+        }), vec![("ip_address", 0x11), ("user_agent", 0x22)]),
+        ("second event: changes and metadata encrypted (their canonical JSON text is what is committed), ip_address encrypted, user_agent absent", json!({
+            "event_id": "evt-0102", "timestamp": "2026-03-02T08:05:30.5Z", "tenant_id": "acme-eu",
+            "actor_id": "marie@acme.test", "actor_type": "human", "action": "update", "resource_type": "patient_record",
+            "resource_id": "pr-77", "outcome": "success", "ip_address": "2001:db8::23", "user_agent": null,
+            "request_id": "req-0102",
+            "changes": {"before": {"diagnosis": "J45.909", "ward": "3B"}, "after": {"ward": "4A", "diagnosis": "J45.909"}},
+            "metadata": {"reason": "transfer", "zoë": 1.5},
+            "seq": 2, "received_at": "2026-03-02T08:05:30.6Z"
+        }), vec![("ip_address", 0x33), ("changes", 0x44), ("metadata", 0x55)]),
+    ];
+    let mut vectors = Vec::new();
+    let mut prev: Option<String> = None;
+    for (description, event, sealed) in events.iter_mut() {
+        if event.get("prev_hash").is_none() {
+            event["prev_hash"] = json!(prev.clone().unwrap());
+        }
+        for (field, salt_byte) in sealed.iter() {
+            open_field(event, field, *salt_byte);
+        }
+        // The hash is not known yet; `from_json` only needs it to be well formed.
+        let mut unhashed = event.clone();
+        unhashed["event_hash"] = json!("00".repeat(32));
+        let (hash, bytes) = hash_of_api_event(&unhashed);
+        let hash = hex::encode(hash);
+        event["event_hash"] = json!(hash);
+        prev = Some(hash.clone());
+        vectors.push(json!({
+            "description": description, "event": event, "erased": erase_fields(event),
+            "canonical_hex": hex::encode(bytes), "event_hash": hash,
+        }));
+    }
+    Value::Array(vectors)
+}
+
+/// Reads an event as docs/FORMAT.md tells a verifier to, and returns its hash.
+fn hash_of_api_event(value: &Value) -> ([u8; 32], Vec<u8>) {
+    let stored = sealtrail_model::StoredEvent::from_json(value).unwrap();
+    (
+        event_hash(&stored.event, stored.seq, stored.received_at_ns, &stored.prev_hash),
+        canonical_bytes(&stored.event, stored.seq, stored.received_at_ns, &stored.prev_hash),
+    )
+}
+
+#[test]
+fn v2_vectors_match_the_code_and_the_document_opened_and_erased() {
+    if std::env::var_os("SEALTRAIL_WRITE_VECTORS").is_some() {
+        std::fs::write(
+            VECTORS_V2_PATH,
+            serde_json::to_string_pretty(&generate_v2()).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS_V2_PATH).unwrap()).unwrap();
+    let format_doc = std::fs::read_to_string(FORMAT_PATH).unwrap();
+    let mut prev_hash = [0u8; 32];
+    for vector in vectors.as_array().unwrap() {
+        let event = &vector["event"];
+        assert_eq!(event["prev_hash"], hex::encode(prev_hash), "a chain");
+        let (hash, bytes) = hash_of_api_event(event);
+        assert!(bytes.starts_with(sealtrail_ledger::FORMAT_TAG_V2));
+        assert_eq!(hex::encode(&bytes), vector["canonical_hex"].as_str().unwrap());
+        assert_eq!(hex::encode(hash), vector["event_hash"].as_str().unwrap());
+        assert_eq!(event["event_hash"], vector["event_hash"]);
+        // Once erased the plaintext and salt are gone; the hash is the same.
+        let (erased_hash, _) = hash_of_api_event(&vector["erased"]);
+        assert_eq!(erased_hash, hash, "{}", vector["description"]);
+        // Each opened commitment opens with its salt; a changed plaintext does not.
+        for (field, entry) in event["sealed"].as_object().unwrap() {
+            let salt: [u8; 32] = hex::decode(entry["salt"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let plaintext = match &event[field] {
+                Value::String(text) => text.clone(),
+                other => serde_json::to_string(other).unwrap(),
+            };
+            let opened = sealtrail_ledger::commitment(&salt, plaintext.as_bytes());
+            assert_eq!(hex::encode(opened), entry["commitment"].as_str().unwrap());
+            let forged = sealtrail_ledger::commitment(&salt, b"203.0.113.1");
+            assert_ne!(hex::encode(forged), entry["commitment"].as_str().unwrap());
+        }
+        assert!(
+            format_doc.contains(vector["event_hash"].as_str().unwrap()),
+            "docs/FORMAT.md must quote the hash of every vector"
+        );
+        prev_hash = hash;
+    }
+}

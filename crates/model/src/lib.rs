@@ -7,12 +7,14 @@
 mod json_input;
 pub mod limits;
 mod retention;
+mod sealed;
 mod stored;
 mod time_fmt;
 mod validate;
 
 pub use json_input::{check_events_json, nearest_doubles};
 pub use retention::{RetentionPeriod, RetentionPolicy};
+pub use sealed::{hex32, sealed_commitment, Closed, Sealed, PROTECTED_FIELDS, SEALED_PREFIX};
 pub use stored::{EventReceipt, LocatedEvent, StorageTier, StoredEvent, Untiered};
 pub use time_fmt::{
     format_day, format_timestamp, is_day_bound, is_month_bound, parse_timestamp, timestamp_problem,
@@ -93,6 +95,29 @@ pub struct Event {
     pub request_id: Option<String>,
     pub changes: Option<String>,
     pub metadata: Option<String>,
+}
+
+impl Event {
+    /// The fields a tenant may have encrypted ([`PROTECTED_FIELDS`]), by name, in order.
+    pub fn protected_fields(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("ip_address", self.ip_address.as_deref()),
+            ("user_agent", self.user_agent.as_deref()),
+            ("changes", self.changes.as_deref()),
+            ("metadata", self.metadata.as_deref()),
+        ]
+    }
+
+    /// The protected field `name` (one of [`PROTECTED_FIELDS`]) to change in place.
+    pub fn protected_field_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "ip_address" => Some(&mut self.ip_address),
+            "user_agent" => Some(&mut self.user_agent),
+            "changes" => Some(&mut self.changes),
+            "metadata" => Some(&mut self.metadata),
+            _ => None,
+        }
+    }
 }
 
 /// An event accepted by the API and waiting for its place in the tenant's chain.

@@ -97,6 +97,9 @@ pub const WAL_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;
 /// How long a truncating WAL checkpoint waits for readers of older snapshots, in milliseconds,
 /// before it gives up until the next commit.
 pub const WAL_TRUNCATE_WAIT_MILLIS: u64 = 2_000;
+/// Attempts to truncate the SQLite WAL after a secure delete (a destroyed key), each waiting up
+/// to [`WAL_TRUNCATE_WAIT_MILLIS`] for readers: until then the WAL still holds the deleted value.
+pub const SECURE_DELETE_WAL_ATTEMPTS: u32 = 50;
 
 /// Connections each process keeps to the PostgreSQL hot tier; the group-commit writer and the
 /// concurrent readers share them.
@@ -356,3 +359,14 @@ pub const BEARER_BYTES_MAX: usize = 4 * 1024;
 pub const SCOPE_ACTORS_MAX: usize = 10_000;
 /// Bytes of a read's SQL text or filters kept in its read-trail entry (then cut, marked).
 pub const TRAIL_DETAIL_BYTES_MAX: usize = 4 * 1024;
+
+/// Longest region name (`[a-z0-9-]`) in a tenant's settings.
+pub const REGION_CHARS_MAX: usize = 32;
+/// How long a node trusts the tenant settings and unwrapped keys it read: an erasure, a key
+/// rotation or a settings change made on another node of a shared database applies here within
+/// this time (on the node that made it, at once).
+pub const VAULT_CACHE_MILLIS: u64 = 5_000;
+/// Tenants whose settings a node keeps in memory; the cache starts over when full.
+pub const TENANT_SETTINGS_CACHE_TENANTS_MAX: usize = 10_000;
+/// Unwrapped keys (tenant and subject) a node keeps in memory; the cache starts over when full.
+pub const VAULT_KEYS_CACHED_MAX: usize = 100_000;

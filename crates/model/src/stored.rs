@@ -3,7 +3,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
-use crate::{format_timestamp, Event};
+use crate::{format_timestamp, Event, Sealed};
 
 /// An event with its chain position. Hashes are raw bytes here and lowercase hex on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,18 +105,32 @@ fn serialize_located<S: Serializer>(
     map.serialize_entry("resource_type", &event.resource_type)?;
     map.serialize_entry("resource_id", &event.resource_id)?;
     map.serialize_entry("outcome", event.outcome.as_str())?;
-    map.serialize_entry("ip_address", &event.ip_address)?;
-    map.serialize_entry("user_agent", &event.user_agent)?;
+    // A protected field shows its plaintext only when opened; its envelope is described in
+    // `sealed` below (docs/FORMAT.md, "Protected fields").
+    let shown = |text: &Option<String>| -> Option<String> {
+        let text = text.as_deref()?;
+        match Sealed::parse(text) {
+            None => Some(text.to_owned()),
+            Some(Sealed::Open { plaintext, .. }) => Some(plaintext.to_owned()),
+            Some(_) => None,
+        }
+    };
+    map.serialize_entry("ip_address", &shown(&event.ip_address))?;
+    map.serialize_entry("user_agent", &shown(&event.user_agent))?;
     map.serialize_entry("request_id", &event.request_id)?;
     for (name, text) in [("changes", &event.changes), ("metadata", &event.metadata)] {
-        match text {
+        match shown(text) {
             Some(text) => {
                 let raw: &RawValue =
-                    serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+                    serde_json::from_str(&text).map_err(serde::ser::Error::custom)?;
                 map.serialize_entry(name, raw)?;
             }
             None => map.serialize_entry(name, &Option::<()>::None)?,
         }
+    }
+    let sealed = sealed_json(event);
+    if !sealed.is_empty() {
+        map.serialize_entry("sealed", &sealed)?;
     }
     map.serialize_entry("seq", &stored.seq)?;
     map.serialize_entry("received_at", &format_timestamp(stored.received_at_ns))?;
@@ -126,6 +140,35 @@ fn serialize_located<S: Serializer>(
         map.serialize_entry("tier", tier.as_str())?;
     }
     map.end()
+}
+
+/// The `sealed` member: for each protected field held as an envelope, its commitment and
+/// state, with the salt when opened and the stored envelope itself when encrypted (so an
+/// export keeps the ciphertext and [`StoredEvent::from_json`] restores the stored text).
+fn sealed_json(event: &Event) -> serde_json::Map<String, serde_json::Value> {
+    let mut sealed = serde_json::Map::new();
+    for (name, text) in event.protected_fields() {
+        let Some(envelope) = text.and_then(Sealed::parse) else {
+            continue;
+        };
+        let mut entry = serde_json::Map::new();
+        entry.insert("commitment".into(), to_hex(&envelope.commitment()).into());
+        match envelope {
+            Sealed::Cipher { .. } => {
+                entry.insert("state".into(), "encrypted".into());
+                entry.insert("envelope".into(), text.unwrap_or_default().into());
+            }
+            Sealed::Open { salt, .. } => {
+                entry.insert("state".into(), "open".into());
+                entry.insert("salt".into(), to_hex(&salt).into());
+            }
+            Sealed::Closed { closed, .. } => {
+                entry.insert("state".into(), closed.as_str().into());
+            }
+        }
+        sealed.insert(name.into(), entry.into());
+    }
+    sealed
 }
 
 fn to_hex(bytes: &[u8; 32]) -> String {
@@ -182,7 +225,7 @@ impl StoredEvent {
             }
             Ok(bytes)
         };
-        let event = Event {
+        let mut event = Event {
             event_id: text("event_id")?,
             timestamp_ns: instant("timestamp")?,
             tenant_id: text("tenant_id")?,
@@ -199,6 +242,7 @@ impl StoredEvent {
             changes: json_text("changes")?,
             metadata: json_text("metadata")?,
         };
+        restore_sealed(&mut event, &value["sealed"])?;
         Ok(StoredEvent {
             event,
             seq: value["seq"]
@@ -209,4 +253,53 @@ impl StoredEvent {
             event_hash: hash("event_hash")?,
         })
     }
+}
+
+/// Puts back each protected field's envelope from the API's `sealed` member: the stored
+/// envelope when the answer carries it, else the opened or closed shape around its commitment
+/// (all the event's hash needs).
+fn restore_sealed(event: &mut Event, sealed: &serde_json::Value) -> Result<(), String> {
+    let Some(sealed) = sealed.as_object() else {
+        return match sealed {
+            serde_json::Value::Null => Ok(()),
+            _ => Err("sealed: not an object".into()),
+        };
+    };
+    for (name, entry) in sealed {
+        let shown = event
+            .protected_field_mut(name)
+            .ok_or_else(|| format!("sealed.{name}: not a protected field"))?;
+        let commitment = entry["commitment"]
+            .as_str()
+            .and_then(crate::hex32)
+            .ok_or_else(|| format!("sealed.{name}.commitment: not 64 lowercase hex digits"))?;
+        let text = if let Some(envelope) = entry["envelope"].as_str() {
+            if crate::sealed_commitment(envelope) != Some(commitment) {
+                return Err(format!(
+                    "sealed.{name}.envelope: does not hold the commitment given"
+                ));
+            }
+            envelope.to_owned()
+        } else if let Some(salt) = entry["salt"].as_str() {
+            let salt = crate::hex32(salt)
+                .ok_or_else(|| format!("sealed.{name}.salt: not 64 lowercase hex digits"))?;
+            let plaintext = shown
+                .as_deref()
+                .ok_or_else(|| format!("{name}: opened but null"))?;
+            Sealed::Open {
+                commitment,
+                salt,
+                plaintext,
+            }
+            .to_text()
+        } else {
+            let closed = match entry["state"].as_str() {
+                Some("erased") => crate::Closed::Erased,
+                _ => crate::Closed::Withheld,
+            };
+            Sealed::Closed { commitment, closed }.to_text()
+        };
+        *shown = Some(text);
+    }
+    Ok(())
 }

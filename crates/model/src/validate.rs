@@ -214,6 +214,20 @@ fn validate(value: Value, now_ns: i64, bound_age: bool) -> Result<SubmittedEvent
         USER_AGENT_CHARS_MAX,
         Charset::Printable,
     );
+    // The one protected field whose plaintext could look like an envelope (docs/FORMAT.md).
+    let user_agent = user_agent.filter(|text| {
+        let envelope = text.starts_with(crate::SEALED_PREFIX);
+        if envelope {
+            fields.errors.push(FieldError::new(
+                "user_agent",
+                format!(
+                    "must not begin with {}, the mark of an encrypted field",
+                    crate::SEALED_PREFIX
+                ),
+            ));
+        }
+        !envelope
+    });
     let request_id = fields.text(
         "request_id",
         false,

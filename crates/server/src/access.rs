@@ -195,6 +195,12 @@ async fn scope_actors(
 }
 
 impl Reader {
+    /// Whether this read sees protected fields (docs/PRIVACY.md) in plaintext: every level but
+    /// `team_admin`, which sees what its team did, not the personal data inside it.
+    pub(crate) fn sees_protected_fields(&self) -> bool {
+        self.request.principal.level() != "team_admin"
+    }
+
     /// The actors this read may see; `None` for the whole tenant.
     pub(crate) fn actors(&self) -> Option<&[String]> {
         self.actors.as_deref()

@@ -237,15 +237,25 @@ pub(crate) async fn put_policy(
         "changes": {"before": before.to_json(), "after": policy.to_json()},
     });
     record(&state.pipeline, event).await?;
+    let policy = store_policy(&state, &tenant_id, policy).await?;
+    tracing::info!(tenant_id, "capture policy set");
+    Ok(policy_body(&tenant_id, &policy, true))
+}
+
+/// Stores a tenant's own policy (its change already recorded) and uses it at once.
+pub(crate) async fn store_policy(
+    state: &AppState,
+    tenant_id: &str,
+    policy: Policy,
+) -> Result<Arc<Policy>, ApiError> {
     let stored = serde_json::to_vec(&policy.to_json()).map_err(ApiError::internal)?;
     state
         .store
-        .set_setting(&policy_setting(&tenant_id), stored)
+        .set_setting(&policy_setting(tenant_id), stored)
         .await?;
     let policy = Arc::new(policy);
-    state.policies.remember(&tenant_id, Some(policy.clone()));
-    tracing::info!(tenant_id, "capture policy set");
-    Ok(policy_body(&tenant_id, &policy, true))
+    state.policies.remember(tenant_id, Some(policy.clone()));
+    Ok(policy)
 }
 
 /// Commits one event the server writes itself (outside sampling), synchronously.

@@ -212,6 +212,18 @@ const REPORT_HTML: &str = "report.html";
 const REPORT_PDF: &str = "report.pdf";
 
 /// The file format a job writes: its own, or NDJSON for a report.
+/// Whether `name` is a format an export job can be asked for.
+pub(crate) fn is_job_format(name: &str) -> bool {
+    file_format(name).is_some()
+}
+
+/// Every format an export job can be asked for, for an error message.
+pub(crate) fn job_format_names() -> String {
+    let mut names = ExportFormat::ALL.map(ExportFormat::as_str).to_vec();
+    names.push(REPORT_FORMAT);
+    names.join(", ")
+}
+
 fn file_format(job_format: &str) -> Option<ExportFormat> {
     match job_format {
         REPORT_FORMAT => Some(ExportFormat::Ndjson),
@@ -323,23 +335,34 @@ pub(crate) async fn create(
         Some(_) => return Err(ApiError::invalid_field("tenant_id", "must be a string")),
     };
     let tenant_id = readable_tenant(&principal, tenant_id.as_ref())?;
-    let format_names = || {
-        let mut names = ExportFormat::ALL.map(ExportFormat::as_str).to_vec();
-        names.push(REPORT_FORMAT);
-        names.join(", ")
+    // Absent: the tenant's preferred format (its settings), else a 400.
+    let preferred = match object.get("format") {
+        None | Some(Value::Null) => {
+            state
+                .settings
+                .for_tenant(&*state.store, &tenant_id)
+                .await?
+                .export_format
+                .clone()
+        }
+        Some(_) => None,
     };
-    let format = match object.get("format") {
-        Some(Value::String(name)) if file_format(name).is_some() => name.clone(),
-        Some(Value::String(_)) => {
+    let format = match (object.get("format"), preferred) {
+        (Some(Value::String(name)), _) if is_job_format(name) => name.clone(),
+        (None | Some(Value::Null), Some(preferred)) => preferred,
+        (Some(Value::String(_)), _) => {
             return Err(ApiError::invalid_field(
                 "format",
-                format!("must be one of {}", format_names()),
+                format!("must be one of {}", job_format_names()),
             ))
         }
         _ => {
             return Err(ApiError::invalid_field(
                 "format",
-                format!("required: one of {}", format_names()),
+                format!(
+                    "required (the tenant's settings name no export_format): one of {}",
+                    job_format_names()
+                ),
             ))
         }
     };

@@ -126,6 +126,9 @@ async fn accept_events(
     // Each event's class and keep decision; class 0 makes the whole request sync.
     let durability = crate::capture::decide(state, &mut request, asked).await?;
     let sampled_out: Vec<Option<Value>> = request.iter().map(crate::capture::sampled_out).collect();
+    // From here on, a tenant's protected fields are ciphertext: in the spool, the store, every
+    // tier and every copy.
+    crate::privacy::seal_request(state, &mut request).await?;
 
     match durability {
         Durability::Sync => match state.pipeline.submit_sync(request).await.map_err(refusal)? {

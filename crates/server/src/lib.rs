@@ -21,6 +21,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod privacy;
 mod problem;
 mod proofs;
 mod query;
@@ -53,6 +54,7 @@ use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
 pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGNING_KEY_FILE};
 pub use clock::TEST_NOW_ENV;
+pub use privacy::KEK_FILE;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
 use spool::Spool;
@@ -135,6 +137,13 @@ pub struct ServerConfig {
     pub allow_private_destinations: bool,
     /// Days a finished export's files are kept.
     pub export_expiry_days: u32,
+    /// The key-encryption key as text (64 hex digits or base64), from `SEALTRAIL_KEK`; else the
+    /// file [`ServerConfig::kek_path`].
+    pub kek: Option<String>,
+    /// The key-encryption key's file; default `<data_dir>/vault.kek`, created on first start.
+    pub kek_path: Option<PathBuf>,
+    /// The region this deployment's stores are in; a tenant's settings may name only it.
+    pub region: String,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -152,6 +161,8 @@ impl std::fmt::Debug for ServerConfig {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("kek", &self.kek.as_ref().map(|_| "<redacted>"))
+            .field("region", &self.region)
             .finish()
     }
 }
@@ -176,6 +187,12 @@ pub(crate) struct AppState {
     tenant_queries: Arc<query::TenantQuerySlots>,
     /// Each tenant's capture policy.
     policies: capture::Policies,
+    /// Each tenant's settings (region, encrypted fields, export format).
+    settings: privacy::Settings,
+    /// The envelope keys of field encryption.
+    vault: privacy::Vault,
+    /// The region this deployment serves.
+    region: String,
     /// The committed-event feed (the pipeline's).
     feed: Arc<feed::Feed>,
     /// Webhooks and sinks, and their workers.
@@ -228,6 +245,14 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join(checkpoints::SIGNING_KEY_FILE));
     let signer = checkpoints::load_or_create_signer(&signing_key_path, &config.key_name)?;
+    let kek = privacy::load_kek(
+        config.kek.as_deref(),
+        &config
+            .kek_path
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join(privacy::KEK_FILE)),
+        config.kek_path.is_none(),
+    )?;
     let warm = sealtrail_archive::Tier::open(&config.warm)?;
     let cold = config
         .cold
@@ -294,6 +319,9 @@ pub async fn run(
         connections: connections.clone(),
         tenant_queries: Arc::default(),
         policies: capture::Policies::new(config.capture_policy.clone()),
+        settings: privacy::Settings::default(),
+        vault: privacy::Vault::new(kek),
+        region: config.region.clone(),
         destinations: destinations::Destinations::default(),
         delivery_retry_base: config.delivery_retry_base,
         allow_private_destinations: config.allow_private_destinations,
@@ -398,6 +426,19 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/retention",
             get(retention::get_retention).put(retention::put_retention.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}",
+            get(privacy::get_settings).put(privacy::put_settings.layer(json_body())),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/subjects/{actor_id}/erase",
+            post(privacy::erase_subject),
+        )
+        .route("/v1/tenants/{tenant_id}/erase", post(privacy::erase_tenant))
+        .route(
+            "/v1/tenants/{tenant_id}/keys/rotate",
+            post(privacy::rotate_key),
         )
         .route(
             "/v1/tenants/{tenant_id}/rejected-events",

@@ -976,6 +976,17 @@ mod tests {
             self.settings.lock().unwrap().insert(name.to_owned(), value);
             Ok(())
         }
+
+        async fn settings_with_prefix(
+            &self,
+            _prefix: &str,
+        ) -> sealtrail_hot::Result<Vec<(String, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+
+        async fn delete_settings(&self, _prefix: &str) -> sealtrail_hot::Result<u64> {
+            Ok(0)
+        }
     }
 
     #[async_trait]

@@ -104,7 +104,13 @@ pub(crate) async fn list_events(
     let mut query = EventQuery::for_tenant(&reader.tenant_id);
     let cursor = page_params(&mut query, &params)?;
     reader.narrow(&mut query);
-    let page = read_page(&state, query, cursor).await?;
+    let mut page = read_page(&state, query, cursor).await?;
+    crate::privacy::open_events(
+        &state,
+        reader.sees_protected_fields(),
+        &mut page.events,
+    )
+    .await?;
     reader.record(&state, json!(params), Some(page.events.len()))?;
     Ok(Json(page))
 }
@@ -312,11 +318,17 @@ pub(crate) async fn get_event(
     let reader = request.reader(&state, params.get("tenant_id")).await?;
     let tenant_id = &reader.tenant_id;
     // An event outside the caller's scope is as absent as one that does not exist.
-    let found = state
+    let mut found = state
         .query
         .event(tenant_id, &event_id)
         .await?
         .filter(|found| reader.admits(&found.stored.event.actor_id));
+    crate::privacy::open_events(
+        &state,
+        reader.sees_protected_fields(),
+        found.as_mut_slice(),
+    )
+    .await?;
     reader.record(
         &state,
         json!({"event_id": event_id}),

@@ -60,6 +60,15 @@ pub(crate) struct ServeArgs {
     /// Checkpoint signing key file [default: <data-dir>/checkpoint-signing.key, created on first start]
     #[arg(long, env = "SEALTRAIL_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
+    /// Key-encryption key file (64 hex digits or base64 of 32 bytes) wrapping every tenant's
+    /// data key [default: <data-dir>/vault.kek, created on first start]. `SEALTRAIL_KEK` may hold
+    /// the key itself instead; nodes of one database must share it
+    #[arg(long, env = "SEALTRAIL_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+    /// The region this deployment's stores are in; tenants' settings may name only it
+    /// [default: default]
+    #[arg(long, env = "SEALTRAIL_REGION")]
+    region: Option<String>,
     /// Name of a newly created signing key, shown in every signature line [default: sealtrail]
     #[arg(long, env = "SEALTRAIL_KEY_NAME")]
     key_name: Option<String>,
@@ -140,7 +149,8 @@ pub(crate) struct ServeArgs {
     /// `async_queue_events_max`, `signing_key`, `key_name`, `witness_dir`,
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
     /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`,
-    /// `delivery_retry_base_millis`, `allow_private_destinations`, `export_expiry_days`),
+    /// `delivery_retry_base_millis`, `allow_private_destinations`, `export_expiry_days`,
+    /// `kek_file`, `region`),
     /// and `[policy]`, the deployment's capture policy in the wire shape of
     /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
@@ -205,6 +215,8 @@ struct ConfigFile {
     delivery_retry_base_millis: Option<u64>,
     allow_private_destinations: Option<bool>,
     export_expiry_days: Option<u32>,
+    kek_file: Option<PathBuf>,
+    region: Option<String>,
     policy: Option<toml::Value>,
 }
 
@@ -303,6 +315,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .or(file.async_queue_events_max)
             .unwrap_or(ASYNC_QUEUE_EVENTS_MAX),
         signing_key_path: args.signing_key.or(file.signing_key),
+        // Read from the environment only, like the admin token.
+        kek: std::env::var("SEALTRAIL_KEK")
+            .ok()
+            .filter(|key| !key.is_empty()),
+        kek_path: args.kek_file.or(file.kek_file),
+        region: args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "default".into()),
         key_name: args
             .key_name
             .or(file.key_name)

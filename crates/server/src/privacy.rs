@@ -1,0 +1,909 @@
+//! Privacy at the edge (docs/PRIVACY.md): each tenant's settings resource, the vault of
+//! envelope keys, field encryption at ingest and opening at read, erasure by crypto-shredding,
+//! and data-key rotation.
+//!
+//! The cryptography is pure (`sealtrail_vault`); the envelope and the hash that commits to it
+//! without needing it are the format's (`sealtrail_model::Sealed`, `sealtrail_ledger`). What
+//! is left here is IO: keys live in the hot store's settings, wrapped (a tenant's data key under
+//! the deployment's key-encryption key, a subject's key under its tenant's), and are cached
+//! unwrapped for [`VAULT_CACHE_MILLIS`], so an erasure or rotation on another node of a shared
+//! database applies here within that time.
+//!
+//! Settings names, all under `vault/<tenant>/` (a tenant id holds no `/`):
+//! - `current`: the id of the tenant data key new events use;
+//! - `tenant/<tid>`: that data key, wrapped under the key-encryption key;
+//! - `subject/<tag>/<tid>`: the subject key of one actor (`<tag>`: a digest of its id) under
+//!   tenant key `<tid>`, with its own random id, so a key made after an erasure is never
+//!   mistaken for the destroyed one.
+//!
+//! An envelope names its key as `<tid>.<sid>`: the tenant key, and the subject key's id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use sealtrail_hot::HotStore;
+use sealtrail_model::limits::{
+    ACTOR_ID_CHARS_MAX, REGION_CHARS_MAX, TENANT_SETTINGS_CACHE_TENANTS_MAX, VAULT_CACHE_MILLIS, VAULT_KEYS_CACHED_MAX,
+};
+use sealtrail_model::{
+    check_tenant_id, Closed, LocatedEvent, PendingEvent, RetentionPolicy, Sealed, StoredEvent, PROTECTED_FIELDS,
+};
+use sealtrail_policy::Durability;
+use sealtrail_vault::{
+    open_field, seal_field, unwrap_key, wrap_key, DataKey, FieldContext, KeyEncryptionKey,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::problem::{ApiError, InvalidItem};
+use crate::AppState;
+
+/// The key-encryption key's file in the data directory when none is configured.
+pub const KEK_FILE: &str = "vault.kek";
+/// The action of the event recording a change of a tenant's settings.
+pub(crate) const SETTINGS_CHANGE_ACTION: &str = "tenant_settings.update";
+/// The action of the event recording a subject's erasure.
+pub(crate) const SUBJECT_ERASE_ACTION: &str = "subject.erase";
+/// The action of the event recording a tenant's erasure.
+pub(crate) const TENANT_ERASE_ACTION: &str = "tenant.erase";
+/// The action of the event recording a data-key rotation.
+pub(crate) const KEY_ROTATE_ACTION: &str = "data_key.rotate";
+
+/// A tenant's own settings, as stored under [`settings_name`]. Retention keeps its own setting
+/// (`RetentionPolicy`), and the default durability is its capture policy's: the resource shows
+/// and changes them in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TenantSettings {
+    /// The region its data lives in; `None` until set (the deployment's region).
+    pub(crate) region: Option<String>,
+    /// The protected fields sealed on ingest, in canonical order; empty: none.
+    pub(crate) encrypted: Vec<&'static str>,
+    /// The format of an export job that names none.
+    pub(crate) export_format: Option<String>,
+}
+
+fn settings_name(tenant_id: &str) -> String {
+    format!("tenant_settings/{tenant_id}")
+}
+
+impl TenantSettings {
+    fn to_json(&self) -> Value {
+        json!({
+            "region": self.region,
+            "encryption": {"fields": self.encrypted},
+            "export_format": self.export_format,
+        })
+    }
+
+    fn from_stored(bytes: &[u8]) -> Option<TenantSettings> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        let encrypted = match value["encryption"]["fields"].as_array() {
+            Some(names) => encrypted_fields(names).ok()?,
+            None => Vec::new(),
+        };
+        Some(TenantSettings {
+            region: value["region"].as_str().map(str::to_owned),
+            encrypted,
+            export_format: value["export_format"].as_str().map(str::to_owned),
+        })
+    }
+}
+
+/// Protected field names as canonical `&'static str`s, in canonical order; the error is the
+/// first name that is not one.
+fn encrypted_fields(names: &[Value]) -> Result<Vec<&'static str>, String> {
+    let mut fields = Vec::new();
+    for name in names {
+        let Some(text) = name.as_str() else {
+            return Err("each field must be a string".into());
+        };
+        let Some(field) = PROTECTED_FIELDS.iter().find(|field| **field == text) else {
+            let reason = if text.contains('.') {
+                format!(
+                    "{text}: paths inside a field are not supported; encrypt the whole field"
+                )
+            } else {
+                format!("{text}: must be one of {}", PROTECTED_FIELDS.join(", "))
+            };
+            return Err(reason);
+        };
+        fields.push(*field);
+    }
+    fields.sort_by_key(|field| PROTECTED_FIELDS.iter().position(|known| known == field));
+    fields.dedup();
+    Ok(fields)
+}
+
+/// Each tenant's settings, cached like capture policies.
+#[derive(Debug, Default)]
+pub(crate) struct Settings {
+    cache: Mutex<HashMap<String, (Arc<TenantSettings>, Instant)>>,
+}
+
+impl Settings {
+    pub(crate) async fn for_tenant(
+        &self,
+        store: &dyn HotStore,
+        tenant_id: &str,
+    ) -> Result<Arc<TenantSettings>, ApiError> {
+        let cached = self
+            .cache
+            .lock()
+            .expect("settings cache lock poisoned")
+            .get(tenant_id)
+            .filter(|(_, read_at)| read_at.elapsed() < Duration::from_millis(VAULT_CACHE_MILLIS))
+            .map(|(settings, _)| settings.clone());
+        if let Some(settings) = cached {
+            return Ok(settings);
+        }
+        let settings = match store.setting(&settings_name(tenant_id)).await? {
+            None => TenantSettings::default(),
+            Some(bytes) => TenantSettings::from_stored(&bytes).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "the stored settings of tenant {tenant_id} do not decode; restore them with PUT /v1/tenants/{tenant_id}"
+                ))
+            })?,
+        };
+        let settings = Arc::new(settings);
+        self.remember(tenant_id, settings.clone());
+        Ok(settings)
+    }
+
+    fn remember(&self, tenant_id: &str, settings: Arc<TenantSettings>) {
+        let mut cache = self.cache.lock().expect("settings cache lock poisoned");
+        if cache.len() >= TENANT_SETTINGS_CACHE_TENANTS_MAX {
+            cache.clear();
+        }
+        cache.insert(tenant_id.to_owned(), (settings, Instant::now()));
+    }
+}
+
+/// The envelope keys: the key-encryption key and the unwrapped keys read lately.
+#[derive(Debug)]
+pub(crate) struct Vault {
+    kek: Box<dyn KeyEncryptionKey>,
+    /// Unwrapped keys by settings name: the key's own id and the key, and when read.
+    keys: Mutex<HashMap<String, CachedKey>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    id: String,
+    key: Arc<DataKey>,
+    read_at: Instant,
+}
+
+fn vault_prefix(tenant_id: &str) -> String {
+    format!("vault/{tenant_id}/")
+}
+
+fn current_name(tenant_id: &str) -> String {
+    format!("vault/{tenant_id}/current")
+}
+
+fn tenant_key_name(tenant_id: &str, tid: &str) -> String {
+    format!("vault/{tenant_id}/tenant/{tid}")
+}
+
+/// The settings prefix of one actor's subject keys: a digest of the actor id, so every id is a
+/// name of one fixed length and no actor's prefix is another's.
+fn subject_prefix(tenant_id: &str, actor_id: &str) -> String {
+    let digest = Sha256::digest([b"sealtrail.subject.v1\n", actor_id.as_bytes()].concat());
+    format!("vault/{tenant_id}/subject/{}/", hex::encode(&digest[..16]))
+}
+
+/// A fresh key id: a letter and 16 random hex digits.
+fn random_id(letter: char) -> String {
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    format!("{letter}{}", hex::encode(bytes))
+}
+
+impl Vault {
+    pub(crate) fn new(kek: Box<dyn KeyEncryptionKey>) -> Vault {
+        Vault {
+            kek,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<CachedKey> {
+        self.keys
+            .lock()
+            .expect("vault cache lock poisoned")
+            .get(name)
+            .filter(|cached| cached.read_at.elapsed() < Duration::from_millis(VAULT_CACHE_MILLIS))
+            .cloned()
+    }
+
+    fn remember(&self, name: String, id: String, key: Arc<DataKey>) {
+        let mut keys = self.keys.lock().expect("vault cache lock poisoned");
+        if keys.len() >= VAULT_KEYS_CACHED_MAX {
+            keys.clear();
+        }
+        let read_at = Instant::now();
+        keys.insert(name, CachedKey { id, key, read_at });
+    }
+
+    fn forget(&self, prefix: &str) {
+        self.keys
+            .lock()
+            .expect("vault cache lock poisoned")
+            .retain(|name, _| !name.starts_with(prefix));
+    }
+
+    /// The id of the tenant data key new events use, made on first use.
+    async fn current_tid(&self, store: &dyn HotStore, tenant_id: &str) -> Result<String, ApiError> {
+        let name = current_name(tenant_id);
+        if let Some(cached) = self.cached(&name) {
+            return Ok(cached.id);
+        }
+        let tid = match store.setting(&name).await? {
+            Some(tid) => String::from_utf8(tid).map_err(ApiError::internal)?,
+            None => {
+                let tid = self.new_tenant_key(store, tenant_id).await?;
+                if store
+                    .set_setting_if_absent(&name, tid.clone().into_bytes())
+                    .await?
+                {
+                    tid
+                } else {
+                    // Another node made the tenant's first key meanwhile: use its.
+                    let stored = store.setting(&name).await?.ok_or_else(|| {
+                        ApiError::internal("the tenant's current data key vanished")
+                    })?;
+                    String::from_utf8(stored).map_err(ApiError::internal)?
+                }
+            }
+        };
+        let key = self.tenant_key(store, tenant_id, &tid).await?.ok_or_else(|| {
+            ApiError::internal(format!("tenant {tenant_id}'s data key {tid} is missing"))
+        })?;
+        self.remember(name, tid.clone(), key);
+        Ok(tid)
+    }
+
+    /// Makes and stores a new tenant data key, wrapped under the key-encryption key; its id.
+    async fn new_tenant_key(&self, store: &dyn HotStore, tenant_id: &str) -> Result<String, ApiError> {
+        let tid = random_id('t');
+        let key = DataKey::generate().map_err(ApiError::internal)?;
+        let context = tenant_key_name(tenant_id, &tid);
+        let wrapped = self
+            .kek
+            .wrap(context.as_bytes(), &key)
+            .map_err(ApiError::internal)?;
+        let stored = json!({"kek": self.kek.id(), "wrapped": BASE64.encode(wrapped)});
+        store
+            .set_setting(&context, serde_json::to_vec(&stored).map_err(ApiError::internal)?)
+            .await?;
+        Ok(tid)
+    }
+
+    /// A tenant data key, unwrapped; `None` when it was destroyed.
+    async fn tenant_key(
+        &self,
+        store: &dyn HotStore,
+        tenant_id: &str,
+        tid: &str,
+    ) -> Result<Option<Arc<DataKey>>, ApiError> {
+        let name = tenant_key_name(tenant_id, tid);
+        if let Some(cached) = self.cached(&name) {
+            return Ok(Some(cached.key));
+        }
+        let Some(stored) = store.setting(&name).await? else {
+            return Ok(None);
+        };
+        let stored: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
+        let wrapped = stored["wrapped"]
+            .as_str()
+            .and_then(|text| BASE64.decode(text).ok())
+            .ok_or_else(|| ApiError::internal(format!("{name} does not decode")))?;
+        let key = self.kek.unwrap(name.as_bytes(), &wrapped).map_err(|error| {
+            ApiError::internal(format!(
+                "{name} was wrapped under key-encryption key {}, and the configured one ({}) does not open it: {error}",
+                stored["kek"].as_str().unwrap_or("?"),
+                self.kek.id()
+            ))
+        })?;
+        let key = Arc::new(key);
+        self.remember(name, tid.to_owned(), key.clone());
+        Ok(Some(key))
+    }
+
+    /// The subject key of `actor_id` under tenant key `tid`: its id and the key. With `create`,
+    /// one is made when there is none; else `None` means it was destroyed (erased).
+    async fn subject_key(
+        &self,
+        store: &dyn HotStore,
+        tenant_id: &str,
+        actor_id: &str,
+        tid: &str,
+        create: bool,
+    ) -> Result<Option<(String, Arc<DataKey>)>, ApiError> {
+        let name = format!("{}{tid}", subject_prefix(tenant_id, actor_id));
+        if let Some(cached) = self.cached(&name) {
+            return Ok(Some((cached.id, cached.key)));
+        }
+        let Some(tenant_key) = self.tenant_key(store, tenant_id, tid).await? else {
+            return Ok(None);
+        };
+        let stored = match store.setting(&name).await? {
+            Some(stored) => stored,
+            None if create => {
+                let sid = random_id('s');
+                let key = DataKey::generate().map_err(ApiError::internal)?;
+                let wrapped = wrap_key(&tenant_key, format!("{name}/{sid}").as_bytes(), &key)
+                    .map_err(ApiError::internal)?;
+                let fresh = json!({"id": sid, "wrapped": BASE64.encode(wrapped)});
+                let fresh = serde_json::to_vec(&fresh).map_err(ApiError::internal)?;
+                store.set_setting_if_absent(&name, fresh).await?;
+                // Ours, or the one another node stored first.
+                store
+                    .setting(&name)
+                    .await?
+                    .ok_or_else(|| ApiError::internal(format!("{name} vanished")))?
+            }
+            None => return Ok(None),
+        };
+        let stored: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
+        let (Some(sid), Some(wrapped)) = (
+            stored["id"].as_str(),
+            stored["wrapped"]
+                .as_str()
+                .and_then(|text| BASE64.decode(text).ok()),
+        ) else {
+            return Err(ApiError::internal(format!("{name} does not decode")));
+        };
+        let key = unwrap_key(&tenant_key, format!("{name}/{sid}").as_bytes(), &wrapped)
+            .map_err(|error| ApiError::internal(format!("{name}: {error}")))?;
+        let key = Arc::new(key);
+        self.remember(name, sid.to_owned(), key.clone());
+        Ok(Some((sid.to_owned(), key)))
+    }
+
+    /// Seals the protected fields `fields` of a kept event under its actor's current subject key.
+    async fn seal(
+        &self,
+        store: &dyn HotStore,
+        pending: &mut PendingEvent,
+        fields: &[&'static str],
+    ) -> Result<(), ApiError> {
+        let event = &mut pending.event;
+        if fields
+            .iter()
+            .all(|field| event.protected_field_mut(field).is_none_or(|value| value.is_none()))
+        {
+            return Ok(());
+        }
+        let tid = self.current_tid(store, &event.tenant_id).await?;
+        let (sid, key) = self
+            .subject_key(store, &event.tenant_id, &event.actor_id, &tid, true)
+            .await?
+            .ok_or_else(|| ApiError::internal("a subject key was made but cannot be read"))?;
+        let key_id = format!("{tid}.{sid}");
+        let (tenant_id, event_id) = (event.tenant_id.clone(), event.event_id.clone());
+        for field in fields {
+            let value = event
+                .protected_field_mut(field)
+                .expect("a protected field name");
+            if let Some(plaintext) = value.as_deref() {
+                let context = FieldContext {
+                    tenant_id: &tenant_id,
+                    event_id: &event_id,
+                    field,
+                };
+                *value = Some(
+                    seal_field(&key, &key_id, &context, plaintext).map_err(ApiError::internal)?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces each stored envelope of `stored` by its opened form when `may_see`, else by
+    /// `withheld`; an envelope whose key was destroyed reads as `erased`.
+    async fn open(
+        &self,
+        store: &dyn HotStore,
+        stored: &mut StoredEvent,
+        may_see: bool,
+    ) -> Result<(), ApiError> {
+        let event = &mut stored.event;
+        let (tenant_id, event_id, actor_id) = (
+            event.tenant_id.clone(),
+            event.event_id.clone(),
+            event.actor_id.clone(),
+        );
+        for field in PROTECTED_FIELDS {
+            let value = event
+                .protected_field_mut(field)
+                .expect("a protected field name");
+            let Some(Sealed::Cipher {
+                commitment,
+                key_id,
+                data,
+            }) = value.as_deref().and_then(Sealed::parse)
+            else {
+                continue;
+            };
+            let closed = |closed| Sealed::Closed { commitment, closed }.to_text();
+            if !may_see {
+                *value = Some(closed(Closed::Withheld));
+                continue;
+            }
+            let Some((tid, sid)) = key_id.split_once('.') else {
+                *value = Some(closed(Closed::Withheld));
+                continue;
+            };
+            let key = self
+                .subject_key(store, &tenant_id, &actor_id, tid, false)
+                .await?;
+            let opened = match key {
+                // The key was destroyed, or destroyed and a new one made since.
+                None => closed(Closed::Erased),
+                Some((stored_sid, _)) if stored_sid != sid => closed(Closed::Erased),
+                Some((_, key)) => {
+                    let context = FieldContext {
+                        tenant_id: &tenant_id,
+                        event_id: &event_id,
+                        field,
+                    };
+                    match open_field(&key, &context, &commitment, data) {
+                        Ok(opened) => opened,
+                        Err(error) => {
+                            tracing::error!(tenant_id, event_id, field, %error, "a sealed field does not open");
+                            closed(Closed::Withheld)
+                        }
+                    }
+                }
+            };
+            *value = Some(opened);
+        }
+        Ok(())
+    }
+}
+
+/// Loads the key-encryption key: the text in `SEALTRAIL_KEK` (given as `text`), else the file
+/// at `path`, made with a fresh key on first start when it is the data directory's default.
+pub(crate) fn load_kek(
+    text: Option<&str>,
+    path: &std::path::Path,
+    create: bool,
+) -> crate::Result<Box<dyn KeyEncryptionKey>> {
+    use std::io::Write;
+    let parse = |text: &str, source: &str| {
+        sealtrail_vault::LocalKek::parse(text)
+            .map(|kek| Box::new(kek) as Box<dyn KeyEncryptionKey>)
+            .map_err(|error| crate::Error::Task(format!("{source}: {error}")))
+    };
+    if let Some(text) = text {
+        return parse(text, "SEALTRAIL_KEK");
+    }
+    let io = |source| crate::Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &path.display().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
+            let text = sealtrail_vault::LocalKek::generate_text()
+                .map_err(|error| crate::Error::Task(error.to_string()))?;
+            let mut options = std::fs::File::options();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(io)?;
+            file.write_all(format!("{}\n", text.as_str()).as_bytes())
+                .map_err(io)?;
+            file.sync_all().map_err(io)?;
+            parse(&text, &path.display().to_string())
+        }
+        Err(error) => Err(io(error)),
+    }
+}
+
+/// Seals the configured protected fields of every kept event of a request, before it is
+/// spooled or committed: from here on only ciphertext is written anywhere.
+pub(crate) async fn seal_request(
+    state: &AppState,
+    request: &mut [PendingEvent],
+) -> Result<(), ApiError> {
+    for pending in request.iter_mut() {
+        if pending.capture.is_some_and(|capture| !capture.kept) {
+            continue;
+        }
+        let settings = state
+            .settings
+            .for_tenant(&*state.store, &pending.event.tenant_id)
+            .await?;
+        if !settings.encrypted.is_empty() {
+            state
+                .vault
+                .seal(&*state.store, pending, &settings.encrypted)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the protected fields of events about to be answered: plaintext where the reader's
+/// level may see it, `withheld` where it may not, `erased` where the key is gone.
+pub(crate) async fn open_events(
+    state: &AppState,
+    may_see: bool,
+    events: &mut [LocatedEvent],
+) -> Result<(), ApiError> {
+    for located in events {
+        if sealtrail_ledger::EventView::from(&located.stored.event).is_sealed() {
+            state
+                .vault
+                .open(&*state.store, &mut located.stored, may_see)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The tenant a settings route is about, for a caller that administers it.
+fn administered(principal: &Principal, tenant_id: &str) -> Result<(), ApiError> {
+    check_tenant_id(tenant_id).map_err(|reason| ApiError::invalid_field("tenant_id", reason))?;
+    if principal.may_administer(tenant_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only an admin key of tenant {tenant_id} or the platform admin may read or change its settings"
+        )))
+    }
+}
+
+/// The whole resource: stored settings, the retention policy and the capture policy's default
+/// durability.
+async fn resource(state: &AppState, tenant_id: &str) -> Result<Value, ApiError> {
+    let settings = state.settings.for_tenant(&*state.store, tenant_id).await?;
+    let retention = crate::lifecycle::load_retention_policy(&*state.store, tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let policy = state.policies.for_tenant(&*state.store, tenant_id).await?;
+    let mut body = settings.to_json();
+    body["tenant_id"] = tenant_id.into();
+    body["region"] = settings
+        .region
+        .clone()
+        .unwrap_or_else(|| state.region.clone())
+        .into();
+    body["retention"] = retention.map_or(Value::Null, |policy| policy.to_json());
+    body["default_durability"] = policy.default_durability.as_str().into();
+    Ok(body)
+}
+
+/// `GET /v1/tenants/{tenant_id}`: the tenant's settings.
+pub(crate) async fn get_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    administered(&principal, &tenant_id)?;
+    Ok(Json(resource(&state, &tenant_id).await?))
+}
+
+/// What a `PUT` asks to change, every member checked before anything is written.
+#[derive(Debug, Default)]
+struct Change {
+    settings: Option<TenantSettings>,
+    retention: Option<RetentionPolicy>,
+    durability: Option<Durability>,
+}
+
+fn read_change(
+    state: &AppState,
+    principal: &Principal,
+    stored: &TenantSettings,
+    value: &Value,
+) -> Result<Change, ApiError> {
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    let mut invalid = |field: &str, reason: String| {
+        errors.push(InvalidItem {
+            index: None,
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    let mut settings = stored.clone();
+    let mut change = Change::default();
+    let platform = matches!(principal, Principal::PlatformAdmin);
+    for (name, member) in object {
+        match name.as_str() {
+            "region" => {
+                let Some(region) = member.as_str() else {
+                    invalid("region", "must be a string".into());
+                    continue;
+                };
+                if !platform {
+                    invalid("region", "only the platform admin may set a tenant's region".into());
+                } else if region.is_empty()
+                    || region.len() > REGION_CHARS_MAX
+                    || !region
+                        .bytes()
+                        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+                {
+                    invalid(
+                        "region",
+                        format!("must be 1-{REGION_CHARS_MAX} of a-z, 0-9 and -"),
+                    );
+                } else if region != state.region {
+                    invalid(
+                        "region",
+                        format!(
+                            "region {region} is not served by this deployment, which serves {}",
+                            state.region
+                        ),
+                    );
+                } else if stored.region.as_deref().is_some_and(|old| old != region) {
+                    invalid(
+                        "region",
+                        "a tenant's region is fixed once set; it changes only by a move job".into(),
+                    );
+                } else {
+                    settings.region = Some(region.to_owned());
+                }
+            }
+            "encryption" => match member {
+                Value::Null => settings.encrypted.clear(),
+                Value::Object(encryption) => {
+                    if let Some(unknown) = encryption.keys().find(|key| *key != "fields") {
+                        invalid(&format!("encryption.{unknown}"), "unknown member".into());
+                        continue;
+                    }
+                    match encryption.get("fields").and_then(Value::as_array) {
+                        Some(names) => match encrypted_fields(names) {
+                            Ok(fields) => settings.encrypted = fields,
+                            Err(reason) => invalid("encryption.fields", reason),
+                        },
+                        None => invalid(
+                            "encryption.fields",
+                            format!("required: an array of {}", PROTECTED_FIELDS.join(", ")),
+                        ),
+                    }
+                }
+                _ => invalid("encryption", "must be an object {\"fields\": [...]} or null".into()),
+            },
+            "export_format" => match member {
+                Value::Null => settings.export_format = None,
+                Value::String(format) if crate::exports::is_job_format(format) => {
+                    settings.export_format = Some(format.clone());
+                }
+                _ => invalid(
+                    "export_format",
+                    format!("must be one of {}", crate::exports::job_format_names()),
+                ),
+            },
+            "default_durability" => match member.as_str().and_then(Durability::parse) {
+                Some(durability) => change.durability = Some(durability),
+                None => invalid("default_durability", "must be sync or async".into()),
+            },
+            "retention" => {
+                if !platform {
+                    invalid(
+                        "retention",
+                        "only the platform admin may change retention (it decides what is destroyed)"
+                            .into(),
+                    );
+                    continue;
+                }
+                match RetentionPolicy::from_json(member) {
+                    Ok(policy) => change.retention = Some(policy),
+                    Err(field_errors) => {
+                        for error in field_errors {
+                            invalid(&format!("retention.{}", error.field), error.reason);
+                        }
+                    }
+                }
+            }
+            "tenant_id" => {}
+            other => invalid(other, "unknown member".into()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid {
+            detail: "the settings are invalid; nothing was changed".into(),
+            errors,
+        });
+    }
+    if settings != *stored {
+        change.settings = Some(settings);
+    }
+    Ok(change)
+}
+
+/// `PUT /v1/tenants/{tenant_id}`: changes the members given (every member optional). The
+/// change is first committed as an event of the tenant's log, then stored; one that cannot be
+/// recorded is not made.
+pub(crate) async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    administered(&principal, &tenant_id)?;
+    let value = crate::problem::json_document(&body)?;
+    let stored = state.settings.for_tenant(&*state.store, &tenant_id).await?;
+    let change = read_change(&state, &principal, &stored, &value)?;
+    let before = resource(&state, &tenant_id).await?;
+    let mut policy = None;
+    if let Some(durability) = change.durability {
+        let mut changed = (*state.policies.for_tenant(&*state.store, &tenant_id).await?).clone();
+        if changed.default_durability != durability {
+            changed.default_durability = durability;
+            policy = Some(changed);
+        }
+    }
+    let mut after = before.clone();
+    if let Some(settings) = &change.settings {
+        for (name, member) in settings.to_json().as_object().into_iter().flatten() {
+            after[name] = member.clone();
+        }
+        after["region"] = settings.region.clone().unwrap_or_else(|| state.region.clone()).into();
+    }
+    if let Some(retention) = &change.retention {
+        after["retention"] = retention.to_json();
+    }
+    if let Some(policy) = &policy {
+        after["default_durability"] = policy.default_durability.as_str().into();
+    }
+    if after == before {
+        return Ok(Json(before));
+    }
+    record_event(
+        &state,
+        &principal,
+        &tenant_id,
+        SETTINGS_CHANGE_ACTION,
+        "tenant_settings",
+        &tenant_id,
+        json!({"before": before, "after": after}),
+    )
+    .await?;
+    if let Some(settings) = change.settings {
+        let bytes = serde_json::to_vec(&settings.to_json()).map_err(ApiError::internal)?;
+        state.store.set_setting(&settings_name(&tenant_id), bytes).await?;
+        state.settings.remember(&tenant_id, Arc::new(settings));
+    }
+    if let Some(retention) = change.retention {
+        let bytes = serde_json::to_vec(&retention.to_json()).map_err(ApiError::internal)?;
+        state
+            .store
+            .set_setting(&RetentionPolicy::setting_name(&tenant_id), bytes)
+            .await?;
+    }
+    if let Some(policy) = policy {
+        crate::capture::store_policy(&state, &tenant_id, policy).await?;
+    }
+    tracing::info!(tenant_id, "tenant settings changed");
+    Ok(Json(resource(&state, &tenant_id).await?))
+}
+
+/// Commits an event the server writes about a tenant, synchronously, before the change it
+/// records is made.
+async fn record_event(
+    state: &AppState,
+    principal: &Principal,
+    tenant_id: &str,
+    action: &str,
+    resource_type: &str,
+    resource_id: &str,
+    changes: Value,
+) -> Result<(), ApiError> {
+    let mut event = json!({
+        "tenant_id": tenant_id,
+        "actor_id": principal.actor_id(),
+        "actor_type": "service",
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "outcome": "success",
+    });
+    if !changes.is_null() {
+        event["changes"] = changes;
+    }
+    crate::capture::record(&state.pipeline, event).await?;
+    Ok(())
+}
+
+/// `POST /v1/tenants/{tenant_id}/subjects/{actor_id}/erase`: destroys every key of one
+/// subject. Its protected fields read as `erased` from then on, in every tier and every copy,
+/// while every hash, proof and checkpoint stays valid.
+pub(crate) async fn erase_subject(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path((tenant_id, actor_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    administered(&principal, &tenant_id)?;
+    if actor_id.is_empty() || actor_id.chars().count() > ACTOR_ID_CHARS_MAX {
+        return Err(ApiError::invalid_field(
+            "actor_id",
+            format!("must be 1 to {ACTOR_ID_CHARS_MAX} characters"),
+        ));
+    }
+    record_event(
+        &state,
+        &principal,
+        &tenant_id,
+        SUBJECT_ERASE_ACTION,
+        "subject",
+        &actor_id,
+        Value::Null,
+    )
+    .await?;
+    let prefix = subject_prefix(&tenant_id, &actor_id);
+    let destroyed = state.store.delete_settings(&prefix).await?;
+    state.vault.forget(&prefix);
+    tracing::info!(tenant_id, destroyed, "subject erased");
+    Ok(Json(json!({
+        "tenant_id": tenant_id,
+        "actor_id": actor_id,
+        "keys_destroyed": destroyed,
+    })))
+}
+
+/// `POST /v1/tenants/{tenant_id}/erase`: offboarding; destroys every key of the tenant, so all
+/// its protected fields read as `erased`.
+pub(crate) async fn erase_tenant(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    administered(&principal, &tenant_id)?;
+    record_event(
+        &state,
+        &principal,
+        &tenant_id,
+        TENANT_ERASE_ACTION,
+        "tenant",
+        &tenant_id,
+        Value::Null,
+    )
+    .await?;
+    let prefix = vault_prefix(&tenant_id);
+    let destroyed = state.store.delete_settings(&prefix).await?;
+    state.vault.forget(&prefix);
+    tracing::info!(tenant_id, destroyed, "tenant erased");
+    Ok(Json(json!({"tenant_id": tenant_id, "keys_destroyed": destroyed})))
+}
+
+/// `POST /v1/tenants/{tenant_id}/keys/rotate`: a new tenant data key, used by every event from
+/// now on (each actor gets a new subject key under it). Events sealed earlier keep opening with
+/// their own keys.
+pub(crate) async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    administered(&principal, &tenant_id)?;
+    let tid = state.vault.new_tenant_key(&*state.store, &tenant_id).await?;
+    record_event(
+        &state,
+        &principal,
+        &tenant_id,
+        KEY_ROTATE_ACTION,
+        "data_key",
+        &tid,
+        Value::Null,
+    )
+    .await?;
+    state
+        .store
+        .set_setting(&current_name(&tenant_id), tid.clone().into_bytes())
+        .await?;
+    state.vault.forget(&current_name(&tenant_id));
+    Ok(Json(json!({"tenant_id": tenant_id, "key_id": tid})))
+}
