@@ -397,14 +397,23 @@ class ConsoleTest(unittest.TestCase):
         self.open_page("search", "search")
         with open(os.path.join(REPO, "docs", "vectors", "event-v1.json")) as vectors:
             vector_text = vectors.read()
+        with open(os.path.join(REPO, "docs", "vectors", "event-v2.json")) as vectors:
+            v2_text = vectors.read()
         result = self.driver.execute_async_script("""
-            const [vectorText, done] = arguments;
+            const [vectorText, v2Text, done] = arguments;
             (async () => {
               const c = await import('/console/console.js');
               const out = {hashes: [], expected: []};
               for (const vector of c.parseLossless(vectorText)) {
                 out.hashes.push(c.bytesToHex(await c.eventHash(vector.event)));
                 out.expected.push(vector.event_hash);
+              }
+              // Version 2: protected fields hash by their commitments, opened or erased.
+              for (const vector of c.parseLossless(v2Text)) {
+                for (const state of ['event', 'erased']) {
+                  out.hashes.push(c.bytesToHex(await c.eventHash(vector[state])));
+                  out.expected.push(vector.event_hash);
+                }
               }
               // docs/MERKLE.md, "Worked example".
               const key = await c.parseVerifierKey('sealtrail/acme+aa8199c1+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4');
@@ -423,7 +432,7 @@ class ConsoleTest(unittest.TestCase):
               out.tamperedHash = c.bytesToHex(await c.eventHash(tamperedEvent));
               return out;
             })().then(done, (error) => done({error: String(error)}));
-        """, vector_text)
+        """, vector_text, v2_text)
         self.assertNotIn("error", result, result)
         self.assertEqual(result["hashes"], result["expected"])
         self.assertEqual(result["size"], "2")

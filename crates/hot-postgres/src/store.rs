@@ -2305,7 +2305,10 @@ impl SettingsStore for PostgresStore {
     async fn delete_settings(&self, prefix: &str) -> sealtrail_hot::Result<u64> {
         let client = self.client().await?;
         let deleted = client
-            .execute("DELETE FROM settings WHERE starts_with(name, $1)", &[&prefix])
+            .execute(
+                "DELETE FROM settings WHERE starts_with(name, $1)",
+                &[&prefix],
+            )
             .await
             .map_err(|source| self.db(source))?;
         // A deleted row stays in its page until the space is reused. `VACUUM FULL` writes the

@@ -1161,7 +1161,13 @@ pub async fn settings_can_be_replaced(fixture: &dyn Fixture) {
 /// `vault/acme2/` or the name equal to the prefix without its slash.
 pub async fn settings_are_listed_and_deleted_by_prefix(fixture: &dyn Fixture) {
     let store = fixture.open().await;
-    for name in ["vault/acme/a", "vault/acme/b", "vault/acme2/a", "vault/acme", "other"] {
+    for name in [
+        "vault/acme/a",
+        "vault/acme/b",
+        "vault/acme2/a",
+        "vault/acme",
+        "other",
+    ] {
         store
             .set_setting(name, name.as_bytes().to_vec())
             .await

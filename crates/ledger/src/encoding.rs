@@ -120,9 +120,14 @@ fn sealed(field: Option<&[u8]>) -> Option<[u8; 32]> {
 impl EventView<'_> {
     /// Whether the event holds a protected field as an envelope, and so hashes as version 2.
     pub fn is_sealed(&self) -> bool {
-        [self.ip_address, self.user_agent, self.changes, self.metadata]
-            .into_iter()
-            .any(|field| sealed(field).is_some())
+        [
+            self.ip_address,
+            self.user_agent,
+            self.changes,
+            self.metadata,
+        ]
+        .into_iter()
+        .any(|field| sealed(field).is_some())
     }
 }
 

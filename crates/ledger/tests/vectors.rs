@@ -310,8 +310,18 @@ fn generate_v2() -> Value {
 fn hash_of_api_event(value: &Value) -> ([u8; 32], Vec<u8>) {
     let stored = sealtrail_model::StoredEvent::from_json(value).unwrap();
     (
-        event_hash(&stored.event, stored.seq, stored.received_at_ns, &stored.prev_hash),
-        canonical_bytes(&stored.event, stored.seq, stored.received_at_ns, &stored.prev_hash),
+        event_hash(
+            &stored.event,
+            stored.seq,
+            stored.received_at_ns,
+            &stored.prev_hash,
+        ),
+        canonical_bytes(
+            &stored.event,
+            stored.seq,
+            stored.received_at_ns,
+            &stored.prev_hash,
+        ),
     )
 }
 
@@ -333,7 +343,10 @@ fn v2_vectors_match_the_code_and_the_document_opened_and_erased() {
         assert_eq!(event["prev_hash"], hex::encode(prev_hash), "a chain");
         let (hash, bytes) = hash_of_api_event(event);
         assert!(bytes.starts_with(sealtrail_ledger::FORMAT_TAG_V2));
-        assert_eq!(hex::encode(&bytes), vector["canonical_hex"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(&bytes),
+            vector["canonical_hex"].as_str().unwrap()
+        );
         assert_eq!(hex::encode(hash), vector["event_hash"].as_str().unwrap());
         assert_eq!(event["event_hash"], vector["event_hash"]);
         // Once erased the plaintext and salt are gone; the hash is the same.

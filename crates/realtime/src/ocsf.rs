@@ -7,7 +7,7 @@
 //! for goes to `unmapped`, so nothing of the event is lost: in particular `event_hash` and
 //! `prev_hash`, which let a SIEM user check the copy against Sealtrail's chain.
 
-use sealtrail_model::{format_timestamp, ActorType, Outcome, StoredEvent};
+use sealtrail_model::{format_timestamp, ActorType, Outcome, Sealed, StoredEvent};
 use serde_json::{json, Map, Value};
 
 /// The OCSF schema version the events claim (`metadata.version`) and follow.
@@ -171,10 +171,13 @@ pub fn ocsf_event(stored: &StoredEvent) -> Value {
         "actor",
         json!({ "user": actor_user(event.actor_type, &event.actor_id) }),
     );
-    if let Some(ip) = &event.ip_address {
+    // An encrypted field (docs/FORMAT.md, "Protected fields") is no IP address or user agent
+    // to a SIEM: its envelope goes to `unmapped.sealed`, never into a typed attribute.
+    let plain = |text: &Option<String>| text.clone().filter(|text| Sealed::parse(text).is_none());
+    if let Some(ip) = plain(&event.ip_address) {
         put("src_endpoint", json!({ "ip": ip }));
     }
-    if let Some(user_agent) = &event.user_agent {
+    if let Some(user_agent) = plain(&event.user_agent) {
         put("http_request", json!({ "user_agent": user_agent }));
     }
 
@@ -216,9 +219,20 @@ pub fn ocsf_event(stored: &StoredEvent) -> Value {
         }
     }
     for (name, text) in [("changes", &event.changes), ("metadata", &event.metadata)] {
-        if let Some(text) = text {
-            unmapped.insert(name.to_owned(), parse_json_text(text));
+        if let Some(text) = plain(text) {
+            unmapped.insert(name.to_owned(), parse_json_text(&text));
         }
+    }
+    let sealed: Map<String, Value> = event
+        .protected_fields()
+        .into_iter()
+        .filter_map(|(name, text)| {
+            let text = text.filter(|text| Sealed::parse(text).is_some())?;
+            Some((name.to_owned(), json!(text)))
+        })
+        .collect();
+    if !sealed.is_empty() {
+        unmapped.insert("sealed".into(), Value::Object(sealed));
     }
     unmapped.insert("event_hash".into(), json!(hex::encode(stored.event_hash)));
     unmapped.insert("prev_hash".into(), json!(hex::encode(stored.prev_hash)));

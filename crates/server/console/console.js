@@ -251,10 +251,19 @@ function str(text) {
 const opt = (text) => (text == null ? new Uint8Array([0]) : concat(new Uint8Array([1]), str(text)));
 const optJson = (value) => opt(value == null ? null : canonicalText(value));
 
-/** FORMAT.md "Canonical encoding, version 1" of a stored event (parsed with parseLossless). */
+/**
+ * FORMAT.md "Canonical encoding", version 1, or version 2 for an event with protected fields
+ * (its `sealed` member): each protected field is then 0x02 and its 32-byte commitment, whatever
+ * its state (open, withheld, erased), so the hash needs neither its plaintext nor its key.
+ */
 export function canonicalBytes(event) {
+  const sealed = event.sealed && typeof event.sealed === 'object' ? event.sealed : {};
+  const v2 = Object.keys(sealed).length > 0;
+  const field = (name, encoded) => (name in sealed
+    ? concat(new Uint8Array([2]), hexToBytes(sealed[name].commitment))
+    : encoded(event[name]));
   return concat(
-    utf8('sealtrail.event.v1\n'),
+    utf8(v2 ? 'sealtrail.event.v2\n' : 'sealtrail.event.v1\n'),
     u64(bigint(event.seq)),
     hexToBytes(event.prev_hash),
     str(event.tenant_id),
@@ -267,11 +276,11 @@ export function canonicalBytes(event) {
     str(event.resource_type),
     opt(event.resource_id),
     str(event.outcome),
-    opt(event.ip_address),
-    opt(event.user_agent),
+    field('ip_address', opt),
+    field('user_agent', opt),
     opt(event.request_id),
-    optJson(event.changes),
-    optJson(event.metadata),
+    field('changes', optJson),
+    field('metadata', optJson),
   );
 }
 
@@ -1073,7 +1082,7 @@ async function verifyEventInto(panel, text, event, context) {
     const stated = hexToBytes(event.event_hash);
     const same = equalBytes(leaf, stated);
     checks.push({ ok: same, text: same
-      ? `event_hash recomputed from the fields (canonical encoding v1): ${bytesToHex(leaf)}`
+      ? `event_hash recomputed from the fields (canonical encoding ${parseLossless(text).sealed ? 'v2, protected fields by their commitments' : 'v1'}): ${bytesToHex(leaf)}`
       : `event_hash recomputed from the fields is ${bytesToHex(leaf)}, but the server states ${event.event_hash}` });
     if (!same) return fail('the event’s fields do not hash to its event_hash: the event was altered.');
   } catch (error) {

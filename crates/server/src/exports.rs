@@ -207,7 +207,7 @@ fn data_name(format: ExportFormat) -> String {
 const BUNDLE_NAME: &str = "bundle.ndjson";
 /// A job of this format is a compliance report: an NDJSON export of the period, and the report
 /// read from it (`report.rs`).
-const REPORT_FORMAT: &str = "report";
+pub(crate) const REPORT_FORMAT: &str = "report";
 const REPORT_HTML: &str = "report.html";
 const REPORT_PDF: &str = "report.pdf";
 
@@ -337,14 +337,12 @@ pub(crate) async fn create(
     let tenant_id = readable_tenant(&principal, tenant_id.as_ref())?;
     // Absent: the tenant's preferred format (its settings), else a 400.
     let preferred = match object.get("format") {
-        None | Some(Value::Null) => {
-            state
-                .settings
-                .for_tenant(&*state.store, &tenant_id)
-                .await?
-                .export_format
-                .clone()
-        }
+        None | Some(Value::Null) => state
+            .settings
+            .for_tenant(&*state.store, &tenant_id)
+            .await?
+            .export_format
+            .clone(),
         Some(_) => None,
     };
     let format = match (object.get("format"), preferred) {

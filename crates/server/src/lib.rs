@@ -54,9 +54,9 @@ use auth::{Authenticator, ADMIN_TOKEN_SETTING};
 use checkpoints::Checkpointer;
 pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGNING_KEY_FILE};
 pub use clock::TEST_NOW_ENV;
-pub use privacy::KEK_FILE;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
+pub use privacy::KEK_FILE;
 use spool::Spool;
 
 /// Errors that stop the server from starting or from shutting down cleanly.

@@ -17,12 +17,14 @@ use sealtrail_model::limits::{
     EVENT_ID_CHARS_MAX, EXPORT_JOBS_PER_TENANT_MAX, IP_ADDRESS_CHARS_MAX, JSON_DEPTH_MAX,
     KEY_TEAMS_MAX, METADATA_BYTES_MAX, POLICY_MATCH_CHARS_MAX, POLICY_RULES_MAX,
     QUERIES_CONCURRENT_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_DEFAULT,
-    QUERY_LIMIT_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS, RESOURCE_ID_CHARS_MAX,
-    RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX, RETENTION_YEAR_DAYS, SEQ_MAX,
-    SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS, STREAMS_MAX, SUMMARY_ROWS_MAX,
-    TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX, TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES,
-    USER_AGENT_CHARS_MAX, VIEWER_TOKEN_TTL_SECS_MAX, WEBHOOKS_PER_TENANT_MAX,
+    QUERY_LIMIT_MAX, REGION_CHARS_MAX, REQUEST_ID_CHARS_MAX, REQUEST_TIMEOUT_MILLIS,
+    RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
+    RETENTION_YEAR_DAYS, SEQ_MAX, SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
+    STREAMS_MAX, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX,
+    TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX, VIEWER_TOKEN_TTL_SECS_MAX,
+    WEBHOOKS_PER_TENANT_MAX,
 };
+use sealtrail_model::PROTECTED_FIELDS;
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
@@ -255,7 +257,13 @@ fn stored_event_schema() -> Value {
             "received_at": {"type": "string", "format": "date-time"},
             "prev_hash": hash,
             "event_hash": hash,
-            "tier": {"enum": ["hot", "warm", "cold"]}
+            "tier": {"enum": ["hot", "warm", "cold"]},
+            "sealed": {"type": "object", "additionalProperties": false,
+                "description": "Present when the event has protected (encrypted) fields (docs/FORMAT.md, \"Protected fields\"): each one's salted commitment, which its hash covers, and its state.",
+                "properties": PROTECTED_FIELDS.map(|field| (field.to_owned(), json!({"type": "object", "additionalProperties": false,
+                    "required": ["commitment", "state"], "properties": {
+                        "commitment": hash, "state": {"enum": ["open", "encrypted", "withheld", "erased"]},
+                        "salt": hash, "envelope": {"type": "string"}}}))).into_iter().collect::<serde_json::Map<_, _>>()}
         }
     })
 }
@@ -701,6 +709,7 @@ fn build() -> Value {
                         "403": problem("Not the platform admin."), "404": problem("No policy: events are kept indefinitely.")}
                 }
             }));
+    privacy_paths(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -749,6 +758,87 @@ fn build() -> Value {
         "security": [{"bearer": []}],
         "paths": Value::Object(paths)
     })
+}
+
+/// A tenant's settings, erasure and data-key rotation (docs/PRIVACY.md).
+fn privacy_paths(paths: &mut serde_json::Map<String, Value>) {
+    let fields = json!({"type": "array", "uniqueItems": true, "items": {"enum": PROTECTED_FIELDS}});
+    let formats: Vec<&str> = sealtrail_query::formats::ExportFormat::ALL
+        .map(sealtrail_query::formats::ExportFormat::as_str)
+        .into_iter()
+        .chain([crate::exports::REPORT_FORMAT])
+        .collect();
+    let retention = json!({"oneOf": [
+        {"type": "object", "additionalProperties": false, "required": ["retention_days", "legal_hold"], "properties": {
+            "retention_days": {"type": "integer", "minimum": 1, "maximum": RETENTION_DAYS_MAX}, "legal_hold": {"type": "boolean"}}},
+        {"type": "object", "additionalProperties": false, "required": ["retention_years", "legal_hold"], "properties": {
+            "retention_years": {"type": "integer", "minimum": 1, "maximum": RETENTION_YEARS_MAX}, "legal_hold": {"type": "boolean"}}}]});
+    let region =
+        json!({"type": "string", "pattern": format!("^[a-z0-9-]{{1,{REGION_CHARS_MAX}}}$")});
+    let settings = json!({"type": "object", "additionalProperties": false,
+        "required": ["tenant_id", "region", "encryption", "retention", "default_durability", "export_format"],
+        "properties": {
+            "tenant_id": {"type": "string"}, "region": {"type": "string"},
+            "encryption": {"type": "object", "additionalProperties": false, "required": ["fields"], "properties": {"fields": fields}},
+            "retention": {"oneOf": [{"type": "null"}, {"type": "object"}]},
+            "default_durability": {"enum": ["sync", "async"]},
+            "export_format": {"oneOf": [{"type": "null"}, {"enum": formats}]}}});
+    let denied = |what: &str| {
+        problem(&format!(
+            "Not an admin key of the tenant, nor the platform admin: {what}."
+        ))
+    };
+    paths.insert("/v1/tenants/{tenant_id}".into(), json!({
+        "parameters": [tenant_path()],
+        "get": {
+            "summary": "The tenant's settings: region, encrypted fields, retention and legal hold, default durability, preferred export format (tenant admin or platform admin).",
+            "responses": {"200": json_body("The settings.", settings.clone()),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."), "403": denied("they are its admins'")}
+        },
+        "put": {
+            "summary": "Changes the members given; every change is first recorded as a tenant_settings.update event of the tenant's log. Changing region or retention is the platform admin's; a region is fixed once set.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false, "properties": {
+                    "tenant_id": tenant_id_schema(), "region": region,
+                    "encryption": {"oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": false,
+                        "required": ["fields"], "properties": {"fields": fields}}]},
+                    "retention": {"oneOf": [{"type": "null"}, retention]},
+                    "default_durability": {"enum": ["sync", "async"]},
+                    "export_format": {"oneOf": [{"type": "null"}, {"enum": formats}]}}}}}},
+            "responses": {"200": json_body("The settings now.", settings),
+                "400": problem("A member is invalid, or changes what this caller may not; each error names its member. Nothing is changed."),
+                "401": problem("No valid key."), "403": denied("they are its admins'"), "413": problem("Body too large."),
+                "415": problem("The body's Content-Type is not one this endpoint reads.")}
+        }
+    }));
+    let destroyed = json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "keys_destroyed"], "properties": {
+        "tenant_id": {"type": "string"}, "actor_id": {"type": "string"}, "keys_destroyed": {"type": "integer", "minimum": 0}}});
+    paths.insert("/v1/tenants/{tenant_id}/subjects/{actor_id}/erase".into(), json!({
+        "parameters": [tenant_path(), {"name": "actor_id", "in": "path", "required": true,
+            "schema": {"type": "string", "minLength": 1, "maxLength": ACTOR_ID_CHARS_MAX}}],
+        "post": {
+            "summary": "Erases a subject by destroying its keys: its protected fields read as erased in every tier and copy, every proof stays valid. Recorded as a subject.erase event.",
+            "responses": {"200": json_body("Keys destroyed.", destroyed.clone()),
+                "400": problem("Bad tenant_id or actor_id; it is named."), "401": problem("No valid key."), "403": denied("erasure is its admins'")}
+        }
+    }));
+    paths.insert("/v1/tenants/{tenant_id}/erase".into(), json!({
+        "parameters": [tenant_path()],
+        "post": {
+            "summary": "Offboarding: destroys every key of the tenant, so all its protected fields read as erased. Recorded as a tenant.erase event.",
+            "responses": {"200": json_body("Keys destroyed.", destroyed),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."), "403": denied("erasure is its admins'")}
+        }
+    }));
+    paths.insert("/v1/tenants/{tenant_id}/keys/rotate".into(), json!({
+        "parameters": [tenant_path()],
+        "post": {
+            "summary": "A new data key for the tenant, used by every event from now on; earlier events keep opening with their keys and hashes never change. Recorded as a data_key.rotate event.",
+            "responses": {"200": json_body("The new key's id.", json!({"type": "object", "additionalProperties": false,
+                    "required": ["tenant_id", "key_id"], "properties": {"tenant_id": {"type": "string"}, "key_id": {"type": "string"}}})),
+                "400": problem("Bad tenant_id; it is named."), "401": problem("No valid key."), "403": denied("rotation is its admins'")}
+        }
+    }));
 }
 
 /// Alert rules, webhooks, sinks and the live stream (docs/REALTIME.md).

@@ -29,10 +29,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sealtrail_hot::HotStore;
 use sealtrail_model::limits::{
-    ACTOR_ID_CHARS_MAX, REGION_CHARS_MAX, TENANT_SETTINGS_CACHE_TENANTS_MAX, VAULT_CACHE_MILLIS, VAULT_KEYS_CACHED_MAX,
+    ACTOR_ID_CHARS_MAX, REGION_CHARS_MAX, TENANT_SETTINGS_CACHE_TENANTS_MAX, VAULT_CACHE_MILLIS,
+    VAULT_KEYS_CACHED_MAX,
 };
 use sealtrail_model::{
-    check_tenant_id, Closed, LocatedEvent, PendingEvent, RetentionPolicy, Sealed, StoredEvent, PROTECTED_FIELDS,
+    check_tenant_id, Closed, LocatedEvent, PendingEvent, RetentionPolicy, Sealed, StoredEvent,
+    PROTECTED_FIELDS,
 };
 use sealtrail_policy::Durability;
 use sealtrail_vault::{
@@ -106,9 +108,7 @@ fn encrypted_fields(names: &[Value]) -> Result<Vec<&'static str>, String> {
         };
         let Some(field) = PROTECTED_FIELDS.iter().find(|field| **field == text) else {
             let reason = if text.contains('.') {
-                format!(
-                    "{text}: paths inside a field are not supported; encrypt the whole field"
-                )
+                format!("{text}: paths inside a field are not supported; encrypt the whole field")
             } else {
                 format!("{text}: must be one of {}", PROTECTED_FIELDS.join(", "))
             };
@@ -263,15 +263,22 @@ impl Vault {
                 }
             }
         };
-        let key = self.tenant_key(store, tenant_id, &tid).await?.ok_or_else(|| {
-            ApiError::internal(format!("tenant {tenant_id}'s data key {tid} is missing"))
-        })?;
+        let key = self
+            .tenant_key(store, tenant_id, &tid)
+            .await?
+            .ok_or_else(|| {
+                ApiError::internal(format!("tenant {tenant_id}'s data key {tid} is missing"))
+            })?;
         self.remember(name, tid.clone(), key);
         Ok(tid)
     }
 
     /// Makes and stores a new tenant data key, wrapped under the key-encryption key; its id.
-    async fn new_tenant_key(&self, store: &dyn HotStore, tenant_id: &str) -> Result<String, ApiError> {
+    async fn new_tenant_key(
+        &self,
+        store: &dyn HotStore,
+        tenant_id: &str,
+    ) -> Result<String, ApiError> {
         let tid = random_id('t');
         let key = DataKey::generate().map_err(ApiError::internal)?;
         let context = tenant_key_name(tenant_id, &tid);
@@ -281,7 +288,10 @@ impl Vault {
             .map_err(ApiError::internal)?;
         let stored = json!({"kek": self.kek.id(), "wrapped": BASE64.encode(wrapped)});
         store
-            .set_setting(&context, serde_json::to_vec(&stored).map_err(ApiError::internal)?)
+            .set_setting(
+                &context,
+                serde_json::to_vec(&stored).map_err(ApiError::internal)?,
+            )
             .await?;
         Ok(tid)
     }
@@ -376,10 +386,11 @@ impl Vault {
         fields: &[&'static str],
     ) -> Result<(), ApiError> {
         let event = &mut pending.event;
-        if fields
-            .iter()
-            .all(|field| event.protected_field_mut(field).is_none_or(|value| value.is_none()))
-        {
+        if fields.iter().all(|field| {
+            event
+                .protected_field_mut(field)
+                .is_none_or(|value| value.is_none())
+        }) {
             return Ok(());
         }
         let tid = self.current_tid(store, &event.tenant_id).await?;
@@ -601,10 +612,15 @@ struct Change {
     durability: Option<Durability>,
 }
 
+/// Reads a `PUT` body against what is stored. A member equal to what the tenant has is no
+/// change, whoever sends it (a body read with `GET` can be sent back); changing `region` or
+/// `retention` is the platform admin's.
 fn read_change(
     state: &AppState,
     principal: &Principal,
+    tenant_id: &str,
     stored: &TenantSettings,
+    retention: Option<RetentionPolicy>,
     value: &Value,
 ) -> Result<Change, ApiError> {
     let Some(object) = value.as_object() else {
@@ -628,13 +644,20 @@ fn read_change(
                     invalid("region", "must be a string".into());
                     continue;
                 };
+                let effective = stored.region.as_deref().unwrap_or(&state.region);
+                if region == effective && (stored.region.is_some() || !platform) {
+                    continue;
+                }
                 if !platform {
-                    invalid("region", "only the platform admin may set a tenant's region".into());
+                    invalid(
+                        "region",
+                        "only the platform admin may set a tenant's region".into(),
+                    );
                 } else if region.is_empty()
                     || region.len() > REGION_CHARS_MAX
-                    || !region
-                        .bytes()
-                        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+                    || !region.bytes().all(|byte| {
+                        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-'
+                    })
                 {
                     invalid(
                         "region",
@@ -675,7 +698,10 @@ fn read_change(
                         ),
                     }
                 }
-                _ => invalid("encryption", "must be an object {\"fields\": [...]} or null".into()),
+                _ => invalid(
+                    "encryption",
+                    "must be an object {\"fields\": [...]} or null".into(),
+                ),
             },
             "export_format" => match member {
                 Value::Null => settings.export_format = None,
@@ -691,25 +717,36 @@ fn read_change(
                 Some(durability) => change.durability = Some(durability),
                 None => invalid("default_durability", "must be sync or async".into()),
             },
-            "retention" => {
-                if !platform {
+            "retention" if member.is_null() => {
+                if retention.is_some() {
                     invalid(
                         "retention",
-                        "only the platform admin may change retention (it decides what is destroyed)"
-                            .into(),
+                        "a retention policy cannot be removed, only replaced".into(),
                     );
-                    continue;
-                }
-                match RetentionPolicy::from_json(member) {
-                    Ok(policy) => change.retention = Some(policy),
-                    Err(field_errors) => {
-                        for error in field_errors {
-                            invalid(&format!("retention.{}", error.field), error.reason);
-                        }
-                    }
                 }
             }
-            "tenant_id" => {}
+            "retention" => match RetentionPolicy::from_json(member) {
+                Ok(policy) if Some(policy) == retention => {}
+                Ok(_) if !platform => invalid(
+                    "retention",
+                    "only the platform admin may change retention (it decides what is destroyed)"
+                        .into(),
+                ),
+                Ok(policy) => change.retention = Some(policy),
+                Err(field_errors) => {
+                    for error in field_errors {
+                        invalid(&format!("retention.{}", error.field), error.reason);
+                    }
+                }
+            },
+            "tenant_id" => {
+                if member.as_str() != Some(tenant_id) {
+                    invalid(
+                        "tenant_id",
+                        format!("must be {tenant_id}, the tenant of the path"),
+                    );
+                }
+            }
             other => invalid(other, "unknown member".into()),
         }
     }
@@ -737,7 +774,10 @@ pub(crate) async fn put_settings(
     administered(&principal, &tenant_id)?;
     let value = crate::problem::json_document(&body)?;
     let stored = state.settings.for_tenant(&*state.store, &tenant_id).await?;
-    let change = read_change(&state, &principal, &stored, &value)?;
+    let retention = crate::lifecycle::load_retention_policy(&*state.store, &tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let change = read_change(&state, &principal, &tenant_id, &stored, retention, &value)?;
     let before = resource(&state, &tenant_id).await?;
     let mut policy = None;
     if let Some(durability) = change.durability {
@@ -752,7 +792,11 @@ pub(crate) async fn put_settings(
         for (name, member) in settings.to_json().as_object().into_iter().flatten() {
             after[name] = member.clone();
         }
-        after["region"] = settings.region.clone().unwrap_or_else(|| state.region.clone()).into();
+        after["region"] = settings
+            .region
+            .clone()
+            .unwrap_or_else(|| state.region.clone())
+            .into();
     }
     if let Some(retention) = &change.retention {
         after["retention"] = retention.to_json();
@@ -775,7 +819,10 @@ pub(crate) async fn put_settings(
     .await?;
     if let Some(settings) = change.settings {
         let bytes = serde_json::to_vec(&settings.to_json()).map_err(ApiError::internal)?;
-        state.store.set_setting(&settings_name(&tenant_id), bytes).await?;
+        state
+            .store
+            .set_setting(&settings_name(&tenant_id), bytes)
+            .await?;
         state.settings.remember(&tenant_id, Arc::new(settings));
     }
     if let Some(retention) = change.retention {
@@ -877,7 +924,9 @@ pub(crate) async fn erase_tenant(
     let destroyed = state.store.delete_settings(&prefix).await?;
     state.vault.forget(&prefix);
     tracing::info!(tenant_id, destroyed, "tenant erased");
-    Ok(Json(json!({"tenant_id": tenant_id, "keys_destroyed": destroyed})))
+    Ok(Json(
+        json!({"tenant_id": tenant_id, "keys_destroyed": destroyed}),
+    ))
 }
 
 /// `POST /v1/tenants/{tenant_id}/keys/rotate`: a new tenant data key, used by every event from
@@ -889,7 +938,10 @@ pub(crate) async fn rotate_key(
     Path(tenant_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     administered(&principal, &tenant_id)?;
-    let tid = state.vault.new_tenant_key(&*state.store, &tenant_id).await?;
+    let tid = state
+        .vault
+        .new_tenant_key(&*state.store, &tenant_id)
+        .await?;
     record_event(
         &state,
         &principal,

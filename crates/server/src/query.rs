@@ -105,12 +105,7 @@ pub(crate) async fn list_events(
     let cursor = page_params(&mut query, &params)?;
     reader.narrow(&mut query);
     let mut page = read_page(&state, query, cursor).await?;
-    crate::privacy::open_events(
-        &state,
-        reader.sees_protected_fields(),
-        &mut page.events,
-    )
-    .await?;
+    crate::privacy::open_events(&state, reader.sees_protected_fields(), &mut page.events).await?;
     reader.record(&state, json!(params), Some(page.events.len()))?;
     Ok(Json(page))
 }
@@ -323,12 +318,8 @@ pub(crate) async fn get_event(
         .event(tenant_id, &event_id)
         .await?
         .filter(|found| reader.admits(&found.stored.event.actor_id));
-    crate::privacy::open_events(
-        &state,
-        reader.sees_protected_fields(),
-        found.as_mut_slice(),
-    )
-    .await?;
+    crate::privacy::open_events(&state, reader.sees_protected_fields(), found.as_mut_slice())
+        .await?;
     reader.record(
         &state,
         json!({"event_id": event_id}),

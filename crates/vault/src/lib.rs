@@ -173,8 +173,8 @@ fn decrypt(
     if sealed.len() < NONCE_LEN + 16 {
         return Err(Error::Open { what });
     }
-    let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN])
-        .map_err(|_| Error::Open { what })?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| Error::Open { what })?;
     let mut buffer = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
     let length = key
         .aead()
@@ -197,12 +197,9 @@ pub fn wrap_key(parent: &DataKey, context: &[u8], child: &DataKey) -> Result<Vec
 
 pub fn unwrap_key(parent: &DataKey, context: &[u8], wrapped: &[u8]) -> Result<DataKey> {
     let bytes = decrypt(parent, &wrap_aad(context), wrapped, "a wrapped key")?;
-    let key: [u8; KEY_BYTES] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::Open {
-            what: "a wrapped key",
-        })?;
+    let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| Error::Open {
+        what: "a wrapped key",
+    })?;
     Ok(DataKey::from_bytes(key))
 }
 

@@ -1,0 +1,653 @@
+//! Field encryption and erasure end to end, on SQLite and on PostgreSQL: a tenant whose
+//! `ip_address`, `user_agent`, `changes` and `metadata` are encrypted leaves none of them in
+//! plaintext in any file (the data directory, the WAL, the spool, the warm tier's Parquet files,
+//! exports, the PostgreSQL database's files and a `pg_dump`), found by a byte search that does
+//! find another tenant's plaintext; readers see them by level; erasing one subject destroys its
+//! key (no copy of it left in SQLite's files) while every hash, proof, `sealtrail verify` and an
+//! export bundle made before still check; a data-key rotation and a SIGKILL lose nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{get, get_bytes, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
+use sealtrail_ledger::{open_checkpoint, tenant_origin, InclusionProof, NoteVerifier};
+use sealtrail_model::StoredEvent;
+use serde_json::{json, Value};
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const PROTECTED: [&str; 4] = ["ip_address", "user_agent", "changes", "metadata"];
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// Values no other test run writes: each run's own, so a byte search of shared PostgreSQL files
+/// finds only this run's.
+struct Markers {
+    run: String,
+}
+
+impl Markers {
+    fn new() -> Markers {
+        Markers {
+            run: format!("{:012x}", now_ns() as u64 & 0xffff_ffff_ffff),
+        }
+    }
+
+    fn ip(&self, actor: &str) -> String {
+        let tag = match actor {
+            "alice" => "a11c",
+            "bob" => "b0b",
+            _ => "ca01",
+        };
+        format!("2001:db8:{}:{}:{tag}::7", &self.run[..4], &self.run[4..8])
+    }
+
+    fn agent(&self, actor: &str) -> String {
+        format!("MarkerAgent/{}-{actor}", self.run)
+    }
+
+    fn email(&self, actor: &str) -> String {
+        format!("{actor}-{}@marker.test", self.run)
+    }
+
+    fn note(&self, actor: &str) -> String {
+        format!("note-{}-{actor}", self.run)
+    }
+
+    /// Every protected value of `actor`.
+    fn of(&self, actor: &str) -> Vec<String> {
+        vec![
+            self.ip(actor),
+            self.agent(actor),
+            self.email(actor),
+            self.note(actor),
+        ]
+    }
+
+    fn event(&self, tenant: &str, actor: &str, id: &str, at_ns: i64) -> Value {
+        json!({"event_id": id, "tenant_id": tenant, "actor_id": actor, "actor_type": "human",
+            "action": "update", "resource_type": "profile", "resource_id": format!("p-{actor}"),
+            "ip_address": self.ip(actor), "user_agent": self.agent(actor),
+            "timestamp": sealtrail_model::format_timestamp(at_ns),
+            "changes": {"before": {"email": self.email(actor)}, "after": {"email": "x@y.test"}},
+            "metadata": {"note": self.note(actor)}})
+    }
+}
+
+/// Every file under `root` that holds `needle`, by path.
+fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|window| window == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Where this run's bytes may be: the test directory, and on PostgreSQL a `pg_dump` of the
+/// database and the database's own files (after a checkpoint writes them out).
+struct Haystack<'a> {
+    dir: &'a Path,
+    database: Option<&'a sealtrail_hot_postgres::testing::TestDatabase>,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+impl Haystack<'_> {
+    /// Where `needle` is found.
+    fn search(&self, needle: &str) -> Vec<String> {
+        let mut found = files_holding(self.dir, needle.as_bytes());
+        if let Some(database) = self.database {
+            let dump = std::process::Command::new("pg_dump")
+                .arg(format!("--dbname={}", database.url_as("postgres")))
+                .output()
+                .expect("pg_dump runs");
+            assert!(dump.status.success(), "pg_dump: {dump:?}");
+            if dump
+                .stdout
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+            {
+                found.push("pg_dump".into());
+            }
+            let files = self.runtime.block_on(async {
+                let client = database.admin_client().await;
+                client.batch_execute("CHECKPOINT").await.unwrap();
+                let row = client
+                    .query_one(
+                        "SELECT current_setting('data_directory') || '/base/' || oid::text \
+                         FROM pg_database WHERE datname = current_database()",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                row.get::<_, String>(0)
+            });
+            found.extend(files_holding(Path::new(&files), needle.as_bytes()));
+        }
+        found
+    }
+}
+
+/// The events of `tenant` as `key` reads them, by event id.
+fn events_of(server: &Server, key: &str, tenant: &str) -> BTreeMap<String, Value> {
+    let (status, page) = get(
+        &server.url(&format!("/v1/events?tenant_id={tenant}&limit=1000")),
+        key,
+    );
+    assert_eq!(status, 200, "{page}");
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["event_id"].as_str().unwrap().to_owned(),
+                event.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Recomputes an event's hash from its API representation alone, as docs/FORMAT.md tells a
+/// verifier to, whatever state its protected fields are in.
+fn assert_hash_recomputes(event: &Value) {
+    let stored = StoredEvent::from_json(event).unwrap_or_else(|error| panic!("{error}: {event}"));
+    let hash = sealtrail_ledger::event_hash(
+        &stored.event,
+        stored.seq,
+        stored.received_at_ns,
+        &stored.prev_hash,
+    );
+    assert_eq!(hex::encode(hash), event["event_hash"], "{event}");
+}
+
+/// The protected fields of `event` are `state`, and open ones hold what was sent.
+fn assert_fields(event: &Value, state: &str, markers: &Markers) {
+    let actor = event["actor_id"].as_str().unwrap();
+    for field in PROTECTED {
+        assert_eq!(event["sealed"][field]["state"], state, "{field}: {event}");
+        if state != "open" {
+            assert_eq!(event[field], Value::Null, "{field}: {event}");
+        }
+    }
+    if state == "open" {
+        assert_eq!(event["ip_address"], markers.ip(actor));
+        assert_eq!(event["user_agent"], markers.agent(actor));
+        assert_eq!(event["changes"]["before"]["email"], markers.email(actor));
+        assert_eq!(event["metadata"]["note"], markers.note(actor));
+        for field in PROTECTED {
+            let entry = &event["sealed"][field];
+            let salt: [u8; 32] = hex::decode(entry["salt"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let plaintext = match &event[field] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let opened = sealtrail_ledger::commitment(&salt, plaintext.as_bytes());
+            assert_eq!(hex::encode(opened), entry["commitment"], "{field}");
+        }
+    }
+    assert_hash_recomputes(event);
+}
+
+fn wait_export(server: &Server, key: &str, export_id: &str) -> Value {
+    let url = server.url(&format!("/v1/exports/{export_id}"));
+    let mut job = Value::Null;
+    assert!(wait_until(120, || {
+        job = get(&url, key).1;
+        !matches!(job["state"].as_str(), Some("queued" | "running"))
+    }));
+    assert_eq!(job["state"], "done", "{job}");
+    job
+}
+
+/// The wrapped subject keys of acme, by settings name, read from the store behind the server.
+fn subject_keys(dir: &Path, haystack: &Haystack<'_>) -> BTreeMap<String, Vec<u8>> {
+    let sql = "SELECT name, value FROM settings WHERE name LIKE 'vault/acme/subject/%'";
+    match haystack.database {
+        None => {
+            let connection = rusqlite::Connection::open_with_flags(
+                dir.join("hot.sqlite3"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let mut statement = connection.prepare(sql).unwrap();
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap();
+            rows.map(Result::unwrap).collect()
+        }
+        Some(database) => haystack.runtime.block_on(async {
+            let client = database.admin_client().await;
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect()
+        }),
+    }
+}
+
+#[test]
+fn encrypted_fields_leave_no_plaintext_and_erasure_keeps_every_proof_on_sqlite() {
+    privacy(None);
+}
+
+#[test]
+fn encrypted_fields_leave_no_plaintext_and_erasure_keeps_every_proof_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(sealtrail_hot_postgres::testing::TestDatabase::create());
+    privacy(Some((&database, &runtime)));
+}
+
+fn privacy(
+    postgres: Option<(
+        &sealtrail_hot_postgres::testing::TestDatabase,
+        &tokio::runtime::Runtime,
+    )>,
+) {
+    let local_runtime;
+    let (database, runtime) = match postgres {
+        Some((database, runtime)) => (Some(database), runtime),
+        None => {
+            local_runtime = tokio::runtime::Runtime::new().unwrap();
+            (None, &local_runtime)
+        }
+    };
+    let database_url = database.map(|database| database.url());
+    let database_url = database_url.as_deref();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let serve_args = common::on_backend(&["--region", "us"], database_url);
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let env = [("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let haystack = Haystack {
+        dir: dir.path(),
+        database,
+        runtime,
+    };
+    let markers = Markers::new();
+    // The first phase runs 45 days ago (the server's test clock), so the settings' events and
+    // the old events are a prefix of the log the lifecycle will move to the warm tier.
+    let old = now_ns() - 45 * DAY_NS;
+    let recent = now_ns() - 3_600 * 1_000_000_000;
+    let back_then = sealtrail_model::format_timestamp(old - 60_000_000_000);
+    let env_back_then = [env[0], ("SEALTRAIL_TEST_NOW", back_then.as_str())];
+    let server = Server::start_with(dir.path(), &serve_args, &env_back_then);
+    let admin = server.create_key("acme", "admin");
+    let tenant = server.url("/v1/tenants/acme");
+
+    // Settings: bad input is refused naming the field, and changes nothing.
+    for (body, field) in [
+        (
+            json!({"encryption": {"fields": ["password"]}}),
+            "encryption.fields",
+        ),
+        (
+            json!({"encryption": {"fields": ["changes.before.email"]}}),
+            "encryption.fields",
+        ),
+        (
+            json!({"encryption": {"fields": "ip_address"}}),
+            "encryption.fields",
+        ),
+        (json!({"region": "eu"}), "region"),
+        (
+            json!({"retention": {"retention_days": 30, "legal_hold": false}}),
+            "retention",
+        ),
+        (json!({"tenant_id": "beta"}), "tenant_id"),
+        (json!({"export_format": "xml"}), "export_format"),
+        (
+            json!({"default_durability": "eventually"}),
+            "default_durability",
+        ),
+        (json!({"colour": "blue"}), "colour"),
+    ] {
+        let (status, answer) = put_json(&tenant, &admin, &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["errors"][0]["field"], field, "{answer}");
+    }
+    let (status, before) = get(&tenant, &admin);
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["encryption"]["fields"], json!([]));
+    assert_eq!(before["region"], "us");
+    assert_eq!(before["default_durability"], "sync");
+    // The platform admin alone sets the region, and only to one this deployment serves.
+    let (status, answer) = put_json(&tenant, ADMIN_TOKEN, &json!({"region": "eu"}));
+    assert_eq!(
+        (status, &answer["errors"][0]["field"]),
+        (400, &json!("region"))
+    );
+    let (status, answer) = put_json(&tenant, ADMIN_TOKEN, &json!({"region": "us"}));
+    assert_eq!(status, 200, "{answer}");
+    // What GET answers can be sent back as it is: no change, by anyone who may PUT.
+    let (status, same) = put_json(&tenant, &admin, &answer);
+    assert_eq!((status, &same), (200, &answer));
+    let (status, settings) = put_json(
+        &tenant,
+        &admin,
+        &json!({"encryption": {"fields": ["metadata", "ip_address", "user_agent", "changes"]},
+                "export_format": "csv"}),
+    );
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["encryption"]["fields"], json!(PROTECTED));
+    assert_eq!(settings["export_format"], "csv");
+    let (status, _) = get(&tenant, &server.create_key("acme", "reader"));
+    assert_eq!(status, 403, "settings are the tenant admin's");
+    let (status, _) = get(&tenant, &server.create_key("beta", "admin"));
+    assert_eq!(status, 403);
+
+    // Old events (to be moved to the warm tier), then recent ones, and beta's in plaintext:
+    // beta's are the byte search's control.
+    let batch = |offset: usize, at: i64| -> Vec<Value> {
+        let mut events = Vec::new();
+        for (index, actor) in ["alice", "bob"].iter().enumerate() {
+            for n in 0..3 {
+                let id = format!("{actor}-{}", offset + n);
+                events.push(markers.event("acme", actor, &id, at + (index * 3 + n) as i64));
+            }
+        }
+        events
+    };
+    let (status, body) = post_json(
+        &server.url("/v1/events"),
+        ADMIN_TOKEN,
+        &json!(batch(0, old)),
+    );
+    assert_eq!(status, 201, "{body}");
+    server.signal_and_wait("TERM");
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    let mut events = batch(10, recent);
+    events.push(markers.event("beta", "carol", "carol-0", recent));
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(events));
+    assert_eq!(status, 201, "{body}");
+    // An idempotent retry seals to the same commitments: its stored receipt, nothing new.
+    let (status, retry) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(events));
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry["results"], body["results"]);
+    // And async events go through the spool.
+    let asynchronous: Vec<Value> = ["alice", "bob"]
+        .iter()
+        .map(|actor| markers.event("acme", actor, &format!("{actor}-async"), recent + 100))
+        .collect();
+    let (status, body) = post_json(
+        &server.url("/v1/events?durability=async"),
+        ADMIN_TOKEN,
+        &json!(asynchronous),
+    );
+    assert_eq!(status, 202, "{body}");
+    server.signal_and_wait("TERM");
+    let (code, output) = common::sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            &data,
+            "--hot-retention-days",
+            "30",
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    let reader = server.create_key("acme", "reader");
+    let read = events_of(&server, &reader, "acme");
+    let people: Vec<&Value> = read
+        .values()
+        .filter(|event| event["resource_type"] == "profile")
+        .collect();
+    assert_eq!(people.len(), 14, "{read:?}");
+    assert_eq!(
+        people
+            .iter()
+            .filter(|event| event["tier"] == "warm")
+            .count(),
+        6,
+        "the old events are in the warm tier"
+    );
+    for event in &people {
+        assert_fields(event, "open", &markers);
+    }
+    // A team admin sees what its team did, not the personal data in it.
+    let (status, body) = put_json(
+        &server.url("/v1/tenants/acme/actors"),
+        &admin,
+        &json!([{"actor_id": "alice", "team": "pay"}, {"actor_id": "bob", "team": "pay"}]),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, team_key) = post_json(
+        &server.url("/v1/keys"),
+        ADMIN_TOKEN,
+        &json!({"tenant_id": "acme", "role": "team_admin", "teams": ["pay"]}),
+    );
+    assert_eq!(status, 201, "{team_key}");
+    let team_key = team_key["key"].as_str().unwrap();
+    let (status, one) = get(&server.url("/v1/events/bob-0"), team_key);
+    assert_eq!(status, 200, "{one}");
+    assert_fields(&one, "withheld", &markers);
+    // SQL sees the stored envelope, never the plaintext.
+    let (status, answer) = post_json(
+        &server.url("/v1/query"),
+        &reader,
+        &json!({"sql": "SELECT ip_address, user_agent, changes, metadata FROM events"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let answer = answer.to_string();
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        assert!(
+            !answer.contains(marker.as_str()),
+            "{marker} in SQL: {answer}"
+        );
+    }
+
+    // An export made before the erasure: CSV, the tenant's preferred format.
+    let (status, job) = post_json(&server.url("/v1/exports"), &admin, &json!({}));
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["format"], "csv", "{job}");
+    let job = wait_export(&server, &admin, job["export_id"].as_str().unwrap());
+    let export_dir = dir.path().join("export-before");
+    std::fs::create_dir_all(&export_dir).unwrap();
+    let export_id = job["export_id"].as_str().unwrap();
+    let export_file = export_dir.join("events.csv");
+    for (part, path) in [
+        ("data", export_file.clone()),
+        ("bundle", export_dir.join("bundle.ndjson")),
+    ] {
+        let (status, bytes) = get_bytes(
+            &server.url(&format!("/v1/exports/{export_id}/download?part={part}")),
+            &admin,
+        );
+        assert_eq!(status, 200);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    // Nothing of acme's protected fields in plaintext anywhere; beta's plaintext is found.
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        assert_eq!(haystack.search(marker), Vec::<String>::new(), "{marker}");
+    }
+    assert!(
+        !haystack.search(&markers.note("carol")).is_empty(),
+        "the byte search finds a tenant's plaintext"
+    );
+
+    // Erase alice.
+    let keys_before = subject_keys(dir.path(), &haystack);
+    assert_eq!(keys_before.len(), 2, "one subject key per actor");
+    let (status, _) = post_json(
+        &server.url("/v1/tenants/acme/subjects/alice/erase"),
+        &reader,
+        &json!({}),
+    );
+    assert_eq!(status, 403, "erasure is the tenant admin's");
+    let (status, erased) = post_json(
+        &server.url("/v1/tenants/acme/subjects/alice/erase"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["keys_destroyed"], 1);
+    let keys_after = subject_keys(dir.path(), &haystack);
+    assert_eq!(keys_after.len(), 1);
+    let (_, destroyed) = keys_before
+        .iter()
+        .find(|(name, _)| !keys_after.contains_key(*name))
+        .unwrap();
+    let wrapped: Value = serde_json::from_slice(destroyed).unwrap();
+    let wrapped = wrapped["wrapped"].as_str().unwrap();
+    if database.is_none() {
+        // SQLite: the deleted row's pages are zeroed and the WAL that wrote them is gone.
+        assert_eq!(
+            files_holding(dir.path(), wrapped.as_bytes()),
+            Vec::<String>::new()
+        );
+    } else {
+        let dump = std::process::Command::new("pg_dump")
+            .arg(format!("--dbname={}", database.unwrap().url_as("postgres")))
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&dump.stdout).contains(wrapped));
+    }
+
+    let read = events_of(&server, &reader, "acme");
+    for event in read
+        .values()
+        .filter(|event| event["resource_type"] == "profile")
+    {
+        let state = if event["actor_id"] == "alice" {
+            "erased"
+        } else {
+            "open"
+        };
+        assert_fields(event, state, &markers);
+    }
+    assert!(
+        read.values()
+            .any(|event| event["action"] == "subject.erase" && event["resource_id"] == "alice"),
+        "the erasure is an event of the log"
+    );
+
+    // Every proof still holds: an erased event's inclusion in a fresh checkpoint, hot and warm.
+    let (status, note, _) = common::post_raw(
+        &server.url("/v1/tenants/acme/checkpoint"),
+        &admin,
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 201, "{note}");
+    let (status, key_text) = get(&server.url("/v1/verifier-key"), &reader);
+    assert_eq!(status, 200);
+    let verifier = NoteVerifier::parse(key_text.as_str().unwrap().trim()).unwrap();
+    let checkpoint = open_checkpoint(
+        note.as_str().unwrap(),
+        std::slice::from_ref(&verifier),
+        &tenant_origin("acme"),
+    )
+    .unwrap();
+    let (root, size) = (checkpoint.root_hash, checkpoint.tree_size);
+    for id in ["alice-0", "alice-10"] {
+        let (status, proof) = get(
+            &server.url(&format!(
+                "/v1/tenants/acme/proofs/inclusion?event_id={id}&tree_size={size}"
+            )),
+            &reader,
+        );
+        assert_eq!(status, 200, "{proof}");
+        let proof: InclusionProof = serde_json::from_value(proof).unwrap();
+        proof.verify(&root).unwrap();
+        assert_eq!(hex::encode(proof.leaf_hash), read[id]["event_hash"]);
+    }
+    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
+    assert_eq!(code, 0, "{key}");
+    let (code, output) = sealtrail(&[
+        "verify-bundle",
+        export_dir.to_str().unwrap(),
+        "--key",
+        key.trim(),
+        "--file",
+        export_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 0,
+        "the export made before the erasure still verifies: {output}"
+    );
+
+    // A new data key: new events use it at once, every older one still opens.
+    let (status, rotated) = post_json(
+        &server.url("/v1/tenants/acme/keys/rotate"),
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let fresh: Vec<Value> = ["alice", "bob"]
+        .iter()
+        .map(|actor| markers.event("acme", actor, &format!("{actor}-rotated"), recent + 200))
+        .collect();
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(fresh));
+    assert_eq!(status, 201, "{body}");
+    // And async events spooled just before a SIGKILL.
+    let killed: Vec<Value> = ["alice", "bob"]
+        .iter()
+        .map(|actor| markers.event("acme", actor, &format!("{actor}-killed"), recent + 300))
+        .collect();
+    let (status, body) = post_json(
+        &server.url("/v1/events?durability=async"),
+        ADMIN_TOKEN,
+        &json!(killed),
+    );
+    assert_eq!(status, 202, "{body}");
+    server.signal_and_wait("KILL");
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        assert_eq!(
+            files_holding(dir.path(), marker.as_bytes()),
+            Vec::<String>::new()
+        );
+    }
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    let read = events_of(&server, &reader, "acme");
+    for event in read
+        .values()
+        .filter(|event| event["resource_type"] == "profile")
+    {
+        let id = event["event_id"].as_str().unwrap();
+        // Alice's events after the erasure are sealed under a new key of hers: readable.
+        let state = match (
+            event["actor_id"].as_str(),
+            id.ends_with("rotated") || id.ends_with("killed"),
+        ) {
+            (Some("alice"), false) => "erased",
+            _ => "open",
+        };
+        assert_fields(event, state, &markers);
+    }
+    assert_eq!(
+        read.values()
+            .filter(|event| event["resource_type"] == "profile")
+            .count(),
+        18
+    );
+    server.signal_and_wait("TERM");
+    let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("tenant acme"), "{output}");
+}
