@@ -263,7 +263,7 @@ fn erase_fields(event: &Value) -> Value {
 }
 
 fn generate_v2() -> Value {
-    let mut events = vec![
+    let mut events = [
         ("first event of tenant acme-eu: ip_address and user_agent encrypted and opened for the reader; changes and metadata in plaintext", json!({
             "event_id": "evt-0101", "timestamp": "2026-03-02T08:00:00Z", "tenant_id": "acme-eu",
             "actor_id": "marie@acme.test", "actor_type": "human", "action": "login", "resource_type": "session",
