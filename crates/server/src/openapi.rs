@@ -946,8 +946,9 @@ fn realtime_paths(paths: &mut serde_json::Map<String, Value>, stream_filters: &[
         "required": ["id", "delivered", "still_parked"], "properties": {"id": {"type": "string"},
         "delivered": {"type": "integer", "minimum": 0}, "still_parked": {"type": "integer", "minimum": 0}}}),
     );
-    let id_path =
-        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    // The ids `webhooks.rs` makes: a prefix and 12 random bytes in hex.
+    let id_path = json!({"name": "id", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[a-z]+_[0-9a-f]{24}$"}});
     paths.insert("/v1/tenants/{tenant_id}/webhooks".into(), json!({
         "parameters": [tenant_path()],
         "post": {
