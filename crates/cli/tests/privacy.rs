@@ -667,3 +667,80 @@ fn privacy(
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("tenant acme"), "{output}");
 }
+
+/// Rotating the key-encryption key rewraps every tenant data key at start and touches no
+/// event: hashes are the same, fields open; a server given only the new key before the rewrap
+/// cannot open them (500), and one given only the old key after it cannot either.
+#[test]
+fn rotating_the_key_encryption_key_rewraps_data_keys_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let old_kek = "11".repeat(32);
+    let new_kek = "22".repeat(32);
+    let env = |kek: &str, previous: Option<&str>| -> Vec<(String, String)> {
+        let mut env = vec![
+            ("SEALTRAIL_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+            ("SEALTRAIL_KEK".to_owned(), kek.to_owned()),
+        ];
+        if let Some(previous) = previous {
+            env.push(("SEALTRAIL_KEK_PREVIOUS".to_owned(), previous.to_owned()));
+        }
+        env
+    };
+    let start = |env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        Server::start_with(dir.path(), &[], &env)
+    };
+    let markers = Markers::new();
+    let server = start(&env(&old_kek, None));
+    let (status, body) = put_json(
+        &server.url("/v1/tenants/acme"),
+        ADMIN_TOKEN,
+        &json!({"encryption": {"fields": PROTECTED}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<Value> = ["alice", "bob"]
+        .iter()
+        .map(|actor| {
+            markers.event(
+                "acme",
+                actor,
+                &format!("{actor}-1"),
+                now_ns() - 1_000_000_000,
+            )
+        })
+        .collect();
+    let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(events));
+    assert_eq!(status, 201, "{body}");
+    let before = events_of(&server, ADMIN_TOKEN, "acme");
+    server.signal_and_wait("TERM");
+
+    // Only the new key: the tenant key does not open.
+    let server = start(&env(&new_kek, None));
+    let (status, body) = get(&server.url("/v1/events?tenant_id=acme"), ADMIN_TOKEN);
+    assert_eq!(status, 500, "{body}");
+    server.signal_and_wait("TERM");
+
+    // The new key with the previous one: rewrapped at start; every event opens, unchanged.
+    for round in [Some(old_kek.as_str()), None] {
+        let server = start(&env(&new_kek, round));
+        let after = events_of(&server, ADMIN_TOKEN, "acme");
+        for (id, event) in &after {
+            assert_eq!(event["event_hash"], before[id]["event_hash"], "{id}");
+            if event["resource_type"] == "profile" {
+                assert_fields(event, "open", &markers);
+            }
+        }
+        server.signal_and_wait("TERM");
+    }
+    // Now the old key alone opens nothing.
+    let server = start(&env(&old_kek, None));
+    let (status, _) = get(&server.url("/v1/events?tenant_id=acme"), ADMIN_TOKEN);
+    assert_eq!(status, 500);
+    server.signal_and_wait("TERM");
+    let (code, output) = sealtrail(&["verify", "--data-dir", &data]);
+    assert_eq!(code, 0, "{output}");
+}

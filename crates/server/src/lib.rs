@@ -142,6 +142,11 @@ pub struct ServerConfig {
     pub kek: Option<String>,
     /// The key-encryption key's file; default `<data_dir>/vault.kek`, created on first start.
     pub kek_path: Option<PathBuf>,
+    /// The key-encryption key being rotated away from, as text (`SEALTRAIL_KEK_PREVIOUS`) or a
+    /// file: at start every tenant data key still wrapped under it is rewrapped under the
+    /// current one.
+    pub previous_kek: Option<String>,
+    pub previous_kek_path: Option<PathBuf>,
     /// The region this deployment's stores are in; a tenant's settings may name only it.
     pub region: String,
 }
@@ -162,6 +167,10 @@ impl std::fmt::Debug for ServerConfig {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("kek", &self.kek.as_ref().map(|_| "<redacted>"))
+            .field(
+                "previous_kek",
+                &self.previous_kek.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &self.region)
             .finish()
     }
@@ -253,6 +262,22 @@ pub async fn run(
             .unwrap_or_else(|| config.data_dir.join(privacy::KEK_FILE)),
         config.kek_path.is_none(),
     )?;
+    let vault = privacy::Vault::new(kek);
+    let previous_kek = match (&config.previous_kek, &config.previous_kek_path) {
+        (None, None) => None,
+        (text, path) => Some(privacy::load_kek(
+            text.as_deref(),
+            path.as_deref().unwrap_or(std::path::Path::new("")),
+            false,
+        )?),
+    };
+    if let Some(previous) = previous_kek {
+        let rewrapped = privacy::rewrap_tenant_keys(&*store, &vault, &*previous).await?;
+        tracing::info!(
+            rewrapped,
+            "tenant data keys rewrapped under the current key-encryption key"
+        );
+    }
     let warm = sealtrail_archive::Tier::open(&config.warm)?;
     let cold = config
         .cold
@@ -320,7 +345,7 @@ pub async fn run(
         tenant_queries: Arc::default(),
         policies: capture::Policies::new(config.capture_policy.clone()),
         settings: privacy::Settings::default(),
-        vault: privacy::Vault::new(kek),
+        vault,
         region: config.region.clone(),
         destinations: destinations::Destinations::default(),
         delivery_retry_base: config.delivery_retry_base,

@@ -495,7 +495,7 @@ pub(crate) fn load_kek(
             .map_err(|error| crate::Error::Task(format!("{source}: {error}")))
     };
     if let Some(text) = text {
-        return parse(text, "SEALTRAIL_KEK");
+        return parse(text, "the key-encryption key's text");
     }
     let io = |source| crate::Error::Io {
         path: path.display().to_string(),
@@ -518,6 +518,58 @@ pub(crate) fn load_kek(
         }
         Err(error) => Err(io(error)),
     }
+}
+
+/// Rewraps every tenant data key wrapped under `previous` under the vault's key-encryption key:
+/// the rotation of the key-encryption key, run at start. Events are not touched (they are sealed
+/// under subject keys, which are wrapped under the tenant keys). Returns how many were rewrapped;
+/// keys already under the current key are left alone, so every node may run it.
+pub(crate) async fn rewrap_tenant_keys(
+    store: &dyn HotStore,
+    vault: &Vault,
+    previous: &dyn KeyEncryptionKey,
+) -> crate::Result<usize> {
+    let corrupt =
+        |name: &str, reason: &str| crate::Error::CorruptSetting(format!("{name}: {reason}"));
+    let mut rewrapped = 0;
+    for (name, stored) in store.settings_with_prefix("vault/").await? {
+        if name.split('/').nth(2) != Some("tenant") {
+            continue;
+        }
+        let stored: Value =
+            serde_json::from_slice(&stored).map_err(|error| corrupt(&name, &error.to_string()))?;
+        let kek = stored["kek"].as_str().unwrap_or_default();
+        if kek == vault.kek.id() {
+            continue;
+        }
+        if kek != previous.id() {
+            return Err(corrupt(
+                &name,
+                &format!(
+                    "wrapped under key-encryption key {kek}, which is neither the current ({}) nor the previous ({})",
+                    vault.kek.id(),
+                    previous.id()
+                ),
+            ));
+        }
+        let wrapped = stored["wrapped"]
+            .as_str()
+            .and_then(|text| BASE64.decode(text).ok())
+            .ok_or_else(|| corrupt(&name, "its wrapped key does not decode"))?;
+        let key = previous
+            .unwrap(name.as_bytes(), &wrapped)
+            .map_err(|error| corrupt(&name, &error.to_string()))?;
+        let wrapped = vault
+            .kek
+            .wrap(name.as_bytes(), &key)
+            .map_err(|error| crate::Error::Task(error.to_string()))?;
+        let fresh = json!({"kek": vault.kek.id(), "wrapped": BASE64.encode(wrapped)});
+        let fresh =
+            serde_json::to_vec(&fresh).map_err(|error| crate::Error::Task(error.to_string()))?;
+        store.set_setting(&name, fresh).await?;
+        rewrapped += 1;
+    }
+    Ok(rewrapped)
 }
 
 /// Seals the configured protected fields of every kept event of a request, before it is

@@ -65,6 +65,11 @@ pub(crate) struct ServeArgs {
     /// the key itself instead; nodes of one database must share it
     #[arg(long, env = "SEALTRAIL_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// The key-encryption key being rotated away from: at start every tenant data key wrapped
+    /// under it is rewrapped under the current one (events are not touched).
+    /// `SEALTRAIL_KEK_PREVIOUS` may hold the key itself instead
+    #[arg(long, env = "SEALTRAIL_PREVIOUS_KEK_FILE")]
+    previous_kek_file: Option<PathBuf>,
     /// The region this deployment's stores are in; tenants' settings may name only it
     /// [default: default]
     #[arg(long, env = "SEALTRAIL_REGION")]
@@ -320,6 +325,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|key| !key.is_empty()),
         kek_path: args.kek_file.or(file.kek_file),
+        previous_kek: std::env::var("SEALTRAIL_KEK_PREVIOUS")
+            .ok()
+            .filter(|key| !key.is_empty()),
+        previous_kek_path: args.previous_kek_file,
         region: args
             .region
             .or(file.region)
