@@ -743,4 +743,37 @@ fn rotating_the_key_encryption_key_rewraps_data_keys_only() {
     server.signal_and_wait("TERM");
     let (code, output) = sealtrail(&["verify", "--data-dir", &data]);
     assert_eq!(code, 0, "{output}");
+
+    // `sealtrail import` cannot seal: a file naming a tenant with encrypted fields is refused
+    // whole, naming it, and nothing of it is written.
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("import.ndjson");
+    let lines: Vec<String> = [("beta", "carol"), ("acme", "alice")]
+        .iter()
+        .map(|(tenant, actor)| {
+            markers
+                .event(
+                    tenant,
+                    actor,
+                    &format!("imported-{actor}"),
+                    now_ns() - 1_000_000_000,
+                )
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (code, output) = sealtrail(&["import", file.to_str().unwrap(), "--data-dir", &data]);
+    assert_ne!(code, 0, "{output}");
+    assert!(
+        output.contains("tenant acme has fields encrypted"),
+        "{output}"
+    );
+    assert_eq!(
+        common::stored_event_ids(dir.path(), "beta"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_holding(dir.path(), markers.note("alice").as_bytes()),
+        Vec::<String>::new()
+    );
 }

@@ -56,7 +56,7 @@ pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGN
 pub use clock::TEST_NOW_ENV;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
-pub use privacy::KEK_FILE;
+pub use privacy::{tenant_encrypts, KEK_FILE};
 use spool::Spool;
 
 /// Errors that stop the server from starting or from shutting down cleanly.

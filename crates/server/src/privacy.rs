@@ -121,6 +121,20 @@ fn encrypted_fields(names: &[Value]) -> Result<Vec<&'static str>, String> {
     Ok(fields)
 }
 
+/// Whether a tenant's settings have any field encrypted (for `sealtrail import`, which writes
+/// to the store without the server and so cannot seal: it refuses such a tenant instead).
+pub async fn tenant_encrypts(store: &dyn HotStore, tenant_id: &str) -> crate::Result<bool> {
+    let Some(stored) = store.setting(&settings_name(tenant_id)).await? else {
+        return Ok(false);
+    };
+    let settings = TenantSettings::from_stored(&stored).ok_or_else(|| {
+        crate::Error::CorruptSetting(format!(
+            "the stored settings of tenant {tenant_id} do not decode"
+        ))
+    })?;
+    Ok(!settings.encrypted.is_empty())
+}
+
 /// Each tenant's settings, cached like capture policies.
 #[derive(Debug, Default)]
 pub(crate) struct Settings {

@@ -98,8 +98,12 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let checked_at = now_ns();
     let mut total = 0u64;
+    let mut tenants = std::collections::BTreeSet::new();
     for_each_line(&args.file, |number, line| {
-        parse(number, line, checked_at)?;
+        let pending = parse(number, line, checked_at)?;
+        if !tenants.contains(&pending.event.tenant_id) {
+            tenants.insert(pending.event.tenant_id);
+        }
         total += 1;
         Ok(())
     })?;
@@ -112,6 +116,18 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         &args.data_dir,
         args.database_url.as_deref(),
     ))?;
+    // An import writes to the store without the server's vault: it cannot seal protected
+    // fields (docs/PRIVACY.md), so a tenant that has them encrypted is refused, before anything
+    // is written.
+    for tenant_id in &tenants {
+        if runtime.block_on(sealtrail_server::tenant_encrypts(&*store, tenant_id))? {
+            bail!(
+                "tenant {tenant_id} has fields encrypted (GET /v1/tenants/{tenant_id}); import \
+                 cannot seal them, so nothing was imported: send its events through \
+                 POST /v1/events instead"
+            );
+        }
+    }
     // The store commits one group while this thread parses the next.
     let (groups, mut receiver) = mpsc::channel::<(usize, Vec<AppendRequest>)>(2);
     let committer = runtime.spawn(async move {
