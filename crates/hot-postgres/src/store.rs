@@ -1433,6 +1433,22 @@ fn query_sql(query: &EventQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) 
             conditions.push(format!("{column} = ${}", values.len()));
         }
     }
+    for (column, matched) in query.protected_filters() {
+        if let Some(matched) = matched {
+            values.push(Box::new(matched.plaintext.clone()));
+            let plain = values.len();
+            match matched.envelope_pattern() {
+                Some(pattern) => {
+                    values.push(Box::new(pattern));
+                    conditions.push(format!(
+                        "({column} = ${plain} OR {column} LIKE ${})",
+                        values.len()
+                    ));
+                }
+                None => conditions.push(format!("{column} = ${plain}")),
+            }
+        }
+    }
     if let Some(actors) = &query.actor_in {
         values.push(Box::new(actors.clone()));
         conditions.push(format!("actor_id = ANY(${})", values.len()));

@@ -1066,6 +1066,18 @@ fn run_query(conn: &Connection, query: &EventQuery) -> Result<Vec<StoredEvent>> 
             values.push(value.to_owned().into());
         }
     }
+    for (column, matched) in query.protected_filters() {
+        if let Some(matched) = matched {
+            values.push(matched.plaintext.clone().into());
+            match matched.envelope_pattern() {
+                Some(pattern) => {
+                    conditions.push(format!("({column} = ? OR {column} LIKE ?)"));
+                    values.push(pattern.into());
+                }
+                None => conditions.push(format!("{column} = ?")),
+            }
+        }
+    }
     if let Some(actors) = &query.actor_in {
         // One parameter whatever the scope's size, so the statement cache keeps one plan.
         conditions.push("actor_id IN (SELECT value FROM json_each(?))".to_owned());

@@ -24,7 +24,8 @@ use sealtrail_model::{
 
 use crate::{
     verify_store, ActorDayFilter, ApiKeyRecord, AppendOutcome, AppendRequest, EventQuery, HotStore,
-    KeyScope, Order, Role, SamplingCount, SamplingTally, StoredCheckpoint, SummaryTally,
+    KeyScope, Order, ProtectedMatch, Role, SamplingCount, SamplingTally, StoredCheckpoint,
+    SummaryTally,
 };
 
 /// Fresh storage for one property.
@@ -68,6 +69,7 @@ macro_rules! conformance_tests {
             settings_are_set_once,
             settings_can_be_replaced,
             settings_are_listed_and_deleted_by_prefix,
+            protected_filters_match_plaintext_and_blind_indexes,
             retention_deletes_a_prefix_only,
             tiles_complete_after_their_leaves_left,
             a_retry_of_an_archived_event_gets_its_receipt,
@@ -1157,6 +1159,77 @@ pub async fn settings_can_be_replaced(fixture: &dyn Fixture) {
     );
 }
 
+/// Equality on a field a tenant may encrypt matches its plaintext, or an envelope carrying the
+/// blind index asked for, and nothing else (another index, or the index text elsewhere).
+pub async fn protected_filters_match_plaintext_and_blind_indexes(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let envelope = |index: Option<&str>| {
+        sealtrail_model::Sealed::Cipher {
+            commitment: [7; 32],
+            key_id: "t1.s1",
+            index,
+            data: "ab12ab12",
+        }
+        .to_text()
+    };
+    let values = [
+        Some("10.1.1.1".to_owned()),
+        Some(envelope(Some("ab12"))),
+        Some(envelope(Some("cd34"))),
+        Some(envelope(None)),
+        // The index's text elsewhere than the index component.
+        Some(envelope(Some("ab1234"))),
+        None,
+    ];
+    let sent: Vec<PendingEvent> = values
+        .iter()
+        .enumerate()
+        .map(|(n, value)| {
+            let mut pending = test_event("acme", &format!("p{n}"), n as u64 + 1);
+            pending.event.ip_address = value.clone();
+            pending.event.user_agent = value.clone();
+            pending
+        })
+        .collect();
+    append(&*store, vec![sent]).await;
+    let matched = |ip: Option<ProtectedMatch>, agent: Option<ProtectedMatch>| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .query(EventQuery {
+                    ip_address: ip,
+                    user_agent: agent,
+                    ..query("acme")
+                })
+                .await
+                .unwrap();
+            page.iter()
+                .map(|stored| stored.event.event_id.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let by = |plaintext: &str, index: Option<&str>| ProtectedMatch {
+        plaintext: plaintext.into(),
+        blind_index: index.map(str::to_owned),
+    };
+    assert_eq!(
+        matched(Some(by("10.1.1.1", Some("ab12"))), None).await,
+        ["p0", "p1"]
+    );
+    assert_eq!(matched(Some(by("10.1.1.1", None)), None).await, ["p0"]);
+    assert_eq!(
+        matched(Some(by("10.9.9.9", Some("cd34"))), None).await,
+        ["p2"]
+    );
+    assert_eq!(
+        matched(None, Some(by("10.1.1.1", Some("ab12")))).await,
+        ["p0", "p1"]
+    );
+    assert!(matched(Some(by("10.9.9.9", Some("ef56"))), None)
+        .await
+        .is_empty());
+}
+
 /// Settings are listed and deleted by name prefix, exactly: `vault/acme/` never touches
 /// `vault/acme2/` or the name equal to the prefix without its slash.
 pub async fn settings_are_listed_and_deleted_by_prefix(fixture: &dyn Fixture) {
@@ -1240,19 +1313,8 @@ pub async fn retention_deletes_a_prefix_only(fixture: &dyn Fixture) {
     assert!(store.get_event("acme", "acme-6").await.unwrap().is_some());
     let page = store
         .query(EventQuery {
-            tenant_id: "acme".into(),
-            actor_id: None,
-            action: None,
-            resource_type: None,
-            resource_id: None,
-            request_id: None,
-            outcome: None,
-            actor_in: None,
-            from_ns: None,
-            to_ns: None,
-            order: Order::Asc,
-            after_seq: None,
             limit: 100,
+            ..query("acme")
         })
         .await
         .unwrap();

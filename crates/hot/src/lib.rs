@@ -54,6 +54,10 @@ pub struct EventQuery {
     pub resource_id: Option<String>,
     pub request_id: Option<String>,
     pub outcome: Option<String>,
+    /// Equality on fields a tenant may encrypt: the plaintext, or an envelope carrying its blind
+    /// index (docs/PRIVACY.md).
+    pub ip_address: Option<ProtectedMatch>,
+    pub user_agent: Option<ProtectedMatch>,
     /// Only events of these actors (the caller's access scope: a `self` or `team_admin`
     /// reader); `None` is every actor, an empty list none.
     pub actor_in: Option<Vec<String>>,
@@ -78,6 +82,8 @@ impl EventQuery {
             resource_id: None,
             request_id: None,
             outcome: None,
+            ip_address: None,
+            user_agent: None,
             actor_in: None,
             from_ns: None,
             to_ns: None,
@@ -98,6 +104,34 @@ impl EventQuery {
             ("request_id", self.request_id.as_deref()),
             ("outcome", self.outcome.as_deref()),
         ]
+    }
+
+    /// The equality filters on fields a tenant may encrypt, with their column names.
+    pub fn protected_filters(&self) -> [(&'static str, Option<&ProtectedMatch>); 2] {
+        [
+            ("ip_address", self.ip_address.as_ref()),
+            ("user_agent", self.user_agent.as_ref()),
+        ]
+    }
+}
+
+/// An equality filter on a field a tenant may encrypt: a row matches when the column holds
+/// `plaintext` (an event stored before encryption was turned on, or of a tenant without it), or
+/// an envelope whose blind index is `blind_index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedMatch {
+    pub plaintext: String,
+    /// Lowercase hex, computed with the tenant's index key; `None` when it has none.
+    pub blind_index: Option<String>,
+}
+
+impl ProtectedMatch {
+    /// A `LIKE` pattern matching exactly the envelopes that carry the blind index: the index
+    /// is hex, so holds no `LIKE` wildcard, and is the component after `cipher:<key id>:`.
+    pub fn envelope_pattern(&self) -> Option<String> {
+        self.blind_index
+            .as_ref()
+            .map(|index| format!("{}%:cipher:%:{index}:%", sealtrail_model::SEALED_PREFIX))
     }
 }
 

@@ -10,7 +10,8 @@
 //! no store needs a column of its own for it. Its text form has three shapes; only the first is
 //! ever written anywhere, the other two exist between a read and its answer:
 //!
-//! - `sealed.v2:<commitment>:cipher:<key_id>:<data>` as stored;
+//! - `sealed.v2:<commitment>:cipher:<key_id>:<index>:<data>` as stored (`<index>`: the blind
+//!   index equality filters match, or `-`);
 //! - `sealed.v2:<commitment>:open:<salt>:<plaintext>` opened for a reader allowed to see it;
 //! - `sealed.v2:<commitment>:erased` or `…:withheld` when it cannot or may not be shown.
 //!
@@ -20,6 +21,9 @@
 
 /// The first bytes of every envelope.
 pub const SEALED_PREFIX: &str = "sealed.v2:";
+
+/// The index component of an envelope without a blind index.
+const NO_INDEX: &str = "-";
 
 /// The fields a tenant may have encrypted, in canonical order.
 pub const PROTECTED_FIELDS: [&str; 4] = ["ip_address", "user_agent", "changes", "metadata"];
@@ -45,10 +49,12 @@ impl Closed {
 /// A protected field's envelope, parsed from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sealed<'a> {
-    /// As stored: `data` is the ciphertext (base64url), under the subject key `key_id`.
+    /// As stored: `data` is the ciphertext (base64url), under the subject key `key_id`;
+    /// `index` the keyed blind index of the plaintext, for equality filters (docs/PRIVACY.md).
     Cipher {
         commitment: [u8; 32],
         key_id: &'a str,
+        index: Option<&'a str>,
         data: &'a str,
     },
     /// Opened: the plaintext and the salt that opens the commitment.
@@ -84,13 +90,15 @@ impl<'a> Sealed<'a> {
             "withheld" => withheld,
             _ => {
                 if let Some(cipher) = rest.strip_prefix("cipher:") {
-                    match cipher.split_once(':') {
-                        Some((key_id, data)) => Sealed::Cipher {
+                    let mut parts = cipher.splitn(3, ':');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(key_id), Some(index), Some(data)) => Sealed::Cipher {
                             commitment,
                             key_id,
+                            index: (index != NO_INDEX).then_some(index),
                             data,
                         },
-                        None => withheld,
+                        _ => withheld,
                     }
                 } else if let Some(open) = rest.strip_prefix("open:") {
                     match (open.get(..64).and_then(hex32), open.get(64..65)) {
@@ -122,9 +130,16 @@ impl<'a> Sealed<'a> {
         let mut text = String::from(SEALED_PREFIX);
         push_hex(&mut text, &self.commitment());
         match self {
-            Sealed::Cipher { key_id, data, .. } => {
+            Sealed::Cipher {
+                key_id,
+                index,
+                data,
+                ..
+            } => {
                 text.push_str(":cipher:");
                 text.push_str(key_id);
+                text.push(':');
+                text.push_str(index.unwrap_or(NO_INDEX));
                 text.push(':');
                 text.push_str(data);
             }
@@ -187,6 +202,13 @@ mod tests {
             Sealed::Cipher {
                 commitment,
                 key_id: "g1",
+                index: Some("0123abcd"),
+                data: "AAECAw",
+            },
+            Sealed::Cipher {
+                commitment,
+                key_id: "g1",
+                index: None,
                 data: "AAECAw",
             },
             Sealed::Open {

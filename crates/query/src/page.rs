@@ -170,6 +170,15 @@ fn filters(query: &EventQuery) -> Vec<Expr> {
             predicates.push(col(column).eq(lit(value)));
         }
     }
+    for (column, matched) in query.protected_filters() {
+        if let Some(matched) = matched {
+            let plain = col(column).eq(lit(matched.plaintext.clone()));
+            predicates.push(match matched.envelope_pattern() {
+                Some(pattern) => plain.or(col(column).like(lit(pattern))),
+                None => plain,
+            });
+        }
+    }
     if let Some(actors) = &query.actor_in {
         // An empty scope is `IN ()`, which matches nothing, as in the hot stores.
         predicates.push(if actors.is_empty() {

@@ -291,6 +291,12 @@ fn build() -> Value {
         json!({"name": "cursor", "in": "query", "required": false, "description": "next_cursor of the previous page, with the same order.", "schema": {"type": "string", "minLength": 1}}),
         json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": QUERY_LIMIT_MAX, "default": QUERY_LIMIT_DEFAULT}}),
     ]);
+    // Only GET /v1/events: on a tenant with the field encrypted, equality goes through the
+    // tenant's blind index (docs/PRIVACY.md).
+    let protected_filters = [("ip_address", IP_ADDRESS_CHARS_MAX), ("user_agent", USER_AGENT_CHARS_MAX)]
+        .map(|(name, most)| json!({"name": name, "in": "query", "required": false,
+            "description": "Equality; where the tenant has the field encrypted, through its keyed blind index. Refused (403) to a team_admin, which does not see protected fields.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": most}}));
     let events_array = json!({"type": "array", "minItems": 1, "maxItems": BATCH_EVENTS_MAX, "items": {"$ref": "#/components/schemas/EventV1"}});
     let mut paths = serde_json::Map::new();
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness.", "security": [], "responses": {"200": text_body("Alive.")}}}));
@@ -334,7 +340,7 @@ fn build() -> Value {
                 },
                 "get": {
                     "summary": "Page through one tenant's events, newest first by default.",
-                    "parameters": event_filters.clone(),
+                    "parameters": event_filters.iter().chain(&protected_filters).cloned().collect::<Vec<_>>(),
                     "responses": {
                         "200": json_body("A page.", json!({"type": "object", "additionalProperties": false, "required": ["events", "next_cursor"], "properties": {
                             "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},

@@ -38,7 +38,8 @@ use sealtrail_model::{
 };
 use sealtrail_policy::Durability;
 use sealtrail_vault::{
-    open_field, seal_field, unwrap_key, wrap_key, DataKey, FieldContext, KeyEncryptionKey,
+    blind_index, open_field, seal_field, unwrap_key, wrap_key, DataKey, FieldContext,
+    KeyEncryptionKey,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -55,6 +56,10 @@ pub(crate) const SETTINGS_CHANGE_ACTION: &str = "tenant_settings.update";
 pub(crate) const SUBJECT_ERASE_ACTION: &str = "subject.erase";
 /// The action of the event recording a tenant's erasure.
 pub(crate) const TENANT_ERASE_ACTION: &str = "tenant.erase";
+/// The protected fields an equality filter of `GET /v1/events` may name, so the ones whose
+/// envelopes carry a blind index. (`changes` and `metadata` are documents, not values.)
+const INDEXED_FIELDS: [&str; 2] = ["ip_address", "user_agent"];
+
 /// The action of the event recording a data-key rotation.
 pub(crate) const KEY_ROTATE_ACTION: &str = "data_key.rotate";
 
@@ -202,6 +207,12 @@ fn current_name(tenant_id: &str) -> String {
     format!("vault/{tenant_id}/current")
 }
 
+/// The tenant's blind-index key (one per tenant, never rotated with the data keys: indexes
+/// made under it must keep matching).
+fn index_key_name(tenant_id: &str) -> String {
+    format!("vault/{tenant_id}/index")
+}
+
 fn tenant_key_name(tenant_id: &str, tid: &str) -> String {
     format!("vault/{tenant_id}/tenant/{tid}")
 }
@@ -310,6 +321,57 @@ impl Vault {
         Ok(tid)
     }
 
+    /// The tenant's blind-index key, made with `create` when it has none; `None` otherwise.
+    async fn index_key(
+        &self,
+        store: &dyn HotStore,
+        tenant_id: &str,
+        create: bool,
+    ) -> Result<Option<Arc<DataKey>>, ApiError> {
+        let name = index_key_name(tenant_id);
+        if let Some(cached) = self.cached(&name) {
+            return Ok(Some(cached.key));
+        }
+        let stored = match store.setting(&name).await? {
+            Some(stored) => stored,
+            None if create => {
+                let key = DataKey::generate().map_err(ApiError::internal)?;
+                let wrapped = self
+                    .kek
+                    .wrap(name.as_bytes(), &key)
+                    .map_err(ApiError::internal)?;
+                let fresh = json!({"kek": self.kek.id(), "wrapped": BASE64.encode(wrapped)});
+                let fresh = serde_json::to_vec(&fresh).map_err(ApiError::internal)?;
+                store.set_setting_if_absent(&name, fresh).await?;
+                // Ours, or the one another node stored first.
+                store
+                    .setting(&name)
+                    .await?
+                    .ok_or_else(|| ApiError::internal(format!("{name} vanished")))?
+            }
+            None => return Ok(None),
+        };
+        let key = Arc::new(self.unwrap_stored(&name, &stored)?);
+        self.remember(name, String::new(), key.clone());
+        Ok(Some(key))
+    }
+
+    /// A key stored as `{"kek", "wrapped"}` under the key-encryption key, unwrapped.
+    fn unwrap_stored(&self, name: &str, stored: &[u8]) -> Result<DataKey, ApiError> {
+        let stored: Value = serde_json::from_slice(stored).map_err(ApiError::internal)?;
+        let wrapped = stored["wrapped"]
+            .as_str()
+            .and_then(|text| BASE64.decode(text).ok())
+            .ok_or_else(|| ApiError::internal(format!("{name} does not decode")))?;
+        self.kek.unwrap(name.as_bytes(), &wrapped).map_err(|error| {
+            ApiError::internal(format!(
+                "{name} was wrapped under key-encryption key {}, and the configured one ({}) does not open it: {error}",
+                stored["kek"].as_str().unwrap_or("?"),
+                self.kek.id()
+            ))
+        })
+    }
+
     /// A tenant data key, unwrapped; `None` when it was destroyed.
     async fn tenant_key(
         &self,
@@ -324,19 +386,7 @@ impl Vault {
         let Some(stored) = store.setting(&name).await? else {
             return Ok(None);
         };
-        let stored: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
-        let wrapped = stored["wrapped"]
-            .as_str()
-            .and_then(|text| BASE64.decode(text).ok())
-            .ok_or_else(|| ApiError::internal(format!("{name} does not decode")))?;
-        let key = self.kek.unwrap(name.as_bytes(), &wrapped).map_err(|error| {
-            ApiError::internal(format!(
-                "{name} was wrapped under key-encryption key {}, and the configured one ({}) does not open it: {error}",
-                stored["kek"].as_str().unwrap_or("?"),
-                self.kek.id()
-            ))
-        })?;
-        let key = Arc::new(key);
+        let key = Arc::new(self.unwrap_stored(&name, &stored)?);
         self.remember(name, tid.to_owned(), key.clone());
         Ok(Some(key))
     }
@@ -414,6 +464,10 @@ impl Vault {
             .ok_or_else(|| ApiError::internal("a subject key was made but cannot be read"))?;
         let key_id = format!("{tid}.{sid}");
         let (tenant_id, event_id) = (event.tenant_id.clone(), event.event_id.clone());
+        let index_key = match fields.iter().any(|field| INDEXED_FIELDS.contains(field)) {
+            true => self.index_key(store, &tenant_id, true).await?,
+            false => None,
+        };
         for field in fields {
             let value = event
                 .protected_field_mut(field)
@@ -424,8 +478,13 @@ impl Vault {
                     event_id: &event_id,
                     field,
                 };
+                let index = index_key
+                    .as_ref()
+                    .filter(|_| INDEXED_FIELDS.contains(field))
+                    .map(|index_key| blind_index(index_key, field, plaintext));
                 *value = Some(
-                    seal_field(&key, &key_id, &context, plaintext).map_err(ApiError::internal)?,
+                    seal_field(&key, &key_id, index.as_deref(), &context, plaintext)
+                        .map_err(ApiError::internal)?,
                 );
             }
         }
@@ -454,6 +513,7 @@ impl Vault {
                 commitment,
                 key_id,
                 data,
+                ..
             }) = value.as_deref().and_then(Sealed::parse)
             else {
                 continue;
@@ -547,7 +607,7 @@ pub(crate) async fn rewrap_tenant_keys(
         |name: &str, reason: &str| crate::Error::CorruptSetting(format!("{name}: {reason}"));
     let mut rewrapped = 0;
     for (name, stored) in store.settings_with_prefix("vault/").await? {
-        if name.split('/').nth(2) != Some("tenant") {
+        if !matches!(name.split('/').nth(2), Some("tenant" | "index")) {
             continue;
         }
         let stored: Value =
@@ -623,6 +683,45 @@ pub(crate) async fn open_events(
                 .vault
                 .open(&*state.store, &mut located.stored, may_see)
                 .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Completes the equality filters on protected fields of a read with the tenant's blind
+/// indexes. A reader that may not see protected fields may not filter on them either (the
+/// answers would tell it their values).
+pub(crate) async fn blind_filters(
+    state: &AppState,
+    reader: &crate::access::Reader,
+    query: &mut sealtrail_hot::EventQuery,
+) -> Result<(), ApiError> {
+    let asked: Vec<&str> = query
+        .protected_filters()
+        .into_iter()
+        .filter_map(|(field, matched)| matched.map(|_| field))
+        .collect();
+    let Some(field) = asked.first() else {
+        return Ok(());
+    };
+    if !reader.sees_protected_fields() {
+        return Err(ApiError::Forbidden(format!(
+            "this key may not filter on {field}: protected fields are withheld from it"
+        )));
+    }
+    let Some(key) = state
+        .vault
+        .index_key(&*state.store, &reader.tenant_id, false)
+        .await?
+    else {
+        return Ok(());
+    };
+    for (field, matched) in [
+        ("ip_address", query.ip_address.as_mut()),
+        ("user_agent", query.user_agent.as_mut()),
+    ] {
+        if let Some(matched) = matched {
+            matched.blind_index = Some(blind_index(&key, field, &matched.plaintext));
         }
     }
     Ok(())

@@ -22,9 +22,10 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::TryStreamExt;
-use sealtrail_hot::{EventQuery, Order};
+use sealtrail_hot::{EventQuery, Order, ProtectedMatch};
 use sealtrail_model::limits::{
-    QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_MAX, SEQ_MAX, SQL_TEXT_BYTES_MAX,
+    IP_ADDRESS_CHARS_MAX, QUERIES_PER_TENANT_CONCURRENT_MAX, QUERY_LIMIT_MAX, SEQ_MAX,
+    SQL_TEXT_BYTES_MAX, USER_AGENT_CHARS_MAX,
 };
 use sealtrail_model::{parse_timestamp, LocatedEvent};
 use serde::{Deserialize, Serialize};
@@ -104,9 +105,18 @@ pub(crate) async fn list_events(
     let mut query = EventQuery::for_tenant(&reader.tenant_id);
     let cursor = page_params(&mut query, &params)?;
     reader.narrow(&mut query);
+    crate::privacy::blind_filters(&state, &reader, &mut query).await?;
+    // The read trail records what was asked; a value of an encrypted field only by its blind
+    // index, or the trail would keep in plaintext what the events keep encrypted.
+    let mut asked = params.clone();
+    for (field, matched) in query.protected_filters() {
+        if let Some(index) = matched.and_then(|matched| matched.blind_index.as_ref()) {
+            asked.insert(field.to_owned(), format!("blind_index:{index}"));
+        }
+    }
     let mut page = read_page(&state, query, cursor).await?;
     crate::privacy::open_events(&state, reader.sees_protected_fields(), &mut page.events).await?;
-    reader.record(&state, json!(params), Some(page.events.len()))?;
+    reader.record(&state, json!(asked), Some(page.events.len()))?;
     Ok(Json(page))
 }
 
@@ -139,6 +149,28 @@ pub(crate) fn page_params(
                 };
             }
             "cursor" => cursor = Some(value.clone()),
+            // Equality on fields a tenant may encrypt: the caller completes these with the
+            // tenant's blind indexes (`privacy::blind_filters`).
+            "ip_address" | "user_agent" => {
+                let most = match name.as_str() {
+                    "ip_address" => IP_ADDRESS_CHARS_MAX,
+                    _ => USER_AGENT_CHARS_MAX,
+                };
+                if value.is_empty() || value.chars().count() > most {
+                    return Err(ApiError::invalid_field(
+                        name,
+                        format!("must be 1 to {most} characters"),
+                    ));
+                }
+                let matched = Some(ProtectedMatch {
+                    plaintext: value.clone(),
+                    blind_index: None,
+                });
+                match name.as_str() {
+                    "ip_address" => query.ip_address = matched,
+                    _ => query.user_agent = matched,
+                }
+            }
             _ => filter_param(query, name, value)?,
         }
     }

@@ -239,6 +239,7 @@ fn salt(key: &DataKey, context: &FieldContext<'_>) -> [u8; 32] {
 fn encrypt_field(
     key: &DataKey,
     key_id: &str,
+    index: Option<&str>,
     context: &FieldContext<'_>,
     salt: &[u8; 32],
     plaintext: &str,
@@ -249,21 +250,24 @@ fn encrypt_field(
     Ok(Sealed::Cipher {
         commitment,
         key_id,
+        index,
         data: &URL_SAFE_NO_PAD.encode(sealed),
     }
     .to_text())
 }
 
 /// Seals a protected field's plaintext (canonical JSON text for `changes` and `metadata`) under
-/// the subject key `key_id`: the envelope stored in its place.
+/// the subject key `key_id`: the envelope stored in its place, carrying `index` (its
+/// [`blind_index`], for a field equality filters match) in the clear.
 pub fn seal_field(
     key: &DataKey,
     key_id: &str,
+    index: Option<&str>,
     context: &FieldContext<'_>,
     plaintext: &str,
 ) -> Result<String> {
     debug_assert!(!key_id.contains(':'), "a key id is one envelope component");
-    encrypt_field(key, key_id, context, &salt(key, context), plaintext)
+    encrypt_field(key, key_id, index, context, &salt(key, context), plaintext)
 }
 
 /// The salt and plaintext inside a stored envelope, checked against its commitment.
@@ -308,18 +312,19 @@ pub fn open_field(
     .to_text())
 }
 
-/// Re-encrypts a stored envelope under another subject key: same salt, same commitment, so
-/// the event's hash does not change.
+/// Re-encrypts a stored envelope under another subject key: same salt, same commitment (and
+/// the same blind index), so the event's hash does not change.
 pub fn reseal_field(
     old_key: &DataKey,
     new_key: &DataKey,
     new_key_id: &str,
+    index: Option<&str>,
     context: &FieldContext<'_>,
     commitment: &[u8; 32],
     data: &str,
 ) -> Result<String> {
     let (salt, plaintext) = decrypt_field(old_key, context, commitment, data)?;
-    encrypt_field(new_key, new_key_id, context, &salt, &plaintext)
+    encrypt_field(new_key, new_key_id, index, context, &salt, &plaintext)
 }
 
 /// A keyed blind index of a protected field's value: equal values of one tenant and field give
@@ -357,7 +362,8 @@ mod tests {
     #[test]
     fn a_sealed_field_opens_only_with_its_key_in_its_place() {
         let key = DataKey::generate().unwrap();
-        let envelope = seal_field(&key, "s1", &context("ip_address"), "198.51.100.7").unwrap();
+        let envelope =
+            seal_field(&key, "s1", None, &context("ip_address"), "198.51.100.7").unwrap();
         assert!(!envelope.contains("198.51.100.7"));
         let (commitment, data) = cipher(&envelope);
         let opened = open_field(&key, &context("ip_address"), &commitment, &data).unwrap();
@@ -389,8 +395,8 @@ mod tests {
     #[test]
     fn a_retry_seals_to_the_same_commitment_and_a_reseal_keeps_it() {
         let key = DataKey::generate().unwrap();
-        let first = seal_field(&key, "s1", &context("metadata"), r#"{"a":1}"#).unwrap();
-        let again = seal_field(&key, "s1", &context("metadata"), r#"{"a":1}"#).unwrap();
+        let first = seal_field(&key, "s1", None, &context("metadata"), r#"{"a":1}"#).unwrap();
+        let again = seal_field(&key, "s1", None, &context("metadata"), r#"{"a":1}"#).unwrap();
         assert_ne!(first, again, "fresh nonces");
         let (commitment, data) = cipher(&first);
         assert_eq!(cipher(&again).0, commitment);
@@ -399,6 +405,7 @@ mod tests {
             &key,
             &new_key,
             "s2",
+            None,
             &context("metadata"),
             &commitment,
             &data,
