@@ -160,9 +160,14 @@ impl<'a> Sealed<'a> {
     }
 }
 
-/// The commitment of an envelope, or `None` for a plaintext value: all a hash needs.
+/// The commitment of an envelope, or `None` for a plaintext value: all a hash needs. Reads
+/// only the prefix and the commitment (every event's hash asks, so it stops there).
 pub fn sealed_commitment(text: &str) -> Option<[u8; 32]> {
-    Sealed::parse(text).map(|sealed| sealed.commitment())
+    let rest = text.strip_prefix(SEALED_PREFIX)?;
+    if rest.as_bytes().get(64) != Some(&b':') {
+        return None;
+    }
+    hex32(&rest[..64])
 }
 
 pub(crate) fn push_hex(text: &mut String, bytes: &[u8]) {

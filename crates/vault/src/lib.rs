@@ -41,8 +41,13 @@ const BLIND_INDEX_TAG: &[u8] = b"sealtrail.blind-index.v1\n";
 /// Leading bytes of a local key-encryption key's public id.
 const KEK_ID_TAG: &[u8] = b"sealtrail.kek-id.v1\n";
 
-/// A 256-bit key, zeroed when dropped; its `Debug` never shows it.
-pub struct DataKey(Zeroizing<[u8; KEY_BYTES]>);
+/// A 256-bit key, zeroed when dropped; its `Debug` never shows it. Its AES and HMAC key
+/// schedules are made once, since a key seals many fields.
+pub struct DataKey {
+    bytes: Zeroizing<[u8; KEY_BYTES]>,
+    aead: LessSafeKey,
+    hmac: ring::hmac::Key,
+}
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,21 +62,26 @@ impl DataKey {
         SystemRandom::new()
             .fill(bytes.as_mut())
             .map_err(|_| Error::Random)?;
-        Ok(DataKey(bytes))
+        Ok(DataKey::from_bytes(*bytes))
     }
 
     pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> DataKey {
-        DataKey(Zeroizing::new(bytes))
+        let bytes = Zeroizing::new(bytes);
+        DataKey {
+            aead: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, bytes.as_ref()).expect("32 bytes is an AES-256 key"),
+            ),
+            hmac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes.as_ref()),
+            bytes,
+        }
     }
 
-    fn aead(&self) -> LessSafeKey {
-        LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, self.0.as_ref()).expect("32 bytes is an AES-256 key"),
-        )
+    fn aead(&self) -> &LessSafeKey {
+        &self.aead
     }
 
-    fn hmac(&self) -> ring::hmac::Key {
-        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.0.as_ref())
+    fn hmac(&self) -> &ring::hmac::Key {
+        &self.hmac
     }
 }
 
@@ -98,7 +108,7 @@ impl LocalKek {
     pub fn new(key: DataKey) -> LocalKek {
         let digest = ring::digest::digest(
             &ring::digest::SHA256,
-            &[KEK_ID_TAG, key.0.as_ref()].concat(),
+            &[KEK_ID_TAG, key.bytes.as_ref()].concat(),
         );
         LocalKek {
             id: format!("local:{}", hex::encode(&digest.as_ref()[..8])),
@@ -125,7 +135,7 @@ impl LocalKek {
     /// A new random key in the text form [`LocalKek::parse`] reads.
     pub fn generate_text() -> Result<Zeroizing<String>> {
         let key = DataKey::generate()?;
-        Ok(Zeroizing::new(hex::encode(key.0.as_ref())))
+        Ok(Zeroizing::new(hex::encode(key.bytes.as_ref())))
     }
 }
 
@@ -143,12 +153,24 @@ impl KeyEncryptionKey for LocalKek {
     }
 }
 
-/// Encrypts `plaintext` under `key` with a random nonce: `nonce || ciphertext || tag`.
-fn encrypt(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| Error::Random)?;
+/// Encrypts `plaintext` under `key`: `nonce || ciphertext || tag`. With `nonce` `None` a random
+/// one; a field passes its own (see [`encrypt_field`]).
+fn encrypt(
+    key: &DataKey,
+    aad: &[u8],
+    plaintext: &[u8],
+    nonce: Option<[u8; NONCE_LEN]>,
+) -> Result<Vec<u8>> {
+    let nonce = match nonce {
+        Some(nonce) => nonce,
+        None => {
+            let mut nonce = [0u8; NONCE_LEN];
+            SystemRandom::new()
+                .fill(&mut nonce)
+                .map_err(|_| Error::Random)?;
+            nonce
+        }
+    };
     let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
     sealed.extend_from_slice(&nonce);
     sealed.extend_from_slice(plaintext);
@@ -192,7 +214,7 @@ fn wrap_aad(context: &[u8]) -> Vec<u8> {
 /// Wraps `child` under `parent` (a tenant key under the key-encryption key, a subject key under
 /// its tenant's key).
 pub fn wrap_key(parent: &DataKey, context: &[u8], child: &DataKey) -> Result<Vec<u8>> {
-    encrypt(parent, &wrap_aad(context), child.0.as_ref())
+    encrypt(parent, &wrap_aad(context), child.bytes.as_ref(), None)
 }
 
 pub fn unwrap_key(parent: &DataKey, context: &[u8], wrapped: &[u8]) -> Result<DataKey> {
@@ -232,7 +254,7 @@ impl FieldContext<'_> {
 fn salt(key: &DataKey, context: &FieldContext<'_>) -> [u8; 32] {
     let mut message = SALT_TAG.to_vec();
     context.put(&mut message);
-    let tag = ring::hmac::sign(&key.hmac(), &message);
+    let tag = ring::hmac::sign(key.hmac(), &message);
     tag.as_ref().try_into().expect("HMAC-SHA-256 is 32 bytes")
 }
 
@@ -246,7 +268,12 @@ fn encrypt_field(
 ) -> Result<String> {
     let commitment = sealtrail_ledger::commitment(salt, plaintext.as_bytes());
     let payload = Zeroizing::new([salt.as_slice(), plaintext.as_bytes()].concat());
-    let sealed = encrypt(key, &context.aad(&commitment), &payload)?;
+    // The nonce is the commitment's first 12 bytes: under one key two fields share it only when
+    // they share salt and plaintext (the same field of the same event), and then their
+    // ciphertexts are equal too, so nothing repeats that GCM must not repeat. No system call
+    // per field, and a retry seals to the very same envelope.
+    let nonce: [u8; NONCE_LEN] = commitment[..NONCE_LEN].try_into().expect("12 of 32 bytes");
+    let sealed = encrypt(key, &context.aad(&commitment), &payload, Some(nonce))?;
     Ok(Sealed::Cipher {
         commitment,
         key_id,
@@ -335,7 +362,7 @@ pub fn blind_index(key: &DataKey, field: &str, plaintext: &str) -> String {
         message.extend_from_slice(&(part.len() as u32).to_be_bytes());
         message.extend_from_slice(part.as_bytes());
     }
-    hex::encode(&ring::hmac::sign(&key.hmac(), &message).as_ref()[..16])
+    hex::encode(&ring::hmac::sign(key.hmac(), &message).as_ref()[..16])
 }
 
 #[cfg(test)]
@@ -397,9 +424,10 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let first = seal_field(&key, "s1", None, &context("metadata"), r#"{"a":1}"#).unwrap();
         let again = seal_field(&key, "s1", None, &context("metadata"), r#"{"a":1}"#).unwrap();
-        assert_ne!(first, again, "fresh nonces");
+        assert_eq!(first, again, "a retry seals to the same envelope");
         let (commitment, data) = cipher(&first);
-        assert_eq!(cipher(&again).0, commitment);
+        let other = seal_field(&key, "s1", None, &context("metadata"), r#"{"a":2}"#).unwrap();
+        assert_ne!(cipher(&other).0, commitment);
         let new_key = DataKey::generate().unwrap();
         let moved = reseal_field(
             &key,
@@ -423,14 +451,14 @@ mod tests {
         let tenant_key = DataKey::generate().unwrap();
         let wrapped = kek.wrap(b"acme/t1", &tenant_key).unwrap();
         let unwrapped = kek.unwrap(b"acme/t1", &wrapped).unwrap();
-        assert_eq!(unwrapped.0.as_ref(), tenant_key.0.as_ref());
+        assert_eq!(unwrapped.bytes.as_ref(), tenant_key.bytes.as_ref());
         assert!(kek.unwrap(b"other/t1", &wrapped).is_err());
         let other = LocalKek::parse(&LocalKek::generate_text().unwrap()).unwrap();
         assert_ne!(other.id(), kek.id());
         assert!(other.unwrap(b"acme/t1", &wrapped).is_err());
         assert!(LocalKek::parse("not a key").is_err());
         assert!(LocalKek::parse(&"ab".repeat(16)).is_err());
-        assert!(!format!("{kek:?}").contains(&hex::encode(tenant_key.0.as_ref())));
+        assert!(!format!("{kek:?}").contains(&hex::encode(tenant_key.bytes.as_ref())));
     }
 
     #[test]
