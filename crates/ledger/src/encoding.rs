@@ -108,33 +108,39 @@ pub fn commitment(salt: &[u8; 32], plaintext: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The commitment of a protected field held as an envelope, `None` for a plaintext value.
+/// The commitment of a protected field held as an envelope, `None` for a plaintext value. Reads
+/// only the envelope's head (prefix, commitment, colon), however long the field.
 fn sealed(field: Option<&[u8]>) -> Option<[u8; 32]> {
-    let field = field?;
-    if !field.starts_with(SEALED_PREFIX.as_bytes()) {
+    let head = field?.get(..SEALED_PREFIX.len() + 65)?;
+    if !head.starts_with(SEALED_PREFIX.as_bytes()) {
         return None;
     }
-    sealed_commitment(std::str::from_utf8(field).ok()?)
+    sealed_commitment(std::str::from_utf8(head).ok()?)
 }
 
 impl EventView<'_> {
-    /// Whether the event holds a protected field as an envelope, and so hashes as version 2.
-    pub fn is_sealed(&self) -> bool {
+    /// The commitments of the protected fields held as envelopes, in canonical order
+    /// (`ip_address`, `user_agent`, `changes`, `metadata`).
+    fn commitments(&self) -> [Option<[u8; 32]>; 4] {
         [
             self.ip_address,
             self.user_agent,
             self.changes,
             self.metadata,
         ]
-        .into_iter()
-        .any(|field| sealed(field).is_some())
+        .map(sealed)
+    }
+
+    /// Whether the event holds a protected field as an envelope, and so hashes as version 2.
+    pub fn is_sealed(&self) -> bool {
+        self.commitments().iter().any(Option::is_some)
     }
 }
 
 /// A protected field: as `opt` in version 1; in version 2 an envelope is the byte `0x02` and
 /// its 32-byte commitment instead.
-fn put_protected(sink: &mut impl Sink, field: Option<&[u8]>) {
-    match sealed(field) {
+fn put_protected(sink: &mut impl Sink, field: Option<&[u8]>, commitment: Option<[u8; 32]>) {
+    match commitment {
         Some(commitment) => {
             sink.put(&[2]);
             sink.put(&commitment);
@@ -143,19 +149,20 @@ fn put_protected(sink: &mut impl Sink, field: Option<&[u8]>) {
     }
 }
 
-/// The fields of an event that its client chose, in canonical order.
-fn put_content(sink: &mut impl Sink, event: &EventView<'_>) {
+/// The fields of an event that its client chose, in canonical order, with the commitments of
+/// its protected fields ([`EventView::commitments`]).
+fn put_content(sink: &mut impl Sink, event: &EventView<'_>, sealed: &[Option<[u8; 32]>; 4]) {
     sink.put_str(event.actor_id);
     sink.put_str(event.actor_type);
     sink.put_str(event.action);
     sink.put_str(event.resource_type);
     sink.put_opt(event.resource_id);
     sink.put_str(event.outcome);
-    put_protected(sink, event.ip_address);
-    put_protected(sink, event.user_agent);
+    put_protected(sink, event.ip_address, sealed[0]);
+    put_protected(sink, event.user_agent, sealed[1]);
     sink.put_opt(event.request_id);
-    put_protected(sink, event.changes);
-    put_protected(sink, event.metadata);
+    put_protected(sink, event.changes, sealed[2]);
+    put_protected(sink, event.metadata, sealed[3]);
 }
 
 fn put_canonical(
@@ -165,7 +172,8 @@ fn put_canonical(
     received_at_ns: i64,
     prev_hash: &[u8; 32],
 ) {
-    sink.put(if event.is_sealed() {
+    let sealed = event.commitments();
+    sink.put(if sealed.iter().any(Option::is_some) {
         FORMAT_TAG_V2
     } else {
         FORMAT_TAG
@@ -176,7 +184,7 @@ fn put_canonical(
     sink.put_str(event.event_id);
     sink.put(&event.timestamp_ns.to_be_bytes());
     sink.put(&received_at_ns.to_be_bytes());
-    put_content(sink, event);
+    put_content(sink, event, &sealed);
 }
 
 /// Appends the canonical encoding of an event at chain position `seq` to `out`.
@@ -230,6 +238,7 @@ pub fn content_digest(event: &Event) -> [u8; 32] {
     hasher.put(CONTENT_TAG);
     hasher.put_str(event.tenant_id.as_bytes());
     hasher.put_str(event.event_id.as_bytes());
-    put_content(&mut hasher, &event.into());
+    let view = EventView::from(event);
+    put_content(&mut hasher, &view, &view.commitments());
     hasher.finalize().into()
 }

@@ -272,15 +272,25 @@ fn encrypt_field(
     // they share salt and plaintext (the same field of the same event), and then their
     // ciphertexts are equal too, so nothing repeats that GCM must not repeat. No system call
     // per field, and a retry seals to the very same envelope.
-    let nonce: [u8; NONCE_LEN] = commitment[..NONCE_LEN].try_into().expect("12 of 32 bytes");
-    let sealed = encrypt(key, &context.aad(&commitment), &payload, Some(nonce))?;
+    // It is not stored: the envelope carries the commitment already.
+    let sealed = encrypt(
+        key,
+        &context.aad(&commitment),
+        &payload,
+        Some(field_nonce(&commitment)),
+    )?;
     Ok(Sealed::Cipher {
         commitment,
         key_id,
         index,
-        data: &URL_SAFE_NO_PAD.encode(sealed),
+        data: &URL_SAFE_NO_PAD.encode(&sealed[NONCE_LEN..]),
     }
     .to_text())
+}
+
+/// A field's nonce: the first 12 bytes of its commitment.
+fn field_nonce(commitment: &[u8; 32]) -> [u8; NONCE_LEN] {
+    commitment[..NONCE_LEN].try_into().expect("12 of 32 bytes")
 }
 
 /// Seals a protected field's plaintext (canonical JSON text for `changes` and `metadata`) under
@@ -308,6 +318,7 @@ fn decrypt_field(
     let sealed = URL_SAFE_NO_PAD
         .decode(data)
         .map_err(|_| Error::Open { what })?;
+    let sealed = [field_nonce(commitment).as_slice(), &sealed].concat();
     let payload = decrypt(key, &context.aad(commitment), &sealed, what)?;
     if payload.len() < 32 {
         return Err(Error::Open { what });
