@@ -2599,6 +2599,11 @@ mod tests {
             resource_id: None,
             request_id: Some("r1".into()),
             outcome: None,
+            ip_address: Some(sealtrail_hot::ProtectedMatch {
+                plaintext: "10.0.0.1".into(),
+                blind_index: Some("ab12".into()),
+            }),
+            user_agent: None,
             actor_in: None,
             from_ns: Some(1),
             to_ns: Some(2),
@@ -2606,12 +2611,13 @@ mod tests {
             after_seq: Some(10),
             limit: 5,
         });
-        assert_eq!(values.len(), 7);
+        assert_eq!(values.len(), 9);
         assert!(sql.ends_with(
             "WHERE tenant_id = $1 AND seq > COALESCE((SELECT archived_through_seq FROM chain_heads \
-             WHERE tenant_id = $1), 0) AND actor_id = $2 AND request_id = $3 AND timestamp_ns >= $4 \
-             AND timestamp_ns < $5 AND seq < $6 ORDER BY seq DESC LIMIT $7"
-        ));
+             WHERE tenant_id = $1), 0) AND actor_id = $2 AND request_id = $3 \
+             AND (ip_address = $4 OR ip_address LIKE $5) AND timestamp_ns >= $6 \
+             AND timestamp_ns < $7 AND seq < $8 ORDER BY seq DESC LIMIT $9"
+        ), "{sql}");
     }
 
     #[test]
