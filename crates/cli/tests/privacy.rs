@@ -426,6 +426,19 @@ fn privacy(
         6,
         "the old events are in the warm tier"
     );
+    // A retry of an event the lifecycle moved seals to the same commitments: its stored receipt.
+    let (status, retried) = post_json(
+        &server.url("/v1/events"),
+        ADMIN_TOKEN,
+        &json!([markers.event("acme", "alice", "alice-0", old)]),
+    );
+    assert_eq!(status, 201, "{retried}");
+    assert_eq!(read["alice-0"]["tier"], "warm");
+    assert_eq!(retried["results"][0]["seq"], read["alice-0"]["seq"]);
+    assert_eq!(
+        retried["results"][0]["event_hash"],
+        read["alice-0"]["event_hash"]
+    );
     for event in &people {
         assert_fields(event, "open", &markers);
     }
@@ -641,6 +654,29 @@ fn privacy(
         code, 0,
         "the export made before the erasure still verifies: {output}"
     );
+    // And a proof bundle of the whole log made after it, checked offline.
+    let bundle_dir = dir.path().join("bundle-after");
+    let (code, output) = common::sealtrail_on(
+        &[
+            "bundle",
+            "--data-dir",
+            &data,
+            "--tenant",
+            "acme",
+            "--out",
+            bundle_dir.to_str().unwrap(),
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+    let (code, output) = sealtrail(&[
+        "verify-bundle",
+        bundle_dir.to_str().unwrap(),
+        "--key",
+        key.trim(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("ok      tenant acme"), "{output}");
 
     // A new data key: new events use it at once, every older one still opens.
     let (status, rotated) = post_json(
