@@ -224,6 +224,29 @@ fn subject_prefix(tenant_id: &str, actor_id: &str) -> String {
     format!("vault/{tenant_id}/subject/{}/", hex::encode(&digest[..16]))
 }
 
+/// The setting `name`; when absent and `create`, the one `made` answers, stored unless another
+/// node stored one first (then that one: every node uses the same key).
+async fn stored_or_made(
+    store: &dyn HotStore,
+    name: &str,
+    create: bool,
+    made: impl FnOnce() -> Result<Value, ApiError>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if let Some(stored) = store.setting(name).await? {
+        return Ok(Some(stored));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let fresh = serde_json::to_vec(&made()?).map_err(ApiError::internal)?;
+    store.set_setting_if_absent(name, fresh).await?;
+    let stored = store
+        .setting(name)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("{name} vanished")))?;
+    Ok(Some(stored))
+}
+
 /// A fresh key id: a letter and 16 random hex digits.
 fn random_id(letter: char) -> String {
     let mut bytes = [0u8; 8];
@@ -332,24 +355,16 @@ impl Vault {
         if let Some(cached) = self.cached(&name) {
             return Ok(Some(cached.key));
         }
-        let stored = match store.setting(&name).await? {
-            Some(stored) => stored,
-            None if create => {
-                let key = DataKey::generate().map_err(ApiError::internal)?;
-                let wrapped = self
-                    .kek
-                    .wrap(name.as_bytes(), &key)
-                    .map_err(ApiError::internal)?;
-                let fresh = json!({"kek": self.kek.id(), "wrapped": BASE64.encode(wrapped)});
-                let fresh = serde_json::to_vec(&fresh).map_err(ApiError::internal)?;
-                store.set_setting_if_absent(&name, fresh).await?;
-                // Ours, or the one another node stored first.
-                store
-                    .setting(&name)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(format!("{name} vanished")))?
-            }
-            None => return Ok(None),
+        let made = || {
+            let key = DataKey::generate().map_err(ApiError::internal)?;
+            let wrapped = self
+                .kek
+                .wrap(name.as_bytes(), &key)
+                .map_err(ApiError::internal)?;
+            Ok(json!({"kek": self.kek.id(), "wrapped": BASE64.encode(wrapped)}))
+        };
+        let Some(stored) = stored_or_made(store, &name, create, made).await? else {
+            return Ok(None);
         };
         let key = Arc::new(self.unwrap_stored(&name, &stored)?);
         self.remember(name, String::new(), key.clone());
@@ -408,23 +423,15 @@ impl Vault {
         let Some(tenant_key) = self.tenant_key(store, tenant_id, tid).await? else {
             return Ok(None);
         };
-        let stored = match store.setting(&name).await? {
-            Some(stored) => stored,
-            None if create => {
-                let sid = random_id('s');
-                let key = DataKey::generate().map_err(ApiError::internal)?;
-                let wrapped = wrap_key(&tenant_key, format!("{name}/{sid}").as_bytes(), &key)
-                    .map_err(ApiError::internal)?;
-                let fresh = json!({"id": sid, "wrapped": BASE64.encode(wrapped)});
-                let fresh = serde_json::to_vec(&fresh).map_err(ApiError::internal)?;
-                store.set_setting_if_absent(&name, fresh).await?;
-                // Ours, or the one another node stored first.
-                store
-                    .setting(&name)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(format!("{name} vanished")))?
-            }
-            None => return Ok(None),
+        let made = || {
+            let sid = random_id('s');
+            let key = DataKey::generate().map_err(ApiError::internal)?;
+            let wrapped = wrap_key(&tenant_key, format!("{name}/{sid}").as_bytes(), &key)
+                .map_err(ApiError::internal)?;
+            Ok(json!({"id": sid, "wrapped": BASE64.encode(wrapped)}))
+        };
+        let Some(stored) = stored_or_made(store, &name, create, made).await? else {
+            return Ok(None);
         };
         let stored: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
         let (Some(sid), Some(wrapped)) = (
