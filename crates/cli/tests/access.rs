@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{get, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
+use common::{get, post_json, put_json, wait_until, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -220,18 +220,7 @@ fn access_levels(database_url: Option<&str>) {
     let (status, body) = post_json(&server.url("/v1/events"), ADMIN_TOKEN, &json!(all));
     assert_eq!(status, 201, "{body}");
     server.signal_and_wait("TERM");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            &data,
-            "--hot-retention-days",
-            "30",
-        ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
+    common::move_older_than_30_days(&data, database_url);
     let server = Server::start_with(dir.path(), &serve_args, &env);
     let (_, page) = get(
         &server.url("/v1/events?tenant_id=acme&limit=100"),
@@ -876,28 +865,11 @@ fn access_levels(database_url: Option<&str>) {
         "{output}"
     );
     // And an auditor can take a trail away as a proof bundle and check it offline.
-    let bundle_dir = dir.path().join("trail-bundle");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "bundle",
-            "--data-dir",
-            &data,
-            "--tenant",
-            "_access.acme",
-            "--out",
-            bundle_dir.to_str().unwrap(),
-        ],
+    let output = common::bundle_and_verify(
+        &data,
+        "_access.acme",
+        &dir.path().join("trail-bundle"),
         database_url,
     );
-    assert_eq!(code, 0, "{output}");
-    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
-    assert_eq!(code, 0, "{key}");
-    let (code, output) = sealtrail(&[
-        "verify-bundle",
-        bundle_dir.to_str().unwrap(),
-        "--key",
-        key.trim(),
-    ]);
-    assert_eq!(code, 0, "{output}");
     assert!(output.contains("ok      tenant _access.acme"), "{output}");
 }

@@ -177,18 +177,7 @@ fn exports_across_tiers_and_time(database_url: Option<&str>) {
     old.extend((0..50).map(|n| event("other", n, old_ns + n * 1_000_000_000)));
     post_events(&server, &old);
     server.signal_and_wait("TERM");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            &data,
-            "--hot-retention-days",
-            "30",
-        ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
+    common::move_older_than_30_days(&data, database_url);
 
     let server = Server::start_with(dir.path(), &serve_args, &env);
     // A retry of an archived event gets its stored receipt and stores nothing again.

@@ -397,18 +397,7 @@ fn privacy(
     );
     assert_eq!(status, 202, "{body}");
     server.signal_and_wait("TERM");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            &data,
-            "--hot-retention-days",
-            "30",
-        ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
+    common::move_older_than_30_days(&data, database_url);
 
     let server = Server::start_with(dir.path(), &serve_args, &env);
     let reader = server.create_key("acme", "reader");
@@ -655,27 +644,12 @@ fn privacy(
         "the export made before the erasure still verifies: {output}"
     );
     // And a proof bundle of the whole log made after it, checked offline.
-    let bundle_dir = dir.path().join("bundle-after");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "bundle",
-            "--data-dir",
-            &data,
-            "--tenant",
-            "acme",
-            "--out",
-            bundle_dir.to_str().unwrap(),
-        ],
+    let output = common::bundle_and_verify(
+        &data,
+        "acme",
+        &dir.path().join("bundle-after"),
         database_url,
     );
-    assert_eq!(code, 0, "{output}");
-    let (code, output) = sealtrail(&[
-        "verify-bundle",
-        bundle_dir.to_str().unwrap(),
-        "--key",
-        key.trim(),
-    ]);
-    assert_eq!(code, 0, "{output}");
     assert!(output.contains("ok      tenant acme"), "{output}");
 
     // A new data key: new events use it at once, every older one still opens.

@@ -972,18 +972,7 @@ fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
     };
     assert!(wait_until(20, || alert_ids(&server).len() == 1));
     server.signal_and_wait("TERM");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            &data,
-            "--hot-retention-days",
-            "30",
-        ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
+    let output = common::move_older_than_30_days(&data, database_url);
     assert!(output.contains("200"), "the old events moved: {output}");
 
     // The sink never got them; they are in the warm tier now, and it catches up from there.
@@ -1049,29 +1038,7 @@ fn sink_and_alerts_across_tiers_and_time(database_url: Option<&str>) {
 
     let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
     assert_eq!(code, 0, "{output}");
-    let bundle_dir = dir.path().join("bundle");
-    let (code, output) = common::sealtrail_on(
-        &[
-            "bundle",
-            "--data-dir",
-            &data,
-            "--tenant",
-            "acme",
-            "--out",
-            bundle_dir.to_str().unwrap(),
-        ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
-    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
-    assert_eq!(code, 0, "{key}");
-    let (code, output) = sealtrail(&[
-        "verify-bundle",
-        bundle_dir.to_str().unwrap(),
-        "--key",
-        key.trim(),
-    ]);
-    assert_eq!(code, 0, "{output}");
+    let output = common::bundle_and_verify(&data, "acme", &dir.path().join("bundle"), database_url);
     assert!(output.contains("221 events"), "{output}");
 }
 

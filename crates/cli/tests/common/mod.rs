@@ -359,3 +359,50 @@ pub fn sealtrail_on(args: &[&str], database_url: Option<&str>) -> (i32, String) 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sealtrail(&args)
 }
+
+/// `sealtrail lifecycle run --hot-retention-days 30` on the data directory (and PostgreSQL at
+/// `database_url`): moves events older than 30 days to the warm tier. Returns its output.
+pub fn move_older_than_30_days(data_dir: &str, database_url: Option<&str>) -> String {
+    let (code, output) = sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            data_dir,
+            "--hot-retention-days",
+            "30",
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+    output
+}
+
+/// `sealtrail bundle` of one tenant's whole log into `out`, then `verify-bundle` with the data
+/// directory's verifier key, as an auditor would offline. Returns what `verify-bundle` printed.
+pub fn bundle_and_verify(
+    data_dir: &str,
+    tenant: &str,
+    out: &Path,
+    database_url: Option<&str>,
+) -> String {
+    let out = out.to_str().unwrap();
+    let (code, output) = sealtrail_on(
+        &[
+            "bundle",
+            "--data-dir",
+            data_dir,
+            "--tenant",
+            tenant,
+            "--out",
+            out,
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", data_dir]);
+    assert_eq!(code, 0, "{key}");
+    let (code, output) = sealtrail(&["verify-bundle", out, "--key", key.trim()]);
+    assert_eq!(code, 0, "{output}");
+    output
+}
