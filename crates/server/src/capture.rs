@@ -9,8 +9,8 @@
 //! policy change as an event, and the statement task.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Principal;
 use crate::pipeline::Pipeline;
 use crate::problem::ApiError;
+use crate::recent::Recent;
 use crate::{now_ns, AppState};
 
 /// The settings entry of a tenant's own policy (absent: the deployment's policy applies).
@@ -42,21 +43,19 @@ pub(crate) const POLICY_CHANGE_ACTION: &str = "policy.update";
 /// The action of a sampling statement.
 pub(crate) const SAMPLING_STATEMENT_ACTION: &str = "sampling.statement";
 
-/// A tenant's own policy as last read (`None`: it has none), and when it was read.
-type CachedPolicy = (Option<Arc<Policy>>, Instant);
-
 /// Every tenant's capture policy: its own, else the deployment's.
 #[derive(Debug)]
 pub(crate) struct Policies {
     deployment: Arc<Policy>,
-    cache: Mutex<HashMap<String, CachedPolicy>>,
+    /// Each tenant's own policy as last read (`None`: it has none).
+    cache: Recent<Option<Arc<Policy>>>,
 }
 
 impl Policies {
     pub(crate) fn new(deployment: Policy) -> Self {
         Policies {
             deployment: Arc::new(deployment),
-            cache: Mutex::new(HashMap::new()),
+            cache: Recent::new(POLICY_CACHE_MILLIS, POLICY_CACHE_TENANTS_MAX),
         }
     }
 
@@ -67,14 +66,7 @@ impl Policies {
         store: &dyn HotStore,
         tenant_id: &str,
     ) -> Result<Option<Arc<Policy>>, ApiError> {
-        let cached = self
-            .cache
-            .lock()
-            .expect("policy cache lock poisoned")
-            .get(tenant_id)
-            .filter(|(_, read_at)| read_at.elapsed() < Duration::from_millis(POLICY_CACHE_MILLIS))
-            .map(|(policy, _)| policy.clone());
-        if let Some(policy) = cached {
+        if let Some(policy) = self.cache.get(tenant_id) {
             return Ok(policy);
         }
         let stored = store.setting(&policy_setting(tenant_id)).await?;
@@ -97,11 +89,7 @@ impl Policies {
     }
 
     fn remember(&self, tenant_id: &str, policy: Option<Arc<Policy>>) {
-        let mut cache = self.cache.lock().expect("policy cache lock poisoned");
-        if cache.len() >= POLICY_CACHE_TENANTS_MAX {
-            cache.clear();
-        }
-        cache.insert(tenant_id.to_owned(), (policy, Instant::now()));
+        self.cache.put(tenant_id.to_owned(), policy);
     }
 
     /// The policy that applies to a tenant's events.

@@ -25,6 +25,7 @@ mod privacy;
 mod problem;
 mod proofs;
 mod query;
+mod recent;
 mod rejections;
 mod report;
 mod retention;

@@ -18,9 +18,7 @@
 //!
 //! An envelope names its key as `<tid>.<sid>`: the tenant key, and the subject key's id.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -46,6 +44,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::problem::{ApiError, InvalidItem};
+use crate::recent::Recent;
 use crate::AppState;
 
 /// The key-encryption key's file in the data directory when none is configured.
@@ -141,9 +140,17 @@ pub async fn tenant_encrypts(store: &dyn HotStore, tenant_id: &str) -> crate::Re
 }
 
 /// Each tenant's settings, cached like capture policies.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Settings {
-    cache: Mutex<HashMap<String, (Arc<TenantSettings>, Instant)>>,
+    cache: Recent<Arc<TenantSettings>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cache: Recent::new(VAULT_CACHE_MILLIS, TENANT_SETTINGS_CACHE_TENANTS_MAX),
+        }
+    }
 }
 
 impl Settings {
@@ -152,14 +159,7 @@ impl Settings {
         store: &dyn HotStore,
         tenant_id: &str,
     ) -> Result<Arc<TenantSettings>, ApiError> {
-        let cached = self
-            .cache
-            .lock()
-            .expect("settings cache lock poisoned")
-            .get(tenant_id)
-            .filter(|(_, read_at)| read_at.elapsed() < Duration::from_millis(VAULT_CACHE_MILLIS))
-            .map(|(settings, _)| settings.clone());
-        if let Some(settings) = cached {
+        if let Some(settings) = self.cache.get(tenant_id) {
             return Ok(settings);
         }
         let settings = match store.setting(&settings_name(tenant_id)).await? {
@@ -176,11 +176,7 @@ impl Settings {
     }
 
     fn remember(&self, tenant_id: &str, settings: Arc<TenantSettings>) {
-        let mut cache = self.cache.lock().expect("settings cache lock poisoned");
-        if cache.len() >= TENANT_SETTINGS_CACHE_TENANTS_MAX {
-            cache.clear();
-        }
-        cache.insert(tenant_id.to_owned(), (settings, Instant::now()));
+        self.cache.put(tenant_id.to_owned(), settings);
     }
 }
 
@@ -188,15 +184,14 @@ impl Settings {
 #[derive(Debug)]
 pub(crate) struct Vault {
     kek: Box<dyn KeyEncryptionKey>,
-    /// Unwrapped keys by settings name: the key's own id and the key, and when read.
-    keys: Mutex<HashMap<String, CachedKey>>,
+    /// Unwrapped keys by settings name: the key's own id and the key.
+    keys: Recent<CachedKey>,
 }
 
 #[derive(Debug, Clone)]
 struct CachedKey {
     id: String,
     key: Arc<DataKey>,
-    read_at: Instant,
 }
 
 fn vault_prefix(tenant_id: &str) -> String {
@@ -258,33 +253,20 @@ impl Vault {
     pub(crate) fn new(kek: Box<dyn KeyEncryptionKey>) -> Vault {
         Vault {
             kek,
-            keys: Mutex::new(HashMap::new()),
+            keys: Recent::new(VAULT_CACHE_MILLIS, VAULT_KEYS_CACHED_MAX),
         }
     }
 
     fn cached(&self, name: &str) -> Option<CachedKey> {
-        self.keys
-            .lock()
-            .expect("vault cache lock poisoned")
-            .get(name)
-            .filter(|cached| cached.read_at.elapsed() < Duration::from_millis(VAULT_CACHE_MILLIS))
-            .cloned()
+        self.keys.get(name)
     }
 
     fn remember(&self, name: String, id: String, key: Arc<DataKey>) {
-        let mut keys = self.keys.lock().expect("vault cache lock poisoned");
-        if keys.len() >= VAULT_KEYS_CACHED_MAX {
-            keys.clear();
-        }
-        let read_at = Instant::now();
-        keys.insert(name, CachedKey { id, key, read_at });
+        self.keys.put(name, CachedKey { id, key });
     }
 
     fn forget(&self, prefix: &str) {
-        self.keys
-            .lock()
-            .expect("vault cache lock poisoned")
-            .retain(|name, _| !name.starts_with(prefix));
+        self.keys.forget(prefix);
     }
 
     /// The id of the tenant data key new events use, made on first use.
