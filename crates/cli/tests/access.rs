@@ -378,6 +378,11 @@ fn access_levels(database_url: Option<&str>) {
                 &caller.key,
             );
             assert_eq!(status, 403, "{name}: actor-day");
+            let (status, _) = get(
+                &server.url("/v1/summaries/tenant-day?tenant_id=acme"),
+                &caller.key,
+            );
+            assert_eq!(status, 403, "{name}: tenant-day");
             continue;
         };
         let expected = ids_of(sees);
@@ -458,6 +463,26 @@ fn access_levels(database_url: Option<&str>) {
             .filter(|actor| PEOPLE.contains(&actor.as_str()))
             .collect();
         assert_eq!(summarized, people_set, "{name}: actor-day summary");
+        // The day summary: a narrow caller's days count its scope's events and nothing else.
+        let (status, body) = get(&own_tenant("/v1/summaries/tenant-day"), &caller.key);
+        assert_eq!(status, 200, "{name}: tenant-day: {body}");
+        let top: BTreeSet<String> = body["top_actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["actor_id"].as_str().unwrap().to_owned())
+            .filter(|actor| PEOPLE.contains(&actor.as_str()))
+            .collect();
+        assert_eq!(top, people_set, "{name}: tenant-day top actors");
+        if !caller.whole {
+            let counted: u64 = body["summaries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|day| day["total_events"].as_u64().unwrap())
+                .sum();
+            assert_eq!(counted, expected.len() as u64, "{name}: tenant-day totals");
+        }
         // The directory: an actor in scope is found, another is not.
         for (person, _) in TEAMS {
             let (status, _) = get(
@@ -697,6 +722,10 @@ fn access_levels(database_url: Option<&str>) {
         (
             "/v1/summaries/tenant-month",
             Box::new(|| get(&server.url("/v1/summaries/tenant-month"), &security).0),
+        ),
+        (
+            "/v1/summaries/tenant-day",
+            Box::new(|| get(&server.url("/v1/summaries/tenant-day"), &security).0),
         ),
         (
             "/v1/tenants/{tenant_id}/checkpoint",

@@ -16,19 +16,23 @@ use serde_json::{json, Value};
 const TENANT: &str = "acme";
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
-/// (day, actor, action, resource_type) → events, and (month, resource) → events.
+/// (day, actor, action, resource_type) → events, (month, resource) → events, and (day, actor,
+/// action, resource_type) → failed events.
 type Recount = (
     BTreeMap<(String, String, String, String), u64>,
     BTreeMap<(String, String, String), u64>,
+    BTreeMap<(String, String, String, String), u64>,
 );
 
-/// (day, actor) → (stored events, per action, per resource type): the actor-day summaries.
-type ActorDays = BTreeMap<(String, String), (u64, Value, Value)>;
-/// A month's stored events, events per action, and actors.
+/// (day, actor) → (stored events, per action, per resource type, failed per action): the
+/// actor-day summaries.
+type ActorDays = BTreeMap<(String, String), (u64, Value, Value, Value)>;
+/// A month's stored events, events per action, actors, and failed events per action.
 type MonthTally = (
     u64,
     BTreeMap<String, u64>,
     std::collections::BTreeSet<String>,
+    BTreeMap<String, u64>,
 );
 
 fn serve(data_dir: &Path) -> Server {
@@ -66,6 +70,7 @@ fn event(n: i64, timestamp_ns: i64, prefix: &str) -> Value {
         "action": action,
         "resource_type": resource_type,
         "resource_id": format!("res-{}", n % 11),
+        "outcome": if n % 3 == 0 { "failure" } else { "success" },
     })
 }
 
@@ -75,21 +80,23 @@ fn recount(server: &Server) -> Recount {
         .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
         .call()
         .unwrap();
-    let (mut days, mut resources) = (BTreeMap::new(), BTreeMap::new());
+    let (mut days, mut resources, mut failed) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     // Streamed line by line: a fast machine stores tens of thousands of events before each
     // kill, more than ureq's `into_string` will hold.
     for line in BufReader::new(response.into_reader()).lines() {
         let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
         let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
         let day = text("timestamp")[..10].to_owned();
-        *days
-            .entry((
-                day.clone(),
-                text("actor_id"),
-                text("action"),
-                text("resource_type"),
-            ))
-            .or_default() += 1;
+        let key = (
+            day.clone(),
+            text("actor_id"),
+            text("action"),
+            text("resource_type"),
+        );
+        if text("outcome") == "failure" {
+            *failed.entry(key.clone()).or_default() += 1;
+        }
+        *days.entry(key).or_default() += 1;
         if event["resource_id"].is_string() {
             *resources
                 .entry((
@@ -100,7 +107,7 @@ fn recount(server: &Server) -> Recount {
                 .or_default() += 1;
         }
     }
-    (days, resources)
+    (days, resources, failed)
 }
 
 /// The actor-day summaries as the same map, from their per-action and per-type counts: the
@@ -142,6 +149,7 @@ fn summarized(server: &Server) -> (ActorDays, Vec<Value>, BTreeSet<String>) {
                 total,
                 summary["action_counts"].clone(),
                 summary["resource_type_counts"].clone(),
+                summary["failure_counts"].clone(),
             ),
         );
     }
@@ -160,30 +168,38 @@ fn summarized(server: &Server) -> (ActorDays, Vec<Value>, BTreeSet<String>) {
 /// The summaries, rebuilt from a recount: actor days and tenant months, those of
 /// `deleted_months` marked as counting deleted events.
 fn expected(recount: &Recount, deleted_months: &BTreeSet<String>) -> (ActorDays, Vec<Value>) {
-    let (days, resources) = recount;
+    let (days, resources, failed) = recount;
     let mut by_actor_day: ActorDays = BTreeMap::new();
-    for ((day, actor, action, resource_type), count) in days {
+    for (key, count) in days {
+        let (day, actor, action, resource_type) = key;
         let entry = by_actor_day
             .entry((day.clone(), actor.clone()))
-            .or_insert_with(|| (0, json!({}), json!({})));
+            .or_insert_with(|| (0, json!({}), json!({}), json!({})));
         entry.0 += count;
-        let add = |map: &mut Value, key: &str| {
+        let add = |map: &mut Value, key: &str, count: u64| {
             let before = map[key].as_u64().unwrap_or(0);
             map[key] = json!(before + count);
         };
-        add(&mut entry.1, action);
-        add(&mut entry.2, resource_type);
+        add(&mut entry.1, action, *count);
+        add(&mut entry.2, resource_type, *count);
+        if let Some(failures) = failed.get(key) {
+            add(&mut entry.3, action, *failures);
+        }
     }
     let mut months: BTreeMap<String, MonthTally> = BTreeMap::new();
-    for ((day, actor, action, _), count) in days {
+    for (key, count) in days {
+        let (day, actor, action, _) = key;
         let month = months.entry(day[..7].to_owned()).or_default();
         month.0 += count;
         *month.1.entry(action.clone()).or_default() += count;
         month.2.insert(actor.clone());
+        if let Some(failures) = failed.get(key) {
+            *month.3.entry(action.clone()).or_default() += failures;
+        }
     }
     let months = months
         .into_iter()
-        .map(|(month, (total, actions, actors))| {
+        .map(|(month, (total, actions, actors, failures))| {
             let mut top: Vec<(&(String, String, String), &u64)> = resources
                 .iter()
                 .filter(|((m, _, _), _)| *m == month)
@@ -194,8 +210,10 @@ fn expected(recount: &Recount, deleted_months: &BTreeSet<String>) -> (ActorDays,
                 "year_month": month,
                 "total_events": total,
                 "sampled_out_events": 0,
+                "failed_events": failures.values().sum::<u64>(),
                 "unique_actors": actors.len(),
                 "action_breakdown": actions,
+                "failure_breakdown": failures,
                 "events_deleted": deleted_months.contains(&month),
                 "top_resources": top.iter().map(|((_, resource_type, resource_id), events)| json!({
                     "resource_type": resource_type, "resource_id": resource_id, "events": events,
@@ -216,7 +234,66 @@ fn assert_summaries_equal_a_recount(server: &Server, when: &str) -> Recount {
     let (expected_days, expected_months) = expected(&recount, &BTreeSet::new());
     assert_eq!(days, expected_days, "actor-day summaries {when}");
     assert_eq!(months, expected_months, "tenant-month summaries {when}");
+    assert_tenant_days_equal(server, &recount, when);
     recount
+}
+
+/// `GET /v1/summaries/tenant-day` equals the recount summed per day (stored and failed events
+/// per action), and its top actors are the recount's, most events first.
+fn assert_tenant_days_equal(server: &Server, recount: &Recount, when: &str) {
+    let (status, answer) = get(
+        &server.url(&format!("/v1/summaries/tenant-day?tenant_id={TENANT}")),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (days, _, failed) = recount;
+    let mut expected: BTreeMap<String, (BTreeMap<String, u64>, BTreeMap<String, u64>)> =
+        BTreeMap::new();
+    let mut per_actor: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, count) in days {
+        let (day, actor, action, _) = key;
+        let entry = expected.entry(day.clone()).or_default();
+        *entry.0.entry(action.clone()).or_default() += count;
+        if let Some(failures) = failed.get(key) {
+            *entry.1.entry(action.clone()).or_default() += failures;
+        }
+        *per_actor.entry(actor.clone()).or_default() += count;
+    }
+    let expected: Vec<Value> = expected
+        .into_iter()
+        .map(|(day, (actions, failures))| {
+            json!({
+                "date": day,
+                "total_events": actions.values().sum::<u64>(),
+                "sampled_out_events": 0,
+                "failed_events": failures.values().sum::<u64>(),
+                "action_counts": actions,
+                "failure_counts": failures,
+                "events_deleted": false,
+            })
+        })
+        .collect();
+    assert_eq!(
+        answer["summaries"].as_array().unwrap(),
+        &expected,
+        "tenant-day summaries {when}"
+    );
+    let mut top: Vec<(String, u64)> = per_actor.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: Vec<Value> = top
+        .iter()
+        .take(sealtrail_model::limits::TOP_ACTORS)
+        .map(|(actor, events)| json!({"actor_id": actor, "events": events}))
+        .collect();
+    assert_eq!(
+        answer["top_actors"],
+        json!(top),
+        "tenant-day top actors {when}"
+    );
+    assert!(
+        failed.values().sum::<u64>() > 0,
+        "the events hold failures to count"
+    );
 }
 
 #[test]

@@ -428,6 +428,27 @@ ALTER TABLE api_keys ADD COLUMN scope text;
     sql: r#"
 CREATE INDEX actors_team ON actors (tenant_id, team, actor_id);
 "#,
+}, Migration {
+    version: 10,
+    description: "summary failed counts: stored events whose outcome is failure",
+    sql: r#"
+-- Events still in the hot tier are counted in here (as when the summaries began); failures
+-- archived before this migration are not.
+ALTER TABLE summary_actor_day ADD COLUMN failed bigint NOT NULL DEFAULT 0;
+ALTER TABLE summary_month_action ADD COLUMN failed bigint NOT NULL DEFAULT 0;
+SET LOCAL sealtrail.tenant_id = '*';
+UPDATE summary_actor_day AS s SET failed = f.n
+FROM (SELECT tenant_id,
+             to_char(to_timestamp(timestamp_ns / 1000000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+             actor_id, action, resource_type, count(*) AS n
+      FROM events WHERE outcome = 'failure' GROUP BY 1, 2, 3, 4, 5) AS f
+WHERE s.tenant_id = f.tenant_id AND s.day = f.day AND s.actor_id = f.actor_id
+  AND s.action = f.action AND s.resource_type = f.resource_type;
+UPDATE summary_month_action AS m SET failed = f.n
+FROM (SELECT tenant_id, substr(day, 1, 7) AS month, action, sum(failed) AS n
+      FROM summary_actor_day GROUP BY 1, 2, 3) AS f
+WHERE m.tenant_id = f.tenant_id AND m.month = f.month AND m.action = f.action;
+"#,
 }];
 
 /// The schema version this build requires.

@@ -16,11 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sealtrail_hot::{
-    assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
-    AppendRequest, CheckpointStore, DirectoryStore, EventQuery, EventStore, ExistingEvent,
-    KeyScope, LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey, SamplingStore,
-    SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally, TenantMonth,
-    TreeStore, REVISION_SCOPE_ACTORS,
+    assemble_tenant_days, assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord,
+    AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, EventQuery, EventStore,
+    ExistingEvent, KeyScope, LifecycleStore, Order, Revisions, Role, SamplingCount, SamplingKey,
+    SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint, SummaryStore, SummaryTally,
+    TenantDay, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
 };
 use sealtrail_ledger::{ChainHead, Hash, MerkleFrontier, PartialBlock, GENESIS_HASH, TILE_WIDTH};
 use sealtrail_model::limits::{
@@ -120,10 +120,11 @@ const INSERT_TILES: &str = "INSERT INTO merkle_tiles (tenant_id, level, idx, has
      SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])";
 
 /// Adds a group's actor-day summary rows (distinct keys, as the plan holds them).
-const ADD_ACTOR_DAYS: &str = "INSERT INTO summary_actor_day AS s (tenant_id, day, actor_id, action, resource_type, kept, sampled_out) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
+const ADD_ACTOR_DAYS: &str = "INSERT INTO summary_actor_day AS s (tenant_id, day, actor_id, action, resource_type, kept, sampled_out, failed) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[]) \
      ON CONFLICT (tenant_id, day, actor_id, action, resource_type) \
-     DO UPDATE SET kept = s.kept + excluded.kept, sampled_out = s.sampled_out + excluded.sampled_out";
+     DO UPDATE SET kept = s.kept + excluded.kept, sampled_out = s.sampled_out + excluded.sampled_out, \
+     failed = s.failed + excluded.failed";
 
 /// Adds a group's resource-month counts.
 const ADD_RESOURCE_MONTHS: &str = "INSERT INTO summary_resource_month AS s (tenant_id, month, resource_type, resource_id, kept) \
@@ -136,10 +137,11 @@ const BUMP_REVISIONS: &str = "INSERT INTO summary_revisions AS r (tenant_id, sco
      ON CONFLICT (tenant_id, scope) DO UPDATE SET revision = r.revision + 1";
 
 /// Adds a group's month totals per action (distinct keys).
-const ADD_MONTH_ACTIONS: &str = "INSERT INTO summary_month_action AS m (tenant_id, month, action, kept, sampled_out) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+const ADD_MONTH_ACTIONS: &str = "INSERT INTO summary_month_action AS m (tenant_id, month, action, kept, sampled_out, failed) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
      ON CONFLICT (tenant_id, month, action) \
-     DO UPDATE SET kept = m.kept + excluded.kept, sampled_out = m.sampled_out + excluded.sampled_out";
+     DO UPDATE SET kept = m.kept + excluded.kept, sampled_out = m.sampled_out + excluded.sampled_out, \
+     failed = m.failed + excluded.failed";
 
 /// Records a group's actors with a stored event in each month (a known one is left as it is).
 const ADD_MONTH_ACTORS: &str = "INSERT INTO summary_month_actor (tenant_id, month, actor_id) \
@@ -894,7 +896,8 @@ impl PostgresStore {
             .values()
             .map(|tally| tally.sampled_out as i64)
             .collect();
-        let day_params: [&(dyn ToSql + Sync); 7] = [
+        let day_failed: Vec<i64> = days.values().map(|tally| tally.failed as i64).collect();
+        let day_params: [&(dyn ToSql + Sync); 8] = [
             &day_tenants,
             &day_days,
             &day_actors,
@@ -902,6 +905,7 @@ impl PostgresStore {
             &day_types,
             &day_kept,
             &day_dropped,
+            &day_failed,
         ];
         let months = &plan.resource_months;
         let month_tenants: Vec<&str> = months.keys().map(|key| key.tenant_id.as_str()).collect();
@@ -931,12 +935,17 @@ impl PostgresStore {
             .values()
             .map(|tally| tally.sampled_out as i64)
             .collect();
-        let action_params: [&(dyn ToSql + Sync); 5] = [
+        let action_failed: Vec<i64> = month_actions
+            .values()
+            .map(|tally| tally.failed as i64)
+            .collect();
+        let action_params: [&(dyn ToSql + Sync); 6] = [
             &action_tenants,
             &action_months,
             &action_names,
             &action_kept,
             &action_dropped,
+            &action_failed,
         ];
         let month_actors = plan.month_actors();
         let actor_tenants: Vec<&str> = month_actors.iter().map(|(tenant, ..)| *tenant).collect();
@@ -1735,6 +1744,20 @@ const SAMPLING_COLUMNS: &str =
     "tenant_id, day, class, action, kept, seen, stated_kept, stated_seen";
 
 impl PostgresStore {
+    /// The `kept`, `sampled_out` and `failed` columns (`int8`) of a summary row, from `first` on.
+    fn tally_at(&self, row: &Row, first: usize) -> sealtrail_hot::Result<SummaryTally> {
+        let count = |index: usize| -> sealtrail_hot::Result<u64> {
+            Ok(row
+                .try_get::<_, i64>(index)
+                .map_err(|source| self.db(source))? as u64)
+        };
+        Ok(SummaryTally {
+            kept: count(first)?,
+            sampled_out: count(first + 1)?,
+            failed: count(first + 2)?,
+        })
+    }
+
     /// An actor selected as `actor_id, display_name, department, team, attributes`.
     fn actor_from_row(&self, row: &Row) -> sealtrail_hot::Result<Actor> {
         let db = |source| self.db(source);
@@ -1805,7 +1828,7 @@ impl SummaryStore for PostgresStore {
             .scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
+                "SELECT day, actor_id, action, resource_type, kept, sampled_out, failed FROM summary_actor_day \
                  WHERE tenant_id = $1 AND ($2::text IS NULL OR day >= $2) AND ($3::text IS NULL OR day <= $3) \
                  AND ($4::text IS NULL OR actor_id = $4) AND ($5::text IS NULL OR action = $5) \
                  ORDER BY day, actor_id, action, resource_type",
@@ -1820,8 +1843,6 @@ impl SummaryStore for PostgresStore {
             .await?;
         rows.iter()
             .map(|row| {
-                let kept: i64 = row.try_get(4).map_err(db)?;
-                let sampled_out: i64 = row.try_get(5).map_err(db)?;
                 Ok((
                     ActorDayKey {
                         tenant_id: tenant_id.to_owned(),
@@ -1830,11 +1851,67 @@ impl SummaryStore for PostgresStore {
                         action: row.try_get(2).map_err(db)?,
                         resource_type: row.try_get(3).map_err(db)?,
                     },
-                    SummaryTally {
-                        kept: kept as u64,
-                        sampled_out: sampled_out as u64,
-                    },
+                    self.tally_at(row, 4)?,
                 ))
+            })
+            .collect()
+    }
+
+    async fn tenant_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> sealtrail_hot::Result<Vec<TenantDay>> {
+        let db = |source| self.db(source);
+        // sum(bigint) is numeric: cast back, as a day's counts fit.
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT day, action, sum(kept)::int8, sum(sampled_out)::int8, sum(failed)::int8 \
+                 FROM summary_actor_day WHERE tenant_id = $1 AND ($2::text IS NULL OR day >= $2) \
+                 AND ($3::text IS NULL OR day <= $3) GROUP BY day, action ORDER BY day, action",
+                &[&tenant_id, &from_day, &to_day],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(db)?,
+                    row.try_get(1).map_err(db)?,
+                    self.tally_at(row, 2)?,
+                ))
+            })
+            .collect::<sealtrail_hot::Result<Vec<_>>>()?;
+        Ok(assemble_tenant_days(rows))
+    }
+
+    async fn top_actors(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+        top: usize,
+    ) -> sealtrail_hot::Result<Vec<(String, u64)>> {
+        let db = |source| self.db(source);
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        let rows = self
+            .scoped_statement(
+                tenant_id,
+                Access::Read,
+                "SELECT actor_id, sum(kept)::int8 AS events FROM summary_actor_day \
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR day >= $2) \
+                 AND ($3::text IS NULL OR day <= $3) GROUP BY actor_id HAVING sum(kept) > 0 \
+                 ORDER BY events DESC, actor_id LIMIT $4",
+                &[&tenant_id, &from_day, &to_day, &top],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let events: i64 = row.try_get(1).map_err(db)?;
+                Ok((row.try_get(0).map_err(db)?, events as u64))
             })
             .collect()
     }
@@ -1853,7 +1930,7 @@ impl SummaryStore for PostgresStore {
             .scoped_statement(
                 tenant_id,
                 Access::Read,
-                "SELECT month, action, kept, sampled_out FROM summary_month_action \
+                "SELECT month, action, kept, sampled_out, failed FROM summary_month_action \
                  WHERE tenant_id = $1 AND month >= $2 AND month <= $3 ORDER BY month, action",
                 &[&tenant_id, &from_month, &to_month],
             )
@@ -1876,8 +1953,7 @@ impl SummaryStore for PostgresStore {
                 Ok((
                     row.try_get::<_, String>(0).map_err(db)?,
                     row.try_get(1).map_err(db)?,
-                    count(row, 2)?,
-                    count(row, 3)?,
+                    self.tally_at(row, 2)?,
                 ))
             })
             .collect::<sealtrail_hot::Result<Vec<_>>>()?;

@@ -266,7 +266,7 @@ async fn nodes_starting_together_migrate_once_and_create_partitions_ahead() {
         .collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "every migration ran exactly once"
     );
     let found = partitions(&admin).await;

@@ -24,11 +24,12 @@ use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEven
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
-    AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore,
-    ExistingEvent, KeyScope, LifecycleStore, Order, Result as HotResult, Revisions, Role,
-    SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint,
-    SummaryStore, SummaryTally, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
+    assemble_tenant_days, assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord,
+    AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery,
+    EventStore, ExistingEvent, KeyScope, LifecycleStore, Order, Result as HotResult, Revisions,
+    Role, SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore,
+    StoredCheckpoint, SummaryStore, SummaryTally, TenantDay, TenantMonth, TreeStore,
+    REVISION_SCOPE_ACTORS,
 };
 
 use crate::Result;
@@ -234,6 +235,25 @@ ALTER TABLE api_keys ADD COLUMN scope TEXT;
     // A team_admin scope reads its teams' members through this index.
     r#"
 CREATE INDEX actors_team ON actors (tenant_id, team, actor_id);
+"#,
+    // Stored events whose outcome is `failure`, beside `kept`: a chart of failed logins reads
+    // summaries. Events still in the hot tier are counted in at this migration (as when the
+    // summaries began): failures archived before it are not.
+    r#"
+ALTER TABLE summary_actor_day ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE summary_month_action ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+UPDATE summary_actor_day SET failed = f.n
+FROM (SELECT tenant_id, strftime('%Y-%m-%d', timestamp_ns / 1000000000, 'unixepoch') AS day,
+             actor_id, action, resource_type, count(*) AS n
+      FROM events WHERE outcome = 'failure' GROUP BY 1, 2, 3, 4, 5) AS f
+WHERE summary_actor_day.tenant_id = f.tenant_id AND summary_actor_day.day = f.day
+  AND summary_actor_day.actor_id = f.actor_id AND summary_actor_day.action = f.action
+  AND summary_actor_day.resource_type = f.resource_type;
+UPDATE summary_month_action SET failed = f.n
+FROM (SELECT tenant_id, substr(day, 1, 7) AS month, action, sum(failed) AS n
+      FROM summary_actor_day GROUP BY 1, 2, 3) AS f
+WHERE summary_month_action.tenant_id = f.tenant_id AND summary_month_action.month = f.month
+  AND summary_month_action.action = f.action;
 "#,
 ];
 
@@ -700,9 +720,10 @@ impl Writer {
         }
         let mut add_actor_day = self.conn.prepare_cached(
             "INSERT INTO summary_actor_day (tenant_id, day, actor_id, action, resource_type, kept, \
-             sampled_out) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             sampled_out, failed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (tenant_id, day, actor_id, action, resource_type) \
-             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out",
+             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out, \
+             failed = failed + excluded.failed",
         )?;
         for (key, tally) in &plan.actor_days {
             add_actor_day.execute(params![
@@ -712,7 +733,8 @@ impl Writer {
                 key.action,
                 key.resource_type,
                 tally.kept as i64,
-                tally.sampled_out as i64
+                tally.sampled_out as i64,
+                tally.failed as i64
             ])?;
         }
         let mut add_resource_month = self.conn.prepare_cached(
@@ -730,9 +752,10 @@ impl Writer {
             ])?;
         }
         let mut add_month_action = self.conn.prepare_cached(
-            "INSERT INTO summary_month_action (tenant_id, month, action, kept, sampled_out) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, month, action) \
-             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out",
+            "INSERT INTO summary_month_action (tenant_id, month, action, kept, sampled_out, failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, month, action) \
+             DO UPDATE SET kept = kept + excluded.kept, sampled_out = sampled_out + excluded.sampled_out, \
+             failed = failed + excluded.failed",
         )?;
         for ((tenant_id, month, action), tally) in plan.month_actions() {
             add_month_action.execute(params![
@@ -740,7 +763,8 @@ impl Writer {
                 month,
                 action,
                 tally.kept as i64,
-                tally.sampled_out as i64
+                tally.sampled_out as i64,
+                tally.failed as i64
             ])?;
         }
         let mut add_month_actor = self.conn.prepare_cached(
@@ -1523,6 +1547,15 @@ fn sampling_count_from_row(row: &Row<'_>) -> rusqlite::Result<SamplingCount> {
     })
 }
 
+/// The `kept`, `sampled_out` and `failed` columns of a summary row, from column `first` on.
+fn tally_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<SummaryTally> {
+    Ok(SummaryTally {
+        kept: row.get::<_, i64>(first)? as u64,
+        sampled_out: row.get::<_, i64>(first + 1)? as u64,
+        failed: row.get::<_, i64>(first + 2)? as u64,
+    })
+}
+
 #[async_trait]
 impl SummaryStore for SqliteStore {
     async fn actor_days(
@@ -1539,7 +1572,7 @@ impl SummaryStore for SqliteStore {
         );
         self.read(move |conn| {
             let mut select = conn.prepare_cached(
-                "SELECT day, actor_id, action, resource_type, kept, sampled_out FROM summary_actor_day \
+                "SELECT day, actor_id, action, resource_type, kept, sampled_out, failed FROM summary_actor_day \
                  WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND (?4 IS NULL OR actor_id = ?4) \
                  AND (?5 IS NULL OR action = ?5) ORDER BY day, actor_id, action, resource_type",
             )?;
@@ -1553,13 +1586,65 @@ impl SummaryStore for SqliteStore {
                         action: row.get(2)?,
                         resource_type: row.get(3)?,
                     },
-                    SummaryTally {
-                        kept: row.get::<_, i64>(4)? as u64,
-                        sampled_out: row.get::<_, i64>(5)? as u64,
-                    },
+                    tally_at(row, 4)?,
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn tenant_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> HotResult<Vec<TenantDay>> {
+        let tenant_id = tenant_id.to_owned();
+        let (from_day, to_day) = (
+            from_day.unwrap_or("").to_owned(),
+            to_day.unwrap_or("9999-12-31").to_owned(),
+        );
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT day, action, sum(kept), sum(sampled_out), sum(failed) \
+                     FROM summary_actor_day WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
+                     GROUP BY day, action ORDER BY day, action",
+                )?
+                .query_map(params![tenant_id, from_day, to_day], |row| {
+                    Ok((row.get(0)?, row.get(1)?, tally_at(row, 2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(assemble_tenant_days(rows))
+        })
+        .await
+    }
+
+    async fn top_actors(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+        top: usize,
+    ) -> HotResult<Vec<(String, u64)>> {
+        let tenant_id = tenant_id.to_owned();
+        let (from_day, to_day) = (
+            from_day.unwrap_or("").to_owned(),
+            to_day.unwrap_or("9999-12-31").to_owned(),
+        );
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT actor_id, sum(kept) AS events FROM summary_actor_day \
+                     WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
+                     GROUP BY actor_id HAVING sum(kept) > 0 ORDER BY events DESC, actor_id LIMIT ?4",
+                )?
+                .query_map(params![tenant_id, from_day, to_day, top], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -1578,18 +1663,13 @@ impl SummaryStore for SqliteStore {
         );
         self.read(move |conn| {
             let range = params![tenant_id, from_month, to_month];
-            let actions: Vec<(String, String, u64, u64)> = conn
+            let actions: Vec<(String, String, SummaryTally)> = conn
                 .prepare_cached(
-                    "SELECT month, action, kept, sampled_out FROM summary_month_action \
+                    "SELECT month, action, kept, sampled_out, failed FROM summary_month_action \
                      WHERE tenant_id = ?1 AND month >= ?2 AND month <= ?3 ORDER BY month, action",
                 )?
                 .query_map(range, |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get::<_, i64>(2)? as u64,
-                        row.get::<_, i64>(3)? as u64,
-                    ))
+                    Ok((row.get(0)?, row.get(1)?, tally_at(row, 2)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let actors = conn

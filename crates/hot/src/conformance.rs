@@ -1835,16 +1835,23 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     )
     .await;
     assert!(matches!(outcomes[1], AppendOutcome::Conflict { .. }));
+    // 8 is actor-2 delete document res-0, and a failure: `failed` counts it; the dropped 4 was a
+    // failure too, and counts nowhere but `sampled_out`.
     append(
         &*store,
         vec![vec![
             test_event("acme", "e1", 1),
             test_event("acme", "e5", 5),
+            test_event("acme", "e8", 8),
         ]],
     )
     .await;
 
-    let tally = |kept, sampled_out| SummaryTally { kept, sampled_out };
+    let tally = |kept, sampled_out, failed| SummaryTally {
+        kept,
+        sampled_out,
+        failed,
+    };
     let rows: Vec<(String, String, String, SummaryTally)> = store
         .actor_days("acme", ActorDayFilter::default())
         .await
@@ -1869,10 +1876,10 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     assert_eq!(
         rows,
         [
-            row("actor-1", "update", "document", tally(0, 1)),
-            row("actor-1", "update", "user", tally(1, 0)),
-            row("actor-2", "delete", "document", tally(1, 0)),
-            row("actor-2", "delete", "user", tally(1, 0)),
+            row("actor-1", "update", "document", tally(0, 1, 0)),
+            row("actor-1", "update", "user", tally(1, 0, 0)),
+            row("actor-2", "delete", "document", tally(2, 0, 1)),
+            row("actor-2", "delete", "user", tally(1, 0, 0)),
         ]
     );
     let actor_2 = store
@@ -1903,7 +1910,7 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
             .iter()
             .map(|(key, tally)| (key.resource_type.as_str(), *tally))
             .collect::<Vec<_>>(),
-        [("document", tally(0, 1)), ("user", tally(1, 0))]
+        [("document", tally(0, 1, 0)), ("user", tally(1, 0, 0))]
     );
     assert!(store
         .actor_days(
@@ -1924,8 +1931,8 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     assert_eq!(
         month.actions,
         BTreeMap::from([
-            ("delete".to_owned(), tally(2, 0)),
-            ("update".to_owned(), tally(1, 1))
+            ("delete".to_owned(), tally(3, 0, 1)),
+            ("update".to_owned(), tally(1, 1, 0))
         ])
     );
     assert_eq!(month.unique_actors, 2);
@@ -1933,6 +1940,7 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
         month.top_resources,
         [
             ("user".to_owned(), "res-1".to_owned(), 2),
+            ("document".to_owned(), "res-0".to_owned(), 1),
             ("document".to_owned(), "res-2".to_owned(), 1)
         ]
     );
@@ -1949,7 +1957,45 @@ pub async fn summaries_count_committed_events(fixture: &dyn Fixture) {
     let beta = store.tenant_months("beta", None, None, 20).await.unwrap();
     assert_eq!(
         beta[0].actions,
-        BTreeMap::from([("update".to_owned(), tally(1, 0))])
+        BTreeMap::from([("update".to_owned(), tally(1, 0, 0))])
+    );
+
+    // Days sum the actor days per action; top actors rank by stored events.
+    let days = store.tenant_days("acme", None, None).await.unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].day, "2026-01-15");
+    assert_eq!(days[0].actions, month.actions);
+    assert!(store
+        .tenant_days("acme", Some("2026-01-16"), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .tenant_days("acme", Some("2026-01-15"), Some("2026-01-15"))
+            .await
+            .unwrap(),
+        days
+    );
+    assert_eq!(
+        store.top_actors("acme", None, None, 20).await.unwrap(),
+        [("actor-2".to_owned(), 3), ("actor-1".to_owned(), 1)]
+    );
+    assert_eq!(
+        store
+            .top_actors("acme", Some("2026-01-15"), Some("2026-01-15"), 1)
+            .await
+            .unwrap(),
+        [("actor-2".to_owned(), 3)]
+    );
+    assert!(store
+        .top_actors("acme", None, Some("2026-01-14"), 20)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.top_actors("beta", None, None, 20).await.unwrap(),
+        [("actor-1".to_owned(), 1)]
     );
 }
 

@@ -500,11 +500,45 @@ pub struct ActorDayFilter<'a> {
     pub to_day: Option<&'a str>,
 }
 
-/// Events under one summary key: stored, and apart, dropped by the capture policy.
+/// Events under one summary key: stored, and apart, dropped by the capture policy; `failed`
+/// counts the stored ones whose outcome is `failure` (failed logins, refused deletions), so a
+/// chart of failures reads summaries instead of scanning events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SummaryTally {
     pub kept: u64,
     pub sampled_out: u64,
+    pub failed: u64,
+}
+
+impl SummaryTally {
+    pub fn add(&mut self, other: &SummaryTally) {
+        self.kept += other.kept;
+        self.sampled_out += other.sampled_out;
+        self.failed += other.failed;
+    }
+}
+
+/// One UTC day of a tenant (`YYYY-MM-DD`): its events per action, summed over its actors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDay {
+    pub day: String,
+    pub actions: std::collections::BTreeMap<String, SummaryTally>,
+}
+
+/// Builds [`TenantDay`]s from `(day, action, tally)` rows in day order.
+pub fn assemble_tenant_days(rows: Vec<(String, String, SummaryTally)>) -> Vec<TenantDay> {
+    let mut days: Vec<TenantDay> = Vec::new();
+    for (day, action, tally) in rows {
+        if days.last().is_none_or(|last| last.day != day) {
+            days.push(TenantDay {
+                day,
+                actions: std::collections::BTreeMap::new(),
+            });
+        }
+        let last = days.last_mut().expect("pushed above");
+        last.actions.entry(action).or_default().add(&tally);
+    }
+    days
 }
 
 /// A tenant's stored events on one resource in one UTC month (`YYYY-MM`), for its top resources.
@@ -539,6 +573,25 @@ pub trait SummaryStore: Send + Sync + std::fmt::Debug {
         tenant_id: &str,
         filter: ActorDayFilter<'_>,
     ) -> Result<Vec<(ActorDayKey, SummaryTally)>>;
+
+    /// A tenant's days `from_day..=to_day` (either open) that hold events, in order, with their
+    /// actor-day rows summed per action: what a chart per day reads without a row per actor.
+    async fn tenant_days(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<TenantDay>>;
+
+    /// The `top` actors of a tenant with the most stored events in the days `from_day..=to_day`
+    /// (either open), most first, ties by actor.
+    async fn top_actors(
+        &self,
+        tenant_id: &str,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+        top: usize,
+    ) -> Result<Vec<(String, u64)>>;
 
     /// A tenant's months `from_month..=to_month` (`YYYY-MM`, either open) that hold events, in
     /// order, each with its `top` resources.
@@ -610,16 +663,16 @@ impl Revisions {
     }
 }
 
-/// Builds [`TenantMonth`]s from a backend's three answers: `(month, action, kept, sampled_out)`,
+/// Builds [`TenantMonth`]s from a backend's three answers: `(month, action, tally)`,
 /// `(month, unique actors)` and `(month, resource_type, resource_id, kept)` (already ranked and
 /// cut to the top). Months come from the first, in its order.
 pub fn assemble_tenant_months(
-    actions: Vec<(String, String, u64, u64)>,
+    actions: Vec<(String, String, SummaryTally)>,
     actors: Vec<(String, u64)>,
     top_resources: Vec<(String, String, String, u64)>,
 ) -> Vec<TenantMonth> {
     let mut months: Vec<TenantMonth> = Vec::new();
-    for (month, action, kept, sampled_out) in actions {
+    for (month, action, tally) in actions {
         if months.last().is_none_or(|last| last.month != month) {
             months.push(TenantMonth {
                 month: month.clone(),
@@ -629,8 +682,7 @@ pub fn assemble_tenant_months(
             });
         }
         let last = months.last_mut().expect("pushed above");
-        last.actions
-            .insert(action, SummaryTally { kept, sampled_out });
+        last.actions.insert(action, tally);
     }
     let index: std::collections::HashMap<String, usize> = months
         .iter()

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sealtrail_ledger::{
     append_leaves, content_digest, ChainHead, ChainLink, Hash, MerkleFrontier, Tile,
 };
-use sealtrail_model::{format_day, EventReceipt, PendingEvent};
+use sealtrail_model::{format_day, EventReceipt, Outcome, PendingEvent};
 
 use crate::{
     ActorDayKey, AppendOutcome, AppendRequest, Error, ExistingEvent, ResourceMonthKey, Result,
@@ -252,6 +252,9 @@ fn summarize(
         return;
     }
     tally.kept += 1;
+    if event.outcome == Outcome::Failure {
+        tally.failed += 1;
+    }
     if let Some(resource_id) = &event.resource_id {
         *resource_months
             .entry(ResourceMonthKey {
@@ -270,11 +273,10 @@ impl<'a> GroupPlan<'a> {
     pub fn month_actions(&self) -> BTreeMap<(&str, &str, &str), SummaryTally> {
         let mut months: BTreeMap<(&str, &str, &str), SummaryTally> = BTreeMap::new();
         for (key, tally) in &self.actor_days {
-            let month = months
+            months
                 .entry((key.tenant_id.as_str(), &key.day[..7], key.action.as_str()))
-                .or_default();
-            month.kept += tally.kept;
-            month.sampled_out += tally.sampled_out;
+                .or_default()
+                .add(tally);
         }
         months
     }

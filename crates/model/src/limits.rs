@@ -254,6 +254,8 @@ pub const ACTORS_PER_REQUEST_MAX: usize = 1_000;
 pub const SUMMARY_ROWS_MAX: usize = 10_000;
 /// Resources a tenant-month summary lists, most events first (the practice's top 20).
 pub const TOP_RESOURCES: usize = 20;
+/// The most active actors `GET /v1/summaries/tenant-day` names for its period.
+pub const TOP_ACTORS: usize = 20;
 
 /// Bytes of keys and answers the query result cache holds (`sealtrail_query::ResultCache`).
 pub const QUERY_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;

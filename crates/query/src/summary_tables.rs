@@ -55,9 +55,10 @@ pub(crate) async fn actors(hot: &dyn HotStore, tenant_id: &str) -> Result<Arc<dy
     ])
 }
 
-/// `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out,
+/// `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out, failed,
 /// events_deleted)`: one row per UTC day, actor, action and resource type; `events` stored,
-/// `sampled_out` dropped by sampling, `events_deleted` when retention deleted events of the day.
+/// `sampled_out` dropped by sampling, `failed` the stored ones whose outcome is `failure`,
+/// `events_deleted` when retention deleted events of the day.
 pub(crate) fn actor_days(hot: Arc<dyn HotStore>, tenant_id: &str) -> Arc<dyn TableProvider> {
     let text = |name| Field::new(name, DataType::Utf8, false);
     let number = |name| Field::new(name, DataType::Int64, false);
@@ -72,13 +73,14 @@ pub(crate) fn actor_days(hot: Arc<dyn HotStore>, tenant_id: &str) -> Arc<dyn Tab
             text("resource_type"),
             number("events"),
             number("sampled_out"),
+            number("failed"),
             Field::new("events_deleted", DataType::Boolean, false),
         ])),
     })
 }
 
-/// `summary_tenant_month(year_month, total_events, sampled_out_events, unique_actors,
-/// events_deleted)`: one row per UTC month that holds events (the action breakdown is in
+/// `summary_tenant_month(year_month, total_events, sampled_out_events, failed_events,
+/// unique_actors, events_deleted)`: one row per UTC month that holds events (the action breakdown is in
 /// `summary_actor_day`).
 pub(crate) fn tenant_months(hot: Arc<dyn HotStore>, tenant_id: &str) -> Arc<dyn TableProvider> {
     let number = |name| Field::new(name, DataType::Int64, false);
@@ -90,6 +92,7 @@ pub(crate) fn tenant_months(hot: Arc<dyn HotStore>, tenant_id: &str) -> Arc<dyn 
             Field::new("year_month", DataType::Utf8, false),
             number("total_events"),
             number("sampled_out_events"),
+            number("failed_events"),
             number("unique_actors"),
             Field::new("events_deleted", DataType::Boolean, false),
         ])),
@@ -217,6 +220,7 @@ fn actor_day_rows(
         text(|key| &key.resource_type),
         number(|tally| tally.kept),
         number(|tally| tally.sampled_out),
+        number(|tally| tally.failed),
         Arc::new(BooleanArray::from_iter(
             rows.iter()
                 .map(|(key, _)| Some(deleted_days.contains(&key.day))),
@@ -241,6 +245,7 @@ fn tenant_month_rows(
         )),
         sum(|tally| tally.kept),
         sum(|tally| tally.sampled_out),
+        sum(|tally| tally.failed),
         Arc::new(Int64Array::from_iter_values(
             months
                 .iter()

@@ -1532,28 +1532,23 @@ async function renderDashboard(context) {
   announce('Loading the dashboard…');
   const days = daysBetween(from, to);
   const tenantPath = encodeURIComponent(tenant());
-  const sqlFailures = `SELECT CAST(date_trunc('day', "timestamp") AS VARCHAR) AS day, COUNT(*) AS failures FROM events `
-    + `WHERE action = 'login' AND outcome = 'failure' AND "timestamp" >= TIMESTAMP '${from}T00:00:00Z' `
-    + `AND "timestamp" < TIMESTAMP '${dayString(new Date(Date.parse(`${to}T00:00:00Z`) + 86400000))}T00:00:00Z' GROUP BY 1 ORDER BY 1`;
-  const [actorDays, months, failures, sampling] = await Promise.allSettled([
-    api('/v1/summaries/actor-day', { params: { from, to } }),
+  // Every chart reads summaries kept as events arrive, never a scan of events: the days (with
+  // their failures and top actors), the months' top resources, the sampling statistics.
+  const [tenantDays, months, sampling] = await Promise.allSettled([
+    api('/v1/summaries/tenant-day', { params: { from, to } }),
     api('/v1/summaries/tenant-month', { params: { from: from.slice(0, 7), to: to.slice(0, 7) } }),
-    api('/v1/query', { method: 'POST', body: { sql: sqlFailures } }),
     api(`/v1/tenants/${tenantPath}/sampling`, { params: { from, to }, tenantParam: false }),
   ]);
   if (!context.alive()) return;
   const failed = (id, title, error) => h('figure', { class: 'card chart', id }, h('figcaption', null, h('h2', null, title)), errorNotice(error.reason, `read ${title.toLowerCase()}`));
 
-  // Events per day by action, and top actors: the per-actor daily summaries.
-  if (actorDays.status === 'fulfilled') {
+  // Events per day by action, and top actors: the per-day summaries.
+  if (tenantDays.status === 'fulfilled') {
     const byAction = new Map();
-    const byActor = new Map();
-    for (const row of actorDays.value.summaries || []) {
-      byActor.set(row.actor_id, (byActor.get(row.actor_id) || 0) + row.total_events);
+    for (const row of tenantDays.value.summaries || []) {
       for (const [action, count] of Object.entries(row.action_counts || {})) {
         if (!byAction.has(action)) byAction.set(action, new Map());
-        const perDay = byAction.get(action);
-        perDay.set(row.date, (perDay.get(row.date) || 0) + count);
+        byAction.get(action).set(row.date, count);
       }
     }
     const ranked = [...byAction.entries()].map(([name, perDay]) => ({ name, perDay, total: [...perDay.values()].reduce((a, b) => a + b, 0) }))
@@ -1564,19 +1559,19 @@ async function renderDashboard(context) {
     if (rest.length) series.push({ name: `${rest.length} other actions`, values: days.map((day) => rest.reduce((sum, s) => sum + (s.perDay.get(day) || 0), 0)) });
     const total = ranked.reduce((sum, s) => sum + s.total, 0);
     grid.append(chartFigure('chart-actions', 'Events per day by action',
-      `${total} events from ${from} to ${to}${actorDays.value.truncated ? ' (summary cut at its row limit)' : ''}.`,
+      `${total} events from ${from} to ${to}${tenantDays.value.truncated ? ' (summary cut at its row limit)' : ''}.`,
       stackedBars(days, series, `Stacked bars of events per day by action, ${total} events in all; the data table follows.`),
       dataTable('Events per day by action', ['Day', ...series.map((s) => s.name), 'Total'],
         days.filter((_, i) => series.some((s) => s.values[i])).map((day) => {
           const i = days.indexOf(day);
           return [day, ...series.map((s) => String(s.values[i])), String(series.reduce((sum, s) => sum + s.values[i], 0))];
         }), { numeric: series.map((_, i) => i + 1).concat(series.length + 1) })));
-    const actors = [...byActor.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([label, value]) => ({ label, value }));
+    const actors = (tenantDays.value.top_actors || []).slice(0, 10).map((a) => ({ label: a.actor_id, value: a.events }));
     grid.append(chartFigure('chart-actors', 'Top actors', 'Actors with the most events in the period.',
       horizontalBars(actors, `Bar chart of the ${actors.length} most active actors; the data table follows.`),
       dataTable('Top actors', ['Actor', 'Events'], actors.map((a) => [a.label, String(a.value)]), { numeric: [1] })));
   } else {
-    grid.append(failed('chart-actions', 'Events per day by action', actorDays), failed('chart-actors', 'Top actors', actorDays));
+    grid.append(failed('chart-actions', 'Events per day by action', tenantDays), failed('chart-actors', 'Top actors', tenantDays));
   }
 
   // Top resources: the monthly summaries keep each month's most used resources.
@@ -1596,16 +1591,19 @@ async function renderDashboard(context) {
     grid.append(failed('chart-resources', 'Top resources', months));
   }
 
-  // Failed logins per day: SQL over the events (the summaries do not keep outcomes).
-  if (failures.status === 'fulfilled') {
-    const perDay = new Map((failures.value.rows || []).map((row) => [String(row.day).slice(0, 10), Number(row.failures)]));
+  // Failed logins per day: the per-day summaries count failed events per action. A login is
+  // `login` or any action ending in `.login` (`user.login`, `auth.login`).
+  if (tenantDays.status === 'fulfilled') {
+    const isLogin = (action) => action === 'login' || action.endsWith('.login');
+    const failedLogins = (counts) => Object.entries(counts || {}).filter(([action]) => isLogin(action)).reduce((sum, [, n]) => sum + n, 0);
+    const perDay = new Map((tenantDays.value.summaries || []).map((row) => [row.date, failedLogins(row.failure_counts)]));
     const values = days.map((day) => perDay.get(day) || 0);
     const total = values.reduce((a, b) => a + b, 0);
-    grid.append(chartFigure('chart-failed-logins', 'Failed logins per day', `${total} failed logins (action login, outcome failure).`,
+    grid.append(chartFigure('chart-failed-logins', 'Failed logins per day', `${total} failed logins (action login or *.login, outcome failure).`,
       stackedBars(days, [{ name: 'failed logins', values }], `Bar chart of failed logins per day, ${total} in all; the data table follows.`),
       dataTable('Failed logins per day', ['Day', 'Failed logins'], days.filter((_, i) => values[i]).map((day) => [day, String(perDay.get(day))]), { numeric: [1] })));
   } else {
-    grid.append(failed('chart-failed-logins', 'Failed logins per day', failures));
+    grid.append(failed('chart-failed-logins', 'Failed logins per day', tenantDays));
   }
 
   // Sampling: events seen and kept per capture class.

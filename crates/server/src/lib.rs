@@ -518,6 +518,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/summaries/actor-day", get(summaries::actor_days))
         .route("/v1/summaries/tenant-month", get(summaries::tenant_months))
+        .route("/v1/summaries/tenant-day", get(summaries::tenant_days))
         .route(
             "/v1/tenants/{tenant_id}/actors",
             put(directory::put_actors.layer(json_body())),

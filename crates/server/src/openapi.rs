@@ -21,8 +21,8 @@ use sealtrail_model::limits::{
     RESOURCE_ID_CHARS_MAX, RESOURCE_TYPE_CHARS_MAX, RETENTION_DAYS_MAX, RETENTION_YEARS_MAX,
     RETENTION_YEAR_DAYS, SEQ_MAX, SINKS_MAX, SQL_ROWS_MAX, SQL_TEXT_BYTES_MAX, SQL_TIMEOUT_MILLIS,
     STREAMS_MAX, SUMMARY_ROWS_MAX, TENANT_ID_CHARS_MAX, TIMESTAMP_AGE_DAYS_MAX,
-    TIMESTAMP_FRACTION_DIGITS_MAX, TOP_RESOURCES, USER_AGENT_CHARS_MAX, VIEWER_TOKEN_TTL_SECS_MAX,
-    WEBHOOKS_PER_TENANT_MAX,
+    TIMESTAMP_FRACTION_DIGITS_MAX, TOP_ACTORS, TOP_RESOURCES, USER_AGENT_CHARS_MAX,
+    VIEWER_TOKEN_TTL_SECS_MAX, WEBHOOKS_PER_TENANT_MAX,
 };
 use sealtrail_model::PROTECTED_FIELDS;
 use serde_json::{json, Value};
@@ -351,7 +351,7 @@ fn build() -> Value {
             }));
     paths.insert("/v1/query".into(), json!({"post": {
                 "summary": "Read-only SQL over events (the caller's tenant across every tier) and the tenant's actors, summary_actor_day and summary_tenant_month.",
-                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`, `actors(actor_id, display_name, department, team, attributes)`, `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out, events_deleted)` and `summary_tenant_month(year_month, total_events, sampled_out_events, unique_actors, events_deleted)`, each holding only the caller's tenant; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL. A repeated query is answered from a bounded result cache while nothing it can read has changed (no commit to the tenant, no change of its archived files); a query calling a function that is not immutable (`now()`, `random()`) is always computed afresh."),
+                "description": format!("Apache DataFusion SQL. Only SELECT (with joins, unions, subqueries, CTEs) over `events`, `actors(actor_id, display_name, department, team, attributes)`, `summary_actor_day(date, actor_id, action, resource_type, events, sampled_out, failed, events_deleted)` and `summary_tenant_month(year_month, total_events, sampled_out_events, failed_events, unique_actors, events_deleted)`, each holding only the caller's tenant; no other table, no information_schema, no DDL, DML or SET. At most {SQL_ROWS_MAX} rows (then `truncated` is true), {SQL_TIMEOUT_MILLIS} ms and {SQL_TEXT_BYTES_MAX} bytes of SQL. A repeated query is answered from a bounded result cache while nothing it can read has changed (no commit to the tenant, no change of its archived files); a query calling a function that is not immutable (`now()`, `random()`) is always computed afresh."),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sql"], "additionalProperties": false,
                     "properties": {
                         "sql": {"type": "string", "minLength": 1, "maxLength": SQL_TEXT_BYTES_MAX, "pattern": "\\S",
@@ -652,6 +652,24 @@ fn build() -> Value {
             {"name": "from", "in": "query", "required": false, "schema": range, "description": format!("First {description} (inclusive).")},
             {"name": "to", "in": "query", "required": false, "schema": range, "description": format!("Last {description} (inclusive).")}])
     };
+    let failed_events = json!({"type": "integer", "minimum": 0, "description": "Stored events whose outcome is failure (failure_counts per action)."});
+    let day_summary = json!({"type": "object", "additionalProperties": false,
+        "required": ["date", "total_events", "sampled_out_events", "failed_events", "action_counts", "failure_counts", "events_deleted"], "properties": {
+            "date": {"type": "string", "format": "date"},
+            "total_events": {"type": "integer", "minimum": 0}, "sampled_out_events": {"type": "integer", "minimum": 0},
+            "failed_events": failed_events.clone(), "action_counts": counts_object, "failure_counts": counts_object,
+            "events_deleted": {"type": "boolean", "description": "Retention deleted events of this day; the summary still counts them."}}});
+    paths.insert("/v1/summaries/tenant-day".into(), json!({"get": {
+        "summary": "Per UTC day: stored events in all, by action and failed by action, the events the capture policy dropped, and the period's most active actors. Summed from the actor-day summaries; a self or team_admin caller gets its scope's days.",
+        "parameters": read_params(day_bound_schema(), "day, YYYY-MM-DD"),
+        "responses": {"200": json_body("The days that hold events, in order.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "summaries", "top_actors", "truncated"], "properties": {
+                    "tenant_id": {"type": "string"}, "truncated": {"type": "boolean", "description": format!("More than {SUMMARY_ROWS_MAX} days matched; narrow the range.")},
+                    "summaries": {"type": "array", "items": day_summary},
+                    "top_actors": {"type": "array", "maxItems": TOP_ACTORS, "items": {"type": "object", "additionalProperties": false,
+                        "required": ["actor_id", "events"], "properties": {"actor_id": {"type": "string"}, "events": {"type": "integer", "minimum": 1}}}}}})),
+            "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
+    }}));
     let mut actor_day_params = read_params(day_bound_schema(), "day, YYYY-MM-DD");
     actor_day_params.as_array_mut().expect("an array").push(
         json!({"name": "actor_id", "in": "query", "required": false, "schema": {"type": "string"}}),
@@ -663,29 +681,31 @@ fn build() -> Value {
                 "required": ["tenant_id", "summaries", "truncated"], "properties": {
                     "tenant_id": {"type": "string"}, "truncated": {"type": "boolean", "description": format!("More than {SUMMARY_ROWS_MAX} summaries matched; narrow the range.")},
                     "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
-                        "required": ["actor_id", "date", "total_events", "sampled_out_events", "action_counts", "resource_type_counts", "events_deleted"], "properties": {
+                        "required": ["actor_id", "date", "total_events", "sampled_out_events", "failed_events", "action_counts", "failure_counts", "resource_type_counts", "events_deleted"], "properties": {
                             "actor_id": {"type": "string"}, "date": {"type": "string", "format": "date"},
                             "total_events": {"type": "integer", "minimum": 0}, "sampled_out_events": {"type": "integer", "minimum": 0},
-                            "action_counts": counts_object, "resource_type_counts": counts_object,
+                            "failed_events": failed_events.clone(),
+                            "action_counts": counts_object, "failure_counts": counts_object, "resource_type_counts": counts_object,
                             "events_deleted": {"type": "boolean", "description": "Retention deleted events of this day; the summary still counts them."}}}}}})),
             "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
     }}));
     let month_pattern = json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"});
+    let top_resources = json!({"type": "array", "maxItems": TOP_RESOURCES, "items": {"type": "object", "additionalProperties": false,
+        "required": ["resource_type", "resource_id", "events"], "properties": {
+            "resource_type": {"type": "string"}, "resource_id": {"type": "string"}, "events": {"type": "integer", "minimum": 1}}}});
+    let month_summary = json!({"type": "object", "additionalProperties": false,
+        "required": ["year_month", "total_events", "sampled_out_events", "failed_events", "unique_actors", "action_breakdown", "failure_breakdown", "events_deleted", "top_resources"], "properties": {
+            "year_month": {"type": "string"}, "total_events": {"type": "integer", "minimum": 0},
+            "events_deleted": {"type": "boolean", "description": "Retention deleted events of this month; the summary still counts them."},
+            "sampled_out_events": {"type": "integer", "minimum": 0}, "unique_actors": {"type": "integer", "minimum": 0},
+            "action_breakdown": counts_object, "failed_events": failed_events, "failure_breakdown": counts_object,
+            "top_resources": top_resources}});
     paths.insert("/v1/summaries/tenant-month".into(), json!({"get": {
-        "summary": "Per UTC month: stored events in all and by action, the events dropped, distinct actors, and the resources with the most stored events.",
+        "summary": "Per UTC month: stored events in all and by action, the events dropped, the failed ones, distinct actors, and the resources with the most stored events.",
         "parameters": read_params(month_pattern, "month, YYYY-MM"),
         "responses": {"200": json_body("The months that hold events, in order.", json!({"type": "object", "additionalProperties": false,
                 "required": ["tenant_id", "summaries"], "properties": {
-                    "tenant_id": {"type": "string"},
-                    "summaries": {"type": "array", "items": {"type": "object", "additionalProperties": false,
-                        "required": ["year_month", "total_events", "sampled_out_events", "unique_actors", "action_breakdown", "events_deleted", "top_resources"], "properties": {
-                            "year_month": {"type": "string"}, "total_events": {"type": "integer", "minimum": 0},
-                            "events_deleted": {"type": "boolean", "description": "Retention deleted events of this month; the summary still counts them."},
-                            "sampled_out_events": {"type": "integer", "minimum": 0}, "unique_actors": {"type": "integer", "minimum": 0},
-                            "action_breakdown": counts_object,
-                            "top_resources": {"type": "array", "maxItems": TOP_RESOURCES, "items": {"type": "object", "additionalProperties": false,
-                                "required": ["resource_type", "resource_id", "events"], "properties": {
-                                    "resource_type": {"type": "string"}, "resource_id": {"type": "string"}, "events": {"type": "integer", "minimum": 1}}}}}}}}})),
+                    "tenant_id": {"type": "string"}, "summaries": {"type": "array", "items": month_summary}}})),
             "400": problem("Bad parameter; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role.")}
     }}));
     realtime_paths(&mut paths, &event_filters[..9]);

@@ -1000,6 +1000,25 @@ mod tests {
             Ok(Vec::new())
         }
 
+        async fn tenant_days(
+            &self,
+            _tenant_id: &str,
+            _from_day: Option<&str>,
+            _to_day: Option<&str>,
+        ) -> sealtrail_hot::Result<Vec<sealtrail_hot::TenantDay>> {
+            Ok(Vec::new())
+        }
+
+        async fn top_actors(
+            &self,
+            _tenant_id: &str,
+            _from_day: Option<&str>,
+            _to_day: Option<&str>,
+            _top: usize,
+        ) -> sealtrail_hot::Result<Vec<(String, u64)>> {
+            Ok(Vec::new())
+        }
+
         async fn revisions(
             &self,
             _tenant_id: &str,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use sealtrail_hot::{ActorDayFilter, ActorDayKey, SummaryTally};
-use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_RESOURCES};
+use sealtrail_hot::{assemble_tenant_days, ActorDayFilter, ActorDayKey, SummaryTally, TenantDay};
+use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_ACTORS, TOP_RESOURCES};
 use sealtrail_model::{is_day_bound, is_month_bound};
 use sealtrail_query::KeyBuilder;
 use serde_json::{json, Map, Value};
@@ -55,26 +55,45 @@ fn actor_day(
     rows: &[(ActorDayKey, SummaryTally)],
     events_deleted: bool,
 ) -> Value {
-    let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut actions: BTreeMap<&str, SummaryTally> = BTreeMap::new();
     let mut resource_types: BTreeMap<&str, u64> = BTreeMap::new();
-    let (mut total, mut sampled_out) = (0, 0);
     for (row, tally) in rows {
-        total += tally.kept;
-        sampled_out += tally.sampled_out;
+        actions.entry(&row.action).or_default().add(tally);
         if tally.kept > 0 {
-            *actions.entry(&row.action).or_default() += tally.kept;
             *resource_types.entry(&row.resource_type).or_default() += tally.kept;
         }
     }
-    json!({
+    let mut day = day_totals(&actions);
+    let extra = json!({
         "actor_id": key.actor_id,
         "date": key.day,
-        "total_events": total,
-        "sampled_out_events": sampled_out,
-        "action_counts": actions,
         "resource_type_counts": resource_types,
         "events_deleted": events_deleted,
-    })
+    });
+    day.extend(extra.as_object().expect("an object").clone());
+    Value::Object(day)
+}
+
+/// A day's (or a month's) totals from its tallies per action: `total_events`,
+/// `sampled_out_events`, `failed_events`, and per action the stored events (`action_counts`)
+/// and the failed ones (`failure_counts`), each naming only actions with a count.
+fn day_totals<A: AsRef<str>>(actions: &BTreeMap<A, SummaryTally>) -> Map<String, Value> {
+    let per_action = |count: fn(&SummaryTally) -> u64| -> Map<String, Value> {
+        actions
+            .iter()
+            .filter(|(_, tally)| count(tally) > 0)
+            .map(|(action, tally)| (action.as_ref().to_owned(), json!(count(tally))))
+            .collect()
+    };
+    let sum = |count: fn(&SummaryTally) -> u64| actions.values().map(count).sum::<u64>();
+    let totals = json!({
+        "total_events": sum(|tally| tally.kept),
+        "sampled_out_events": sum(|tally| tally.sampled_out),
+        "failed_events": sum(|tally| tally.failed),
+        "action_counts": per_action(|tally| tally.kept),
+        "failure_counts": per_action(|tally| tally.failed),
+    });
+    totals.as_object().expect("an object").clone()
 }
 
 /// `GET /v1/summaries/actor-day?actor_id=&from=&to=`: per actor per day, stored events in all
@@ -223,23 +242,21 @@ pub(crate) async fn tenant_months(
     let summaries: Vec<Value> = months
         .iter()
         .map(|month| {
-            let breakdown: Map<String, Value> = month
-                .actions
-                .iter()
-                .filter(|(_, tally)| tally.kept > 0)
-                .map(|(action, tally)| (action.clone(), json!(tally.kept)))
-                .collect();
-            json!({
+            let mut totals = day_totals(&month.actions);
+            let breakdown = totals.remove("action_counts").expect("set by day_totals");
+            let failures = totals.remove("failure_counts").expect("set by day_totals");
+            let extra = json!({
                 "year_month": month.month,
-                "total_events": month.actions.values().map(|tally| tally.kept).sum::<u64>(),
-                "sampled_out_events": month.actions.values().map(|tally| tally.sampled_out).sum::<u64>(),
                 "unique_actors": month.unique_actors,
                 "action_breakdown": breakdown,
+                "failure_breakdown": failures,
                 "events_deleted": deleted.contains(&month.month),
                 "top_resources": month.top_resources.iter().map(|(resource_type, resource_id, events)| json!({
                     "resource_type": resource_type, "resource_id": resource_id, "events": events,
                 })).collect::<Vec<_>>(),
-            })
+            });
+            totals.extend(extra.as_object().expect("an object").clone());
+            Value::Object(totals)
         })
         .collect();
     reader.record(&state, json!(query), Some(summaries.len()))?;
@@ -248,4 +265,98 @@ pub(crate) async fn tenant_months(
         key,
         &json!({"tenant_id": tenant_id, "summaries": summaries}),
     ))
+}
+
+/// `GET /v1/summaries/tenant-day?from=&to=`: per UTC day, the stored events in all, by action
+/// and failed, the events dropped, and the period's most active actors: a chart per day reads
+/// a row per day and action instead of a row per actor. A `self` or `team_admin` caller gets
+/// the days of its own scope, summed from its actors' rows.
+pub(crate) async fn tenant_days(
+    State(state): State<Arc<AppState>>,
+    request: ReadRequest,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let reader = request.reader(&state, query.get("tenant_id")).await?;
+    let tenant_id = reader.tenant_id.clone();
+    let scoped = reader.actors().is_some();
+    let (from, to) = params(&query, &[], is_day_bound, "a day, YYYY-MM-DD")?;
+    let key = cache_key(
+        &state,
+        KeyBuilder::new("tenant-day", &tenant_id)
+            .option(from)
+            .option(to),
+        &tenant_id,
+        from.map(|day| &day[..7]),
+        to.map(|day| &day[..7]),
+    )
+    .await?;
+    if let Some(answer) = state.query.cache().get(&key).filter(|_| !scoped) {
+        reader.record(&state, json!(query), summary_count(&answer))?;
+        return Ok(json_answer(answer));
+    }
+    let (days, top_actors) = match scoped {
+        // Two reads of the same rows on two connections at once: each is a scan of the period.
+        false => tokio::try_join!(
+            state.store.tenant_days(&tenant_id, from, to),
+            state.store.top_actors(&tenant_id, from, to, TOP_ACTORS),
+        )?,
+        true => {
+            let filter = ActorDayFilter {
+                from_day: from,
+                to_day: to,
+                ..ActorDayFilter::default()
+            };
+            let rows = state.store.actor_days(&tenant_id, filter).await?;
+            scoped_days(rows.iter().filter(|(row, _)| reader.admits(&row.actor_id)))
+        }
+    };
+    let deleted: HashSet<String> = state
+        .store
+        .deleted_days(&tenant_id, from, to)
+        .await?
+        .into_iter()
+        .collect();
+    let truncated = days.len() > SUMMARY_ROWS_MAX;
+    let summaries: Vec<Value> = days
+        .iter()
+        .take(SUMMARY_ROWS_MAX)
+        .map(|day| {
+            let mut totals = day_totals(&day.actions);
+            totals.insert("date".into(), json!(day.day));
+            totals.insert("events_deleted".into(), json!(deleted.contains(&day.day)));
+            Value::Object(totals)
+        })
+        .collect();
+    reader.record(&state, json!(query), Some(summaries.len()))?;
+    let answer = json!({
+        "tenant_id": tenant_id,
+        "summaries": summaries,
+        "top_actors": top_actors.iter().map(|(actor_id, events)| json!({"actor_id": actor_id, "events": events})).collect::<Vec<_>>(),
+        "truncated": truncated,
+    });
+    Ok(match scoped {
+        true => json_answer(Bytes::from(answer.to_string())),
+        false => cached(&state, key, &answer),
+    })
+}
+
+/// The days and top actors of a scope's actor-day rows (in day order), as the store sums them
+/// for a whole tenant.
+fn scoped_days<'a>(
+    rows: impl Iterator<Item = &'a (ActorDayKey, SummaryTally)>,
+) -> (Vec<TenantDay>, Vec<(String, u64)>) {
+    let mut per_day: Vec<(String, String, SummaryTally)> = Vec::new();
+    let mut per_actor: HashMap<&str, u64> = HashMap::new();
+    for (row, tally) in rows {
+        per_day.push((row.day.clone(), row.action.clone(), *tally));
+        *per_actor.entry(&row.actor_id).or_default() += tally.kept;
+    }
+    let mut top: Vec<(String, u64)> = per_actor
+        .into_iter()
+        .filter(|(_, events)| *events > 0)
+        .map(|(actor, events)| (actor.to_owned(), events))
+        .collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(TOP_ACTORS);
+    (assemble_tenant_days(per_day), top)
 }
