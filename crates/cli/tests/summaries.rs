@@ -27,6 +27,8 @@ type Recount = (
 /// (day, actor) → (stored events, per action, per resource type, failed per action): the
 /// actor-day summaries.
 type ActorDays = BTreeMap<(String, String), (u64, Value, Value, Value)>;
+/// Events by name (an action).
+type Counts = BTreeMap<String, u64>;
 /// A month's stored events, events per action, actors, and failed events per action.
 type MonthTally = (
     u64,
@@ -247,8 +249,8 @@ fn assert_tenant_days_equal(server: &Server, recount: &Recount, when: &str) {
     );
     assert_eq!(status, 200, "{answer}");
     let (days, _, failed) = recount;
-    let mut expected: BTreeMap<String, (BTreeMap<String, u64>, BTreeMap<String, u64>)> =
-        BTreeMap::new();
+    // day → (stored events per action, failed events per action)
+    let mut expected: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
     let mut per_actor: BTreeMap<String, u64> = BTreeMap::new();
     for (key, count) in days {
         let (day, actor, action, _) = key;

@@ -64,13 +64,10 @@ fn actor_day(
         }
     }
     let mut day = day_totals(&actions);
-    let extra = json!({
-        "actor_id": key.actor_id,
-        "date": key.day,
-        "resource_type_counts": resource_types,
-        "events_deleted": events_deleted,
-    });
-    day.extend(extra.as_object().expect("an object").clone());
+    day.insert("actor_id".into(), json!(key.actor_id));
+    day.insert("date".into(), json!(key.day));
+    day.insert("resource_type_counts".into(), json!(resource_types));
+    day.insert("events_deleted".into(), json!(events_deleted));
     Value::Object(day)
 }
 
@@ -86,14 +83,22 @@ fn day_totals<A: AsRef<str>>(actions: &BTreeMap<A, SummaryTally>) -> Map<String,
             .collect()
     };
     let sum = |count: fn(&SummaryTally) -> u64| actions.values().map(count).sum::<u64>();
-    let totals = json!({
-        "total_events": sum(|tally| tally.kept),
-        "sampled_out_events": sum(|tally| tally.sampled_out),
-        "failed_events": sum(|tally| tally.failed),
-        "action_counts": per_action(|tally| tally.kept),
-        "failure_counts": per_action(|tally| tally.failed),
-    });
-    totals.as_object().expect("an object").clone()
+    Map::from_iter([
+        ("total_events".into(), json!(sum(|tally| tally.kept))),
+        (
+            "sampled_out_events".into(),
+            json!(sum(|tally| tally.sampled_out)),
+        ),
+        ("failed_events".into(), json!(sum(|tally| tally.failed))),
+        (
+            "action_counts".into(),
+            Value::Object(per_action(|tally| tally.kept)),
+        ),
+        (
+            "failure_counts".into(),
+            Value::Object(per_action(|tally| tally.failed)),
+        ),
+    ])
 }
 
 /// `GET /v1/summaries/actor-day?actor_id=&from=&to=`: per actor per day, stored events in all
@@ -242,20 +247,19 @@ pub(crate) async fn tenant_months(
     let summaries: Vec<Value> = months
         .iter()
         .map(|month| {
+            // The seed's month shape names the per-action counts `*_breakdown`.
             let mut totals = day_totals(&month.actions);
             let breakdown = totals.remove("action_counts").expect("set by day_totals");
             let failures = totals.remove("failure_counts").expect("set by day_totals");
-            let extra = json!({
-                "year_month": month.month,
-                "unique_actors": month.unique_actors,
-                "action_breakdown": breakdown,
-                "failure_breakdown": failures,
-                "events_deleted": deleted.contains(&month.month),
-                "top_resources": month.top_resources.iter().map(|(resource_type, resource_id, events)| json!({
-                    "resource_type": resource_type, "resource_id": resource_id, "events": events,
-                })).collect::<Vec<_>>(),
-            });
-            totals.extend(extra.as_object().expect("an object").clone());
+            totals.insert("action_breakdown".into(), breakdown);
+            totals.insert("failure_breakdown".into(), failures);
+            totals.insert("year_month".into(), json!(month.month));
+            totals.insert("unique_actors".into(), json!(month.unique_actors));
+            totals.insert("events_deleted".into(), json!(deleted.contains(&month.month)));
+            let top: Vec<Value> = month.top_resources.iter().map(|(resource_type, resource_id, events)| json!({
+                "resource_type": resource_type, "resource_id": resource_id, "events": events,
+            })).collect();
+            totals.insert("top_resources".into(), json!(top));
             Value::Object(totals)
         })
         .collect();
