@@ -24,12 +24,11 @@ use sealtrail_model::{Actor, ActorType, Event, EventReceipt, Outcome, StoredEven
 
 use sealtrail_hot::plan::{group_digests, group_tenants, plan_group, NewRow, StoredKeys};
 use sealtrail_hot::{
-    assemble_tenant_days, assemble_tenant_months, ActorDayFilter, ActorDayKey, ApiKeyRecord,
-    AppendOutcome, AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery,
-    EventStore, ExistingEvent, KeyScope, LifecycleStore, Order, Result as HotResult, Revisions,
-    Role, SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore,
-    StoredCheckpoint, SummaryStore, SummaryTally, TenantDay, TenantMonth, TreeStore,
-    REVISION_SCOPE_ACTORS,
+    assemble_tenant_months, rank_top, ActorDayFilter, ActorDayKey, ApiKeyRecord, AppendOutcome,
+    AppendRequest, CheckpointStore, DirectoryStore, Error as HotError, EventQuery, EventStore,
+    ExistingEvent, KeyScope, LifecycleStore, Order, Result as HotResult, Revisions, Role,
+    SamplingCount, SamplingKey, SamplingStore, SamplingTally, SettingsStore, StoredCheckpoint,
+    SummaryStore, SummaryTally, TenantDay, TenantMonth, TreeStore, REVISION_SCOPE_ACTORS,
 };
 
 use crate::Result;
@@ -1605,18 +1604,35 @@ impl SummaryStore for SqliteStore {
             from_day.unwrap_or("").to_owned(),
             to_day.unwrap_or("9999-12-31").to_owned(),
         );
+        // Summed here in key order rather than by SQL `GROUP BY day, action`: the scan is in
+        // (day, actor, ...) order, so SQLite would sort every row of the period first (measured
+        // 245 ms against 22 ms for the scan alone, on a 30-day month of a 2.2M-event tenant).
         self.read(move |conn| {
-            let rows = conn
-                .prepare_cached(
-                    "SELECT day, action, sum(kept), sum(sampled_out), sum(failed) \
-                     FROM summary_actor_day WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
-                     GROUP BY day, action ORDER BY day, action",
-                )?
-                .query_map(params![tenant_id, from_day, to_day], |row| {
-                    Ok((row.get(0)?, row.get(1)?, tally_at(row, 2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(assemble_tenant_days(rows))
+            let mut select = conn.prepare_cached(
+                "SELECT day, action, kept, sampled_out, failed FROM summary_actor_day \
+                 WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day",
+            )?;
+            let mut rows = select.query(params![tenant_id, from_day, to_day])?;
+            let mut days: Vec<TenantDay> = Vec::new();
+            while let Some(row) = rows.next()? {
+                let day = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                if days.last().is_none_or(|last| last.day != day) {
+                    days.push(TenantDay {
+                        day: day.to_owned(),
+                        actions: Default::default(),
+                    });
+                }
+                let action = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                let actions = &mut days.last_mut().expect("pushed above").actions;
+                let tally = tally_at(row, 2)?;
+                match actions.get_mut(action) {
+                    Some(sum) => sum.add(&tally),
+                    None => {
+                        actions.insert(action.to_owned(), tally);
+                    }
+                }
+            }
+            Ok(days)
         })
         .await
     }
@@ -1633,18 +1649,25 @@ impl SummaryStore for SqliteStore {
             from_day.unwrap_or("").to_owned(),
             to_day.unwrap_or("9999-12-31").to_owned(),
         );
-        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        // Summed here, not by `GROUP BY actor_id`, for the same reason as `tenant_days`.
         self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT actor_id, sum(kept) AS events FROM summary_actor_day \
-                     WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
-                     GROUP BY actor_id HAVING sum(kept) > 0 ORDER BY events DESC, actor_id LIMIT ?4",
-                )?
-                .query_map(params![tenant_id, from_day, to_day, top], |row| {
-                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<rusqlite::Result<_>>()?)
+            let mut select = conn.prepare_cached(
+                "SELECT actor_id, kept FROM summary_actor_day \
+                 WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 AND kept > 0",
+            )?;
+            let mut rows = select.query(params![tenant_id, from_day, to_day])?;
+            let mut per_actor: HashMap<String, u64> = HashMap::new();
+            while let Some(row) = rows.next()? {
+                let actor = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let kept = row.get::<_, i64>(1)? as u64;
+                match per_actor.get_mut(actor) {
+                    Some(sum) => *sum += kept,
+                    None => {
+                        per_actor.insert(actor.to_owned(), kept);
+                    }
+                }
+            }
+            Ok(rank_top(per_actor, top))
         })
         .await
     }

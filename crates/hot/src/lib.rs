@@ -525,6 +525,14 @@ pub struct TenantDay {
     pub actions: std::collections::BTreeMap<String, SummaryTally>,
 }
 
+/// The `top` entries of `counts`, most first, ties by name.
+pub fn rank_top(counts: std::collections::HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
+    let mut ranked: Vec<(String, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+    ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(top);
+    ranked
+}
+
 /// Builds [`TenantDay`]s from `(day, action, tally)` rows in day order.
 pub fn assemble_tenant_days(rows: Vec<(String, String, SummaryTally)>) -> Vec<TenantDay> {
     let mut days: Vec<TenantDay> = Vec::new();

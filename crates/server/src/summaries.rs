@@ -13,7 +13,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use sealtrail_hot::{assemble_tenant_days, ActorDayFilter, ActorDayKey, SummaryTally, TenantDay};
+use sealtrail_hot::{
+    assemble_tenant_days, rank_top, ActorDayFilter, ActorDayKey, SummaryTally, TenantDay,
+};
 use sealtrail_model::limits::{SUMMARY_ROWS_MAX, TOP_ACTORS, TOP_RESOURCES};
 use sealtrail_model::{is_day_bound, is_month_bound};
 use sealtrail_query::KeyBuilder;
@@ -350,17 +352,13 @@ fn scoped_days<'a>(
     rows: impl Iterator<Item = &'a (ActorDayKey, SummaryTally)>,
 ) -> (Vec<TenantDay>, Vec<(String, u64)>) {
     let mut per_day: Vec<(String, String, SummaryTally)> = Vec::new();
-    let mut per_actor: HashMap<&str, u64> = HashMap::new();
+    let mut per_actor: HashMap<String, u64> = HashMap::new();
     for (row, tally) in rows {
         per_day.push((row.day.clone(), row.action.clone(), *tally));
-        *per_actor.entry(&row.actor_id).or_default() += tally.kept;
+        *per_actor.entry(row.actor_id.clone()).or_default() += tally.kept;
     }
-    let mut top: Vec<(String, u64)> = per_actor
-        .into_iter()
-        .filter(|(_, events)| *events > 0)
-        .map(|(actor, events)| (actor.to_owned(), events))
-        .collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    top.truncate(TOP_ACTORS);
-    (assemble_tenant_days(per_day), top)
+    (
+        assemble_tenant_days(per_day),
+        rank_top(per_actor, TOP_ACTORS),
+    )
 }
