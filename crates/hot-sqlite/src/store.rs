@@ -1546,6 +1546,14 @@ fn sampling_count_from_row(row: &Row<'_>) -> rusqlite::Result<SamplingCount> {
     })
 }
 
+/// The bounds of a day range (`YYYY-MM-DD`, either open) as SQL compares them.
+fn day_range(from_day: Option<&str>, to_day: Option<&str>) -> (String, String) {
+    (
+        from_day.unwrap_or("").to_owned(),
+        to_day.unwrap_or("9999-12-31").to_owned(),
+    )
+}
+
 /// The `kept`, `sampled_out` and `failed` columns of a summary row, from column `first` on.
 fn tally_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<SummaryTally> {
     Ok(SummaryTally {
@@ -1565,10 +1573,7 @@ impl SummaryStore for SqliteStore {
         let tenant_id = tenant_id.to_owned();
         let actor_id = filter.actor_id.map(str::to_owned);
         let action = filter.action.map(str::to_owned);
-        let (from_day, to_day) = (
-            filter.from_day.unwrap_or("").to_owned(),
-            filter.to_day.unwrap_or("9999-12-31").to_owned(),
-        );
+        let (from_day, to_day) = day_range(filter.from_day, filter.to_day);
         self.read(move |conn| {
             let mut select = conn.prepare_cached(
                 "SELECT day, actor_id, action, resource_type, kept, sampled_out, failed FROM summary_actor_day \
@@ -1600,10 +1605,7 @@ impl SummaryStore for SqliteStore {
         to_day: Option<&str>,
     ) -> HotResult<Vec<TenantDay>> {
         let tenant_id = tenant_id.to_owned();
-        let (from_day, to_day) = (
-            from_day.unwrap_or("").to_owned(),
-            to_day.unwrap_or("9999-12-31").to_owned(),
-        );
+        let (from_day, to_day) = day_range(from_day, to_day);
         // Summed here in key order rather than by SQL `GROUP BY day, action`: the scan is in
         // (day, actor, ...) order, so SQLite would sort every row of the period first (measured
         // 245 ms against 22 ms for the scan alone, on a 30-day month of a 2.2M-event tenant).
@@ -1645,10 +1647,7 @@ impl SummaryStore for SqliteStore {
         top: usize,
     ) -> HotResult<Vec<(String, u64)>> {
         let tenant_id = tenant_id.to_owned();
-        let (from_day, to_day) = (
-            from_day.unwrap_or("").to_owned(),
-            to_day.unwrap_or("9999-12-31").to_owned(),
-        );
+        let (from_day, to_day) = day_range(from_day, to_day);
         // Summed here, not by `GROUP BY actor_id`, for the same reason as `tenant_days`.
         self.read(move |conn| {
             let mut select = conn.prepare_cached(
@@ -1778,10 +1777,7 @@ impl SummaryStore for SqliteStore {
         to_day: Option<&str>,
     ) -> HotResult<Vec<String>> {
         let tenant_id = tenant_id.to_owned();
-        let (from_day, to_day) = (
-            from_day.unwrap_or("").to_owned(),
-            to_day.unwrap_or("9999-12-31").to_owned(),
-        );
+        let (from_day, to_day) = day_range(from_day, to_day);
         self.read(move |conn| {
             let days = conn
                 .prepare_cached(
