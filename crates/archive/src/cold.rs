@@ -11,10 +11,11 @@
 //!
 //! For each cold file, in this order (as in `lifecycle.rs`):
 //!
-//! 1. write the cold Parquet file;
+//! 1. write the cold Parquet file (with protected fields re-encrypted under the tenant's
+//!    current data key when a [`Reseal`] is given: see [`crate::reseal`]);
 //! 2. read it back and check it against its manifest and against the events of the warm files
-//!    it replaces (each checked against its own manifest), and its link to the previous archived
-//!    file;
+//!    it replaces (each checked against its own manifest; envelopes by their commitments), and
+//!    its link to the previous archived file;
 //! 3. write the cold manifest: from now on the cold file is authoritative for its range;
 //! 4. delete the warm files (each Parquet file, then its manifest).
 //!
@@ -27,8 +28,9 @@ use sealtrail_model::limits::{COLD_FILE_EVENTS_MAX, COLD_ROW_GROUP_EVENTS_MAX, C
 use sealtrail_model::StoredEvent;
 
 use crate::lifecycle::check_file;
+use crate::reseal::{resealed, same_but_ciphertext};
 use crate::tier::{archived_files, ArchiveTier, ArchivedFile};
-use crate::{parquet_file, Error, Manifest, Result, Tier};
+use crate::{parquet_file, Error, Manifest, Reseal, Result, Tier};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -73,19 +75,23 @@ pub struct TenantCompaction {
     pub leftover_warm_files_deleted: u64,
     /// Cold files without a manifest (an interrupted write) removed.
     pub orphans_removed: u64,
+    /// Protected fields re-encrypted under the tenant's current data key on the way.
+    pub fields_reencrypted: u64,
 }
 
-/// Compacts every tenant's due warm files into the cold tier. `on_step` is called at each
+/// Compacts every tenant's due warm files into the cold tier, with `reseal` re-encrypting
+/// protected fields under each tenant's current data key. `on_step` is called at each
 /// [`CompactionStep`].
 pub async fn migrate_warm_to_cold(
     warm: &Tier,
     cold: &Tier,
     policy: CompactionPolicy,
+    reseal: Option<&dyn Reseal>,
     on_step: &mut (dyn FnMut(CompactionStep) + Send),
 ) -> Result<Vec<TenantCompaction>> {
     let mut reports = Vec::new();
     for tenant_id in warm.tenants().await? {
-        reports.push(compact_tenant(warm, cold, &tenant_id, policy, on_step).await?);
+        reports.push(compact_tenant(warm, cold, &tenant_id, policy, reseal, on_step).await?);
     }
     Ok(reports)
 }
@@ -95,6 +101,7 @@ async fn compact_tenant(
     cold: &Tier,
     tenant_id: &str,
     policy: CompactionPolicy,
+    reseal: Option<&dyn Reseal>,
     on_step: &mut (dyn FnMut(CompactionStep) + Send),
 ) -> Result<TenantCompaction> {
     let mut report = TenantCompaction {
@@ -170,7 +177,16 @@ async fn compact_tenant(
                 events += run[end].manifest.event_count as usize;
                 end += 1;
             }
-            compact_files(warm, cold, &run[start..end], previous, &mut report, on_step).await?;
+            compact_files(
+                warm,
+                cold,
+                &run[start..end],
+                previous,
+                reseal,
+                &mut report,
+                on_step,
+            )
+            .await?;
             previous = run.get(end - 1);
             start = end;
         }
@@ -186,6 +202,7 @@ async fn compact_files(
     cold: &Tier,
     sources: &[ArchivedFile],
     previous: Option<&ArchivedFile>,
+    reseal: Option<&dyn Reseal>,
     report: &mut TenantCompaction,
     on_step: &mut (dyn FnMut(CompactionStep) + Send),
 ) -> Result<()> {
@@ -234,8 +251,9 @@ async fn compact_files(
     let dir = cold.month_dir(tenant_id, &first_source.month);
     let (file_name, manifest_name) = Tier::file_names(first_source.first_seq, last_source.last_seq);
     let file_path = dir.child(file_name.as_str());
-    let bytes = parquet_file::encode_with(&events, COLD_ZSTD_LEVEL, COLD_ROW_GROUP_EVENTS_MAX)?;
-    let manifest = Manifest::describe(&file_name, &events, &bytes).ok_or_else(|| {
+    let (written, reencrypted) = resealed(reseal, &events).await?;
+    let bytes = parquet_file::encode_with(&written, COLD_ZSTD_LEVEL, COLD_ROW_GROUP_EVENTS_MAX)?;
+    let manifest = Manifest::describe(&file_name, &written, &bytes).ok_or_else(|| {
         mismatch(
             tenant_id,
             first_source.first_seq,
@@ -254,12 +272,15 @@ async fn compact_files(
         cold.get(&file_path).await?,
         &manifest,
     )?;
-    if compacted != events {
-        let seq = compacted
-            .iter()
-            .zip(&events)
-            .find(|(a, b)| a != b)
-            .map_or(manifest.first_seq, |(a, _)| a.seq);
+    // Each read-back event must be the one written, and the warm one but for re-encryption.
+    let differs = |(read, (written, warm)): &(&StoredEvent, (&StoredEvent, &StoredEvent))| {
+        read != written || !same_but_ciphertext(read, warm)
+    };
+    let pairs = || compacted.iter().zip(written.iter().zip(&events));
+    if compacted.len() != events.len() || pairs().any(|pair| differs(&pair)) {
+        let seq = pairs()
+            .find(|pair| differs(pair))
+            .map_or(manifest.first_seq, |(read, _)| read.seq);
         return Err(mismatch(
             tenant_id,
             seq,
@@ -296,6 +317,7 @@ async fn compact_files(
     report.warm_files_replaced += sources.len() as u64;
     report.events_moved += events.len() as u64;
     report.bytes_written += file_bytes;
+    report.fields_reencrypted += reencrypted;
     tracing::info!(
         tenant_id,
         first_seq = manifest.first_seq,

@@ -29,6 +29,9 @@ pub enum Error {
         path: String,
         reason: String,
     },
+    /// Re-encryption on the way down the tiers failed, or changed more than it may.
+    #[error("re-encryption: {0}")]
+    Reseal(String),
     #[error("async runtime: {0}")]
     Runtime(String),
 }

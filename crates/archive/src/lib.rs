@@ -9,6 +9,8 @@
 //! * [`lifecycle`] moves events hot → warm without losing or duplicating one across crashes.
 //! * [`cold`] compacts old warm files into one file per tenant-month in the cold tier, just as
 //!   crash-safe; [`tier::archived_files`] lists a tenant's files across both, deduplicated.
+//! * [`reseal`] is the hook that re-encrypts protected fields under a tenant's current data key
+//!   as the lifecycle writes them again (after a key rotation).
 //! * [`retention`] deletes expired cold files as a `seq` prefix, each under a signed deletion
 //!   record, unless a legal hold applies.
 //! * [`verify`] feeds archived events to the hot tier's verifier, so one chain is checked
@@ -22,6 +24,7 @@ mod error;
 pub mod lifecycle;
 pub mod manifest;
 pub mod parquet_file;
+pub mod reseal;
 pub mod retention;
 pub mod tier;
 pub mod verify;
@@ -33,6 +36,7 @@ pub use lifecycle::{
     TenantMigration,
 };
 pub use manifest::{Manifest, MANIFEST_FORMAT};
+pub use reseal::{same_but_ciphertext, Reseal};
 pub use retention::{apply_retention, deleted_prefix, RetentionStep, TenantRetention};
 pub use tier::{
     archived_files, ArchiveTier, ArchivedFile, Location, S3Location, StoredDeletionRecord, Tier,

@@ -8,9 +8,11 @@
 //! in the directory of its first event's month, its manifest recording the true time range that
 //! reads prune by. For each file, in this order:
 //!
-//! 1. write the Parquet file;
-//! 2. read it back and check it against the hot rows (every field of every event, recomputed
-//!    `event_hash`es, the link to the previous file) and against its manifest;
+//! 1. write the Parquet file (with protected fields re-encrypted under the tenant's current
+//!    data key when a [`Reseal`] is given: see [`crate::reseal`]);
+//! 2. read it back and check it against the hot rows (every field of every event, envelopes by
+//!    their commitments, recomputed `event_hash`es, the link to the previous file) and against
+//!    its manifest;
 //! 3. write the manifest: from now on the file counts as archived;
 //! 4. delete the hot rows with `seq <= last_seq` (`HotStore::delete_events_through`: at once
 //!    invisible to every read; a store may release their space later, in
@@ -30,8 +32,9 @@ use sealtrail_hot::{EventQuery, HotStore, Order};
 use sealtrail_model::limits::{ARCHIVE_FILE_EVENTS_MAX, ARCHIVE_SCAN_EVENTS, WARM_ZSTD_LEVEL};
 use sealtrail_model::StoredEvent;
 
+use crate::reseal::{resealed, same_but_ciphertext};
 use crate::tier::{archived_files, month_of};
-use crate::{parquet_file, Error, Manifest, Result, Tier};
+use crate::{parquet_file, Error, Manifest, Reseal, Result, Tier};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -73,6 +76,8 @@ pub struct TenantMigration {
     /// Hot rows deleted while finishing an interrupted run.
     pub leftover_rows_deleted: u64,
     pub orphans_removed: u64,
+    /// Protected fields re-encrypted under the tenant's current data key on the way.
+    pub fields_reencrypted: u64,
     /// Set when hot events older than the cutoff stay hot after the run: only a `seq` prefix
     /// of the hot tier moves (the archive is always the chain's prefix), so an old event behind
     /// a younger one waits for it. This happens when history is imported after live events.
@@ -151,20 +156,22 @@ pub async fn migrate_hot_to_warm(
     policy: MigrationPolicy,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<Vec<TenantMigration>> {
-    migrate_hot_to_warm_expiring(hot, warm, cold, policy, &[], on_step).await
+    migrate_hot_to_warm_expiring(hot, warm, cold, policy, &[], None, on_step).await
 }
 
 /// [`migrate_hot_to_warm`], and also, for each `(tenant_id, cutoff_ns)` of `expiring`, that
 /// tenant's events older than `cutoff_ns` even when they are younger than the hot retention:
 /// the retention cutoffs of tenants whose retention is shorter than the hot retention, so that
 /// expired events leave the hot tier through the same checked files as any other, and
-/// retention ([`crate::apply_retention`]) deletes them there under signed records.
+/// retention ([`crate::apply_retention`]) deletes them there under signed records. With
+/// `reseal`, protected fields are re-encrypted under each tenant's current data key as they move.
 pub async fn migrate_hot_to_warm_expiring(
     hot: &dyn HotStore,
     warm: &Tier,
     cold: Option<&Tier>,
     policy: MigrationPolicy,
     expiring: &[(String, i64)],
+    reseal: Option<&dyn Reseal>,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<Vec<TenantMigration>> {
     let mut reports = Vec::new();
@@ -174,7 +181,8 @@ pub async fn migrate_hot_to_warm_expiring(
             .filter(|(expiring_tenant, _)| *expiring_tenant == tenant_id)
             .map(|(_, cutoff_ns)| *cutoff_ns)
             .fold(policy.cutoff_ns(), i64::max);
-        reports.push(migrate_tenant(hot, warm, cold, &tenant_id, cutoff_ns, on_step).await?);
+        reports
+            .push(migrate_tenant(hot, warm, cold, &tenant_id, cutoff_ns, reseal, on_step).await?);
     }
     // Last: by now every tenant's due prefix is out of the hot tier, so a partition of the
     // past holds only archived rows exactly when every tenant's run reached past it. A crash
@@ -195,6 +203,7 @@ async fn migrate_tenant(
     cold: Option<&Tier>,
     tenant_id: &str,
     cutoff_ns: i64,
+    reseal: Option<&dyn Reseal>,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
 ) -> Result<TenantMigration> {
     let mut report = TenantMigration {
@@ -216,12 +225,13 @@ async fn migrate_tenant(
         let file_path = Tier::file_of(path, manifest);
         let bytes = warm.get(&file_path).await?;
         let archived = check_file(tenant_id, &file_path, bytes, manifest)?;
-        // The rows still hot must be exactly the archived ones with the same seq.
+        // The rows still hot must be exactly the archived ones with the same seq (but for the
+        // ciphertext of a field re-encrypted on the way).
         let offset = remaining
             .first()
             .map_or(0, |stored| stored.seq - manifest.first_seq);
         for (stored, copy) in remaining.iter().zip(&archived[offset as usize..]) {
-            if stored != copy {
+            if !same_but_ciphertext(stored, copy) {
                 return Err(mismatch(
                     tenant_id,
                     stored.seq,
@@ -289,7 +299,16 @@ async fn migrate_tenant(
             let full = chunk.len() >= ARCHIVE_FILE_EVENTS_MAX;
             let later_month = chunk_month.as_ref().is_some_and(|open| month > *open);
             if full || later_month {
-                archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
+                archive_chunk(
+                    hot,
+                    warm,
+                    &chunk,
+                    reseal,
+                    &mut previous,
+                    &mut report,
+                    on_step,
+                )
+                .await?;
                 chunk.clear();
                 chunk_month = None;
             }
@@ -301,7 +320,16 @@ async fn migrate_tenant(
         after_seq = page_last;
     }
     if !chunk.is_empty() {
-        archive_chunk(hot, warm, &chunk, &mut previous, &mut report, on_step).await?;
+        archive_chunk(
+            hot,
+            warm,
+            &chunk,
+            reseal,
+            &mut previous,
+            &mut report,
+            on_step,
+        )
+        .await?;
     }
     report.held_back = held_back(hot, tenant_id, cutoff_ns).await?;
     Ok(report)
@@ -312,6 +340,7 @@ async fn archive_chunk(
     hot: &dyn HotStore,
     warm: &Tier,
     events: &[StoredEvent],
+    reseal: Option<&dyn Reseal>,
     previous: &mut Option<(u64, Option<String>)>,
     report: &mut TenantMigration,
     on_step: &mut (dyn FnMut(MigrationStep) + Send),
@@ -324,8 +353,9 @@ async fn archive_chunk(
     let (file_name, manifest_name) = Tier::file_names(first.seq, last.seq);
     let file_path = dir.child(file_name.as_str());
 
-    let bytes = parquet_file::encode(events, WARM_ZSTD_LEVEL)?;
-    let manifest = Manifest::describe(&file_name, events, &bytes)
+    let (written, reencrypted) = resealed(reseal, events).await?;
+    let bytes = parquet_file::encode(&written, WARM_ZSTD_LEVEL)?;
+    let manifest = Manifest::describe(&file_name, &written, &bytes)
         .ok_or_else(|| mismatch(tenant_id, first.seq, &file_path, "nothing to describe"))?;
     let file_bytes = bytes.len() as u64;
     warm.put(&file_path, bytes).await?;
@@ -346,8 +376,8 @@ async fn archive_chunk(
             "read back a different number of events",
         ));
     }
-    for (hot_row, copy) in events.iter().zip(&archived) {
-        if hot_row != copy {
+    for ((hot_row, copy), written) in events.iter().zip(&archived).zip(&written) {
+        if copy != written || !same_but_ciphertext(hot_row, copy) {
             return Err(mismatch(
                 tenant_id,
                 hot_row.seq,
@@ -384,11 +414,13 @@ async fn archive_chunk(
     report.files_written += 1;
     report.events_moved += events.len() as u64;
     report.bytes_written += file_bytes;
+    report.fields_reencrypted += reencrypted;
     tracing::info!(
         tenant_id,
         first_seq = first.seq,
         last_seq = last.seq,
         file_bytes,
+        reencrypted,
         "archived to the warm tier"
     );
     Ok(())

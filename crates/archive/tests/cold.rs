@@ -132,7 +132,7 @@ fn setup() -> Setup {
             warm_retention_days: 365,
             now_ns: NOW_NS,
         };
-        let reports = migrate_warm_to_cold(&warm, &cold, policy, &mut |_| {})
+        let reports = migrate_warm_to_cold(&warm, &cold, policy, None, &mut |_| {})
             .await
             .unwrap();
         assert!(
@@ -260,6 +260,7 @@ fn a_warm_copy_of_a_cold_range_is_not_counted_twice() {
                 warm_retention_days: 365,
                 now_ns: NOW_NS,
             },
+            None,
             &mut |_| {},
         ))
         .unwrap();

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use sealtrail_archive::{
-    migrate_hot_to_warm, parquet_file, verify_tiers_blocking, Location, MigrationPolicy, Tier,
+    migrate_hot_to_warm, migrate_hot_to_warm_expiring, parquet_file, verify_tiers_blocking,
+    Location, MigrationPolicy, Reseal, Tier,
 };
 use sealtrail_hot::AppendOutcome;
 use sealtrail_hot::EventStore;
 use sealtrail_hot_sqlite::SqliteStore;
 use sealtrail_ledger::{ChainHead, NoteSigner};
-use sealtrail_model::{ActorType, Event, Outcome, PendingEvent, StoredEvent};
+use sealtrail_model::{ActorType, Event, Outcome, PendingEvent, Sealed, StoredEvent};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const NOW_NS: i64 = 1_780_000_000 * 1_000_000_000;
@@ -215,4 +216,139 @@ fn history_whose_timestamps_alternate_between_months_still_makes_large_files() {
     .unwrap();
     assert!(report.faults.is_empty(), "{:?}", report.faults);
     assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 2_000);
+}
+
+/// A stand-in for the server's re-encryption: gives each sealed `ip_address` a new key id and
+/// ciphertext, keeping its commitment, or, when `cheat`, a new commitment too (which changes
+/// the event's hash, so the move must refuse it).
+#[derive(Debug)]
+struct Rekey {
+    cheat: bool,
+}
+
+#[async_trait::async_trait]
+impl Reseal for Rekey {
+    async fn reseal(&self, events: &mut [StoredEvent]) -> Result<u64, String> {
+        let mut moved = 0;
+        for stored in events {
+            let Some(text) = stored.event.ip_address.clone() else {
+                continue;
+            };
+            if let Some(Sealed::Cipher {
+                commitment, index, ..
+            }) = Sealed::parse(&text)
+            {
+                let commitment = if self.cheat { [9; 32] } else { commitment };
+                stored.event.ip_address = Some(
+                    Sealed::Cipher {
+                        commitment,
+                        key_id: "t2.s2",
+                        index,
+                        data: "BBBB",
+                    }
+                    .to_text(),
+                );
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Hot → warm with re-encryption: the file holds the new ciphertext, every hash stays and
+/// `verify` passes; a re-encryption that changes a commitment is refused before any hot row
+/// is deleted.
+#[test]
+fn migration_reencrypts_only_ciphertext() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for cheat in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let warm = Tier::open(&Location::Local(dir.path().join("warm"))).unwrap();
+        let mut head = ChainHead::default();
+        let events: Vec<StoredEvent> = (0..200u64)
+            .map(|index| {
+                let timestamp_ns = NOW_NS - 60 * DAY_NS + index as i64 * 1_000_000_000;
+                let mut event = event("acme", index, timestamp_ns);
+                event.ip_address = Some(
+                    Sealed::Cipher {
+                        commitment: [index as u8; 32],
+                        key_id: "t1.s1",
+                        index: None,
+                        data: "AAAA",
+                    }
+                    .to_text(),
+                );
+                head.append(event, timestamp_ns + 1_000)
+            })
+            .collect();
+        let store = SqliteStore::open(&data_dir).unwrap();
+        let outcome = runtime.block_on(async {
+            let request: Vec<PendingEvent> = events
+                .iter()
+                .map(|stored| PendingEvent {
+                    event: stored.event.clone(),
+                    received_at_ns: stored.received_at_ns,
+                    timestamp_supplied: true,
+                    capture: None,
+                })
+                .collect();
+            store.append(Arc::new(vec![request])).await.unwrap();
+            let policy = MigrationPolicy {
+                hot_retention_days: 30,
+                now_ns: NOW_NS,
+            };
+            migrate_hot_to_warm_expiring(
+                &store,
+                &warm,
+                None,
+                policy,
+                &[],
+                Some(&Rekey { cheat }),
+                &mut |_| {},
+            )
+            .await
+        });
+        if cheat {
+            let error = outcome.unwrap_err().to_string();
+            assert!(error.contains("more than the ciphertext"), "{error}");
+            let first_hot = runtime.block_on(store.first_hot_seq("acme")).unwrap();
+            assert_eq!(first_hot, Some(1), "no hot row deleted");
+            assert!(runtime.block_on(warm.manifests("acme")).unwrap().is_empty());
+            continue;
+        }
+        let reports = outcome.unwrap();
+        assert_eq!(reports[0].events_moved, 200);
+        assert_eq!(reports[0].fields_reencrypted, 200);
+        let (path, manifest) = runtime.block_on(warm.manifests("acme")).unwrap().remove(0);
+        let bytes = runtime
+            .block_on(warm.get(&Tier::file_of(&path, &manifest)))
+            .unwrap();
+        let archived = parquet_file::decode(bytes).unwrap();
+        for (written, original) in archived.iter().zip(&events) {
+            assert_eq!(written.event_hash, original.event_hash);
+            let text = written.event.ip_address.as_deref().unwrap();
+            assert!(
+                matches!(
+                    Sealed::parse(text),
+                    Some(Sealed::Cipher {
+                        key_id: "t2.s2",
+                        ..
+                    })
+                ),
+                "{text}"
+            );
+        }
+        let key = NoteSigner::from_seed("test", &[7; 32]).unwrap().verifier();
+        let report = verify_tiers_blocking(
+            &SqliteStore::open_read_only(&data_dir).unwrap(),
+            None,
+            &key,
+            Some(&warm),
+            None,
+        )
+        .unwrap();
+        assert!(report.faults.is_empty(), "{:?}", report.faults);
+        assert_eq!(report.tenants[0].verdict.as_ref().unwrap().seq, 200);
+    }
 }

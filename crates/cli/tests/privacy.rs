@@ -13,7 +13,7 @@ use std::path::Path;
 
 use common::{get, get_bytes, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
 use sealtrail_ledger::{open_checkpoint, tenant_origin, InclusionProof, NoteVerifier};
-use sealtrail_model::StoredEvent;
+use sealtrail_model::{Sealed, StoredEvent};
 use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -518,10 +518,90 @@ fn privacy(
         std::fs::write(path, bytes).unwrap();
     }
 
-    // Nothing of acme's protected fields in plaintext anywhere; beta's plaintext is found.
-    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
-        assert_eq!(haystack.search(marker), Vec::<String>::new(), "{marker}");
+    // A plaintext export: the tenant admin's to ask for, not a security admin's. Its file holds
+    // every field opened (OCSF's typed attributes too) and still verifies. It is downloaded
+    // outside the searched directory.
+    let exports = server.url("/v1/exports");
+    let (status, refused) = post_json(
+        &exports,
+        &reader,
+        &json!({"format": "ndjson", "plaintext": true}),
+    );
+    assert_eq!(status, 403, "{refused}");
+    let (status, refused) = post_json(
+        &exports,
+        &admin,
+        &json!({"format": "ndjson", "plaintext": "yes"}),
+    );
+    assert_eq!(
+        (status, &refused["errors"][0]["field"]),
+        (400, &json!("plaintext")),
+        "{refused}"
+    );
+    let (status, job) = post_json(
+        &exports,
+        &admin,
+        &json!({"format": "ocsf", "plaintext": true}),
+    );
+    assert_eq!((status, &job["plaintext"]), (202, &json!(true)), "{job}");
+    let plain_id = job["export_id"].as_str().unwrap().to_owned();
+    wait_export(&server, &admin, &plain_id);
+    let outside = tempfile::tempdir().unwrap();
+    let plain_file = outside.path().join("events.ocsf.ndjson");
+    for (part, path) in [
+        ("data", plain_file.clone()),
+        ("bundle", outside.path().join("bundle.ndjson")),
+    ] {
+        let (status, bytes) = get_bytes(
+            &server.url(&format!("/v1/exports/{plain_id}/download?part={part}")),
+            &admin,
+        );
+        assert_eq!(status, 200);
+        std::fs::write(path, bytes).unwrap();
     }
+    let plain_text = std::fs::read_to_string(&plain_file).unwrap();
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        assert!(plain_text.contains(marker.as_str()), "{marker} not opened");
+    }
+    let bob_0: Value = plain_text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|record| record["raw_data"].as_str().unwrap().contains("\"bob-0\""))
+        .unwrap();
+    assert_eq!(bob_0["src_endpoint"]["ip"], markers.ip("bob"), "{bob_0}");
+    assert_eq!(
+        bob_0["http_request"]["user_agent"],
+        markers.agent("bob"),
+        "{bob_0}"
+    );
+    let (code, verifier_key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
+    assert_eq!(code, 0, "{verifier_key}");
+    let (code, output) = sealtrail(&[
+        "verify-bundle",
+        outside.path().to_str().unwrap(),
+        "--key",
+        verifier_key.trim(),
+        "--file",
+        plain_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "a plaintext export verifies: {output}");
+
+    // Nothing of acme's protected fields in plaintext anywhere but in that export's own file;
+    // beta's plaintext is found.
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        let found = haystack.search(marker);
+        assert!(
+            found.iter().all(|path| path.contains(&plain_id)),
+            "{marker}: {found:?}"
+        );
+    }
+    assert!(
+        haystack
+            .search(&markers.note("bob"))
+            .iter()
+            .any(|path| path.contains(&plain_id)),
+        "the byte search finds the plaintext export's file"
+    );
     assert!(
         !haystack.search(&markers.note("carol")).is_empty(),
         "the byte search finds a tenant's plaintext"
@@ -567,6 +647,18 @@ fn privacy(
     );
     assert_eq!(status, 200, "{erased}");
     assert_eq!(erased["keys_destroyed"], 1);
+    // The plaintext export was a copy outside the keys: the erasure removed it.
+    assert_eq!(erased["plaintext_exports_removed"], 1, "{erased}");
+    let (status, job) = get(&server.url(&format!("/v1/exports/{plain_id}")), &admin);
+    assert_eq!((status, &job["state"]), (200, &json!("expired")), "{job}");
+    let (status, _) = get_bytes(
+        &server.url(&format!("/v1/exports/{plain_id}/download")),
+        &admin,
+    );
+    assert_eq!(status, 409, "its file is gone");
+    for marker in markers.of("alice") {
+        assert_eq!(haystack.search(&marker), Vec::<String>::new(), "{marker}");
+    }
     let keys_after = subject_keys(dir.path(), &haystack);
     assert_eq!(keys_after.len(), 1);
     let (_, destroyed) = keys_before
@@ -629,13 +721,11 @@ fn privacy(
         proof.verify(&root).unwrap();
         assert_eq!(hex::encode(proof.leaf_hash), read[id]["event_hash"]);
     }
-    let (code, key) = sealtrail(&["keys", "show-verifier", "--data-dir", &data]);
-    assert_eq!(code, 0, "{key}");
     let (code, output) = sealtrail(&[
         "verify-bundle",
         export_dir.to_str().unwrap(),
         "--key",
-        key.trim(),
+        verifier_key.trim(),
         "--file",
         export_file.to_str().unwrap(),
     ]);
@@ -706,10 +796,104 @@ fn privacy(
             .count(),
         18
     );
+
+    // Re-encryption on the way down the tiers: what the lifecycle writes to warm and cold is
+    // sealed under the new data key, but for an erased subject's fields, which stay erased.
+    // The stored envelope names its key (`<tenant key>.<subject key>`); SQL shows it.
+    let new_tid = rotated["key_id"].as_str().unwrap().to_owned();
+    let tenant_keys = |server: &Server| -> BTreeMap<String, String> {
+        let (status, body) = post_json(
+            &server.url("/v1/query"),
+            &reader,
+            &json!({"sql": "SELECT event_id, ip_address, user_agent, changes, metadata FROM events \
+                            WHERE resource_type = 'profile'"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let mut keys = BTreeMap::new();
+        for row in body["rows"].as_array().unwrap() {
+            let tids: Vec<String> = PROTECTED
+                .iter()
+                .map(|field| match row[field].as_str().and_then(Sealed::parse) {
+                    Some(Sealed::Cipher { key_id, .. }) => {
+                        key_id.split('.').next().unwrap().to_owned()
+                    }
+                    other => panic!("{field} is not a stored envelope: {other:?} in {row}"),
+                })
+                .collect();
+            assert!(tids.iter().all(|tid| *tid == tids[0]), "{row}");
+            keys.insert(
+                row["event_id"].as_str().unwrap().to_owned(),
+                tids[0].clone(),
+            );
+        }
+        keys
+    };
+    let before = tenant_keys(&server);
+    let old_tid = before["bob-10"].clone();
+    assert_ne!(old_tid, new_tid);
+    assert_eq!(before["bob-0"], old_tid);
+    assert_eq!(before["bob-rotated"], new_tid);
     server.signal_and_wait("TERM");
+    let later = sealtrail_model::format_timestamp(now_ns() + 3 * DAY_NS);
+    let (code, moved) = common::sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            &data,
+            "--hot-retention-days",
+            "1",
+            "--warm-retention-days",
+            "1",
+            "--now",
+            &later,
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{moved}");
+    let reencrypted = |step: &str| -> u64 {
+        let line = moved
+            .lines()
+            .find(|line| line.starts_with("tenant acme:") && line.contains(step))
+            .unwrap_or_else(|| panic!("no {step} line: {moved}"));
+        let (before, _) = line.split_once(" fields re-encrypted").unwrap();
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Hot -> warm took bob's hot events, warm -> cold his old warm ones.
+    assert!(reencrypted("events moved") >= 16, "{moved}");
+    assert!(reencrypted("warm -> cold") >= 12, "{moved}");
+    let server = Server::start_with(dir.path(), &serve_args, &env);
+    let after = tenant_keys(&server);
+    assert_eq!(after.len(), 18);
+    for (id, tid) in &after {
+        let erased = id.starts_with("alice") && !id.ends_with("rotated") && !id.ends_with("killed");
+        let expected = if erased { &old_tid } else { &new_tid };
+        assert_eq!(tid, expected, "{id}: {after:?}");
+    }
+    let read_after = events_of(&server, &reader, "acme");
+    for (id, event) in &read_after {
+        if event["resource_type"] != "profile" {
+            continue;
+        }
+        assert_eq!(event["tier"], "cold", "{event}");
+        assert_eq!(event["event_hash"], read[id]["event_hash"], "{id}");
+        let state = read[id]["sealed"]["ip_address"]["state"].as_str().unwrap();
+        assert_fields(event, state, &markers);
+    }
+    server.signal_and_wait("TERM");
+    for marker in markers.of("alice").iter().chain(&markers.of("bob")) {
+        assert_eq!(haystack.search(marker), Vec::<String>::new(), "{marker}");
+    }
     let (code, output) = common::sealtrail_on(&["verify", "--data-dir", &data], database_url);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("tenant acme"), "{output}");
+    let output = common::bundle_and_verify(
+        &data,
+        "acme",
+        &dir.path().join("bundle-reencrypted"),
+        database_url,
+    );
+    assert!(output.contains("ok      tenant acme"), "{output}");
 }
 
 /// Rotating the key-encryption key rewraps every tenant data key at start and touches no

@@ -227,7 +227,7 @@ async fn answers_are_identical_before_and_after_each_migration() {
         warm_retention_days: 60,
         now_ns: NOW_NS,
     };
-    let compacted = migrate_warm_to_cold(&warm, &cold, compaction, &mut |_| {})
+    let compacted = migrate_warm_to_cold(&warm, &cold, compaction, None, &mut |_| {})
         .await
         .unwrap();
     assert!(

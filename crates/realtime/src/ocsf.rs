@@ -172,8 +172,15 @@ pub fn ocsf_event(stored: &StoredEvent) -> Value {
         json!({ "user": actor_user(event.actor_type, &event.actor_id) }),
     );
     // An encrypted field (docs/FORMAT.md, "Protected fields") is no IP address or user agent
-    // to a SIEM: its envelope goes to `unmapped.sealed`, never into a typed attribute.
-    let plain = |text: &Option<String>| text.clone().filter(|text| Sealed::parse(text).is_none());
+    // to a SIEM: its envelope goes to `unmapped.sealed`, never into a typed attribute. One
+    // opened for a reader allowed to see it (a plaintext export) is its plaintext, and its
+    // envelope in `unmapped.sealed` carries the salt that checks it against the hash.
+    let plain =
+        |text: &Option<String>| match text.as_deref().map(|text| (text, Sealed::parse(text))) {
+            Some((text, None)) => Some(text.to_owned()),
+            Some((_, Some(Sealed::Open { plaintext, .. }))) => Some(plaintext.to_owned()),
+            _ => None,
+        };
     if let Some(ip) = plain(&event.ip_address) {
         put("src_endpoint", json!({ "ip": ip }));
     }

@@ -10,6 +10,13 @@
 //! a crash before that leaves the job `queued` or `running`, and the next start runs it again
 //! from the beginning.
 //!
+//! A tenant's protected fields (docs/PRIVACY.md) are exported as stored, sealed, unless the job
+//! asks for `plaintext` (a tenant admin's or the platform admin's right): then each matching
+//! event's fields are opened on the way to the file, as `GET /v1/events` shows them, and the
+//! file still verifies (an opened field carries the salt its commitment is checked with). Such
+//! a file is a copy of personal data outside the keys: an erasure removes every plaintext
+//! export of its tenant ([`remove_plaintext`]).
+//!
 //! Jobs live in the store's settings: `exports/<tenant>` holds a tenant's jobs, `exports` the
 //! tenants that have any. Each request, completion, download, cancellation and deletion is an
 //! event of the tenant's log, committed before the answer (exports are always-logged actions).
@@ -86,6 +93,9 @@ struct Job {
     tenant_id: String,
     format: String,
     filters: ExportFilter,
+    /// Protected fields opened in the file (absent in jobs stored before the option existed).
+    #[serde(default)]
+    plaintext: bool,
     state: JobState,
     requested_by: String,
     created_at: String,
@@ -325,7 +335,7 @@ pub(crate) async fn create(
         return Err(ApiError::invalid_field("body", "must be a JSON object"));
     };
     for name in object.keys() {
-        if !["format", "from", "to", "filters", "tenant_id"].contains(&name.as_str()) {
+        if !["format", "from", "to", "filters", "tenant_id", "plaintext"].contains(&name.as_str()) {
             return Err(ApiError::invalid_field(name, "unknown member"));
         }
     }
@@ -335,6 +345,20 @@ pub(crate) async fn create(
         Some(_) => return Err(ApiError::invalid_field("tenant_id", "must be a string")),
     };
     let tenant_id = readable_tenant(&principal, tenant_id.as_ref())?;
+    let plaintext = match object.get("plaintext") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(ApiError::invalid_field("plaintext", "must be a boolean")),
+    };
+    // A file of personal data in the clear, outside the keys an erasure destroys: the tenant
+    // admin's decision, not every reader's.
+    if plaintext && !principal.may_administer(&tenant_id) {
+        return Err(ApiError::Forbidden(
+            "plaintext: only a tenant admin key or the platform admin may export protected \
+             fields in plaintext"
+                .into(),
+        ));
+    }
     // Absent: the tenant's preferred format (its settings), else a 400.
     let preferred = match object.get("format") {
         None | Some(Value::Null) => state
@@ -400,6 +424,7 @@ pub(crate) async fn create(
         tenant_id: tenant_id.clone(),
         format,
         filters,
+        plaintext,
         state: JobState::Queued,
         requested_by: principal.actor_id(),
         created_at: format_timestamp(now_ns()),
@@ -436,7 +461,8 @@ pub(crate) async fn create(
             &job,
             &job.requested_by,
             "export.requested",
-            json!({"export_id": export_id, "format": job.format, "filters": job.filters}),
+            json!({"export_id": export_id, "format": job.format, "filters": job.filters,
+                   "plaintext": job.plaintext}),
         )
         .await?;
         if let Some(oldest) = forget {
@@ -818,6 +844,19 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
             output.write_all(receiver, &progress, &filters, bounds, classify.as_deref())
         })
     };
+    // A plaintext job opens each matching event on the way (the witnesses stay sealed: they
+    // prove the span, they are not the export).
+    let (sender, opener) = match job.plaintext {
+        false => (sender, None),
+        true => {
+            let (opened, sealed) = tokio::sync::mpsc::channel(EXPORT_BATCHES_IN_FLIGHT);
+            let (state, filters) = (state.clone(), job.filters.clone());
+            let opener = tokio::spawn(async move {
+                open_matching(&state, sealed, &sender, &filters, bounds).await
+            });
+            (opened, Some(opener))
+        }
+    };
     let produced = match span {
         Some((first, last)) => {
             state
@@ -828,6 +867,11 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
         None => Ok(()),
     };
     drop(sender);
+    if let Some(opener) = opener {
+        opener.await.map_err(|error| {
+            Failure::Failed(format!("opening protected fields stopped: {error}"))
+        })??;
+    }
     let written = consumer
         .await
         .map_err(|error| Failure::Failed(format!("the export writer stopped: {error}")))?;
@@ -927,7 +971,11 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
     .await?;
     let now = now_ns();
     let expiry_days = i64::from(state.exports.expiry_days);
-    update_job(state, &tenant_id, &export_id, |job| {
+    let finished = update_job(state, &tenant_id, &export_id, |job| {
+        // Cancelled meanwhile (a caller, or an erasure removing plaintext exports): not done.
+        if job.state != JobState::Running {
+            return;
+        }
         job.state = JobState::Done;
         job.finished_at = Some(format_timestamp(now));
         job.expires_at = Some(format_timestamp(now + expiry_days * DAY_NS));
@@ -939,6 +987,10 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
         job.tree_size = Some(tree_size);
     })
     .await?;
+    if finished.is_none_or(|job| job.state != JobState::Done) {
+        remove_files(state, &job).await;
+        return Err(Failure::Cancelled);
+    }
     tracing::info!(
         tenant_id,
         export_id,
@@ -947,6 +999,71 @@ async fn run(state: &Arc<AppState>, job: Job, progress: Arc<Progress>) -> Result
         "export done"
     );
     Ok(())
+}
+
+/// Opens the protected fields of each event of `sealed` the export's filters admit, for a
+/// plaintext export, and passes every event on in order.
+async fn open_matching(
+    state: &AppState,
+    mut sealed: tokio::sync::mpsc::Receiver<Vec<StoredEvent>>,
+    opened: &tokio::sync::mpsc::Sender<Vec<StoredEvent>>,
+    filters: &ExportFilter,
+    bounds: sealtrail_ledger::Bounds,
+) -> Result<(), Failure> {
+    while let Some(mut batch) = sealed.recv().await {
+        for stored in batch.iter_mut() {
+            if filters.admits(bounds, stored) {
+                crate::privacy::open_event(state, stored).await?;
+            }
+        }
+        if opened.send(batch).await.is_err() {
+            // The writer stopped; its own error says why.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every plaintext export of `tenant_id` (an erasure of one of its subjects, or of
+/// the tenant, was just made: no copy of the erased fields may stay in a file the product
+/// wrote): a running one is cancelled, a done one's files deleted. Returns how many.
+pub(crate) async fn remove_plaintext(
+    state: &AppState,
+    tenant_id: &str,
+    reason: &str,
+) -> Result<u64, ApiError> {
+    let _guard = state.exports.lock.lock().await;
+    let mut jobs = load_jobs(state, tenant_id).await?;
+    let now = format_timestamp(now_ns());
+    let mut removed = Vec::new();
+    for job in jobs.iter_mut().filter(|job| job.plaintext) {
+        job.state = match job.state {
+            JobState::Queued | JobState::Running => {
+                if let Some(progress) = state.exports.progress(&job.export_id) {
+                    progress.cancel.store(true, Ordering::Relaxed);
+                }
+                JobState::Cancelled
+            }
+            JobState::Done => JobState::Expired,
+            _ => continue,
+        };
+        job.error = Some(reason.to_owned());
+        job.finished_at.get_or_insert(now.clone());
+        removed.push(job.clone());
+    }
+    if removed.is_empty() {
+        return Ok(0);
+    }
+    save_jobs(state, tenant_id, &jobs).await?;
+    for job in &removed {
+        remove_files(state, job).await;
+        tracing::info!(
+            tenant_id,
+            export_id = job.export_id,
+            "plaintext export removed"
+        );
+    }
+    Ok(removed.len() as u64)
 }
 
 /// An export's files while its span streams past.

@@ -57,7 +57,7 @@ pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGN
 pub use clock::TEST_NOW_ENV;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
-pub use privacy::{tenant_encrypts, KEK_FILE};
+pub use privacy::{tenant_encrypts, Resealer, KEK_FILE};
 use spool::Spool;
 
 /// Errors that stop the server from starting or from shutting down cleanly.
@@ -199,8 +199,8 @@ pub(crate) struct AppState {
     policies: capture::Policies,
     /// Each tenant's settings (region, encrypted fields, export format).
     settings: privacy::Settings,
-    /// The envelope keys of field encryption.
-    vault: privacy::Vault,
+    /// The envelope keys of field encryption (shared with the lifecycle's re-encryption).
+    vault: Arc<privacy::Vault>,
     /// The region this deployment serves.
     region: String,
     /// The committed-event feed (the pipeline's).
@@ -263,7 +263,7 @@ pub async fn run(
             .unwrap_or_else(|| config.data_dir.join(privacy::KEK_FILE)),
         config.kek_path.is_none(),
     )?;
-    let vault = privacy::Vault::new(kek);
+    let vault = Arc::new(privacy::Vault::new(kek));
     let previous_kek = match (&config.previous_kek, &config.previous_kek_path) {
         (None, None) => None,
         (text, path) => Some(privacy::load_kek(
@@ -300,6 +300,7 @@ pub async fn run(
                 warm.clone(),
                 cold.clone(),
                 load_signer(&signing_key_path)?,
+                Arc::new(privacy::Resealer::new(store.clone(), vault.clone())),
                 schedule,
             )))
         }

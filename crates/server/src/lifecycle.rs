@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealtrail_archive::{CompactionPolicy, MigrationPolicy, Tier};
+use sealtrail_archive::{CompactionPolicy, MigrationPolicy, Reseal, Tier};
 use sealtrail_hot::HotStore;
 use sealtrail_ledger::NoteSigner;
 use sealtrail_model::RetentionPolicy;
@@ -95,6 +95,7 @@ pub(crate) async fn run_schedule(
     warm: Tier,
     cold: Tier,
     signer: NoteSigner,
+    reseal: Arc<dyn Reseal>,
     schedule: LifecycleSchedule,
 ) {
     let signer = Arc::new(signer);
@@ -109,6 +110,7 @@ pub(crate) async fn run_schedule(
             warm.clone(),
             cold.clone(),
             signer.clone(),
+            Some(reseal.clone()),
             schedule,
         );
         if let Err(error) = pass.await {
@@ -185,6 +187,7 @@ async fn run_pass_on(
     warm: Tier,
     cold: Tier,
     signer: Arc<NoteSigner>,
+    reseal: Option<Arc<dyn Reseal>>,
     schedule: LifecycleSchedule,
 ) -> Result<Option<PassSummary>, String> {
     let outcome = runtime
@@ -200,7 +203,8 @@ async fn run_pass_on(
             // Both lines are logged while the lease is held, so the passes of several nodes
             // never overlap in the logs either.
             tracing::info!("lifecycle pass started");
-            let outcome = run_pass(&*store, &warm, &cold, &signer, schedule).await;
+            let outcome =
+                run_pass(&*store, &warm, &cold, &signer, reseal.as_deref(), schedule).await;
             match &outcome {
                 Ok(summary) => tracing::info!(%summary, "lifecycle pass finished"),
                 Err(error) => {
@@ -259,6 +263,7 @@ async fn run_pass(
     warm: &Tier,
     cold: &Tier,
     signer: &NoteSigner,
+    reseal: Option<&dyn Reseal>,
     schedule: LifecycleSchedule,
 ) -> Result<PassSummary, String> {
     // The CPU-heavy encoding below MUST NOT run on a request worker (see the module header).
@@ -279,6 +284,7 @@ async fn run_pass(
         Some(cold),
         migration,
         &expiring,
+        reseal,
         &mut |_| {},
     )
     .await
@@ -289,15 +295,30 @@ async fn run_pass(
         }
     }
     let moved: u64 = migrations.iter().map(|report| report.events_moved).sum();
+    let mut reencrypted: u64 = migrations
+        .iter()
+        .map(|report| report.fields_reencrypted)
+        .sum();
     let warm_bytes: u64 = migrations.iter().map(|report| report.bytes_written).sum();
     let compaction = CompactionPolicy {
         warm_retention_days: schedule.warm_retention_days,
         now_ns,
     };
-    let compactions = sealtrail_archive::migrate_warm_to_cold(warm, cold, compaction, &mut |_| {})
-        .await
-        .map_err(|error| format!("warm -> cold: {error}"))?;
+    let compactions =
+        sealtrail_archive::migrate_warm_to_cold(warm, cold, compaction, reseal, &mut |_| {})
+            .await
+            .map_err(|error| format!("warm -> cold: {error}"))?;
     let compacted: u64 = compactions.iter().map(|report| report.events_moved).sum();
+    reencrypted += compactions
+        .iter()
+        .map(|report| report.fields_reencrypted)
+        .sum::<u64>();
+    if reencrypted > 0 {
+        tracing::info!(
+            reencrypted,
+            "protected fields re-encrypted under their tenant's current data key"
+        );
+    }
     let cold_bytes: u64 = compactions.iter().map(|report| report.bytes_written).sum();
     let mut tenants = cold.tenants().await.map_err(|error| error.to_string())?;
     tenants.extend(warm.tenants().await.map_err(|error| error.to_string())?);
@@ -354,10 +375,18 @@ mod tests {
             warm_retention_days: 365,
         };
         let runtime = MaintenanceRuntime::new().unwrap();
-        let summary = run_pass_on(&runtime, store, warm, cold, Arc::new(signer), schedule)
-            .await
-            .unwrap()
-            .expect("a store only this process opens always grants the lease");
+        let summary = run_pass_on(
+            &runtime,
+            store,
+            warm,
+            cold,
+            Arc::new(signer),
+            None,
+            schedule,
+        )
+        .await
+        .unwrap()
+        .expect("a store only this process opens always grants the lease");
         assert_eq!(
             summary.to_string(),
             "0 events hot -> warm, 0 warm -> cold, 0 deleted by retention"

@@ -382,7 +382,8 @@ fn build() -> Value {
         "outcome": {"enum": ["success", "failure"]}}});
     let export_job = json!({"type": "object", "required": ["export_id", "tenant_id", "format", "filters", "state", "requested_by", "created_at", "events_expected", "events_read", "events_written", "bytes"], "properties": {
         "export_id": {"type": "string"}, "tenant_id": {"type": "string"}, "format": {"enum": ["ndjson", "csv", "parquet", "ocsf", "report"]},
-        "filters": {"type": "object"}, "state": {"enum": ["queued", "running", "done", "failed", "cancelled", "expired"]},
+        "filters": {"type": "object"}, "plaintext": {"type": "boolean", "description": "Protected fields are opened in the file."},
+        "state": {"enum": ["queued", "running", "done", "failed", "cancelled", "expired"]},
         "requested_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time"}, "expires_at": {"type": "string", "format": "date-time"},
         "events_expected": {"type": "integer", "minimum": 0, "description": "Events the job reads: its span, from the first matching event to the last."},
@@ -399,9 +400,10 @@ fn build() -> Value {
                 "format": {"enum": ["ndjson", "csv", "parquet", "ocsf", "report"]},
                 "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                 "filters": export_filters,
+                "plaintext": {"type": "boolean", "default": false, "description": "Open the tenant's protected fields in the file (docs/PRIVACY.md); a tenant admin or the platform admin only. An erasure in the tenant removes such files."},
                 "tenant_id": nullable(json!({"allOf": [tenant_id_schema()], "description": "Required for the platform admin."}))}}}}},
             "responses": {"202": json_body("The job, queued.", export_job.clone()),
-                "400": problem("A member is invalid; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role."),
+                "400": problem("A member is invalid; it is named."), "401": problem("No valid key."), "403": problem("Wrong tenant or role, or plaintext asked by a key that is not the tenant's admin."),
                 "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads."),
                 "429": problem(&format!("The tenant has {EXPORT_JOBS_PER_TENANT_MAX} unfinished exports."))}
         },
@@ -837,8 +839,9 @@ fn privacy_paths(paths: &mut serde_json::Map<String, Value>) {
                 "415": problem("The body's Content-Type is not one this endpoint reads.")}
         }
     }));
-    let destroyed = json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "keys_destroyed"], "properties": {
-        "tenant_id": {"type": "string"}, "actor_id": {"type": "string"}, "keys_destroyed": {"type": "integer", "minimum": 0}}});
+    let destroyed = json!({"type": "object", "additionalProperties": false, "required": ["tenant_id", "keys_destroyed", "plaintext_exports_removed"], "properties": {
+        "tenant_id": {"type": "string"}, "actor_id": {"type": "string"}, "keys_destroyed": {"type": "integer", "minimum": 0},
+        "plaintext_exports_removed": {"type": "integer", "minimum": 0, "description": "Plaintext exports of the tenant whose files were removed (or whose run was cancelled)."}}});
     paths.insert("/v1/tenants/{tenant_id}/subjects/{actor_id}/erase".into(), json!({
         "parameters": [tenant_path(), {"name": "actor_id", "in": "path", "required": true,
             "schema": {"type": "string", "minLength": 1, "maxLength": ACTOR_ID_CHARS_MAX}}],

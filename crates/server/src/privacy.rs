@@ -18,6 +18,7 @@
 //!
 //! An envelope names its key as `<tid>.<sid>`: the tenant key, and the subject key's id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -36,7 +37,7 @@ use sealtrail_model::{
 };
 use sealtrail_policy::Durability;
 use sealtrail_vault::{
-    blind_index, open_field, seal_field, unwrap_key, wrap_key, DataKey, FieldContext,
+    blind_index, open_field, reseal_field, seal_field, unwrap_key, wrap_key, DataKey, FieldContext,
     KeyEncryptionKey,
 };
 use serde_json::{json, Value};
@@ -544,6 +545,148 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Re-encrypts each envelope of `events` that is under an earlier tenant data key than its
+    /// tenant's current one, under its actor's subject key of the current tenant key (made if
+    /// needed): the re-encryption after a rotation, done as the lifecycle writes events to the
+    /// warm and cold tiers. Salt and commitment stay, so no hash changes. An envelope whose key
+    /// was destroyed (an erased subject, an offboarded tenant) stays as it is. Returns how many
+    /// fields moved.
+    async fn reseal_events(
+        &self,
+        store: &dyn HotStore,
+        events: &mut [StoredEvent],
+    ) -> Result<u64, ApiError> {
+        type Key = Option<(String, Arc<DataKey>)>;
+        // The keys of this batch: each actor's current subject key, then each old one.
+        let mut current_keys: HashMap<(String, String), Key> = HashMap::new();
+        let mut old_keys: HashMap<(String, String, String), Key> = HashMap::new();
+        let mut moved = 0;
+        for stored in events.iter_mut() {
+            if !sealtrail_ledger::EventView::from(&stored.event).is_sealed() {
+                continue;
+            }
+            let event = &mut stored.event;
+            let (tenant_id, event_id, actor_id) = (
+                event.tenant_id.clone(),
+                event.event_id.clone(),
+                event.actor_id.clone(),
+            );
+            let current = self.current_tid(store, &tenant_id).await?;
+            for field in PROTECTED_FIELDS {
+                let value = event
+                    .protected_field_mut(field)
+                    .expect("a protected field name");
+                let Some(Sealed::Cipher {
+                    commitment,
+                    key_id,
+                    index,
+                    data,
+                }) = value.as_deref().and_then(Sealed::parse)
+                else {
+                    continue;
+                };
+                let Some((tid, sid)) = key_id.split_once('.') else {
+                    continue;
+                };
+                if tid == current {
+                    continue;
+                }
+                // The current key first, and the old one read from the store after it: an
+                // erasure that destroyed the old key before this read leaves the field as it
+                // is; one after it destroys the current key too. Re-encryption never brings
+                // back what an erasure took.
+                let actor = (tenant_id.clone(), actor_id.clone());
+                if !current_keys.contains_key(&actor) {
+                    let key = self
+                        .subject_key(store, &tenant_id, &actor_id, &current, true)
+                        .await?;
+                    current_keys.insert(actor.clone(), key);
+                }
+                let old = (tenant_id.clone(), actor_id.clone(), tid.to_owned());
+                if !old_keys.contains_key(&old) {
+                    self.forget(&tenant_key_name(&tenant_id, tid));
+                    self.forget(&format!("{}{tid}", subject_prefix(&tenant_id, &actor_id)));
+                    let key = self
+                        .subject_key(store, &tenant_id, &actor_id, tid, false)
+                        .await?;
+                    old_keys.insert(old.clone(), key);
+                }
+                let (Some(Some((new_sid, new_key))), Some(Some((old_sid, old_key)))) =
+                    (current_keys.get(&actor), old_keys.get(&old))
+                else {
+                    continue;
+                };
+                if old_sid != sid {
+                    // Destroyed, and a new key of the subject's made since: erased.
+                    continue;
+                }
+                let context = FieldContext {
+                    tenant_id: &tenant_id,
+                    event_id: &event_id,
+                    field,
+                };
+                let resealed = reseal_field(
+                    old_key,
+                    new_key,
+                    &format!("{current}.{new_sid}"),
+                    index,
+                    &context,
+                    &commitment,
+                    data,
+                )
+                .map_err(|error| {
+                    ApiError::internal(format!(
+                        "tenant {tenant_id}, event {event_id}, {field}: {error}"
+                    ))
+                })?;
+                *value = Some(resealed);
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Re-encrypts protected fields under their tenant's current data key as the lifecycle writes
+/// them to the warm and cold tiers (`sealtrail_archive::Reseal`, docs/PRIVACY.md "Rotation").
+#[derive(Debug, Clone)]
+pub struct Resealer {
+    store: Arc<dyn HotStore>,
+    vault: Arc<Vault>,
+}
+
+impl Resealer {
+    pub(crate) fn new(store: Arc<dyn HotStore>, vault: Arc<Vault>) -> Resealer {
+        Resealer { store, vault }
+    }
+
+    /// For `sealtrail lifecycle run`, which runs beside the servers: the key-encryption key from
+    /// `text` (`SEALTRAIL_KEK`), else the file at `path`. `None` when neither is there (a data
+    /// directory no server has started in: nothing in it is encrypted).
+    pub fn open(
+        store: Arc<dyn HotStore>,
+        text: Option<&str>,
+        path: &std::path::Path,
+    ) -> crate::Result<Option<Resealer>> {
+        if text.is_none() && !path.exists() {
+            return Ok(None);
+        }
+        let kek = load_kek(text, path, false)?;
+        Ok(Some(Resealer::new(store, Arc::new(Vault::new(kek)))))
+    }
+}
+
+#[async_trait::async_trait]
+impl sealtrail_archive::Reseal for Resealer {
+    async fn reseal(&self, events: &mut [StoredEvent]) -> Result<u64, String> {
+        self.vault
+            .reseal_events(&*self.store, events)
+            .await
+            .map_err(|error| error.to_string())
+    }
+}
+
 /// Loads the key-encryption key: the text in `SEALTRAIL_KEK` (given as `text`), else the file
 /// at `path`, made with a fresh key on first start when it is the data directory's default.
 pub(crate) fn load_kek(
@@ -673,6 +816,15 @@ pub(crate) async fn open_events(
                 .open(&*state.store, &mut located.stored, may_see)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Opens the protected fields of one event for a plaintext export (whose requester may see
+/// them): plaintext, or `erased` where the key is gone.
+pub(crate) async fn open_event(state: &AppState, stored: &mut StoredEvent) -> Result<(), ApiError> {
+    if sealtrail_ledger::EventView::from(&stored.event).is_sealed() {
+        state.vault.open(&*state.store, stored, true).await?;
     }
     Ok(())
 }
@@ -1048,11 +1200,18 @@ pub(crate) async fn erase_subject(
     let prefix = subject_prefix(&tenant_id, &actor_id);
     let destroyed = state.store.delete_settings(&prefix).await?;
     state.vault.forget(&prefix);
-    tracing::info!(tenant_id, destroyed, "subject erased");
+    let exports_removed = crate::exports::remove_plaintext(
+        &state,
+        &tenant_id,
+        "removed: a subject of the tenant was erased after it was requested",
+    )
+    .await?;
+    tracing::info!(tenant_id, destroyed, exports_removed, "subject erased");
     Ok(Json(json!({
         "tenant_id": tenant_id,
         "actor_id": actor_id,
         "keys_destroyed": destroyed,
+        "plaintext_exports_removed": exports_removed,
     })))
 }
 
@@ -1077,10 +1236,18 @@ pub(crate) async fn erase_tenant(
     let prefix = vault_prefix(&tenant_id);
     let destroyed = state.store.delete_settings(&prefix).await?;
     state.vault.forget(&prefix);
-    tracing::info!(tenant_id, destroyed, "tenant erased");
-    Ok(Json(
-        json!({"tenant_id": tenant_id, "keys_destroyed": destroyed}),
-    ))
+    let exports_removed = crate::exports::remove_plaintext(
+        &state,
+        &tenant_id,
+        "removed: the tenant was erased after it was requested",
+    )
+    .await?;
+    tracing::info!(tenant_id, destroyed, exports_removed, "tenant erased");
+    Ok(Json(json!({
+        "tenant_id": tenant_id,
+        "keys_destroyed": destroyed,
+        "plaintext_exports_removed": exports_removed,
+    })))
 }
 
 /// `POST /v1/tenants/{tenant_id}/keys/rotate`: a new tenant data key, used by every event from

@@ -53,6 +53,10 @@ pub(crate) struct ExportArgs {
     /// The published verifier key: the download is checked with it before the command succeeds.
     #[arg(long)]
     verify_key: Option<String>,
+    /// Open the tenant's encrypted fields in the file (a tenant admin key or the platform-admin
+    /// token only); an erasure in the tenant later removes the server's copy.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -87,7 +91,8 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|tenant| format!("?tenant_id={tenant}"))
         .unwrap_or_default();
-    let mut body = json!({"format": format.as_str(), "filters": filters});
+    let mut body =
+        json!({"format": format.as_str(), "filters": filters, "plaintext": args.plaintext});
     for (name, value) in [
         ("from", &args.from),
         ("to", &args.to),

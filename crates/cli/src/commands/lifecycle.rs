@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sealtrail_archive::{Location, MigrationPolicy, MigrationStep, S3Location, Tier};
+use sealtrail_archive::{Location, MigrationPolicy, MigrationStep, Reseal, S3Location, Tier};
 use sealtrail_model::limits::{HOT_RETENTION_DAYS_DEFAULT, WARM_RETENTION_DAYS_DEFAULT};
 
 use super::outln;
@@ -56,6 +56,11 @@ struct RunArgs {
     warm_retention_days: u32,
     #[command(flatten)]
     cold: ColdArgs,
+    /// The key-encryption key file, as for `serve` (`SEALTRAIL_KEK` may hold the key itself):
+    /// protected fields under an earlier data key of their tenant are re-encrypted under the
+    /// current one as they move [default: <data-dir>/vault.kek; without one, none is]
+    #[arg(long, env = "SEALTRAIL_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     /// Test-only: the current time (RFC 3339), also read from `SEALTRAIL_TEST_NOW` (the
     /// server's test clock, `sealtrail_server::TEST_NOW_ENV`), so a test's outcome does not
     /// depend on the calendar date it runs on; default: the system clock.
@@ -225,25 +230,37 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         let expiring = sealtrail_server::retention_cutoffs(&*hot, now_ns)
             .await
             .map_err(anyhow::Error::msg)?;
+        let kek_file = args
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join(sealtrail_server::KEK_FILE));
+        let resealer = sealtrail_server::Resealer::open(
+            hot.clone(),
+            std::env::var("SEALTRAIL_KEK").ok().as_deref(),
+            &kek_file,
+        )
+        .context("loading the key-encryption key, which re-encryption needs")?;
         let reports = sealtrail_archive::migrate_hot_to_warm_expiring(
             &*hot,
             &warm,
             Some(&cold),
             policy,
             &expiring,
+            resealer.as_ref().map(|resealer| resealer as &dyn Reseal),
             &mut on_step,
         )
         .await?;
-        anyhow::Ok((reports, lease))
+        anyhow::Ok((reports, lease, hot, resealer))
     })?;
-    let (reports, lease) = reports;
+    let (reports, lease, hot, resealer) = reports;
     for report in &reports {
         outln!(
-            "tenant {}: {} events moved in {} files ({} bytes); {} leftover hot rows deleted, {} orphan files removed",
+            "tenant {}: {} events moved in {} files ({} bytes, {} fields re-encrypted); {} leftover hot rows deleted, {} orphan files removed",
             report.tenant_id,
             report.events_moved,
             report.files_written,
             report.bytes_written,
+            report.fields_reencrypted,
             report.leftover_rows_deleted,
             report.orphans_removed
         )?;
@@ -253,11 +270,13 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
     }
     super::retention::run_cold_and_retention(
         &runtime,
+        &*hot,
         &args.data_dir,
         &args.warm.location(&args.data_dir),
         &args.cold.location(&args.warm, &args.data_dir),
         args.warm_retention_days,
         now_ns,
+        resealer.as_ref().map(|resealer| resealer as &dyn Reseal),
         &|step| fault_point(std::env::var(FAULT_INJECT_ENV).ok().as_deref(), step),
     )?;
     runtime.block_on(lease.release())?;

@@ -128,15 +128,19 @@ pub(crate) fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The second and third steps of `lifecycle run`: compact due warm files into the cold tier,
-/// then delete expired cold files of tenants without a legal hold, each under a deletion record
-/// signed with the data directory's checkpoint key. `fault_point` is the crash-test hook.
+/// then delete expired cold files of tenants without a legal hold (their policies in `hot`, the
+/// store the run moved from), each under a deletion record signed with the data directory's
+/// checkpoint key. `fault_point` is the crash-test hook.
+#[allow(clippy::too_many_arguments)] // each is one step's own setting
 pub(crate) fn run_cold_and_retention(
     runtime: &tokio::runtime::Runtime,
+    hot: &dyn HotStore,
     data_dir: &Path,
     warm: &Location,
     cold: &Location,
     warm_retention_days: u32,
     now_ns: i64,
+    reseal: Option<&dyn sealtrail_archive::Reseal>,
     fault_point: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<()> {
     // The data directory's checkpoint key signs deletion records; a directory filled by
@@ -163,16 +167,18 @@ pub(crate) fn run_cold_and_retention(
         &warm,
         &cold,
         policy,
+        reseal,
         &mut on_compaction_step,
     ))?;
     for report in &compactions {
         outln!(
-            "tenant {}: warm -> cold: {} events compacted from {} warm files into {} cold files ({} bytes); {} leftover warm files deleted, {} orphan cold files removed",
+            "tenant {}: warm -> cold: {} events compacted from {} warm files into {} cold files ({} bytes, {} fields re-encrypted); {} leftover warm files deleted, {} orphan cold files removed",
             report.tenant_id,
             report.events_moved,
             report.warm_files_replaced,
             report.files_written,
             report.bytes_written,
+            report.fields_reencrypted,
             report.leftover_warm_files_deleted,
             report.orphans_removed
         )?;
@@ -183,10 +189,9 @@ pub(crate) fn run_cold_and_retention(
         tenants.extend(warm.tenants().await?);
         tenants.sort();
         tenants.dedup();
-        let store = SqliteStore::open(data_dir)?;
         let mut policies = Vec::with_capacity(tenants.len());
         for tenant_id in tenants {
-            let policy = load_policy(&store, &tenant_id).await?;
+            let policy = load_policy(hot, &tenant_id).await?;
             policies.push((tenant_id, policy));
         }
         let mut on_retention_step = |step: RetentionStep| {
@@ -198,7 +203,7 @@ pub(crate) fn run_cold_and_retention(
             sealtrail_archive::apply_retention(
                 &warm,
                 &cold,
-                &store,
+                hot,
                 &policies,
                 &signer,
                 now_ns,
