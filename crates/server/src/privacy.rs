@@ -592,28 +592,33 @@ impl Vault {
                 if tid == current {
                     continue;
                 }
-                // The current key first, and the old one read from the store after it: an
-                // erasure that destroyed the old key before this read leaves the field as it
-                // is; one after it destroys the current key too. Re-encryption never brings
-                // back what an erasure took.
+                // An old key this node knows of is read again from the store once the current
+                // key exists: an erasure that destroyed it before that read leaves the field as
+                // it is; one after it destroys the current key too. Re-encryption never brings
+                // back what an erasure took, nor makes a key for a subject with nothing to move.
                 let actor = (tenant_id.clone(), actor_id.clone());
-                if !current_keys.contains_key(&actor) {
-                    let key = self
-                        .subject_key(store, &tenant_id, &actor_id, &current, true)
-                        .await?;
-                    current_keys.insert(actor.clone(), key);
-                }
                 let old = (tenant_id.clone(), actor_id.clone(), tid.to_owned());
                 if !old_keys.contains_key(&old) {
-                    self.forget(&tenant_key_name(&tenant_id, tid));
-                    self.forget(&format!("{}{tid}", subject_prefix(&tenant_id, &actor_id)));
-                    let key = self
+                    let mut key = self
                         .subject_key(store, &tenant_id, &actor_id, tid, false)
                         .await?;
+                    if key.is_some() {
+                        if !current_keys.contains_key(&actor) {
+                            let current_key = self
+                                .subject_key(store, &tenant_id, &actor_id, &current, true)
+                                .await?;
+                            current_keys.insert(actor.clone(), current_key);
+                        }
+                        self.forget(&tenant_key_name(&tenant_id, tid));
+                        self.forget(&format!("{}{tid}", subject_prefix(&tenant_id, &actor_id)));
+                        key = self
+                            .subject_key(store, &tenant_id, &actor_id, tid, false)
+                            .await?;
+                    }
                     old_keys.insert(old.clone(), key);
                 }
-                let (Some(Some((new_sid, new_key))), Some(Some((old_sid, old_key)))) =
-                    (current_keys.get(&actor), old_keys.get(&old))
+                let (Some(Some((old_sid, old_key))), Some(Some((new_sid, new_key)))) =
+                    (old_keys.get(&old), current_keys.get(&actor))
                 else {
                     continue;
                 };
