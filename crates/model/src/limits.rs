@@ -366,6 +366,15 @@ pub const TRAIL_DETAIL_BYTES_MAX: usize = 4 * 1024;
 
 /// Longest region name (`[a-z0-9-]`) in a tenant's settings.
 pub const REGION_CHARS_MAX: usize = 32;
+/// Other regions' nodes one node forwards to (`serve --peer`).
+pub const REGION_PEERS_MAX: usize = 16;
+/// How long a node trusts where it found a tenant or a credential on another region's node
+/// (it asks again after; a tenant's region changes only by a move job).
+pub const REGION_PLACEMENT_CACHE_MILLIS: u64 = 60_000;
+/// Tenants and credentials whose region a node keeps in memory; the cache starts over when full.
+pub const REGION_PLACEMENTS_CACHED_MAX: usize = 100_000;
+/// How long a node waits for another region's node to connect.
+pub const REGION_CONNECT_TIMEOUT_MILLIS: u64 = 5_000;
 /// How long a node trusts the tenant settings and unwrapped keys it read: an erasure, a key
 /// rotation or a settings change made on another node of a shared database applies here within
 /// this time (on the node that made it, at once).

@@ -26,6 +26,7 @@ mod problem;
 mod proofs;
 mod query;
 mod recent;
+mod regions;
 mod rejections;
 mod report;
 mod retention;
@@ -58,6 +59,7 @@ pub use clock::TEST_NOW_ENV;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
 pub use privacy::{tenant_encrypts, Resealer, KEK_FILE};
+pub use regions::parse_peers;
 use spool::Spool;
 
 /// Errors that stop the server from starting or from shutting down cleanly.
@@ -150,6 +152,9 @@ pub struct ServerConfig {
     pub previous_kek_path: Option<PathBuf>,
     /// The region this deployment's stores are in; a tenant's settings may name only it.
     pub region: String,
+    /// Other regions' nodes, `(region, base URL)` (`regions::parse_peers`): requests about
+    /// their tenants are forwarded to them.
+    pub peers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -173,6 +178,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.previous_kek.as_ref().map(|_| "<redacted>"),
             )
             .field("region", &self.region)
+            .field("peers", &self.peers)
             .finish()
     }
 }
@@ -203,6 +209,8 @@ pub(crate) struct AppState {
     vault: Arc<privacy::Vault>,
     /// The region this deployment serves.
     region: String,
+    /// Other regions' nodes, and where tenants and credentials were found on them.
+    regions: regions::Regions,
     /// The committed-event feed (the pipeline's).
     feed: Arc<feed::Feed>,
     /// Webhooks and sinks, and their workers.
@@ -349,6 +357,7 @@ pub async fn run(
         settings: privacy::Settings::default(),
         vault,
         region: config.region.clone(),
+        regions: regions::Regions::new(config.peers.clone())?,
         destinations: destinations::Destinations::default(),
         delivery_retry_base: config.delivery_retry_base,
         allow_private_destinations: config.allow_private_destinations,
@@ -530,6 +539,8 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/verifier-key", get(proofs::get_verifier_key))
         .route("/v1/whoami", get(access::whoami))
+        .route("/v1/regions/holds/{tenant_id}", get(regions::holds_tenant))
+        .route("/v1/regions/tenants", get(regions::tenants))
         .route("/v1/access-trail", get(access::trail))
         .route("/v1/viewer-tokens", post(viewer::mint.layer(json_body())))
         .route(
@@ -552,7 +563,9 @@ fn router(state: Arc<AppState>) -> Router {
             get(proofs::get_consistency),
         )
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        // A request about another region's tenant goes to that region's node, unread.
+        .layer(axum::middleware::from_fn_with_state(state, regions::route))
         .layer(axum::middleware::from_fn(request_timeout))
         // Outermost but for the metrics, so it sees every response, the router's own 405s
         // included.

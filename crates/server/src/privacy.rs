@@ -1089,7 +1089,18 @@ pub(crate) async fn put_settings(
         .await
         .map_err(ApiError::internal)?;
     let change = read_change(&state, &principal, &tenant_id, &stored, retention, &value)?;
-    let before = resource(&state, &tenant_id).await?;
+    let mut before = resource(&state, &tenant_id).await?;
+    // Naming the deployment's own region fixes a region that was only the default: a change,
+    // though the resource reads the same, and what places a new tenant in this region (so
+    // other regions' nodes find it here: docs/PRIVACY.md, "Regions").
+    let fixes_region = stored.region.is_none()
+        && change
+            .settings
+            .as_ref()
+            .is_some_and(|settings| settings.region.is_some());
+    if fixes_region {
+        before["region"] = Value::Null;
+    }
     let mut policy = None;
     if let Some(durability) = change.durability {
         let mut changed = (*state.policies.for_tenant(&*state.store, &tenant_id).await?).clone();

@@ -74,6 +74,16 @@ pub(crate) struct ServeArgs {
     /// [default: default]
     #[arg(long, env = "SEALTRAIL_REGION")]
     region: Option<String>,
+    /// Another region's node, `<region>=<url>` (repeatable; `SEALTRAIL_PEERS` separates them
+    /// with commas): requests about that region's tenants are forwarded to it, so their data
+    /// is stored only there (docs/PRIVACY.md, "Regions")
+    #[arg(
+        long = "peer",
+        env = "SEALTRAIL_PEERS",
+        value_delimiter = ',',
+        value_name = "REGION=URL"
+    )]
+    peers: Vec<String>,
     /// Name of a newly created signing key, shown in every signature line [default: sealtrail]
     #[arg(long, env = "SEALTRAIL_KEY_NAME")]
     key_name: Option<String>,
@@ -155,7 +165,7 @@ pub(crate) struct ServeArgs {
     /// `checkpoint_interval_secs`, `lifecycle_interval_secs`, `hot_retention_days`,
     /// `warm_retention_days`, `log_format`, `sampling`, `sampling_statement_interval_secs`,
     /// `delivery_retry_base_millis`, `allow_private_destinations`, `export_expiry_days`,
-    /// `kek_file`, `region`),
+    /// `kek_file`, `region`, `peers`),
     /// and `[policy]`, the deployment's capture policy in the wire shape of
     /// `PUT /v1/tenants/{t}/policy` (instead of `sampling`); flags and env win.
     #[arg(long, env = "SEALTRAIL_CONFIG")]
@@ -222,6 +232,7 @@ struct ConfigFile {
     export_expiry_days: Option<u32>,
     kek_file: Option<PathBuf>,
     region: Option<String>,
+    peers: Option<Vec<String>>,
     policy: Option<toml::Value>,
 }
 
@@ -286,6 +297,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(WARM_RETENTION_DAYS_DEFAULT),
     });
     let capture_policy = capture_policy(args.sampling.or(file.sampling), file.policy)?;
+    let region = args
+        .region
+        .or(file.region)
+        .unwrap_or_else(|| "default".into());
+    let peers = match args.peers.is_empty() {
+        true => file.peers.unwrap_or_default(),
+        false => args.peers,
+    };
+    let peers = sealtrail_server::parse_peers(&region, &peers).map_err(anyhow::Error::msg)?;
     let config = ServerConfig {
         capture_policy,
         sampling_statement_interval: std::time::Duration::from_secs(
@@ -329,10 +349,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|key| !key.is_empty()),
         previous_kek_path: args.previous_kek_file,
-        region: args
-            .region
-            .or(file.region)
-            .unwrap_or_else(|| "default".into()),
+        region,
+        peers,
         key_name: args
             .key_name
             .or(file.key_name)

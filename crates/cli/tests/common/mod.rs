@@ -39,12 +39,12 @@ impl Server {
         stderr: Stdio,
     ) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sealtrail"));
+        command.arg("serve").arg("--data-dir").arg(data_dir);
+        // Any free port, unless the test names one (nodes that must know each other's).
+        if !extra_args.contains(&"--listen") {
+            command.arg("--listen").arg("127.0.0.1:0");
+        }
         command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
             .args(extra_args)
             .env_remove("SEALTRAIL_ADMIN_TOKEN")
             .env("SEALTRAIL_LOG", "warn")
