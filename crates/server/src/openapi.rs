@@ -501,6 +501,24 @@ fn build() -> Value {
                     "400": problem("Bad tenant_id, role, expires_at or ttl_seconds (errors[].field names it)."), "401": problem("No valid key."),
                     "403": problem("Not allowed to create keys for this tenant."), "413": problem("Body too large."), "415": problem("The body's Content-Type is not one this endpoint reads.")}
             }}));
+    paths.insert("/v1/regions/holds/{tenant_id}".into(), json!({"get": {
+        "summary": "Whether this node's region holds the tenant (a chain or settings of it here): how another region's node finds where to forward a request (platform admin).",
+        "parameters": [{"name": "tenant_id", "in": "path", "required": true, "schema": tenant_id_schema()}],
+        "responses": {"200": json_body("Where the tenant is.", json!({"type": "object", "additionalProperties": false,
+                "required": ["tenant_id", "region", "held"], "properties": {
+                    "tenant_id": {"type": "string"}, "region": {"type": "string"}, "held": {"type": "boolean"}}})),
+            "400": problem("Bad tenant id; it is named."), "401": problem("No valid key."), "403": problem("Not the platform admin.")}
+    }}));
+    paths.insert("/v1/regions/tenants".into(), json!({"get": {
+        "summary": "Every region's tenants and their events, each region answering for its own: this node's, then each peer's (platform admin). A peer that does not answer is listed in unreachable.",
+        "responses": {"200": json_body("The regions.", json!({"type": "object", "additionalProperties": false,
+                "required": ["regions", "unreachable"], "properties": {
+                    "regions": {"type": "array", "items": {"type": "object", "required": ["region", "tenants"], "properties": {
+                        "region": {"type": "string"}, "tenants": {"type": "array", "items": {"type": "object",
+                            "required": ["tenant_id", "events"], "properties": {"tenant_id": {"type": "string"}, "events": {"type": "integer", "minimum": 0}}}}}}},
+                    "unreachable": {"type": "array", "items": {"type": "string"}}}})),
+            "401": problem("No valid key."), "403": problem("Not the platform admin.")}
+    }}));
     paths.insert("/v1/whoami".into(), json!({"get": {
         "summary": "The caller: its tenant, access level, scope and the name of its credential (never a secret).",
         "responses": {"200": json_body("The caller.", json!({"type": "object", "additionalProperties": false,
