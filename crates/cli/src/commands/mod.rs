@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     #[command(after_help = serve::ENVIRONMENT_HELP)]
-    Serve(serve::ServeArgs),
+    // Boxed: the largest of the arguments by far, and parsed once.
+    Serve(Box<serve::ServeArgs>),
     /// Re-check every tenant's chain, Merkle tiles and checkpoints offline (files, or a database).
     Verify(verify::VerifyArgs),
     /// Export a proof bundle of one tenant's events for offline verification.
@@ -65,7 +66,7 @@ pub(crate) fn startup() -> ExitCode {
     };
     init_logging(log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Verify(args) => verify::run(args),
         Command::Bundle(args) => bundle::run_bundle(args),
         Command::VerifyBundle(args) => bundle::run_verify_bundle(args),
