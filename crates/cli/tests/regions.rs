@@ -4,13 +4,15 @@
 //! download), across a SIGKILL of both nodes and a lifecycle pass to the warm and cold tiers;
 //! and the byte search of the `us` data directory finds neither its events' markers nor even its
 //! tenant id, while it finds its own tenant's (and the other way round). The platform admin's
-//! cross-region view lists each region's tenants from that region's own answer.
+//! cross-region view lists each region's tenants from that region's own answer. On SQLite, and
+//! on PostgreSQL with a database per region (searched with `pg_dump`).
 
 mod common;
 
 use std::path::Path;
 
-use common::{get, get_bytes, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
+use common::{get, get_bytes, post_json, put_json, wait_until, Server, ADMIN_TOKEN};
+use sealtrail_hot_postgres::testing::TestDatabase;
 use serde_json::{json, Value};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -49,19 +51,36 @@ fn files_holding(root: &Path, needle: &str) -> Vec<String> {
     found
 }
 
-/// One region's node: its directory, port and the other region as its peer.
-struct Node {
+/// One region's node: its directory (and database), port and the other region as its peer.
+struct Node<'a> {
     region: &'static str,
     dir: tempfile::TempDir,
     port: u16,
+    database: Option<&'a TestDatabase>,
 }
 
-impl Node {
+impl<'a> Node<'a> {
+    fn new(region: &'static str, database: Option<&'a TestDatabase>) -> Node<'a> {
+        Node {
+            region,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            database,
+        }
+    }
+
+    fn database_url(&self) -> Option<String> {
+        self.database.map(TestDatabase::url)
+    }
+
+    fn data_dir(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
     fn start(&self, peer: &Node) -> Server {
         let listen = format!("127.0.0.1:{}", self.port);
         let peer = format!("{}=http://127.0.0.1:{}", peer.region, peer.port);
-        Server::start_with(
-            self.dir.path(),
+        let args = common::on_backend(
             &[
                 "--region",
                 self.region,
@@ -70,8 +89,31 @@ impl Node {
                 "--listen",
                 &listen,
             ],
+            self.database_url().as_deref(),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_with(
+            self.dir.path(),
+            &args,
             &[("SEALTRAIL_ADMIN_TOKEN", ADMIN_TOKEN)],
         )
+    }
+
+    /// Where `needle` is: files of the data directory, and on PostgreSQL a dump of the
+    /// region's database.
+    fn holding(&self, needle: &str) -> Vec<String> {
+        let mut found = files_holding(self.dir.path(), needle);
+        if let Some(database) = self.database {
+            let dump = std::process::Command::new("pg_dump")
+                .arg(format!("--dbname={}", database.url_as("postgres")))
+                .output()
+                .expect("pg_dump runs");
+            assert!(dump.status.success(), "pg_dump: {dump:?}");
+            if String::from_utf8_lossy(&dump.stdout).contains(needle) {
+                found.push(format!("pg_dump of region {}", self.region));
+            }
+        }
+        found
     }
 }
 
@@ -104,17 +146,22 @@ fn event_ids(server: &Server, key: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_tenant_of_one_region_leaves_no_byte_in_another() {
-    let us = Node {
-        region: "us",
-        dir: tempfile::tempdir().unwrap(),
-        port: free_port(),
-    };
-    let eu = Node {
-        region: "eu",
-        dir: tempfile::tempdir().unwrap(),
-        port: free_port(),
-    };
+fn a_tenant_of_one_region_leaves_no_byte_in_another_on_sqlite() {
+    regions(Node::new("us", None), Node::new("eu", None));
+}
+
+#[test]
+fn a_tenant_of_one_region_leaves_no_byte_in_another_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let us_database = runtime.block_on(TestDatabase::create());
+    let eu_database = runtime.block_on(TestDatabase::create());
+    regions(
+        Node::new("us", Some(&us_database)),
+        Node::new("eu", Some(&eu_database)),
+    );
+}
+
+fn regions(us: Node, eu: Node) {
     let run = format!("{:x}", now_ns() as u64 & 0xffff_ffff_ffff);
     let (eu_tenant, us_tenant) = (format!("acme-eu-{run}"), format!("acme-us-{run}"));
     let (eu_marker, us_marker) = (format!("eu-marker-{run}"), format!("us-marker-{run}"));
@@ -273,21 +320,8 @@ fn a_tenant_of_one_region_leaves_no_byte_in_another() {
     assert_apart(
         &us, &eu, &us_tenant, &eu_tenant, &us_marker, &eu_marker, false,
     );
-    let later = sealtrail_model::format_timestamp(now_ns() + 3 * DAY_NS);
     for node in [&us, &eu] {
-        let (code, output) = sealtrail(&[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            node.dir.path().to_str().unwrap(),
-            "--hot-retention-days",
-            "1",
-            "--warm-retention-days",
-            "1",
-            "--now",
-            &later,
-        ]);
-        assert_eq!(code, 0, "{output}");
+        common::move_everything_to_cold(node.data_dir(), node.database_url().as_deref());
     }
     let eu_node = eu.start(&us);
     let us_node = us.start(&eu);
@@ -304,7 +338,10 @@ fn a_tenant_of_one_region_leaves_no_byte_in_another() {
     );
     eu_node.signal_and_wait("TERM");
     us_node.signal_and_wait("TERM");
-    let (code, output) = sealtrail(&["verify", "--data-dir", eu.dir.path().to_str().unwrap()]);
+    let (code, output) = common::sealtrail_on(
+        &["verify", "--data-dir", eu.data_dir()],
+        eu.database_url().as_deref(),
+    );
     assert_eq!(code, 0, "{output}");
     assert!(output.contains(&eu_tenant), "{output}");
 
@@ -329,12 +366,11 @@ fn assert_apart(
         (us, us_tenant, us_marker, eu_tenant, eu_marker),
         (eu, eu_tenant, eu_marker, us_tenant, us_marker),
     ] {
-        let dir = here.dir.path();
-        assert_eq!(files_holding(dir, other_tenant), Vec::<String>::new());
-        assert_eq!(files_holding(dir, other_marker), Vec::<String>::new());
-        assert!(!files_holding(dir, tenant).is_empty(), "{}", here.region);
+        assert_eq!(here.holding(other_tenant), Vec::<String>::new());
+        assert_eq!(here.holding(other_marker), Vec::<String>::new());
+        assert!(!here.holding(tenant).is_empty(), "{}", here.region);
         if !moved {
-            assert!(!files_holding(dir, marker).is_empty(), "{}", here.region);
+            assert!(!here.holding(marker).is_empty(), "{}", here.region);
         }
     }
 }

@@ -378,6 +378,35 @@ pub fn move_older_than_30_days(data_dir: &str, database_url: Option<&str>) -> St
     output
 }
 
+/// `sealtrail lifecycle run` on a clock three days ahead, with hot and warm retention of one day:
+/// every event moves hot -> warm -> cold in one run. Returns its output.
+pub fn move_everything_to_cold(data_dir: &str, database_url: Option<&str>) -> String {
+    let later = sealtrail_model::format_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+            + 3 * 86_400 * 1_000_000_000,
+    );
+    let (code, output) = sealtrail_on(
+        &[
+            "lifecycle",
+            "run",
+            "--data-dir",
+            data_dir,
+            "--hot-retention-days",
+            "1",
+            "--warm-retention-days",
+            "1",
+            "--now",
+            &later,
+        ],
+        database_url,
+    );
+    assert_eq!(code, 0, "{output}");
+    output
+}
+
 /// `sealtrail bundle` of one tenant's whole log into `out`, then `verify-bundle` with the data
 /// directory's verifier key, as an auditor would offline. Returns what `verify-bundle` printed.
 pub fn bundle_and_verify(
