@@ -336,6 +336,23 @@ fn regions(us: Node, eu: Node) {
             .all(|event| event["tier"] == "cold"),
         "{page}"
     );
+    // A retry of archived events through the other node gets their stored receipts.
+    let (status, retried) = post_json(
+        &us_node.url("/v1/events"),
+        &eu_key,
+        &events(&eu_tenant, &eu_marker, "sync", 5, old),
+    );
+    assert_eq!(status, 201, "{retried}");
+    for result in retried["results"].as_array().unwrap() {
+        let stored = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["event_id"] == result["event_id"])
+            .unwrap();
+        assert_eq!(result["seq"], stored["seq"], "{result}");
+    }
+    assert_eq!(event_ids(&us_node, &eu_key).len(), 12);
     eu_node.signal_and_wait("TERM");
     us_node.signal_and_wait("TERM");
     let (code, output) = common::sealtrail_on(
