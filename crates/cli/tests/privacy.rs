@@ -956,8 +956,9 @@ fn rotating_the_key_encryption_key_rewraps_data_keys_only() {
     let (code, output) = sealtrail(&["verify", "--data-dir", &data]);
     assert_eq!(code, 0, "{output}");
 
-    // `sealtrail import` cannot seal: a file naming a tenant with encrypted fields is refused
-    // whole, naming it, and nothing of it is written.
+    // `sealtrail import` seals as ingest does, with the deployment's key-encryption key; without
+    // one, a file naming a tenant with encrypted fields is refused whole, naming it, and nothing
+    // of it is written.
     let outside = tempfile::tempdir().unwrap();
     let file = outside.path().join("import.ndjson");
     let lines: Vec<String> = [("beta", "carol"), ("acme", "alice")]
@@ -988,4 +989,39 @@ fn rotating_the_key_encryption_key_rewraps_data_keys_only() {
         files_holding(dir.path(), markers.note("alice").as_bytes()),
         Vec::<String>::new()
     );
+    let import = [
+        "import",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.as_str(),
+    ];
+    for round in ["first", "again"] {
+        let (code, output) = common::sealtrail_with_env(&import, &[("SEALTRAIL_KEK", &new_kek)]);
+        assert_eq!(code, 0, "{round}: {output}");
+        let expected = match round {
+            "first" => "imported 2 new events; 0 already present",
+            _ => "imported 0 new events; 2 already present",
+        };
+        assert!(output.contains(expected), "{round}: {output}");
+    }
+    assert_eq!(
+        files_holding(dir.path(), markers.note("alice").as_bytes()),
+        Vec::<String>::new(),
+        "the imported event is sealed"
+    );
+    let server = start(&env(&new_kek, None));
+    let read = events_of(&server, ADMIN_TOKEN, "acme");
+    assert_fields(&read["imported-alice"], "open", &markers);
+    let beta = events_of(&server, ADMIN_TOKEN, "beta");
+    assert_eq!(
+        beta["imported-carol"]["metadata"]["note"],
+        markers.note("carol")
+    );
+    assert!(
+        beta["imported-carol"]["sealed"].is_null(),
+        "beta encrypts nothing"
+    );
+    server.signal_and_wait("TERM");
+    let (code, output) = sealtrail(&["verify", "--data-dir", &data]);
+    assert_eq!(code, 0, "{output}");
 }

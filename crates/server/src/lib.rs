@@ -58,7 +58,7 @@ pub use checkpoints::{load_or_create_signer, load_signer, DEFAULT_KEY_NAME, SIGN
 pub use clock::TEST_NOW_ENV;
 pub use lifecycle::{load_retention_policy, retention_cutoffs, LifecycleSchedule};
 use pipeline::Pipeline;
-pub use privacy::{tenant_encrypts, Resealer, KEK_FILE};
+pub use privacy::{tenant_encrypts, Resealer, Sealer, KEK_FILE};
 pub use regions::parse_peers;
 use spool::Spool;
 

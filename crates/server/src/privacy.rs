@@ -789,22 +789,61 @@ pub(crate) async fn seal_request(
     state: &AppState,
     request: &mut [PendingEvent],
 ) -> Result<(), ApiError> {
+    seal_events(&state.settings, &state.vault, &*state.store, request).await
+}
+
+/// [`seal_request`]'s work, for the server and for `sealtrail import` ([`Sealer`]).
+async fn seal_events(
+    settings: &Settings,
+    vault: &Vault,
+    store: &dyn HotStore,
+    request: &mut [PendingEvent],
+) -> Result<(), ApiError> {
     for pending in request.iter_mut() {
         if pending.capture.is_some_and(|capture| !capture.kept) {
             continue;
         }
-        let settings = state
-            .settings
-            .for_tenant(&*state.store, &pending.event.tenant_id)
-            .await?;
-        if !settings.encrypted.is_empty() {
-            state
-                .vault
-                .seal(&*state.store, pending, &settings.encrypted)
-                .await?;
+        let tenant = settings.for_tenant(store, &pending.event.tenant_id).await?;
+        if !tenant.encrypted.is_empty() {
+            vault.seal(store, pending, &tenant.encrypted).await?;
         }
     }
     Ok(())
+}
+
+/// Seals the protected fields of events written to the store without the server (`sealtrail
+/// import`), as ingest does: under each tenant's settings, with the deployment's keys.
+#[derive(Debug)]
+pub struct Sealer {
+    store: Arc<dyn HotStore>,
+    settings: Settings,
+    vault: Vault,
+}
+
+impl Sealer {
+    /// The key-encryption key from `text` (`SEALTRAIL_KEK`), else the file at `path`; `None`
+    /// when neither is there.
+    pub fn open(
+        store: Arc<dyn HotStore>,
+        text: Option<&str>,
+        path: &std::path::Path,
+    ) -> crate::Result<Option<Sealer>> {
+        if text.is_none() && !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Sealer {
+            store,
+            settings: Settings::default(),
+            vault: Vault::new(load_kek(text, path, false)?),
+        }))
+    }
+
+    /// Seals every event of `request` whose tenant has fields encrypted.
+    pub async fn seal(&self, request: &mut [PendingEvent]) -> Result<(), String> {
+        seal_events(&self.settings, &self.vault, &*self.store, request)
+            .await
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// Opens the protected fields of events about to be answered: plaintext where the reader's

@@ -36,6 +36,11 @@ pub(crate) struct ImportArgs {
     /// PostgreSQL hot tier (`postgres://…`) instead of the data directory's SQLite store.
     #[arg(long, env = "SEALTRAIL_DATABASE_URL")]
     database_url: Option<String>,
+    /// The key-encryption key file, as for `serve` (`SEALTRAIL_KEK` may hold the key itself):
+    /// the events of a tenant with encrypted fields are sealed with it before they are written
+    /// [default: <data-dir>/vault.kek]
+    #[arg(long, env = "SEALTRAIL_KEK_FILE")]
+    kek_file: Option<PathBuf>,
 }
 
 fn now_ns() -> i64 {
@@ -116,16 +121,29 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         &args.data_dir,
         args.database_url.as_deref(),
     ))?;
-    // An import writes to the store without the server's vault: it cannot seal protected
-    // fields (docs/PRIVACY.md), so a tenant that has them encrypted is refused, before anything
-    // is written.
-    for tenant_id in &tenants {
-        if runtime.block_on(sealtrail_server::tenant_encrypts(&*store, tenant_id))? {
-            bail!(
-                "tenant {tenant_id} has fields encrypted (GET /v1/tenants/{tenant_id}); import \
-                 cannot seal them, so nothing was imported: send its events through \
-                 POST /v1/events instead"
-            );
+    // A tenant with encrypted fields (docs/PRIVACY.md) gets its events sealed before they are
+    // written, as ingest seals them, with the deployment's key-encryption key; without one the
+    // file is refused before anything is written.
+    let kek_file = args
+        .kek_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join(sealtrail_server::KEK_FILE));
+    let sealer = sealtrail_server::Sealer::open(
+        store.clone(),
+        std::env::var("SEALTRAIL_KEK").ok().as_deref(),
+        &kek_file,
+    )
+    .context("loading the key-encryption key, which sealing needs")?;
+    if sealer.is_none() {
+        for tenant_id in &tenants {
+            if runtime.block_on(sealtrail_server::tenant_encrypts(&*store, tenant_id))? {
+                bail!(
+                    "tenant {tenant_id} has fields encrypted (GET /v1/tenants/{tenant_id}), and \
+                     no key-encryption key is given to seal them ({} does not exist; pass \
+                     --kek-file or SEALTRAIL_KEK as for serve): nothing was imported",
+                    kek_file.display()
+                );
+            }
         }
     }
     // The store commits one group while this thread parses the next.
@@ -138,7 +156,14 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .map(|(tenant_id, head)| (tenant_id, head.seq))
             .collect();
-        while let Some((first_line, group)) = receiver.recv().await {
+        while let Some((first_line, mut group)) = receiver.recv().await {
+            if let Some(sealer) = &sealer {
+                for request in &mut group {
+                    sealer.seal(request).await.map_err(|error| {
+                        anyhow::anyhow!("sealing the group starting at line {first_line}: {error}")
+                    })?;
+                }
+            }
             let outcomes = store.append(Arc::new(group)).await?;
             for outcome in outcomes {
                 match outcome {
