@@ -251,6 +251,20 @@ fn regions(us: Node, eu: Node) {
     assert!(wait_until(30, || event_ids(&us_node, &eu_key).len() == 10));
     assert_eq!(event_ids(&eu_node, &eu_key), event_ids(&us_node, &eu_key));
     assert!(wait_until(30, || event_ids(&us_node, &us_key).len() == 8));
+    // Only a peer's name in the forwarding header keeps a request where it is (so two peers
+    // cannot loop); any other value is no reason not to forward, and the header grants nothing.
+    for (from, expected) in [("mars", 200), ("eu", 401)] {
+        let status = match ureq::get(&us_node.url("/v1/events?limit=1"))
+            .set("Authorization", &format!("Bearer {eu_key}"))
+            .set("Sealtrail-Forwarded-From", from)
+            .call()
+        {
+            Ok(answer) => answer.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(error) => panic!("{error}"),
+        };
+        assert_eq!(status, expected, "forwarded from {from}");
+    }
 
     // An export of the eu tenant, asked and downloaded through the us node.
     let (status, job) = post_json(

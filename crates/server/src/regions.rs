@@ -13,8 +13,10 @@
 //!   here; else the peer that holds it (`GET /v1/regions/holds/{tenant_id}`); else, for a new
 //!   tenant, the region its settings name (`PUT /v1/tenants/{t}` with `region`), or here.
 //!
-//! A forwarded request carries [`FORWARDED_HEADER`], and a node never forwards such a request
-//! again, so two nodes configured as each other's peers cannot loop. Its answer carries
+//! A forwarded request carries [`FORWARDED_HEADER`] naming the forwarding node's region, and a
+//! node never forwards a request whose header names one of its peers, so two nodes configured as
+//! each other's peers cannot loop. (The header only keeps a request here: it grants nothing, the
+//! request is authenticated as any other.) Its answer carries
 //! [`REGION_HEADER`]. `GET /v1/regions/tenants` is the platform admin's cross-region view: each
 //! region's tenants, combined from every region's own answer.
 
@@ -147,7 +149,7 @@ pub(crate) async fn route(
 ) -> Response {
     let path = request.uri().path();
     if state.regions.peers.is_empty()
-        || request.headers().contains_key(FORWARDED_HEADER)
+        || forwarded_by_peer(&state.regions, request.headers())
         || !path.starts_with("/v1/")
         || path.starts_with("/v1/regions/")
     {
@@ -186,6 +188,14 @@ pub(crate) async fn route(
             next.run(Request::from_parts(parts, Body::from(body))).await
         }
     }
+}
+
+/// Whether a peer forwarded this request here.
+fn forwarded_by_peer(regions: &Regions, headers: &HeaderMap) -> bool {
+    headers
+        .get(FORWARDED_HEADER)
+        .and_then(|from| from.to_str().ok())
+        .is_some_and(|from| regions.peers.iter().any(|peer| peer.region == from))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -462,7 +472,7 @@ pub(crate) async fn tenants(
     let mut regions = vec![json!({"region": state.region, "tenants": own})];
     let mut unreachable = Vec::new();
     // A peer asked by another node answers for itself only.
-    if !headers.contains_key(FORWARDED_HEADER) {
+    if !forwarded_by_peer(&state.regions, &headers) {
         let bearer = bearer(&headers).unwrap_or_default();
         for peer in &state.regions.peers {
             let answer = state
