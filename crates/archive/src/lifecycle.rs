@@ -376,7 +376,7 @@ async fn archive_chunk(
             "read back a different number of events",
         ));
     }
-    for ((hot_row, copy), written) in events.iter().zip(&archived).zip(&written) {
+    for ((hot_row, copy), written) in events.iter().zip(&archived).zip(written.iter()) {
         if copy != written || !same_but_ciphertext(hot_row, copy) {
             return Err(mismatch(
                 tenant_id,

@@ -11,6 +11,9 @@
 //!
 //! The keys live with the server (`sealtrail_server::privacy`); this crate only calls the hook.
 
+use std::borrow::Cow;
+
+use sealtrail_ledger::EventView;
 use sealtrail_model::{sealed_commitment, Closed, Sealed, StoredEvent, PROTECTED_FIELDS};
 
 /// Re-encrypts the protected fields of events about to be written to an archive file.
@@ -51,15 +54,21 @@ pub fn same_but_ciphertext(a: &StoredEvent, b: &StoredEvent) -> bool {
 }
 
 /// Re-encrypts `events` with `reseal` when one is given, checking that it changed nothing it
-/// may not: the copy to write.
-pub(crate) async fn resealed(
+/// may not: what to write (`events` themselves when nothing in them is sealed).
+pub(crate) async fn resealed<'a>(
     reseal: Option<&dyn Reseal>,
-    events: &[StoredEvent],
-) -> crate::Result<(Vec<StoredEvent>, u64)> {
-    let mut copy = events.to_vec();
+    events: &'a [StoredEvent],
+) -> crate::Result<(Cow<'a, [StoredEvent]>, u64)> {
     let Some(reseal) = reseal else {
-        return Ok((copy, 0));
+        return Ok((Cow::Borrowed(events), 0));
     };
+    if !events
+        .iter()
+        .any(|stored| EventView::from(&stored.event).is_sealed())
+    {
+        return Ok((Cow::Borrowed(events), 0));
+    }
+    let mut copy = events.to_vec();
     let moved = reseal
         .reseal(&mut copy)
         .await
@@ -74,7 +83,7 @@ pub(crate) async fn resealed(
             before.event.tenant_id, before.seq
         )));
     }
-    Ok((copy, moved))
+    Ok((Cow::Owned(copy), moved))
 }
 
 #[cfg(test)]
