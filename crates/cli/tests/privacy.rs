@@ -11,7 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{get, get_bytes, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN};
+use common::{
+    files_holding, get, get_bytes, post_json, put_json, sealtrail, wait_until, Server, ADMIN_TOKEN,
+};
 use sealtrail_ledger::{open_checkpoint, tenant_origin, InclusionProof, NoteVerifier};
 use sealtrail_model::{Sealed, StoredEvent};
 use serde_json::{json, Value};
@@ -80,25 +82,6 @@ impl Markers {
     }
 }
 
-/// Every file under `root` that holds `needle`, by path.
-fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_holding(&path, needle));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            if bytes.windows(needle.len()).any(|window| window == needle) {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
-
 /// Where this run's bytes may be: the test directory, and on PostgreSQL a `pg_dump` of the
 /// database and the database's own files (after a checkpoint writes them out).
 struct Haystack<'a> {
@@ -112,13 +95,7 @@ impl Haystack<'_> {
     fn search(&self, needle: &str) -> Vec<String> {
         let mut found = files_holding(self.dir, needle.as_bytes());
         if let Some(database) = self.database {
-            let dump = std::process::Command::new("pg_dump")
-                .arg(format!("--dbname={}", database.url_as("postgres")))
-                .output()
-                .expect("pg_dump runs");
-            assert!(dump.status.success(), "pg_dump: {dump:?}");
-            if dump
-                .stdout
+            if common::pg_dump(database)
                 .windows(needle.len())
                 .any(|window| window == needle.as_bytes())
             {
@@ -621,12 +598,8 @@ fn privacy(
                 files_holding(dir.path(), wrapped.as_bytes()).len()
             }
             Some(database) => {
-                let dump = std::process::Command::new("pg_dump")
-                    .arg(format!("--dbname={}", database.url_as("postgres")))
-                    .output()
-                    .unwrap();
                 let needle = hex::encode(stored);
-                usize::from(String::from_utf8_lossy(&dump.stdout).contains(&needle))
+                usize::from(String::from_utf8_lossy(&common::pg_dump(database)).contains(&needle))
             }
         }
     };

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{get, get_bytes, post_json, put_json, wait_until, Server, ADMIN_TOKEN};
 use sealtrail_hot_postgres::testing::TestDatabase;
 use serde_json::{json, Value};
@@ -31,24 +29,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Every file under `root` holding `needle`.
-fn files_holding(root: &Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_holding(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|bytes| {
-            bytes
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-        }) {
-            found.push(path.display().to_string());
-        }
-    }
-    found
 }
 
 /// One region's node: its directory (and database), port and the other region as its peer.
@@ -102,14 +82,9 @@ impl<'a> Node<'a> {
     /// Where `needle` is: files of the data directory, and on PostgreSQL a dump of the
     /// region's database.
     fn holding(&self, needle: &str) -> Vec<String> {
-        let mut found = files_holding(self.dir.path(), needle);
+        let mut found = common::files_holding(self.dir.path(), needle.as_bytes());
         if let Some(database) = self.database {
-            let dump = std::process::Command::new("pg_dump")
-                .arg(format!("--dbname={}", database.url_as("postgres")))
-                .output()
-                .expect("pg_dump runs");
-            assert!(dump.status.success(), "pg_dump: {dump:?}");
-            if String::from_utf8_lossy(&dump.stdout).contains(needle) {
+            if String::from_utf8_lossy(&common::pg_dump(database)).contains(needle) {
                 found.push(format!("pg_dump of region {}", self.region));
             }
         }

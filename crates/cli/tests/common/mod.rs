@@ -360,22 +360,20 @@ pub fn sealtrail_on(args: &[&str], database_url: Option<&str>) -> (i32, String) 
     sealtrail(&args)
 }
 
-/// `sealtrail lifecycle run --hot-retention-days 30` on the data directory (and PostgreSQL at
-/// `database_url`): moves events older than 30 days to the warm tier. Returns its output.
-pub fn move_older_than_30_days(data_dir: &str, database_url: Option<&str>) -> String {
-    let (code, output) = sealtrail_on(
-        &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            data_dir,
-            "--hot-retention-days",
-            "30",
-        ],
-        database_url,
-    );
+/// `sealtrail lifecycle run` on the data directory (and PostgreSQL at `database_url`) with
+/// `args`, which must succeed. Returns its output.
+fn lifecycle_run(data_dir: &str, database_url: Option<&str>, args: &[&str]) -> String {
+    let mut all = vec!["lifecycle", "run", "--data-dir", data_dir];
+    all.extend(args);
+    let (code, output) = sealtrail_on(&all, database_url);
     assert_eq!(code, 0, "{output}");
     output
+}
+
+/// `sealtrail lifecycle run --hot-retention-days 30`: moves events older than 30 days to the
+/// warm tier. Returns its output.
+pub fn move_older_than_30_days(data_dir: &str, database_url: Option<&str>) -> String {
+    lifecycle_run(data_dir, database_url, &["--hot-retention-days", "30"])
 }
 
 /// `sealtrail lifecycle run` on a clock three days ahead, with hot and warm retention of one day:
@@ -388,12 +386,10 @@ pub fn move_everything_to_cold(data_dir: &str, database_url: Option<&str>) -> St
             .as_nanos() as i64
             + 3 * 86_400 * 1_000_000_000,
     );
-    let (code, output) = sealtrail_on(
+    lifecycle_run(
+        data_dir,
+        database_url,
         &[
-            "lifecycle",
-            "run",
-            "--data-dir",
-            data_dir,
             "--hot-retention-days",
             "1",
             "--warm-retention-days",
@@ -401,10 +397,33 @@ pub fn move_everything_to_cold(data_dir: &str, database_url: Option<&str>) -> St
             "--now",
             &later,
         ],
-        database_url,
-    );
-    assert_eq!(code, 0, "{output}");
-    output
+    )
+}
+
+/// Every file under `root` whose bytes hold `needle`, by path.
+pub fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// A `pg_dump` of the test database (a `bytea` value shows as hex in it), for a byte search.
+pub fn pg_dump(database: &sealtrail_hot_postgres::testing::TestDatabase) -> Vec<u8> {
+    let dump = Command::new("pg_dump")
+        .arg(format!("--dbname={}", database.url_as("postgres")))
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success(), "pg_dump: {dump:?}");
+    dump.stdout
 }
 
 /// `sealtrail bundle` of one tenant's whole log into `out`, then `verify-bundle` with the data
