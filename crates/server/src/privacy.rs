@@ -674,11 +674,7 @@ impl Resealer {
         text: Option<&str>,
         path: &std::path::Path,
     ) -> crate::Result<Option<Resealer>> {
-        if text.is_none() && !path.exists() {
-            return Ok(None);
-        }
-        let kek = load_kek(text, path, false)?;
-        Ok(Some(Resealer::new(store, Arc::new(Vault::new(kek)))))
+        Ok(offline_vault(text, path)?.map(|vault| Resealer::new(store, Arc::new(vault))))
     }
 }
 
@@ -690,6 +686,16 @@ impl sealtrail_archive::Reseal for Resealer {
             .await
             .map_err(|error| error.to_string())
     }
+}
+
+/// The vault of a command that runs beside the servers (`lifecycle run`, `import`): the
+/// key-encryption key from `text`, else the file at `path`, never made; `None` when neither is
+/// there (a data directory no server has started in, so nothing in it is encrypted).
+fn offline_vault(text: Option<&str>, path: &std::path::Path) -> crate::Result<Option<Vault>> {
+    if text.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Vault::new(load_kek(text, path, false)?)))
 }
 
 /// Loads the key-encryption key: the text in `SEALTRAIL_KEK` (given as `text`), else the file
@@ -828,13 +834,10 @@ impl Sealer {
         text: Option<&str>,
         path: &std::path::Path,
     ) -> crate::Result<Option<Sealer>> {
-        if text.is_none() && !path.exists() {
-            return Ok(None);
-        }
-        Ok(Some(Sealer {
+        Ok(offline_vault(text, path)?.map(|vault| Sealer {
             store,
             settings: Settings::default(),
-            vault: Vault::new(load_kek(text, path, false)?),
+            vault,
         }))
     }
 

@@ -124,16 +124,9 @@ pub(crate) fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     // A tenant with encrypted fields (docs/PRIVACY.md) gets its events sealed before they are
     // written, as ingest seals them, with the deployment's key-encryption key; without one the
     // file is refused before anything is written.
-    let kek_file = args
-        .kek_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join(sealtrail_server::KEK_FILE));
-    let sealer = sealtrail_server::Sealer::open(
-        store.clone(),
-        std::env::var("SEALTRAIL_KEK").ok().as_deref(),
-        &kek_file,
-    )
-    .context("loading the key-encryption key, which sealing needs")?;
+    let (kek_text, kek_file) = super::store::kek_source(&args.data_dir, args.kek_file.as_deref());
+    let sealer = sealtrail_server::Sealer::open(store.clone(), kek_text.as_deref(), &kek_file)
+        .context("loading the key-encryption key, which sealing needs")?;
     if sealer.is_none() {
         for tenant_id in &tenants {
             if runtime.block_on(sealtrail_server::tenant_encrypts(&*store, tenant_id))? {

@@ -230,16 +230,11 @@ pub(crate) fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
         let expiring = sealtrail_server::retention_cutoffs(&*hot, now_ns)
             .await
             .map_err(anyhow::Error::msg)?;
-        let kek_file = args
-            .kek_file
-            .clone()
-            .unwrap_or_else(|| args.data_dir.join(sealtrail_server::KEK_FILE));
-        let resealer = sealtrail_server::Resealer::open(
-            hot.clone(),
-            std::env::var("SEALTRAIL_KEK").ok().as_deref(),
-            &kek_file,
-        )
-        .context("loading the key-encryption key, which re-encryption needs")?;
+        let (kek_text, kek_file) =
+            super::store::kek_source(&args.data_dir, args.kek_file.as_deref());
+        let resealer =
+            sealtrail_server::Resealer::open(hot.clone(), kek_text.as_deref(), &kek_file)
+                .context("loading the key-encryption key, which re-encryption needs")?;
         let reports = sealtrail_archive::migrate_hot_to_warm_expiring(
             &*hot,
             &warm,

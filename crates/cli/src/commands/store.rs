@@ -1,7 +1,7 @@
 //! Opens the hot store a command runs on: the embedded SQLite store in the data directory by
 //! default, PostgreSQL when a database URL is given.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -29,6 +29,20 @@ pub(crate) async fn open_hot_store(
         )),
         Some(_) => bail!("--database-url must start with postgres:// or postgresql://"),
     }
+}
+
+/// Where a command beside the servers finds the key-encryption key, as `serve` does: the text
+/// in `SEALTRAIL_KEK` (an empty one is none), and the file `kek_file`, default
+/// `<data-dir>/vault.kek`.
+pub(crate) fn kek_source(data_dir: &Path, kek_file: Option<&Path>) -> (Option<String>, PathBuf) {
+    let text = std::env::var("SEALTRAIL_KEK")
+        .ok()
+        .filter(|key| !key.is_empty());
+    let file = kek_file.map_or_else(
+        || data_dir.join(sealtrail_server::KEK_FILE),
+        Path::to_path_buf,
+    );
+    (text, file)
 }
 
 /// Opens an existing PostgreSQL hot tier for reading (`verify`): nothing is migrated or
