@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -135,7 +135,9 @@ impl Regions {
 
 /// Where a request is served.
 enum Target {
-    Here,
+    /// Here, by the caller it authenticated as (handed to the handlers, which so need not
+    /// authenticate it again).
+    Here(Principal),
     Peer(usize),
     /// A credential this node does not know: each peer in turn.
     AnyPeer,
@@ -155,7 +157,10 @@ pub(crate) async fn route(
     {
         return next.run(request).await;
     }
-    let Some(bearer) = bearer(request.headers()) else {
+    let Some(bearer) = crate::auth::bearer_token(request.headers())
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+    else {
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
@@ -172,7 +177,11 @@ pub(crate) async fn route(
         Err(error) => return error.into_response(),
     };
     match target {
-        Target::Here => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Target::Here(principal) => {
+            let mut request = Request::from_parts(parts, Body::from(body));
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
         Target::Peer(index) => forward(&state, index, &parts, body).await,
         Target::AnyPeer => {
             for index in 0..state.regions.peers.len() {
@@ -198,12 +207,6 @@ fn forwarded_by_peer(regions: &Regions, headers: &HeaderMap) -> bool {
         .is_some_and(|from| regions.peers.iter().any(|peer| peer.region == from))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| token.to_owned())
-}
-
 /// A credential's name in the placement cache: its digest, never the secret.
 fn credential_name(bearer: &str) -> String {
     format!(
@@ -218,10 +221,8 @@ async fn target(
     body: &Bytes,
     bearer: &str,
 ) -> Result<Target, ApiError> {
-    match state.auth.authenticate(bearer).await {
-        Ok(Principal::PlatformAdmin) => {}
-        // A credential of this node: its tenant is here.
-        Ok(_) => return Ok(Target::Here),
+    let principal = match state.auth.authenticate(bearer).await {
+        Ok(principal) => principal,
         Err(ApiError::Unauthorized) => {
             return Ok(match state.regions.found.get(&credential_name(bearer)) {
                 Some(index) => Target::Peer(index),
@@ -229,35 +230,33 @@ async fn target(
             })
         }
         Err(other) => return Err(other),
+    };
+    if principal != Principal::PlatformAdmin {
+        // A credential of this node: its tenant is here.
+        return Ok(Target::Here(principal));
     }
-    let tenants = named_tenants(parts, body);
-    let mut chosen: Option<(String, Target)> = None;
-    for tenant_id in tenants {
-        let found = placement(state, &tenant_id, bearer, parts, body).await;
-        let index = match &found {
-            Target::Peer(index) => Some(*index),
-            _ => None,
-        };
+    // Each tenant named, and the peer holding it (`None`: here).
+    let mut chosen: Option<(String, Option<usize>)> = None;
+    for tenant_id in named_tenants(parts, body) {
+        let peer = placement(state, &tenant_id, bearer, parts, body).await;
         match &chosen {
-            None => chosen = Some((tenant_id, found)),
-            Some((first, earlier)) => {
-                let earlier = match earlier {
-                    Target::Peer(index) => Some(*index),
-                    _ => None,
-                };
-                if earlier != index {
-                    return Err(ApiError::invalid_field(
-                        "tenant_id",
-                        format!(
-                            "tenants {first} and {tenant_id} are in different regions: send each \
-                             region's tenants in their own request"
-                        ),
-                    ));
-                }
+            None => chosen = Some((tenant_id, peer)),
+            Some((first, earlier)) if *earlier != peer => {
+                return Err(ApiError::invalid_field(
+                    "tenant_id",
+                    format!(
+                        "tenants {first} and {tenant_id} are in different regions: send each \
+                         region's tenants in their own request"
+                    ),
+                ));
             }
+            Some(_) => {}
         }
     }
-    Ok(chosen.map_or(Target::Here, |(_, target)| target))
+    Ok(match chosen.and_then(|(_, peer)| peer) {
+        Some(index) => Target::Peer(index),
+        None => Target::Here(principal),
+    })
 }
 
 /// The tenants a platform admin's request is about: the path's, `?tenant_id=`, the body's
@@ -313,25 +312,25 @@ async fn holds(state: &AppState, tenant_id: &str) -> Result<bool, ApiError> {
         .any(|(id, _)| id == tenant_id))
 }
 
-/// Where a platform admin's request about `tenant_id` is served.
+/// The peer that serves a platform admin's request about `tenant_id`; `None`: this node.
 async fn placement(
     state: &AppState,
     tenant_id: &str,
     bearer: &str,
     parts: &axum::http::request::Parts,
     body: &Bytes,
-) -> Target {
+) -> Option<usize> {
     match holds(state, tenant_id).await {
-        Ok(true) => return Target::Here,
+        Ok(true) => return None,
         Ok(false) => {}
         Err(error) => {
             tracing::warn!(tenant_id, %error, "could not tell whether this node holds the tenant");
-            return Target::Here;
+            return None;
         }
     }
     let name = format!("tenant/{tenant_id}");
     if let Some(index) = state.regions.found.get(&name) {
-        return Target::Peer(index);
+        return Some(index);
     }
     for (index, peer) in state.regions.peers.iter().enumerate() {
         let url = format!("{}/v1/regions/holds/{tenant_id}", peer.url);
@@ -358,7 +357,7 @@ async fn placement(
         };
         if held {
             state.regions.found.put(name, index);
-            return Target::Peer(index);
+            return Some(index);
         }
     }
     // A new tenant: where its settings put it, else here.
@@ -373,11 +372,11 @@ async fn placement(
                     .iter()
                     .position(|peer| peer.region == region)
             }) {
-                return Target::Peer(index);
+                return Some(index);
             }
         }
     }
-    Target::Here
+    None
 }
 
 /// Sends the request to peer `index` and answers with what it answered, the body streamed.
@@ -473,13 +472,13 @@ pub(crate) async fn tenants(
     let mut unreachable = Vec::new();
     // A peer asked by another node answers for itself only.
     if !forwarded_by_peer(&state.regions, &headers) {
-        let bearer = bearer(&headers).unwrap_or_default();
+        let bearer = crate::auth::bearer_token(&headers).unwrap_or_default();
         for peer in &state.regions.peers {
             let answer = state
                 .regions
                 .client
                 .get(format!("{}/v1/regions/tenants", peer.url))
-                .bearer_auth(&bearer)
+                .bearer_auth(bearer)
                 .header(FORWARDED_HEADER, &state.region)
                 .send()
                 .await;
