@@ -70,6 +70,19 @@ fn chain(tenant_id: &str, count: u64, first_ns: i64, step_ns: i64) -> Vec<Stored
         .collect()
 }
 
+/// Chained events as a request to the store, which chains them again to the same hashes.
+fn resubmitted(events: &[StoredEvent]) -> Vec<PendingEvent> {
+    events
+        .iter()
+        .map(|stored| PendingEvent {
+            event: stored.event.clone(),
+            received_at_ns: stored.received_at_ns,
+            timestamp_supplied: true,
+            capture: None,
+        })
+        .collect()
+}
+
 #[test]
 fn parquet_round_trip_is_exact_and_small() {
     let events = chain("acme", 100_000, NOW_NS - 60 * DAY_NS, 20_000_000_000);
@@ -97,20 +110,7 @@ fn migration_empties_the_old_prefix_and_verify_spans_both_tiers() {
     let warm = Tier::open(&Location::Local(warm_dir.clone())).unwrap();
     let reports = runtime.block_on(async {
         let store = SqliteStore::open(&data_dir).unwrap();
-        let requests: Vec<Vec<PendingEvent>> = events
-            .chunks(500)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|stored| PendingEvent {
-                        event: stored.event.clone(),
-                        received_at_ns: stored.received_at_ns,
-                        timestamp_supplied: true,
-                        capture: None,
-                    })
-                    .collect()
-            })
-            .collect();
+        let requests: Vec<Vec<PendingEvent>> = events.chunks(500).map(resubmitted).collect();
         for outcome in store.append(Arc::new(requests)).await.unwrap() {
             assert!(matches!(outcome, AppendOutcome::Committed(_)));
         }
@@ -184,16 +184,10 @@ fn history_whose_timestamps_alternate_between_months_still_makes_large_files() {
         .collect();
     let reports = runtime.block_on(async {
         let store = SqliteStore::open(&data_dir).unwrap();
-        let request: Vec<PendingEvent> = events
-            .iter()
-            .map(|stored| PendingEvent {
-                event: stored.event.clone(),
-                received_at_ns: stored.received_at_ns,
-                timestamp_supplied: true,
-                capture: None,
-            })
-            .collect();
-        store.append(Arc::new(vec![request])).await.unwrap();
+        store
+            .append(Arc::new(vec![resubmitted(&events)]))
+            .await
+            .unwrap();
         let policy = MigrationPolicy {
             hot_retention_days: 30,
             now_ns,
@@ -284,16 +278,10 @@ fn migration_reencrypts_only_ciphertext() {
             .collect();
         let store = SqliteStore::open(&data_dir).unwrap();
         let outcome = runtime.block_on(async {
-            let request: Vec<PendingEvent> = events
-                .iter()
-                .map(|stored| PendingEvent {
-                    event: stored.event.clone(),
-                    received_at_ns: stored.received_at_ns,
-                    timestamp_supplied: true,
-                    capture: None,
-                })
-                .collect();
-            store.append(Arc::new(vec![request])).await.unwrap();
+            store
+                .append(Arc::new(vec![resubmitted(&events)]))
+                .await
+                .unwrap();
             let policy = MigrationPolicy {
                 hot_retention_days: 30,
                 now_ns: NOW_NS,
